@@ -1,0 +1,66 @@
+"""Persistence: encrypted objects, their keys, recording metadata and the audit trail.
+
+Other packages import from here, never from the modules inside; this package imports
+none of its siblings.
+"""
+
+from storage.audit import AuditRecord, AuditTrail, verify_audit_chain
+from storage.blobs import FilesystemObjectStore, ObjectStore
+from storage.database import (
+    check_database,
+    create_engine,
+    create_sessionmaker,
+    upgrade_database,
+)
+from storage.errors import (
+    AuditChainBroken,
+    DatabaseUnavailable,
+    IntegrityFailure,
+    KeyringError,
+    ObjectExists,
+    ObjectMissing,
+    StorageError,
+    StoreUnavailable,
+    Unavailable,
+)
+from storage.keyring import KeyWrapper, LocalKeyring
+from storage.recordings import (
+    AudioFacts,
+    CaptureInProgress,
+    CaptureOutcome,
+    NewRecording,
+    RecordingStore,
+)
+from storage.s3 import S3ObjectStore
+from storage.spool import EncryptedSpool, SpoolFacts
+
+__all__ = [
+    "AudioFacts",
+    "AuditChainBroken",
+    "AuditRecord",
+    "AuditTrail",
+    "CaptureInProgress",
+    "CaptureOutcome",
+    "DatabaseUnavailable",
+    "EncryptedSpool",
+    "FilesystemObjectStore",
+    "IntegrityFailure",
+    "KeyWrapper",
+    "KeyringError",
+    "LocalKeyring",
+    "NewRecording",
+    "ObjectExists",
+    "ObjectMissing",
+    "ObjectStore",
+    "RecordingStore",
+    "S3ObjectStore",
+    "SpoolFacts",
+    "StorageError",
+    "StoreUnavailable",
+    "Unavailable",
+    "check_database",
+    "create_engine",
+    "create_sessionmaker",
+    "upgrade_database",
+    "verify_audit_chain",
+]

@@ -1,0 +1,160 @@
+"""The hash-chained, append-only audit trail: appending events and verifying the chain.
+
+Each event's leaf hash covers its fields; each chain hash covers the previous chain hash
+and the leaf, so editing, deleting or reordering any row breaks every later link. The
+details are hashed separately so they can be lawfully redacted without breaking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.errors import AuditChainBroken
+from storage.models import AuditEvent, AuditHead
+
+GENESIS = bytes(32)
+_LEAF_PREFIX = b"\x00"
+_CHAIN_PREFIX = b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What happened, by whom, to which recording and why; never audio, tokens or keys."""
+
+    actor: str
+    action: str
+    outcome: str = "allow"
+    recording_id: uuid.UUID | None = None
+    purpose: str | None = None
+    details: Mapping[str, Any] | None = field(default=None)
+
+
+def canonical_details(details: Mapping[str, Any] | None) -> bytes:
+    """The exact bytes hashed for ``details``: sorted keys, no whitespace, UTF-8."""
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _field(value: str | None) -> bytes:
+    # Length-prefixed with a presence byte, so ("ab", "c") and ("a", "bc") or None and ""
+    # can never hash alike.
+    if value is None:
+        return b"\x00"
+    encoded = value.encode()
+    return b"\x01" + struct.pack(">I", len(encoded)) + encoded
+
+
+def leaf_hash(event: AuditEvent) -> bytes:
+    """SHA-256 over the event's fields, domain-separated from chain hashes."""
+    parts = [
+        struct.pack(">Q", event.seq),
+        _field(event.occurred_at.isoformat(timespec="microseconds")),
+        _field(event.actor),
+        _field(event.action),
+        _field(str(event.recording_id) if event.recording_id else None),
+        _field(event.purpose),
+        _field(event.outcome),
+        event.details_sha256,
+    ]
+    return hashlib.sha256(_LEAF_PREFIX + b"".join(parts)).digest()
+
+
+def chain_hash(previous: bytes, leaf: bytes) -> bytes:
+    """The running hash that links each event to everything before it."""
+    return hashlib.sha256(_CHAIN_PREFIX + previous + leaf).digest()
+
+
+class AuditTrail:
+    """Appends events inside the caller's transaction and verifies the whole chain."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+
+    async def append(self, session: AsyncSession, record: AuditRecord) -> AuditEvent:
+        """Append one event in the caller's transaction; it is durable when they commit.
+
+        The head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite transactions are
+        already ``BEGIN IMMEDIATE``), so concurrent appends queue and sequence numbers stay
+        gapless.
+        """
+        head = (
+            await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+        ).scalar_one()
+        details = dict(record.details) if record.details is not None else None
+        event = AuditEvent(
+            seq=head.seq + 1,
+            occurred_at=self._clock(),
+            actor=record.actor,
+            action=record.action,
+            recording_id=record.recording_id,
+            purpose=record.purpose,
+            outcome=record.outcome,
+            details=details,
+            details_sha256=hashlib.sha256(canonical_details(details)).digest(),
+        )
+        event.leaf = leaf_hash(event)
+        event.chain = chain_hash(head.chain, event.leaf)
+        head.seq = event.seq
+        head.chain = event.chain
+        session.add(event)
+        await session.flush()
+        return event
+
+
+async def verify_audit_chain(
+    session: AsyncSession,
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Recompute the chain from the first event; return how many events verified.
+
+    Raises AuditChainBroken naming the first event that is missing, altered or out of
+    place, or the head when the chain's tip was cut off.
+    """
+    expected_seq = 1
+    previous = GENESIS
+    while True:
+        rows = (
+            await session.execute(
+                select(AuditEvent)
+                .where(AuditEvent.seq >= expected_seq)
+                .order_by(AuditEvent.seq)
+                .limit(batch_size)
+            )
+        ).scalars()
+        count = 0
+        for event in rows:
+            count += 1
+            if event.seq != expected_seq:
+                raise AuditChainBroken(expected_seq, f"missing (the next event is {event.seq})")
+            if event.details is not None and (
+                hashlib.sha256(canonical_details(event.details)).digest() != event.details_sha256
+            ):
+                raise AuditChainBroken(event.seq, "details altered")
+            if leaf_hash(event) != event.leaf:
+                raise AuditChainBroken(event.seq, "fields altered")
+            if chain_hash(previous, event.leaf) != event.chain:
+                raise AuditChainBroken(event.seq, "chain link broken")
+            previous = event.chain
+            expected_seq += 1
+        if progress is not None and count:
+            progress(count)
+        if count < batch_size:
+            break
+    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+    last_seq = expected_seq - 1
+    if head.seq != last_seq or head.chain != previous:
+        raise AuditChainBroken(
+            min(head.seq, last_seq + 1), f"the chain ends at {last_seq} but its head is {head.seq}"
+        )
+    return last_seq

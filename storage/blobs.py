@@ -1,0 +1,313 @@
+"""The object-store interface and its filesystem backend; not encryption, not metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+import aiofiles
+import aiofiles.os
+
+from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
+
+MAX_KEY_LENGTH = 1024
+"""S3's limit on key length, applied to every backend so keys stay portable between them."""
+
+_KEY_CHARACTERS = re.compile(r"[a-z0-9/_.-]+")
+_COPY_CHUNK = 1024 * 1024
+_TEMP_PREFIX = ".tmp-"
+_PROBE_PREFIX = ".probe-"
+_PRIVATE_FILE = 0o600
+_PRIVATE_DIR = 0o700
+# A hard link can be refused for reasons that say nothing about the store's health: another
+# filesystem, a filesystem without links, a file we may not link (protected_hardlinks), or a
+# full link count. Copying still works in all of these cases.
+_LINK_REFUSALS = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK})
+
+
+class ObjectStore(Protocol):
+    """Where encrypted objects live; callers never learn which backend it is."""
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key``, durably, without ever overwriting.
+
+        Raises ObjectExists when the key is taken, because an object is immutable once
+        written: replacing it would break the integrity guarantees kept about it elsewhere.
+        """
+        ...
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)``; shorter only where the object ends first.
+
+        Ranged reads let playback and verification stream large recordings without
+        holding them in memory. Raises ObjectMissing when there is no such object.
+        """
+        ...
+
+    async def size(self, key: str) -> int:
+        """Return the object's length in bytes; ObjectMissing when it is absent."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object and every older version of it; a missing object is fine.
+
+        Deletion is a legal obligation here, so a copy left behind as an old version
+        counts as not deleted. Idempotent so that an interrupted deletion can be retried.
+        """
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Say whether an object is stored under ``key``."""
+        ...
+
+    def iter_keys(self) -> AsyncIterator[str]:
+        """Yield every key in the store, so objects unknown to the database can be found."""
+        ...
+
+    async def check(self) -> None:
+        """Raise StoreUnavailable unless the store can be reached (and, where cheap, written)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ValueError.
+
+    Keys become file paths and S3 object names, so anything that could climb out of the
+    store (``..``, a leading ``/``) or mean different things on different backends (case,
+    spaces, empty segments) is refused before it reaches either. Segments starting with a
+    dot are reserved for the filesystem store's own temporary and probe files.
+    """
+    shown = key[:80]
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"object key must be 1 to {MAX_KEY_LENGTH} characters: {shown!r}")
+    if _KEY_CHARACTERS.fullmatch(key) is None:
+        raise ValueError(f"object key may only contain a-z 0-9 / _ . -: {shown!r}")
+    if key.startswith("/") or ".." in key:
+        raise ValueError(f"object key must be relative and contain no '..': {shown!r}")
+    if any(not segment or segment.startswith(".") for segment in key.split("/")):
+        raise ValueError(f"object key has an empty or dot-led segment: {shown!r}")
+    return key
+
+
+def validate_range(start: int, end: int) -> None:
+    """Raise ValueError for a range no backend could serve, before any I/O is spent on it."""
+    if start < 0 or end < start:
+        raise ValueError(f"invalid byte range [{start}, {end})")
+
+
+class FilesystemObjectStore:
+    """Objects as private files under one directory, for single-host deployments and tests.
+
+    Durability comes from fsyncing file data and every directory entry that changes;
+    atomicity and create-only semantics come from ``link``, which never replaces an
+    existing name, so a reader sees either no object or the whole object.
+    """
+
+    def __init__(self, root: Path) -> None:
+        # Created private from the first moment; an existing root is left as the operator
+        # made it, because tightening someone else's directory could break their setup.
+        root.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+        self._root = root
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Hard-link ``path`` into the store when it shares the filesystem, else copy it.
+
+        Linking avoids copying a large recording a second time. The linked file becomes
+        the object: it is made 0600 first, and the caller must not modify it afterwards
+        (unlinking it is fine). Errors about ``path`` itself are the caller's and are
+        raised unchanged.
+        """
+        final = self._path(key)
+        source = await aiofiles.os.stat(path)
+        try:
+            root = await aiofiles.os.stat(self._root)
+            await asyncio.to_thread(self._make_dirs, final.parent)
+            linked = source.st_dev == root.st_dev and await self._link_in(path, final)
+            if not linked:
+                await self._copy_in(path, final)
+            await asyncio.to_thread(_fsync_dir, final.parent)
+        except FileExistsError as exc:
+            raise ObjectExists(key) from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot store object {key!r} under {self._root}") from exc
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Seek and read; a buffered read only comes back short at the end of the file."""
+        validate_range(start, end)
+        path = self._path(key)
+        try:
+            async with aiofiles.open(path, "rb") as source:
+                await source.seek(start)
+                return await source.read(end - start)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectMissing(key) from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot read object {key!r} under {self._root}") from exc
+
+    async def size(self, key: str) -> int:
+        """Stat the object; directories are layout, not objects, so they count as missing."""
+        info = await self._stat_object(key)
+        if info is None:
+            raise ObjectMissing(key)
+        return info.st_size
+
+    async def delete(self, key: str) -> None:
+        """Unlink and fsync the directory, so the deletion survives a crash too."""
+        path = self._path(key)
+        try:
+            await aiofiles.os.unlink(path)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot delete object {key!r} under {self._root}") from exc
+        try:
+            await asyncio.to_thread(_fsync_dir, path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot persist deletion of {key!r}") from exc
+
+    async def exists(self, key: str) -> bool:
+        """Stat the object; only a regular file is an object."""
+        return await self._stat_object(key) is not None
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        """Walk the tree one directory per thread hop, so a huge store never blocks the loop."""
+        pending = [self._root]
+        while pending:
+            directory = pending.pop()
+            try:
+                files, subdirs = await asyncio.to_thread(_scan, directory)
+            except FileNotFoundError as exc:
+                if directory == self._root:
+                    raise StoreUnavailable(f"store root {self._root} is missing") from exc
+                continue
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot list objects under {self._root}") from exc
+            for name in files:
+                yield (directory / name).relative_to(self._root).as_posix()
+            # Reversed so that popping visits subdirectories in name order.
+            pending.extend(directory / name for name in reversed(subdirs))
+
+    async def check(self) -> None:
+        """Write and remove a probe file: existing is not enough if the disk went read-only."""
+        probe = self._root / f"{_PROBE_PREFIX}{secrets.token_hex(8)}"
+        try:
+            async with aiofiles.open(probe, "xb", opener=_private_opener) as handle:
+                await handle.write(b"probe")
+            await aiofiles.os.unlink(probe)
+        except OSError as exc:
+            raise StoreUnavailable(f"object store at {self._root} is not writable") from exc
+
+    async def close(self) -> None:
+        """Nothing is held open between calls."""
+
+    def _path(self, key: str) -> Path:
+        return self._root / validate_key(key)
+
+    async def _stat_object(self, key: str) -> os.stat_result | None:
+        path = self._path(key)
+        try:
+            info = await aiofiles.os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot inspect object {key!r} under {self._root}") from exc
+        return info if stat.S_ISREG(info.st_mode) else None
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing directories privately, fsyncing each parent so they survive a crash."""
+        current = self._root
+        for part in directory.relative_to(self._root).parts:
+            parent, current = current, current / part
+            try:
+                os.mkdir(current, _PRIVATE_DIR)
+            except FileExistsError:
+                if not current.is_dir():
+                    # Reported as an I/O fault rather than ObjectExists: the key itself is free.
+                    raise NotADirectoryError(
+                        errno.ENOTDIR, "not a directory", str(current)
+                    ) from None
+                continue
+            _fsync_dir(parent)
+
+    async def _link_in(self, source: Path, final: Path) -> bool:
+        """Link ``source`` as ``final``; False when this filesystem cannot, so the caller copies."""
+        try:
+            await asyncio.to_thread(_seal, source)
+            await aiofiles.os.link(source, final)
+        except OSError as exc:
+            if exc.errno in _LINK_REFUSALS:
+                return False
+            raise
+        return True
+
+    async def _copy_in(self, source: Path, final: Path) -> None:
+        """Copy into a private temporary beside ``final``, then link it into place.
+
+        The temporary sits in the same directory so the link cannot cross filesystems,
+        and its dot-led name keeps it out of ``iter_keys`` if a crash strands it.
+        """
+        temp = final.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            async with (
+                aiofiles.open(source, "rb") as reader,
+                aiofiles.open(temp, "xb", opener=_private_opener) as writer,
+            ):
+                while chunk := await reader.read(_COPY_CHUNK):
+                    await writer.write(chunk)
+                await writer.flush()
+                await asyncio.to_thread(os.fsync, writer.fileno())
+            await aiofiles.os.link(temp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await aiofiles.os.unlink(temp)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    """Create files 0600 from the start, so no window exists where others could open them."""
+    return os.open(path, flags, _PRIVATE_FILE)
+
+
+def _seal(path: Path) -> None:
+    """Make a file about to become an object private and durable before it gets its name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fchmod(fd, _PRIVATE_FILE)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a directory's entries; without this a new or removed name can be lost on crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _scan(directory: Path) -> tuple[list[str], list[str]]:
+    """List one directory's object files and subdirectories, skipping the store's dot-files."""
+    files: list[str] = []
+    subdirs: list[str] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(entry.name)
+    return sorted(files), sorted(subdirs)

@@ -1,0 +1,63 @@
+"""What can go wrong in storage, as facts callers can act on; no HTTP statuses here.
+
+StorageError
+├── Unavailable                  a backend (database, object store) cannot be reached: retry later
+│   ├── DatabaseUnavailable
+│   └── StoreUnavailable
+├── ObjectMissing                an object that should exist does not
+├── ObjectExists                 a create-only write found the key taken
+├── IntegrityFailure             stored bytes or metadata fail authentication or checks
+│   └── AuditChainBroken         the audit trail was edited, deleted from or reordered
+└── KeyringError                 a key-encryption key is missing, unsafe or wrong
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base of every error raised by the storage package."""
+
+
+class Unavailable(StorageError):
+    """A backend cannot be reached now; the operation may succeed if retried."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The metadata database cannot be reached."""
+
+
+class StoreUnavailable(Unavailable):
+    """The object store cannot be reached."""
+
+
+class ObjectMissing(StorageError):
+    """The object store holds no object under this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object under key {key!r}")
+        self.key = key
+
+
+class ObjectExists(StorageError):
+    """A create-only write found the key already taken; nothing was overwritten."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"an object already exists under key {key!r}")
+        self.key = key
+
+
+class IntegrityFailure(StorageError):
+    """Stored bytes failed authentication: tampered, truncated, spliced or wrong key."""
+
+
+class AuditChainBroken(IntegrityFailure):
+    """The audit chain does not verify; ``seq`` names the first bad event."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"audit event {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+class KeyringError(StorageError):
+    """A key-encryption key is missing, readable by others, malformed or not the right one."""

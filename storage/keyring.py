@@ -1,0 +1,242 @@
+"""Local key-encryption keys and wrapping data keys with them; not the object format."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from storage.errors import KeyringError
+
+__all__ = ["KeyWrapper", "LocalKeyring", "WrappedKey"]
+
+_KEY_LENGTH: Final = 32
+_NONCE_LENGTH: Final = 12
+_BLOB_VERSION: Final = 0x01
+_BLOB_LENGTH: Final = 1 + 16 + _NONCE_LENGTH + _KEY_LENGTH + 16
+_WRAP_INFO: Final = b"sgrc-wrap/v1\0"
+_KEY_SUFFIX: Final = ".key"
+_CURRENT: Final = "current"
+_PRIVATE_BITS: Final = 0o077
+
+
+@dataclass(frozen=True, slots=True)
+class WrappedKey:
+    """A data key sealed under a KEK; safe to store, useless without that KEK."""
+
+    kek_id: str
+    blob: bytes = field(repr=False)
+
+
+class KeyWrapper(Protocol):
+    """What storage needs from a key provider, so a KMS can stand in for the local keyring."""
+
+    @property
+    def current_kek_id(self) -> str:
+        """The KEK that new wraps use."""
+        ...
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+        """Seal ``dek`` so it can only be unwrapped for ``object_id``."""
+        ...
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+        """Return the data key, or raise KeyringError if it is not authentic for ``object_id``."""
+        ...
+
+
+def _parse_kek_id(text: str) -> str | None:
+    """Return the canonical id if ``text`` is one (32 lowercase hex digits), else None."""
+    if len(text) != 32:
+        return None
+    try:
+        parsed = uuid.UUID(hex=text)
+    except ValueError:
+        return None
+    return parsed.hex if parsed.hex == text else None
+
+
+def _aad(object_id: uuid.UUID, kek_raw: bytes) -> bytes:
+    return _WRAP_INFO + object_id.bytes + kek_raw
+
+
+def _refuse_loose_mode(path: Path, mode: int) -> None:
+    if mode & _PRIVATE_BITS:
+        raise KeyringError(
+            f"{path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}); "
+            "restrict it to the owner (chmod go-rwx)"
+        )
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
+    """Write a 0600 file and fsync it; ``exclusive`` refuses to touch an existing file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        # The umask can only narrow the mode; fchmod makes it exactly owner read/write.
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read_private(path: Path, limit: int) -> bytes:
+    """Read a small file that must be private, checking the mode of what was actually opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise KeyringError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyringError(f"{path} is not a regular file")
+        _refuse_loose_mode(path, info.st_mode)
+        if info.st_size > limit:
+            raise KeyringError(f"{path} is {info.st_size} bytes, expected at most {limit}")
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, limit + 1):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class LocalKeyring:
+    """KEKs in one private directory: ``<kek_id>.key`` files plus a ``current`` pointer.
+
+    Everything is checked on open, so a keyring that another user could read, or whose
+    files were damaged, stops the service at start-up rather than at the first wrap.
+    """
+
+    __slots__ = ("_current", "_directory", "_keys")
+
+    def __init__(self, directory: Path, keys: dict[str, AESGCM], current: str) -> None:
+        """Use ``open``; this only assembles already-checked parts."""
+        self._directory = directory
+        self._keys = keys
+        self._current = current
+
+    @classmethod
+    def open(cls, directory: Path, *, create: bool = True) -> LocalKeyring:
+        """Load and check the keyring, creating it with a first key if it is new and allowed."""
+        directory = Path(directory)
+        if not directory.exists():
+            if not create:
+                raise KeyringError(f"keyring directory {directory} does not exist")
+            directory.mkdir(mode=0o700, parents=True)
+            # mkdir's mode is filtered by the umask; set it outright so it is what we claim.
+            directory.chmod(0o700)
+        info = directory.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise KeyringError(f"keyring path {directory} is not a directory")
+        _refuse_loose_mode(directory, info.st_mode)
+
+        keys: dict[str, AESGCM] = {}
+        for path in sorted(directory.iterdir()):
+            if path.suffix != _KEY_SUFFIX:
+                continue
+            kek_id = _parse_kek_id(path.stem)
+            if kek_id is None:
+                raise KeyringError(f"{path} is not named <32 hex digit id>.key")
+            material = _read_private(path, _KEY_LENGTH)
+            if len(material) != _KEY_LENGTH:
+                raise KeyringError(f"{path} holds {len(material)} bytes, expected {_KEY_LENGTH}")
+            keys[kek_id] = AESGCM(material)
+
+        current_path = directory / _CURRENT
+        if not keys and not current_path.exists():
+            if not create:
+                raise KeyringError(f"keyring directory {directory} holds no keys")
+            keyring = cls(directory, {}, "")
+            keyring.rotate()
+            return keyring
+        if not current_path.exists():
+            raise KeyringError(
+                f"{current_path} is missing; write the id of the key new wraps should use"
+            )
+        raw = _read_private(current_path, 64)
+        try:
+            text = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            text = ""
+        current = _parse_kek_id(text)
+        if current is None:
+            raise KeyringError(f"{current_path} does not hold a key id")
+        if current not in keys:
+            raise KeyringError(f"{current_path} names key {current}, which is not in {directory}")
+        return cls(directory, keys, current)
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalKeyring(directory={str(self._directory)!r}, current={self._current!r}, "
+            f"keys={len(self._keys)})"
+        )
+
+    @property
+    def current_kek_id(self) -> str:
+        """The KEK that new wraps use."""
+        return self._current
+
+    def rotate(self) -> str:
+        """Create a new KEK and make it current; older KEKs stay so old wraps still open."""
+        kek_id = uuid.uuid4().hex
+        material = os.urandom(_KEY_LENGTH)
+        _write_private(self._directory / f"{kek_id}{_KEY_SUFFIX}", material, exclusive=True)
+        _fsync_directory(self._directory)
+        # Replace ``current`` atomically so a crash leaves either the old or the new id.
+        staging = self._directory / f"{_CURRENT}.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        _write_private(staging, f"{kek_id}\n".encode("ascii"), exclusive=True)
+        staging.replace(self._directory / _CURRENT)
+        _fsync_directory(self._directory)
+        self._keys[kek_id] = AESGCM(material)
+        self._current = kek_id
+        return kek_id
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+        """Seal ``dek`` under the current KEK, bound to ``object_id`` and to the KEK's id."""
+        if len(dek) != _KEY_LENGTH:
+            raise ValueError("a data key is exactly 32 bytes")
+        kek_raw = uuid.UUID(hex=self._current).bytes
+        nonce = os.urandom(_NONCE_LENGTH)
+        sealed = self._keys[self._current].encrypt(nonce, dek, _aad(object_id, kek_raw))
+        return WrappedKey(self._current, bytes([_BLOB_VERSION]) + kek_raw + nonce + sealed)
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+        """Return the data key, refusing anything not wrapped by us for this very object."""
+        blob = wrapped.blob
+        if len(blob) != _BLOB_LENGTH or blob[0] != _BLOB_VERSION:
+            raise KeyringError("wrapped key has an unknown format")
+        kek_raw = blob[1:17]
+        kek_id = uuid.UUID(bytes=kek_raw).hex
+        if kek_id != wrapped.kek_id:
+            raise KeyringError("wrapped key names a different KEK than its record")
+        kek = self._keys.get(kek_id)
+        if kek is None:
+            raise KeyringError(f"key-encryption key {kek_id} is not in the keyring")
+        nonce = blob[17 : 17 + _NONCE_LENGTH]
+        try:
+            return kek.decrypt(nonce, blob[17 + _NONCE_LENGTH :], _aad(object_id, kek_raw))
+        except InvalidTag:
+            raise KeyringError(
+                "wrapped key failed authentication (wrong object, wrong KEK or altered)"
+            ) from None

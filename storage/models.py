@@ -1,0 +1,215 @@
+"""SQLAlchemy 2 tables of the metadata database; no queries here (see repository.py)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so the same migrations work on SQLite (batch mode) and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite has no time zones and hands back naive values; comparing those with aware
+    deadlines would raise or, worse, silently shift a retention deadline.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class RecordingState:
+    """Lifecycle of a recording row; only ``STORED`` rows are visible to readers."""
+
+    PENDING = "pending"  # idempotency key claimed, object being written
+    STORED = "stored"  # object durable, keys committed, audited
+    DELETING = "deleting"  # keys destroyed, object versions being removed
+    DELETED = "deleted"  # tombstone without personal data
+
+
+class Recording(Base):
+    """One call recording and the facts about the call it holds."""
+
+    __tablename__ = "recording"
+    __table_args__ = (
+        UniqueConstraint("source", "source_recording_id", name="uq_recording_source_id"),
+        Index("ix_recording_team_started", "team", "started_at"),
+        Index("ix_recording_deadline", "state", "retention_deadline"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    source_recording_id: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    direction: Mapped[str | None] = mapped_column(String(16))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str | None] = mapped_column(String(64))
+    agent: Mapped[str | None] = mapped_column(String(128))
+    team: Mapped[str | None] = mapped_column(String(128))
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    container: Mapped[str | None] = mapped_column(String(32))
+    codec: Mapped[str | None] = mapped_column(String(32))
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    retention_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    objects: Mapped[list[StoredObject]] = relationship(
+        back_populates="recording", cascade="all, delete-orphan", lazy="selectin"
+    )
+    referrals: Mapped[list[Referral]] = relationship(
+        secondary="recording_referral", lazy="selectin", order_by="Referral.reference"
+    )
+
+
+class Referral(Base):
+    """A safeguarding referral, known by the hub's own reference (e.g. MASH-2026-004211)."""
+
+    __tablename__ = "referral"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class RecordingReferral(Base):
+    """Many-to-many link between recordings and referrals, with who linked it and when."""
+
+    __tablename__ = "recording_referral"
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recording.id", ondelete="CASCADE"), primary_key=True
+    )
+    referral_id: Mapped[int] = mapped_column(
+        ForeignKey("referral.id", ondelete="CASCADE"), primary_key=True
+    )
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    linked_by: Mapped[str] = mapped_column(String(200))
+
+
+class StoredObject(Base):
+    """One encrypted object in the object store, with the facts needed to trust it.
+
+    ``id`` is also the object id bound into the ciphertext, so a segment moved between
+    objects fails authentication.
+    """
+
+    __tablename__ = "stored_object"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recording.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # "original" now; renditions later
+    object_key: Mapped[str] = mapped_column(String(255), unique=True)
+    content_type: Mapped[str] = mapped_column(String(64))
+    plaintext_size: Mapped[int] = mapped_column(BigInteger)
+    plaintext_sha256: Mapped[str] = mapped_column(String(64))
+    ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    recording: Mapped[Recording] = relationship(back_populates="objects")
+    data_key: Mapped[DataKey | None] = relationship(
+        back_populates="stored_object", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class DataKey(Base):
+    """The wrapped data key of one object; it lives only here, so deleting it shreds the object."""
+
+    __tablename__ = "data_key"
+
+    object_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("stored_object.id", ondelete="CASCADE"), primary_key=True
+    )
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    stored_object: Mapped[StoredObject] = relationship(back_populates="data_key")
+
+
+class AuditEvent(Base):
+    """One append-only, hash-chained audit event (see audit.py for the hashing)."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_recording", "recording_id"),
+        Index("ix_audit_event_actor", "actor"),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    recording_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # no FK: outlives deletion
+    purpose: Mapped[str | None] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details_sha256: Mapped[bytes] = mapped_column(LargeBinary(32))
+    leaf: Mapped[bytes] = mapped_column(LargeBinary(32))
+    chain: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditHead(Base):
+    """The single row holding the chain's tip; locking it serialises appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    chain: Mapped[bytes] = mapped_column(LargeBinary(32))

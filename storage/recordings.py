@@ -1,0 +1,269 @@
+"""Stores a captured recording durably: claim its id, put its object, commit keys and audit.
+
+The order is what keeps "nothing half stored" true:
+
+1. claim: insert the recording as ``pending`` (the unique source id makes duplicates and
+   concurrent duplicates meet here), with its object row but no key;
+2. put the encrypted spool into the object store, create-only;
+3. commit the wrapped data key, the referrals, the ``stored`` state and the audit event
+   in one transaction.
+
+A failure after 1 removes the claim (and the object, after 2); a crash leaves a pending
+row that ``reap_abandoned_captures`` cleans up. Readers only ever see ``stored`` rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.audit import AuditRecord, AuditTrail
+from storage.blobs import ObjectStore
+from storage.database import translate_database_errors
+from storage.errors import StorageError, Unavailable
+from storage.keyring import KeyWrapper
+from storage.models import DataKey, Recording, RecordingState, StoredObject
+from storage.repository import RecordingRepository
+from storage.spool import EncryptedSpool
+
+log = logging.getLogger(__name__)
+
+
+class CaptureInProgress(StorageError):
+    """The same source id is being stored by another request right now; retry shortly."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFacts:
+    """What probing the audio found; recorded with the recording."""
+
+    container: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecording:
+    """A recording as its source describes it, validated by the recorder."""
+
+    source: str
+    source_recording_id: str
+    started_at: datetime
+    retention_deadline: datetime
+    ended_at: datetime | None = None
+    direction: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    agent: str | None = None
+    team: str | None = None
+    referrals: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    """The stored recording's id and deadline; ``created`` is False for a duplicate."""
+
+    recording_id: uuid.UUID
+    retention_deadline: datetime
+    created: bool
+
+
+def object_key_for(object_id: uuid.UUID) -> str:
+    """Random, meaningless object keys: nothing about the call is visible in the store."""
+    return f"recordings/{object_id.hex[:2]}/{object_id.hex}"
+
+
+class RecordingStore:
+    """Coordinates metadata, object store, key wrapping and audit for stored recordings."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        objects: ObjectStore,
+        keys: KeyWrapper,
+        audit: AuditTrail,
+        clock: Callable[[], datetime],
+        duplicate_wait: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self._sessions = sessions
+        self._objects = objects
+        self._keys = keys
+        self._audit = audit
+        self._clock = clock
+        self._duplicate_wait = duplicate_wait
+
+    async def find_existing(self, source: str, source_recording_id: str) -> CaptureOutcome | None:
+        """A settled earlier delivery of this source id, if any (pending ones are waited for)."""
+        deadline = asyncio.get_running_loop().time() + self._duplicate_wait.total_seconds()
+        while True:
+            async with translate_database_errors(), self._sessions() as session:
+                found = await RecordingRepository(session).find_by_source_id(
+                    source, source_recording_id
+                )
+            if found is None:
+                return None
+            if found.state != RecordingState.PENDING:
+                return CaptureOutcome(found.id, found.retention_deadline, created=False)
+            if asyncio.get_running_loop().time() >= deadline:
+                raise CaptureInProgress(source_recording_id)
+            await asyncio.sleep(0.1)
+
+    async def store_capture(
+        self, spool: EncryptedSpool, recording: NewRecording, audio: AudioFacts, *, actor: str
+    ) -> CaptureOutcome:
+        """Make a finished spool a durable, audited recording; idempotent per source id.
+
+        Raises Unavailable (database or store) or CaptureInProgress; in every failure
+        case nothing stays visible and the caller may retry.
+        """
+        facts = spool.facts
+        recording_id = uuid.uuid4()
+        now = self._clock()
+        row = Recording(
+            id=recording_id,
+            source=recording.source,
+            source_recording_id=recording.source_recording_id,
+            state=RecordingState.PENDING,
+            started_at=recording.started_at,
+            ended_at=recording.ended_at,
+            direction=recording.direction,
+            from_number=recording.from_number,
+            to_number=recording.to_number,
+            agent=recording.agent,
+            team=recording.team,
+            extra=recording.extra or None,
+            container=audio.container,
+            codec=audio.codec,
+            sample_rate=audio.sample_rate,
+            channels=audio.channels,
+            duration_s=audio.duration_s,
+            retention_deadline=recording.retention_deadline,
+            received_at=now,
+        )
+        row.objects.append(
+            StoredObject(
+                id=spool.object_id,
+                kind="original",
+                object_key=object_key_for(spool.object_id),
+                content_type=audio.content_type,
+                plaintext_size=facts.plaintext_size,
+                plaintext_sha256=facts.plaintext_sha256,
+                ciphertext_size=facts.ciphertext_size,
+                ciphertext_sha256=facts.ciphertext_sha256,
+                created_at=now,
+            )
+        )
+        claimed = await self._claim(row)
+        if not claimed:
+            existing = await self.find_existing(recording.source, recording.source_recording_id)
+            if existing is None:  # the other delivery failed and was rolled back: try again
+                return await self.store_capture(spool, recording, audio, actor=actor)
+            return existing
+        key = object_key_for(spool.object_id)
+        try:
+            await self._objects.put_file(key, spool.path)
+        except BaseException:
+            await self._release_claim(recording_id, key=None)
+            raise
+        try:
+            await self._commit(recording_id, spool, recording, facts.plaintext_sha256, actor)
+        except BaseException:
+            await self._release_claim(recording_id, key=key)
+            raise
+        return CaptureOutcome(recording_id, recording.retention_deadline, created=True)
+
+    async def _claim(self, row: Recording) -> bool:
+        try:
+            async with translate_database_errors(), self._sessions.begin() as session:
+                await RecordingRepository(session).add(row)
+        except IntegrityError:
+            return False
+        return True
+
+    async def _commit(
+        self,
+        recording_id: uuid.UUID,
+        spool: EncryptedSpool,
+        recording: NewRecording,
+        plaintext_sha256: str,
+        actor: str,
+    ) -> None:
+        wrapped = self._keys.wrap(spool.data_key, spool.object_id)
+        now = self._clock()
+        async with translate_database_errors(), self._sessions.begin() as session:
+            repository = RecordingRepository(session)
+            row = await repository.get(recording_id)
+            if row is None:
+                raise CaptureInProgress(recording.source_recording_id)
+            row.state = RecordingState.STORED
+            row.stored_at = now
+            session.add(
+                DataKey(
+                    object_id=spool.object_id,
+                    kek_id=wrapped.kek_id,
+                    wrapped=wrapped.blob,
+                    created_at=now,
+                )
+            )
+            await repository.link_referrals(recording_id, recording.referrals, by=actor, at=now)
+            await self._audit.append(
+                session,
+                AuditRecord(
+                    actor=actor,
+                    action="recording.captured",
+                    recording_id=recording_id,
+                    details={
+                        "source_recording_id": recording.source_recording_id,
+                        "bytes": spool.facts.plaintext_size,
+                        "sha256": plaintext_sha256,
+                    },
+                ),
+            )
+
+    async def _release_claim(self, recording_id: uuid.UUID, *, key: str | None) -> None:
+        # Best effort: if the database or store is down too, the reaper finishes the job.
+        try:
+            if key is not None:
+                await self._objects.delete(key)
+            async with translate_database_errors(), self._sessions.begin() as session:
+                await RecordingRepository(session).remove(recording_id)
+        except (Unavailable, OSError):
+            log.warning("could not release a failed capture; the reaper will", exc_info=True)
+
+    async def record_discard(self, *, actor: str, source_recording_id: str, reason: str) -> None:
+        """Audit that a delivery was refused without storing it (e.g. already past retention)."""
+        async with translate_database_errors(), self._sessions.begin() as session:
+            await self._audit.append(
+                session,
+                AuditRecord(
+                    actor=actor,
+                    action="recording.discarded",
+                    outcome="deny",
+                    details={"source_recording_id": source_recording_id, "reason": reason},
+                ),
+            )
+
+    async def reap_abandoned_captures(self, older_than: timedelta) -> int:
+        """Remove pending captures older than ``older_than`` and their objects; return count."""
+        cutoff = self._clock() - older_than
+        async with translate_database_errors(), self._sessions() as session:
+            abandoned = await RecordingRepository(session).abandoned_pending(cutoff)
+        for row in abandoned:
+            for stored in row.objects:
+                await self._objects.delete(stored.object_key)
+            async with translate_database_errors(), self._sessions.begin() as session:
+                await RecordingRepository(session).remove(row.id)
+        return len(abandoned)

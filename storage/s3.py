@@ -1,0 +1,344 @@
+"""The S3 object-store backend over boto3; not the parsing of store URLs, which config owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import aiofiles
+import aiofiles.os
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage.blobs import validate_key, validate_range
+from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+
+DEFAULT_PART_SIZE = 16 * 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024
+"""S3 rejects multipart parts smaller than this, except the last one."""
+
+MAX_PARTS = 10_000
+"""S3's limit on parts in one multipart upload."""
+
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects request accepts
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+_T = TypeVar("_T")
+
+
+class S3ObjectStore:
+    """Objects in one S3 bucket under an optional prefix.
+
+    Create-only writes rely on S3's conditional writes (``If-None-Match: *``), which S3
+    evaluates atomically, so two writers racing for one key cannot both succeed.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str = "",
+        *,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes, S3's minimum")
+        prefix = prefix.strip("/")
+        self._client = client
+        self._bucket = bucket
+        self._prefix = f"{validate_key(prefix)}/" if prefix else ""
+        self._part_size = part_size
+
+    @classmethod
+    def connect(
+        cls,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        connect_timeout: float = 5,
+        read_timeout: float = 60,
+        max_retries: int = 3,
+    ) -> S3ObjectStore:
+        """Build a client; what is not given comes from the standard AWS environment.
+
+        boto3 itself reads credentials, region and ``AWS_ENDPOINT_URL_S3`` (or
+        ``AWS_ENDPOINT_URL``), so S3-compatible servers work without code here. Timeouts
+        are bounded so a hung endpoint fails a request instead of stalling a recording.
+        """
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max_retries},
+        )
+        # A session per store: boto3's default session is shared module state and not
+        # thread-safe, while the client made here is safe to use from worker threads.
+        session = boto3.session.Session()
+        client = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        return cls(client, bucket, prefix, part_size=part_size)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Upload in one request below ``part_size``, else as a multipart upload.
+
+        Both paths are create-only through ``If-None-Match: *``. Errors about ``path``
+        itself are the caller's and are raised unchanged.
+        """
+        name = self._name(key)
+        size = (await aiofiles.os.stat(path)).st_size
+        if size < self._part_size:
+            await self._put_single(key, name, path)
+        else:
+            if -(-size // self._part_size) > MAX_PARTS:
+                raise ValueError(f"{path} needs more than {MAX_PARTS} parts of {self._part_size}")
+            await self._put_multipart(key, name, path)
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """GET with an HTTP Range; S3 itself shortens a range that runs past the end."""
+        validate_range(start, end)
+        name = self._name(key)
+        if start == end:
+            # HTTP cannot express an empty range; a HEAD still says whether the object exists.
+            await self.size(key)
+            return b""
+        try:
+            response = await asyncio.to_thread(
+                self._client.get_object,
+                Bucket=self._bucket,
+                Key=name,
+                Range=f"bytes={start}-{end - 1}",
+            )
+            body = response["Body"]
+            try:
+                return await asyncio.to_thread(body.read)
+            finally:
+                body.close()
+        except ClientError as exc:
+            code = _code(exc)
+            if code in _NOT_FOUND:
+                raise ObjectMissing(key) from exc
+            if code == "InvalidRange":
+                # The range starts at or past the end of the object: nothing is there to read.
+                return b""
+            raise self._unavailable("GetObject", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("GetObject", exc) from exc
+
+    async def size(self, key: str) -> int:
+        """HEAD the object.
+
+        A HEAD response has no error body, so a missing bucket also looks like a missing
+        object here; ``check`` is what tells a misconfigured bucket apart.
+        """
+        name = self._name(key)
+        try:
+            head = await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                raise ObjectMissing(key) from exc
+            raise self._unavailable("HeadObject", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("HeadObject", exc) from exc
+        return head["ContentLength"]
+
+    async def delete(self, key: str) -> None:
+        """Delete the object; in a versioned bucket, every version and delete marker of it.
+
+        A plain DELETE in a versioned bucket only adds a delete marker and keeps the bytes,
+        which would not be a deletion at all. Versioning is asked each time rather than
+        cached because it can be switched on while the service runs.
+        """
+        name = self._name(key)
+        try:
+            versioning = await asyncio.to_thread(
+                self._client.get_bucket_versioning, Bucket=self._bucket
+            )
+            # "Suspended" buckets still hold the versions written while it was enabled.
+            if versioning.get("Status") in ("Enabled", "Suspended"):
+                await self._delete_versions(key, name)
+            else:
+                await asyncio.to_thread(self._client.delete_object, Bucket=self._bucket, Key=name)
+        except ClientError as exc:
+            raise self._unavailable("DeleteObject", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("DeleteObject", exc) from exc
+
+    async def exists(self, key: str) -> bool:
+        """HEAD the object; see ``size`` for why a missing bucket reads as False."""
+        try:
+            await self.size(key)
+        except ObjectMissing:
+            return False
+        return True
+
+    async def iter_keys(self) -> AsyncIterator[str]:
+        """List under the prefix one page per thread hop, yielding keys without the prefix."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._prefix))
+        while True:
+            try:
+                page = await asyncio.to_thread(_next_or_none, pages)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._unavailable("ListObjectsV2", exc) from exc
+            if page is None:
+                return
+            for entry in page.get("Contents", []):
+                name = entry.get("Key", "")
+                if name.startswith(self._prefix):
+                    yield name[len(self._prefix) :]
+
+    async def check(self) -> None:
+        """HEAD the bucket: proves the endpoint answers, the bucket exists and we may use it."""
+        try:
+            await asyncio.to_thread(self._client.head_bucket, Bucket=self._bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("HeadBucket", exc) from exc
+
+    async def close(self) -> None:
+        """Close the client's connection pool."""
+        await asyncio.to_thread(self._client.close)
+
+    def _name(self, key: str) -> str:
+        return self._prefix + validate_key(key)
+
+    def _unavailable(self, operation: str, exc: Exception) -> StoreUnavailable:
+        """Describe a failure by error code and status only.
+
+        Server messages and botocore's text can echo request details (access key ids,
+        signing strings, endpoint URLs), so none of it is copied into our message.
+        """
+        if isinstance(exc, ClientError):
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            detail = f"{_code(exc) or 'error'} (HTTP {status})"
+        else:
+            detail = type(exc).__name__
+        return StoreUnavailable(f"S3 {operation} on bucket {self._bucket!r} failed: {detail}")
+
+    async def _put_single(self, key: str, name: str, path: Path) -> None:
+        async with aiofiles.open(path, "rb") as source:
+            data = await source.read()
+        try:
+            await asyncio.to_thread(
+                self._client.put_object,
+                Bucket=self._bucket,
+                Key=name,
+                Body=data,
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            raise self._translate_write(key, "PutObject", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("PutObject", exc) from exc
+
+    async def _put_multipart(self, key: str, name: str, path: Path) -> None:
+        """Upload parts, then complete create-only; abort on any failure or cancellation.
+
+        An unfinished upload is invisible but billed and keeps the bytes, so it is aborted
+        here; a bucket lifecycle rule aborting stale uploads covers a crashed process.
+        """
+        try:
+            created = await asyncio.to_thread(
+                self._client.create_multipart_upload, Bucket=self._bucket, Key=name
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("CreateMultipartUpload", exc) from exc
+        upload_id = created["UploadId"]
+        try:
+            await self._upload_parts(key, name, path, upload_id)
+        except BaseException:
+            await self._abort(name, upload_id)
+            raise
+
+    async def _upload_parts(self, key: str, name: str, path: Path, upload_id: str) -> None:
+        parts: list[CompletedPartTypeDef] = []
+        try:
+            async with aiofiles.open(path, "rb") as source:
+                while chunk := await source.read(self._part_size):
+                    number = len(parts) + 1
+                    uploaded = await asyncio.to_thread(
+                        self._client.upload_part,
+                        Bucket=self._bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
+                    parts.append({"ETag": uploaded["ETag"], "PartNumber": number})
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unavailable("UploadPart", exc) from exc
+        try:
+            await asyncio.to_thread(
+                self._client.complete_multipart_upload,
+                Bucket=self._bucket,
+                Key=name,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            raise self._translate_write(key, "CompleteMultipartUpload", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("CompleteMultipartUpload", exc) from exc
+
+    async def _abort(self, name: str, upload_id: str) -> None:
+        # The error that made us abort is the one worth reporting; a lifecycle rule
+        # removes the upload if this abort did not.
+        with contextlib.suppress(ClientError, BotoCoreError):
+            await asyncio.to_thread(
+                self._client.abort_multipart_upload,
+                Bucket=self._bucket,
+                Key=name,
+                UploadId=upload_id,
+            )
+
+    def _translate_write(self, key: str, operation: str, exc: ClientError) -> Exception:
+        """Map a conditional write's refusal to ObjectExists; everything else is unavailability."""
+        if _code(exc) == "PreconditionFailed":
+            return ObjectExists(key)
+        # 409 ConditionalRequestConflict (a concurrent write to the same key) also lands
+        # here: a retry will either succeed or find the key taken.
+        return self._unavailable(operation, exc)
+
+    async def _delete_versions(self, key: str, name: str) -> None:
+        paginator = self._client.get_paginator("list_object_versions")
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=name))
+        targets: list[ObjectIdentifierTypeDef] = []
+        while (page := await asyncio.to_thread(_next_or_none, pages)) is not None:
+            # The listing is by prefix, so "a/b" also returns "a/bc": only exact matches go.
+            for version in page.get("Versions", []):
+                if version.get("Key") == name and "VersionId" in version:
+                    targets.append({"Key": name, "VersionId": version["VersionId"]})
+            for marker in page.get("DeleteMarkers", []):
+                if marker.get("Key") == name and "VersionId" in marker:
+                    targets.append({"Key": name, "VersionId": marker["VersionId"]})
+        for first in range(0, len(targets), _DELETE_BATCH):
+            result = await asyncio.to_thread(
+                self._client.delete_objects,
+                Bucket=self._bucket,
+                Delete={"Objects": targets[first : first + _DELETE_BATCH], "Quiet": True},
+            )
+            errors = result.get("Errors", [])
+            if errors:
+                code = errors[0].get("Code", "error")
+                raise StoreUnavailable(
+                    f"S3 DeleteObjects on bucket {self._bucket!r} left {len(errors)} "
+                    f"version(s) of {key!r}: {code}"
+                )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _next_or_none(items: Iterator[_T]) -> _T | None:
+    """Advance a paginator in a worker thread: each step may be a network request."""
+    return next(items, None)

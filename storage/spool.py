@@ -1,0 +1,134 @@
+"""Encrypted spool files: uploads are encrypted as they arrive, so no plaintext touches disk.
+
+The spool is written in the final object format under a fresh data key that exists only
+in memory until the recording is committed. If the process dies or the capture fails,
+the key is gone and the spool file is noise; if it succeeds, the spool file itself
+becomes the stored object (a hard link on the filesystem store, an upload to S3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage.crypto import EncryptedFileReader, SegmentEncryptor, new_data_key
+
+# Batch small network chunks into one thread hop; large enough to amortise the hop,
+# small enough that memory per upload stays bounded.
+_FLUSH_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolFacts:
+    """Sizes and hashes of a finished spool, checked again whenever the object is read."""
+
+    plaintext_size: int
+    plaintext_sha256: str
+    ciphertext_size: int
+    ciphertext_sha256: str
+
+
+class EncryptedSpool:
+    """One upload being received: append plaintext, get an encrypted file."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.object_id = uuid.uuid4()
+        self.path = directory / f"{self.object_id.hex}.spool"
+        self._data_key = new_data_key()
+        self._encryptor = SegmentEncryptor(self._data_key, self.object_id)
+        self._plain_hash = hashlib.sha256()
+        self._cipher_hash = hashlib.sha256()
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._plaintext_size = 0
+        self._ciphertext_size = 0
+        self._facts: SpoolFacts | None = None
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._write_cipher(self._encryptor.header)
+
+    @property
+    def data_key(self) -> bytes:
+        """The object's data key; wrap it before storing, never log it."""
+        return self._data_key
+
+    @property
+    def plaintext_size(self) -> int:
+        """Plaintext bytes accepted so far (including those not yet flushed)."""
+        return self._plaintext_size + self._pending_size
+
+    @property
+    def facts(self) -> SpoolFacts:
+        """Sizes and hashes; only available after ``finish``."""
+        if self._facts is None:
+            raise RuntimeError("the spool is not finished")
+        return self._facts
+
+    async def write(self, data: bytes) -> None:
+        """Accept more plaintext; encryption and disk writes happen off the event loop."""
+        if self._facts is not None:
+            raise RuntimeError("the spool is finished")
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= _FLUSH_BYTES:
+            await self._flush()
+
+    async def finish(self) -> SpoolFacts:
+        """Encrypt the final segment, fsync and close; return the facts to record."""
+        await self._flush()
+        await asyncio.to_thread(self._finish_sync)
+        return self.facts
+
+    def open_plaintext(self) -> EncryptedFileReader:
+        """A seekable plaintext view that decrypts on demand (for probing the audio)."""
+        return EncryptedFileReader(
+            self.path, self._data_key, self.object_id, self.facts.ciphertext_size
+        )
+
+    async def discard(self) -> None:
+        """Close and remove the spool file; safe to call more than once."""
+        await asyncio.to_thread(self._discard_sync)
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        chunks, self._pending, self._pending_size = self._pending, [], 0
+        await asyncio.to_thread(self._absorb, chunks)
+
+    def _absorb(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._plain_hash.update(chunk)
+            self._plaintext_size += len(chunk)
+            self._write_cipher(self._encryptor.update(chunk))
+
+    def _write_cipher(self, data: bytes) -> None:
+        if not data:
+            return
+        self._cipher_hash.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._ciphertext_size += len(data)
+
+    def _finish_sync(self) -> None:
+        self._write_cipher(self._encryptor.finalize())
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = -1
+        self._facts = SpoolFacts(
+            plaintext_size=self._plaintext_size,
+            plaintext_sha256=self._plain_hash.hexdigest(),
+            ciphertext_size=self._ciphertext_size,
+            ciphertext_sha256=self._cipher_hash.hexdigest(),
+        )
+
+    def _discard_sync(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,114 @@
+"""Database fixtures: every database test runs on SQLite and on a real PostgreSQL.
+
+PostgreSQL gets one fresh database per test session (migrated once) and clean tables
+per test; SQLite gets a copy of a migrated template file per test. The fixtures are
+synchronous and run their async set-up in a private event loop, so a test can ask for
+either backend by parameter without dragging in the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from storage import create_engine, upgrade_database
+
+# The machine's PostgreSQL (trust auth); a different one can be named for local runs.
+POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not service settings
+    "CALLREC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+_TABLES = (
+    "data_key",
+    "stored_object",
+    "recording_referral",
+    "referral",
+    "recording",
+    "audit_event",
+)
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip where a backend is missing, but never under CI, where every backend must run."""
+    if os.environ.get("CI") == "true":  # noqa: TID251 - the CI switch is read by tests only
+        pytest.fail(f"{reason} (CI=true: this backend must be available)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_database_url() -> Iterator[str]:
+    """A migrated PostgreSQL database created for this test session, dropped afterwards."""
+    name = f"callrec_test_{uuid.uuid4().hex[:12]}"
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    url = f"{base}/{name}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
+    try:
+        asyncio.run(_migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies instead of migrating again."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "callrec.db"
+    asyncio.run(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database on each backend in turn."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "callrec.db"
+        shutil.copyfile(template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database_url")
+    asyncio.run(_clean_postgres(url))
+    return url
+
+
+async def _admin(statement: str) -> None:
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        # Closing the last SQLite connection folds the WAL into the main file, so the
+        # template can be copied as one file.
+        await engine.dispose()
+
+
+async def _clean_postgres(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            # TRUNCATE fires no row triggers; tamper tests switch the append-only guard
+            # off, so it is switched back on for the next test.
+            await connection.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY"))
+            await connection.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+            await connection.execute(
+                text("UPDATE audit_head SET seq = 0, chain = :zero WHERE id = 1"),
+                {"zero": bytes(32)},
+            )
+    finally:
+        await engine.dispose()
