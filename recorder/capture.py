@@ -1,0 +1,169 @@
+"""The signed-push capture: verify, spool encrypted, validate, probe, store, audit.
+
+Written against a small protocol of what it needs from storage, and free of aiohttp, so
+the same flow serves the webhook handler, tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal, Protocol
+
+from recorder.errors import PayloadTooLarge, Unauthenticated, UndecodableAudio
+from recorder.form import PushFormReader, boundary_of
+from recorder.media import probe_audio
+from recorder.metadata import parse_push_metadata
+from recorder.signatures import PushSignatureCheck
+from storage import AudioFacts, CaptureOutcome, EncryptedSpool, NewRecording
+
+DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+
+
+class CaptureSink(Protocol):
+    """What a capture needs from storage, and nothing more."""
+
+    async def find_existing(
+        self, source: str, source_recording_id: str
+    ) -> CaptureOutcome | None: ...
+
+    async def store_capture(
+        self, spool: EncryptedSpool, recording: NewRecording, audio: AudioFacts, *, actor: str
+    ) -> CaptureOutcome: ...
+
+    async def record_discard(
+        self, *, actor: str, source_recording_id: str, reason: str
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PushDelivery:
+    """One delivery as it arrived: the source named in the URL, headers, and the raw body."""
+
+    source: str
+    timestamp: str | None
+    signature: str | None
+    content_type: str
+    content_length: int | None
+    body: AsyncIterator[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What became of a delivery."""
+
+    status: Literal["stored", "duplicate", "discarded"]
+    recording_id: uuid.UUID | None = None
+    retention_deadline: datetime | None = None
+
+
+class PushCapture:
+    """Turns signed pushes into stored recordings; one instance serves every source."""
+
+    def __init__(
+        self,
+        *,
+        recordings: CaptureSink,
+        secrets: Mapping[str, bytes],
+        spool_dir: Path,
+        retention_period: timedelta,
+        clock: Callable[[], datetime],
+        max_body_bytes: int,
+        max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+    ) -> None:
+        self._recordings = recordings
+        self._secrets = dict(secrets)
+        self._spool_dir = spool_dir
+        self._retention_period = retention_period
+        self._clock = clock
+        self._max_body = max_body_bytes
+        self._max_metadata = max_metadata_bytes
+
+    async def capture(self, delivery: PushDelivery) -> PushResult:
+        """Store the delivery or say why not; raises RecorderError or storage Unavailable.
+
+        Idempotent per (source, recording_id): a repeat returns the first result.
+        """
+        secret = self._secrets.get(delivery.source)
+        if secret is None:
+            # The same words as a bad signature, so sources cannot be enumerated.
+            raise Unauthenticated("unknown source or invalid signature")
+        signature = PushSignatureCheck(
+            secret, timestamp=delivery.timestamp, signature=delivery.signature, now=self._clock()
+        )
+        boundary = boundary_of(delivery.content_type)
+        if delivery.content_length is not None and delivery.content_length > self._max_body:
+            raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
+
+        spool = EncryptedSpool(self._spool_dir)
+        try:
+            return await self._capture_into(spool, delivery, signature, boundary)
+        finally:
+            await spool.discard()
+
+    async def _capture_into(
+        self,
+        spool: EncryptedSpool,
+        delivery: PushDelivery,
+        signature: PushSignatureCheck,
+        boundary: bytes,
+    ) -> PushResult:
+        form_reader = PushFormReader(boundary, max_metadata_bytes=self._max_metadata)
+        received = 0
+        async for chunk in delivery.body:
+            received += len(chunk)
+            if received > self._max_body:
+                raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
+            signature.update(chunk)
+            for audio_bytes in form_reader.feed(chunk):
+                await spool.write(audio_bytes)
+        signature.verify()
+        form = form_reader.finish()
+
+        now = self._clock()
+        metadata = parse_push_metadata(form.metadata, now=now)
+        actor = f"source:{delivery.source}"
+        deadline = metadata.started_at + self._retention_period
+        if deadline <= now:
+            await self._recordings.record_discard(
+                actor=actor, source_recording_id=metadata.recording_id, reason="past_retention"
+            )
+            return PushResult("discarded")
+        existing = await self._recordings.find_existing(delivery.source, metadata.recording_id)
+        if existing is not None:
+            return PushResult("duplicate", existing.recording_id, existing.retention_deadline)
+
+        facts = await spool.finish()
+        if facts.plaintext_size == 0:
+            raise UndecodableAudio("the audio part is empty")
+        audio = await asyncio.to_thread(_probe_spool, spool)
+        outcome = await self._recordings.store_capture(
+            spool,
+            NewRecording(
+                source=delivery.source,
+                source_recording_id=metadata.recording_id,
+                started_at=metadata.started_at,
+                ended_at=metadata.ended_at,
+                retention_deadline=deadline,
+                direction=metadata.direction,
+                from_number=metadata.from_,
+                to_number=metadata.to,
+                agent=metadata.agent,
+                team=metadata.team,
+                referrals=tuple(metadata.referrals),
+                extra=metadata.extra,
+            ),
+            audio,
+            actor=actor,
+        )
+        status: Literal["stored", "duplicate"] = "stored" if outcome.created else "duplicate"
+        return PushResult(status, outcome.recording_id, outcome.retention_deadline)
+
+
+def _probe_spool(spool: EncryptedSpool) -> AudioFacts:
+    with spool.open_plaintext() as plaintext:
+        return probe_audio(plaintext)  # type: ignore[arg-type]

@@ -1,0 +1,49 @@
+"""Why a delivery was refused, as facts; the HTTP status for each is chosen in handlers.py.
+
+RecorderError
+├── Unauthenticated          unknown source, missing, wrong or stale signature
+├── NotMultipart             the body is not multipart/form-data
+├── PayloadTooLarge          the body or the metadata part is over its limit
+├── MalformedUpload          broken or truncated multipart framing
+├── InvalidPart              an unexpected or repeated part, or a filename that names a path
+├── InvalidMetadata          metadata missing, not JSON, or failing validation
+└── UndecodableAudio         the audio part is missing or holds no decodable audio
+"""
+
+from __future__ import annotations
+
+
+class RecorderError(Exception):
+    """Base of every refusal raised by the recorder package; ``detail`` is safe to show."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Unauthenticated(RecorderError):
+    """The delivery cannot be attributed to a known source with a valid, fresh signature."""
+
+
+class NotMultipart(RecorderError):
+    """The body is not ``multipart/form-data`` with a boundary."""
+
+
+class PayloadTooLarge(RecorderError):
+    """The body or one of its parts is larger than allowed."""
+
+
+class MalformedUpload(RecorderError):
+    """The multipart body is truncated or malformed."""
+
+
+class InvalidPart(RecorderError):
+    """A part the push format does not have, a repeated part, or a path as a filename."""
+
+
+class InvalidMetadata(RecorderError):
+    """The metadata part is missing, not JSON, or fails validation."""
+
+
+class UndecodableAudio(RecorderError):
+    """The audio part is missing, empty, or not audio this service can decode."""
