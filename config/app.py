@@ -1,0 +1,173 @@
+"""The composition root: builds every part from the settings and mounts the aiohttp app."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from config.metrics import HttpMetrics
+from config.settings import Settings
+from recorder import PushCapture, create_recorder_app
+from storage import (
+    AuditTrail,
+    FilesystemObjectStore,
+    LocalKeyring,
+    ObjectStore,
+    RecordingStore,
+    S3ObjectStore,
+    StorageError,
+    check_database,
+    create_engine,
+    create_sessionmaker,
+)
+
+log = logging.getLogger("callrec")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
+ABANDONED_CAPTURE_AGE = timedelta(hours=1)
+
+
+def utc_now() -> datetime:
+    """The service clock: aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """Everything built from the settings, handed to the app and to CLI commands."""
+
+    settings: Settings
+    engine: AsyncEngine
+    objects: ObjectStore
+    keyring: LocalKeyring
+    audit: AuditTrail
+    recordings: RecordingStore
+    capture: PushCapture
+
+    async def close(self) -> None:
+        """Release connections and clients."""
+        await self.objects.close()
+        await self.engine.dispose()
+
+
+def build_object_store(store_url: str) -> ObjectStore:
+    """``file:///path`` or ``s3://bucket/prefix`` to a store; no I/O happens here."""
+    parts = urlsplit(store_url)
+    if parts.scheme == "file":
+        return FilesystemObjectStore(Path(parts.path))
+    return S3ObjectStore.connect(parts.netloc, parts.path.strip("/"))
+
+
+def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Services:
+    """Wire the parts; constructors are lazy, nothing connects until first use."""
+    engine = create_engine(settings.resolved_database_url)
+    sessions = create_sessionmaker(engine)
+    objects = build_object_store(settings.resolved_store_url)
+    keyring = LocalKeyring.open(settings.data_dir / "keyring")
+    audit = AuditTrail(clock)
+    recordings = RecordingStore(
+        sessions=sessions, objects=objects, keys=keyring, audit=audit, clock=clock
+    )
+    capture = PushCapture(
+        recordings=recordings,
+        secrets=settings.push_secret_bytes(),
+        spool_dir=settings.data_dir / "spool",
+        retention_period=settings.retention_period,
+        clock=clock,
+        max_body_bytes=settings.max_upload_bytes,
+    )
+    return Services(settings, engine, objects, keyring, audit, recordings, capture)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id (the caller's, if sane), log it once, turn surprises into JSON."""
+    offered = request.headers.get("X-Request-Id", "")
+    request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    status = 500
+    try:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            # Routing errors (404, 405) in the API's one error shape.
+            response = web.json_response(
+                {"error": exc.reason.lower().replace(" ", "_"), "detail": exc.reason},
+                status=exc.status,
+                headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+            )
+        except Exception:
+            log.exception("unhandled error")
+            response = web.json_response(
+                {"error": "internal_error", "detail": f"request {request_id} failed; it is logged"},
+                status=500,
+            )
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+def create_app(services: Services) -> web.Application:
+    """The whole service: webhooks, operations endpoints, and later the API and page."""
+    metrics = HttpMetrics()
+    app = web.Application(middlewares=[request_context, metrics.middleware])
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        problems = []
+        try:
+            await check_database(services.engine)
+        except StorageError:
+            problems.append("database")
+        try:
+            await services.objects.check()
+        except StorageError:
+            problems.append("store")
+        if problems:
+            return web.json_response(
+                {"error": "not_ready", "detail": f"unreachable: {', '.join(problems)}"},
+                status=503,
+            )
+        return web.json_response({"status": "ready"})
+
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        try:
+            reaped = await services.recordings.reap_abandoned_captures(ABANDONED_CAPTURE_AGE)
+            if reaped:
+                log.warning("removed abandoned captures", extra={"count": reaped})
+        except StorageError:
+            log.warning("could not look for abandoned captures at start-up", exc_info=True)
+        yield
+        await services.close()
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics.handle)
+    app.add_subapp("/webhooks/", create_recorder_app(services.capture))
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,131 @@
+"""The ``callrec`` command line: each command reads settings, wires parts, calls one function."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+from aiohttp import web
+
+from config.app import build_services, create_app
+from config.logging import configure_logging
+from config.progress import Progress
+from config.settings import Settings, SettingsError, load_settings
+from storage import (
+    AuditChainBroken,
+    StorageError,
+    Unavailable,
+    create_sessionmaker,
+    upgrade_database,
+    verify_audit_chain,
+)
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        click.echo(f"callrec: invalid setting {exc}", err=True)
+        sys.exit(2)
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(main())  # type: ignore[arg-type]
+    except Unavailable as exc:
+        click.echo(f"callrec: {exc}", err=True)
+        sys.exit(3)
+    except AuditChainBroken:
+        raise  # the command that verifies says what it means
+    except StorageError as exc:
+        click.echo(f"callrec: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Captures, protects and deletes the call recordings of a safeguarding hub."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the service: webhooks, API, web page and scheduler."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    try:
+        services = build_services(settings)
+    except StorageError as exc:
+        click.echo(f"callrec: {exc}", err=True)
+        sys.exit(2)
+
+    async def start() -> web.Application:
+        if settings.uses_embedded_database:
+            await upgrade_database(services.engine)
+        return create_app(services)
+
+    app = _run(start)
+    public = settings.public_url or f"http://{host}:{port}"
+    click.echo(f"callrec listening on http://{host}:{port} (public URL {public})", err=True)
+    click.echo(f"data directory: {settings.data_dir.resolve()}", err=True)
+    if not settings.push_secrets:
+        click.echo(
+            "no push sources: set CALLREC_PUSH_SECRETS=name=secret to accept pushes", err=True
+        )
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+
+
+@main.group()
+def db() -> None:
+    """The metadata database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations up to the newest."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def upgrade() -> None:
+        services = build_services(settings)
+        try:
+            await upgrade_database(services.engine)
+        finally:
+            await services.close()
+
+    _run(upgrade)
+    click.echo("database is up to date")
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the whole audit chain; exit 0 if intact, 1 naming the first bad event."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def verify() -> int:
+        services = build_services(settings)
+        try:
+            async with create_sessionmaker(services.engine)() as session:
+                with Progress("audit events") as progress:
+                    return await verify_audit_chain(session, progress=progress.advance)
+        finally:
+            await services.close()
+
+    try:
+        count = _run(verify)
+    except AuditChainBroken as exc:
+        click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {count} events verified")

@@ -1,0 +1,173 @@
+"""Typed settings, read once at start-up from ``CALLREC_*``, a TOML file and ``*_FILE`` secrets.
+
+The only module that reads the environment. An invalid value stops start-up with one
+line naming the variable; nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "CALLREC_"
+# The hub's privacy notice promises that recordings are kept for up to 90 days.
+MAX_RETENTION_PERIOD = timedelta(days=90)
+SECRET_FIELDS = ("push_secrets", "twilio_auth_token", "database_url")
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line naming the variable, never its value."""
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with (see the README for each)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    data_dir: Path = Path("./var")
+    database_url: SecretStr | None = None
+    store_url: str | None = None
+    public_url: str | None = None
+    retention_period: timedelta = MAX_RETENTION_PERIOD
+    auth_mode: Literal["dev", "oidc"] = "dev"
+    push_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("retention_period")
+    @classmethod
+    def _within_the_promise(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive ISO-8601 duration such as P90D")
+        if value > MAX_RETENTION_PERIOD:
+            raise ValueError("longer than P90D: the privacy notice promises at most 90 days")
+        return value
+
+    @field_validator("push_secrets", mode="before")
+    @classmethod
+    def _parse_push_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        secrets: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, secret = item.partition("=")
+            name = name.strip()
+            if not sep or not name or not secret:
+                raise ValueError("expected name=secret[,name2=secret2]")
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError("source names may hold letters, digits, - and _ only")
+            if len(secret) < 16:
+                raise ValueError(f"the secret of {name!r} is shorter than 16 characters")
+            secrets[name] = secret
+        return secrets
+
+    @field_validator("store_url")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError("must start with file:// or s3://")
+        if value is not None and value.startswith("s3://") and not value[5:].split("/")[0]:
+            raise ValueError("s3:// URLs need a bucket: s3://bucket/prefix")
+        return value
+
+    @field_validator("twilio_api_base", "public_url")
+    @classmethod
+    def _http_origin(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            SecretFileSource(settings_cls),
+        ]
+        toml_file = os.environ.get(f"{ENV_PREFIX}CONFIG")
+        if toml_file:
+            if not Path(toml_file).is_file():
+                raise SettingsError(f"{ENV_PREFIX}CONFIG: no such file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_file)))
+        return tuple(sources)
+
+    # Derived values: defaults that depend on other settings.
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL; a SQLite file in the data directory by default."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'callrec.db').resolve()}"
+
+    @property
+    def resolved_store_url(self) -> str:
+        """The object store URL; a directory in the data directory by default."""
+        return self.store_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        """True on the embedded default (SQLite), which migrates itself at start-up."""
+        return self.resolved_database_url.startswith("sqlite")
+
+    def push_secret_bytes(self) -> dict[str, bytes]:
+        """The push sources and their HMAC keys as bytes."""
+        return {
+            name: value.get_secret_value().encode() for name, value in self.push_secrets.items()
+        }
+
+
+class SecretFileSource(PydanticBaseSettingsSource):
+    """``CALLREC_<NAME>_FILE=/path``: read a secret from a file (Docker and Kubernetes secrets)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = f"{ENV_PREFIX}{field_name.upper()}_FILE"
+        path = os.environ.get(variable)
+        if not path:
+            return None, field_name, False
+        try:
+            return Path(path).read_text().strip(), field_name, False
+        except OSError as exc:
+            raise SettingsError(f"{variable}: cannot read the file ({exc.strerror})") from None
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings; SettingsError with one line naming the bad variable."""
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        error = exc.errors(include_input=False, include_url=False)[0]
+        field = str(error["loc"][0]) if error["loc"] else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None

@@ -1,0 +1,204 @@
+"""The ``callrec`` command line, run as a real process: help, serve, db upgrade, audit verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage import create_engine
+from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
+from tests.service_support import running_service
+
+CALLREC = [sys.executable, "-m", "config"]
+
+
+def clean_environment(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
+    return env | settings
+
+
+def run(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CALLREC, *args],
+        env=clean_environment(**settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "callrec"
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["serve"], ["db"], ["db", "upgrade"], ["audit"], ["audit", "verify"]]
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage:")
+
+
+def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert "up to date" in result.stdout
+    assert (tmp_path / "callrec.db").exists()
+
+
+def test_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
+    result = run(
+        "db",
+        "upgrade",
+        CALLREC_DATA_DIR=str(tmp_path),
+        CALLREC_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:9/none",
+    )
+    assert result.returncode == 3
+    assert "database unavailable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_audit_verify_passes_then_names_the_event_that_was_changed(
+    tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    async with running_service(data_dir, database_url) as service:
+        for n in range(3):
+            body = push_body(metadata(recording_id=f"call-{n}"), make_wav(1))
+            response = await service.client.post(
+                "/webhooks/push/pbx", data=body, headers=push_headers(body)
+            )
+            assert response.status == 201
+    settings = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+
+    intact = run("audit", "verify", **settings)
+    assert intact.returncode == 0, intact.stderr
+    assert "intact: 3 events" in intact.stdout
+
+    engine = create_engine(database_url)
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        else:
+            await connection.execute(text("DROP TRIGGER audit_event_no_update"))
+        await connection.execute(
+            text("UPDATE audit_event SET actor = 'source:other' WHERE seq = 2")
+        )
+    await engine.dispose()
+
+    broken = run("audit", "verify", **settings)
+    assert broken.returncode == 1
+    assert "audit chain broken at event 2" in broken.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*CALLREC, "serve", "--port", str(port)],
+        env=clean_environment(
+            CALLREC_DATA_DIR=str(tmp_path / "var"), CALLREC_PUSH_SECRETS=f"pbx={SECRET}"
+        ),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1):  # noqa: S310
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"serve did not start: {process.communicate()[1]}")
+            time.sleep(0.1)
+    try:
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.communicate(timeout=30)
+
+
+def test_serve_runs_the_embedded_default_and_logs_json_without_phone_numbers(
+    served: tuple[str, subprocess.Popen[str]],
+) -> None:
+    base, process = served
+    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as ready:  # noqa: S310
+        assert json.load(ready) == {"status": "ready"}
+    body = push_body(metadata(), make_wav(1))
+    request = urllib.request.Request(  # noqa: S310
+        f"{base}/webhooks/push/pbx", data=body, headers=push_headers(body), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        assert response.status == 201
+        request_id = response.headers["X-Request-Id"]
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as metrics:  # noqa: S310
+        exposition = metrics.read().decode()
+    pushed = (
+        'callrec_http_requests_total{method="POST",route="/webhooks/push/{source}",status="201"}'
+    )
+    assert f"{pushed} 1.0" in exposition
+
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    assert "listening on http://127.0.0.1:" in stderr
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert any(r.get("request_id") == request_id and r.get("status") == 201 for r in records), (
+        stderr
+    )
+    assert "+441384000001" not in stderr
+    assert "441384812345" not in stderr
+    assert SECRET not in stderr
+
+
+def test_the_documented_sender_pushes_a_recording(
+    served: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    base, _ = served
+    guide = (Path(__file__).parents[2] / "docs" / "push.md").read_text()
+    sender = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "push.py").write_text(sender)
+    (tmp_path / "secret.txt").write_text(SECRET + "\n")
+    (tmp_path / "call.wav").write_bytes(make_wav(2))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "push.py"),
+            base,
+            "pbx",
+            str(tmp_path / "secret.txt"),
+            str(tmp_path / "call.wav"),
+            json.dumps(metadata()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('201 {"id": ')

@@ -1,0 +1,139 @@
+"""Settings: the contract's variables, TOML, *_FILE secrets, and one clear line for bad values."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from config.settings import Settings, SettingsError, load_settings
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A clean slate: no CALLREC_* variable leaks in from the developer's shell."""
+    for name in list(os.environ):  # noqa: TID251 - clearing the real environment for the test
+        if name.startswith("CALLREC_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_defaults_are_the_embedded_service(environment: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.retention_period == timedelta(days=90)
+    assert settings.auth_mode == "dev"
+    assert settings.data_dir == Path("var")
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.resolved_store_url == f"file://{Path('var/objects').resolve()}"
+    assert settings.twilio_api_base == "https://api.twilio.com"
+    assert settings.push_secrets == {}
+
+
+def test_variables_are_read_with_their_prefix(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    environment.setenv("CALLREC_DATA_DIR", str(tmp_path))
+    environment.setenv("CALLREC_RETENTION_PERIOD", "P30D")
+    environment.setenv("CALLREC_STORE_URL", "s3://recordings/hub-a")
+    environment.setenv(
+        "CALLREC_PUSH_SECRETS", "pbx1=0123456789abcdef0123, sbc=fedcba9876543210fedc"
+    )
+    settings = load_settings()
+    assert settings.data_dir == tmp_path
+    assert settings.retention_period == timedelta(days=30)
+    assert settings.resolved_store_url == "s3://recordings/hub-a"
+    assert settings.push_secret_bytes() == {
+        "pbx1": b"0123456789abcdef0123",
+        "sbc": b"fedcba9876543210fedc",
+    }
+
+
+def test_secrets_never_show_in_repr(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("CALLREC_PUSH_SECRETS", "pbx1=very-secret-value-123456")
+    environment.setenv("CALLREC_DATABASE_URL", "postgresql+asyncpg://u:hunter2@db/callrec")
+    text = repr(load_settings())
+    assert "very-secret-value" not in text
+    assert "hunter2" not in text
+
+
+def test_a_secret_can_come_from_a_file(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    secret_file = tmp_path / "push"
+    secret_file.write_text("pbx1=from-a-file-0123456789\n")
+    environment.setenv("CALLREC_PUSH_SECRETS_FILE", str(secret_file))
+    assert load_settings().push_secret_bytes() == {"pbx1": b"from-a-file-0123456789"}
+
+
+def test_a_toml_file_sits_under_the_environment(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "callrec.toml"
+    config.write_text('retention_period = "P60D"\nlog_level = "debug"\n')
+    environment.setenv("CALLREC_CONFIG", str(config))
+    environment.setenv("CALLREC_LOG_LEVEL", "warning")
+    settings = load_settings()
+    assert settings.retention_period == timedelta(days=60)
+    assert settings.log_level == "warning"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CALLREC_RETENTION_PERIOD", "P120D", "at most 90 days"),
+        ("CALLREC_RETENTION_PERIOD", "P91D", "at most 90 days"),
+        ("CALLREC_RETENTION_PERIOD", "PT0S", "positive"),
+        ("CALLREC_RETENTION_PERIOD", "ninety days", ""),
+        ("CALLREC_AUTH_MODE", "ldap", ""),
+        ("CALLREC_STORE_URL", "ftp://somewhere", "file:// or s3://"),
+        ("CALLREC_STORE_URL", "s3://", "bucket"),
+        ("CALLREC_PUSH_SECRETS", "pbx1", "name=secret"),
+        ("CALLREC_PUSH_SECRETS", "pbx1=short", "shorter than 16"),
+        ("CALLREC_TWILIO_API_BASE", "api.twilio.com", "http"),
+        ("CALLREC_MAX_UPLOAD_BYTES", "-1", ""),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(
+    environment: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    environment.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    text = str(refused.value)
+    assert text.startswith(f"{variable}: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_a_secret_value_is_not_echoed_when_refused(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("CALLREC_PUSH_SECRETS", "pbx1=tooshort")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert "tooshort" not in str(refused.value)
+
+
+def test_serve_stops_with_one_line_when_retention_is_too_long(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
+    env |= {"CALLREC_RETENTION_PERIOD": "P120D", "CALLREC_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "config", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "callrec: invalid setting CALLREC_RETENTION_PERIOD: "
+        "longer than P90D: the privacy notice promises at most 90 days"
+    ]
+    assert not (tmp_path / "callrec.db").exists()
+
+
+def test_settings_can_be_built_directly_for_tests(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, retention_period=timedelta(days=7))
+    assert settings.resolved_database_url.endswith(f"{tmp_path}/callrec.db")

@@ -1,0 +1,295 @@
+"""Hostile and malformed pushes: each gets its status and JSON error, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.push_support import (
+    BOUNDARY,
+    make_wav,
+    metadata,
+    part,
+    push_body,
+    push_headers,
+)
+from tests.service_support import RunningService, running_service
+
+URL = "/webhooks/push/pbx"
+LIMIT = 256 * 1024
+AUDIO = make_wav(1)
+NOTHING = {"recordings": 0, "objects": 0, "spool": 0, "audit": 0}
+
+
+@dataclass(frozen=True)
+class Push:
+    body: bytes
+    headers: dict[str, str]
+    url: str = URL
+    chunked: bool = False
+
+
+@dataclass(frozen=True)
+class Case:
+    build: Callable[[], Push]
+    status: int
+    error: str
+    detail_mentions: str = ""
+    stored: dict[str, int] = field(default_factory=lambda: dict(NOTHING))
+
+
+def signed(body: bytes, **overrides: str) -> Push:
+    headers = push_headers(body)
+    headers.update(overrides)
+    return Push(body, {k: v for k, v in headers.items() if v != "-"})
+
+
+def good_body(**fields: Any) -> bytes:
+    return push_body(metadata(**fields), AUDIO)
+
+
+def closed(*parts: bytes) -> bytes:
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+META = part("metadata", json.dumps(metadata()).encode(), content_type="application/json")
+AUDIO_PART = part("audio", AUDIO, filename="call.wav", content_type="audio/wav")
+
+CASES: dict[str, Case] = {
+    # Authentication: who is sending, and is it fresh?
+    "no-signature": Case(
+        lambda: signed(good_body(), **{"X-Callrec-Signature": "-"}), 401, "unauthenticated"
+    ),
+    "no-timestamp": Case(
+        lambda: signed(good_body(), **{"X-Callrec-Timestamp": "-"}), 401, "unauthenticated"
+    ),
+    "signed-with-another-secret": Case(
+        lambda: Push(good_body(), push_headers(good_body(), secret="someone-elses-secret-000")),
+        401,
+        "unauthenticated",
+    ),
+    "body-changed-after-signing": Case(
+        lambda: Push(good_body(agent="staff-9999"), push_headers(good_body())),
+        401,
+        "unauthenticated",
+    ),
+    "stale-timestamp": Case(
+        lambda: Push(good_body(), push_headers(good_body(), timestamp=int(time.time()) - 301)),
+        401,
+        "unauthenticated",
+        "300 s",
+    ),
+    "timestamp-from-the-future": Case(
+        lambda: Push(good_body(), push_headers(good_body(), timestamp=int(time.time()) + 400)),
+        401,
+        "unauthenticated",
+    ),
+    "timestamp-not-a-number": Case(
+        lambda: signed(good_body(), **{"X-Callrec-Timestamp": "yesterday"}), 401, "unauthenticated"
+    ),
+    "signature-of-another-scheme": Case(
+        lambda: signed(good_body(), **{"X-Callrec-Signature": "v0=" + "ab" * 32}),
+        401,
+        "unauthenticated",
+    ),
+    "unknown-source": Case(
+        lambda: Push(good_body(), push_headers(good_body()), url="/webhooks/push/stranger"),
+        401,
+        "unauthenticated",
+    ),
+    # Framing.
+    "json-instead-of-multipart": Case(
+        lambda: signed(good_body(), **{"Content-Type": "application/json"}),
+        415,
+        "unsupported_media_type",
+    ),
+    "multipart-without-boundary": Case(
+        lambda: signed(good_body(), **{"Content-Type": "multipart/form-data"}),
+        415,
+        "unsupported_media_type",
+    ),
+    "body-cut-before-closing-boundary": Case(
+        lambda: signed(META + AUDIO_PART), 400, "malformed_body", "closing boundary"
+    ),
+    "body-over-the-size-limit": Case(
+        lambda: signed(push_body(metadata(), make_wav(20))), 413, "payload_too_large"
+    ),
+    "chunked-body-over-the-size-limit": Case(
+        lambda: Push(**{**signed(push_body(metadata(), make_wav(20))).__dict__, "chunked": True}),
+        413,
+        "payload_too_large",
+    ),
+    # Parts.
+    "no-metadata-part": Case(lambda: signed(closed(AUDIO_PART)), 422, "invalid_metadata"),
+    "no-audio-part": Case(lambda: signed(closed(META)), 422, "undecodable_audio"),
+    "metadata-part-twice": Case(
+        lambda: signed(closed(META, META, AUDIO_PART)), 422, "invalid_part", "more than once"
+    ),
+    "unexpected-part": Case(
+        lambda: signed(closed(META, AUDIO_PART, part("script", b"x", content_type="text/plain"))),
+        422,
+        "invalid_part",
+    ),
+    "path-traversal-filename": Case(
+        lambda: signed(push_body(metadata(), AUDIO, filename="../../etc/cron.d/x")),
+        422,
+        "invalid_part",
+        "plain file name",
+    ),
+    "absolute-path-filename": Case(
+        lambda: signed(push_body(metadata(), AUDIO, filename="/etc/passwd")), 422, "invalid_part"
+    ),
+    # Metadata.
+    "metadata-not-json": Case(
+        lambda: signed(push_body(b"recording_id=1", AUDIO)), 422, "invalid_metadata"
+    ),
+    "metadata-a-json-array": Case(
+        lambda: signed(push_body(b"[1, 2]", AUDIO)), 422, "invalid_metadata", "object"
+    ),
+    "metadata-deeply-nested": Case(
+        lambda: signed(push_body(b"[" * 20000 + b"]" * 20000, AUDIO)), 422, "invalid_metadata"
+    ),
+    "metadata-over-64-kib": Case(
+        lambda: signed(push_body(metadata(notes="x" * 70_000), AUDIO)), 413, "payload_too_large"
+    ),
+    "missing-recording-id": Case(
+        lambda: signed(push_body({"started_at": "2026-11-24T09:15:02Z"}, AUDIO)),
+        422,
+        "invalid_metadata",
+        "recording_id",
+    ),
+    "missing-started-at": Case(
+        lambda: signed(push_body({"recording_id": "abc"}, AUDIO)),
+        422,
+        "invalid_metadata",
+        "started_at",
+    ),
+    "started-at-without-time-zone": Case(
+        lambda: signed(good_body(started_at="2026-11-24T09:15:02", ended_at=None)),
+        422,
+        "invalid_metadata",
+        "started_at",
+    ),
+    "started-at-not-a-time": Case(
+        lambda: signed(good_body(started_at="last tuesday", ended_at=None)),
+        422,
+        "invalid_metadata",
+    ),
+    "started-at-in-the-future": Case(
+        lambda: signed(
+            good_body(
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400)),
+                ended_at=None,
+            )
+        ),
+        422,
+        "invalid_metadata",
+        "future",
+    ),
+    "ended-before-it-started": Case(
+        lambda: signed(
+            good_body(started_at="2026-11-24T09:15:02Z", ended_at="2026-11-24T09:00:00Z")
+        ),
+        422,
+        "invalid_metadata",
+        "before",
+    ),
+    "recording-id-with-control-characters": Case(
+        lambda: signed(good_body(recording_id="abc\n\x00def")), 422, "invalid_metadata"
+    ),
+    "referral-that-names-a-path": Case(
+        lambda: signed(good_body(referrals=["../../MASH-1"])), 422, "invalid_metadata"
+    ),
+    "unknown-direction": Case(
+        lambda: signed(good_body(direction="sideways")), 422, "invalid_metadata", "direction"
+    ),
+    # Audio.
+    "zero-byte-audio": Case(
+        lambda: signed(push_body(metadata(), b"")), 422, "undecodable_audio", "empty"
+    ),
+    "text-instead-of-audio": Case(
+        lambda: signed(push_body(metadata(), b"hello, this is not a recording\n" * 50)),
+        422,
+        "undecodable_audio",
+    ),
+    "random-bytes-instead-of-audio": Case(
+        lambda: signed(push_body(metadata(), bytes(range(256)) * 40)), 422, "undecodable_audio"
+    ),
+    "wav-header-with-no-samples": Case(
+        lambda: signed(push_body(metadata(), make_wav(1)[:44])), 422, "undecodable_audio"
+    ),
+}
+
+
+@pytest.fixture
+async def service(tmp_path: Path, database_url: str) -> AsyncIterator[RunningService]:
+    async with running_service(tmp_path / "var", database_url, max_upload_bytes=LIMIT) as running:
+        yield running
+
+
+async def send(service: RunningService, push: Push) -> tuple[int, dict[str, str]]:
+    data: bytes | AsyncIterator[bytes] = push.body
+    if push.chunked:
+
+        async def stream() -> AsyncIterator[bytes]:
+            for offset in range(0, len(push.body), 16384):
+                yield push.body[offset : offset + 16384]
+
+        data = stream()
+    response = await service.client.post(push.url, data=data, headers=push.headers)
+    assert response.content_type == "application/json"
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_a_bad_push_is_refused_with_a_json_error_and_stores_nothing(
+    service: RunningService, name: str
+) -> None:
+    case = CASES[name]
+    status, body = await send(service, case.build())
+    assert (status, body.get("error")) == (case.status, case.error), body
+    assert case.detail_mentions in body["detail"]
+    assert await service.counts() == case.stored
+
+
+def test_the_table_covers_at_least_25_distinct_refusals() -> None:
+    assert len(CASES) >= 25
+
+
+async def test_the_service_keeps_serving_after_every_bad_push(service: RunningService) -> None:
+    for case in CASES.values():
+        await send(service, case.build())
+    status, body = await send(service, signed(good_body()))
+    assert status == 201, body
+    assert (await service.counts())["recordings"] == 1
+
+
+async def test_a_duplicate_delivery_is_answered_without_storing_again(
+    service: RunningService,
+) -> None:
+    first_status, first = await send(service, signed(good_body()))
+    second_status, second = await send(service, signed(good_body()))
+    assert (first_status, second_status) == (201, 200)
+    assert first == second
+    assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+
+
+async def test_503_with_retry_after_when_the_store_is_gone_and_nothing_stays(
+    service: RunningService,
+) -> None:
+    objects = service.data_dir / "objects"
+    objects.rename(objects.with_name("objects-gone"))
+    objects.write_text("not a directory any more")
+    response = await service.client.post(URL, data=good_body(), headers=signed(good_body()).headers)
+    body = await response.json()
+    assert (response.status, body["error"]) == (503, "unavailable")
+    assert response.headers["Retry-After"].isdigit()
+    objects.unlink()
+    objects.with_name("objects-gone").rename(objects)
+    assert await service.counts() == NOTHING

@@ -1,0 +1,62 @@
+"""Running the real service (real HTTP server, real database and store) inside a test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import func, select
+
+from config.app import Services, build_services, create_app
+from config.settings import Settings
+from storage import create_sessionmaker
+from storage.models import AuditEvent, Recording
+from tests.push_support import SECRET
+
+
+@dataclass
+class RunningService:
+    """A started service and the handles a test needs to look behind its API."""
+
+    client: TestClient[Any, Any]
+    services: Services
+    data_dir: Path
+
+    async def counts(self) -> dict[str, int]:
+        """How much is stored anywhere: rows, objects, spool files, audit events."""
+        async with create_sessionmaker(self.services.engine)() as session:
+            recordings = (await session.execute(select(func.count(Recording.id)))).scalar_one()
+            events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
+        objects = [key async for key in self.services.objects.iter_keys()]
+        spool = self.data_dir / "spool"
+        spooled = len(list(spool.iterdir())) if spool.exists() else 0
+        return {
+            "recordings": recordings,
+            "objects": len(objects),
+            "spool": spooled,
+            "audit": events,
+        }
+
+
+@asynccontextmanager
+async def running_service(
+    data_dir: Path, database_url: str, **settings: Any
+) -> AsyncIterator[RunningService]:
+    """Start the whole app on a free local port with one push source, ``pbx``."""
+    options: dict[str, Any] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "push_secrets": {"pbx": SECRET},
+    }
+    options.update(settings)
+    services = build_services(Settings(**options))
+    client = TestClient(TestServer(create_app(services)))
+    await client.start_server()
+    try:
+        yield RunningService(client, services, data_dir)
+    finally:
+        await client.close()
