@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TypeVar
 
 import click
 from aiohttp import web
 
-from config.app import build_services, create_app
+from config.app import build_services, create_app, utc_now
 from config.logging import configure_logging
 from config.progress import Progress
 from config.settings import Settings, SettingsError, load_settings
+from retrieval import ROLES, issue_dev_token
 from storage import (
     AuditChainBroken,
     StorageError,
     Unavailable,
     create_sessionmaker,
+    load_signing_key,
     upgrade_database,
     verify_audit_chain,
 )
@@ -74,6 +77,12 @@ def serve(host: str, port: int) -> None:
     public = settings.public_url or f"http://{host}:{port}"
     click.echo(f"callrec listening on http://{host}:{port} (public URL {public})", err=True)
     click.echo(f"data directory: {settings.data_dir.resolve()}", err=True)
+    if settings.auth_mode == "dev":
+        click.echo(
+            "dev auth: get a token with `.venv/bin/callrec token issue --subject you "
+            "--role supervisor --team mash-children`",
+            err=True,
+        )
     if not settings.push_secrets:
         click.echo(
             "no push sources: set CALLREC_PUSH_SECRETS=name=secret to accept pushes", err=True
@@ -129,3 +138,36 @@ def audit_verify() -> None:
         click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
         sys.exit(1)
     click.echo(f"audit chain intact: {count} events verified")
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for the API (dev auth mode)."""
+
+
+@token.command("issue")
+@click.option("--subject", required=True, help="Who the token is for (a stable user id).")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="The person's role.")
+@click.option("--team", "teams", multiple=True, help="A team the person belongs to; repeatable.")
+@click.option(
+    "--ttl",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(1, 12 * 3600),
+    help="Lifetime in seconds.",
+)
+def token_issue(subject: str, role: str, teams: tuple[str, ...], ttl: int) -> None:
+    """Print a signed JWT on stdout; only in dev auth mode."""
+    settings = _settings()
+    if settings.auth_mode != "dev":
+        click.echo("callrec: token issue works only with CALLREC_AUTH_MODE=dev", err=True)
+        sys.exit(2)
+    try:
+        key = load_signing_key(settings.data_dir / "dev-signing-key.pem")
+        issued = issue_dev_token(
+            key, subject=subject, role=role, teams=teams, ttl=timedelta(seconds=ttl), now=utc_now()
+        )
+    except (StorageError, ValueError) as exc:
+        click.echo(f"callrec: {exc}", err=True)
+        sys.exit(2)
+    click.echo(issued)

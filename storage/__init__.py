@@ -32,6 +32,7 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.s3 import S3ObjectStore
+from storage.signing import SigningKey, load_signing_key
 from storage.spool import EncryptedSpool, SpoolFacts
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "ObjectStore",
     "RecordingStore",
     "S3ObjectStore",
+    "SigningKey",
     "SpoolFacts",
     "StorageError",
     "StoreUnavailable",
@@ -61,6 +63,7 @@ __all__ = [
     "check_database",
     "create_engine",
     "create_sessionmaker",
+    "load_signing_key",
     "upgrade_database",
     "verify_audit_chain",
 ]

@@ -14,6 +14,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.errors import KeyringError
+from storage.private_files import (
+    fsync_directory,
+    read_private_file,
+    refuse_loose_mode,
+    write_private_file,
+)
 
 __all__ = ["KeyWrapper", "LocalKeyring", "WrappedKey"]
 
@@ -67,58 +73,6 @@ def _aad(object_id: uuid.UUID, kek_raw: bytes) -> bytes:
     return _WRAP_INFO + object_id.bytes + kek_raw
 
 
-def _refuse_loose_mode(path: Path, mode: int) -> None:
-    if mode & _PRIVATE_BITS:
-        raise KeyringError(
-            f"{path} is accessible to group or others (mode {stat.S_IMODE(mode):04o}); "
-            "restrict it to the owner (chmod go-rwx)"
-        )
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_private(path: Path, data: bytes, *, exclusive: bool) -> None:
-    """Write a 0600 file and fsync it; ``exclusive`` refuses to touch an existing file."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    try:
-        # The umask can only narrow the mode; fchmod makes it exactly owner read/write.
-        os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_private(path: Path, limit: int) -> bytes:
-    """Read a small file that must be private, checking the mode of what was actually opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise KeyringError(f"cannot open {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyringError(f"{path} is not a regular file")
-        _refuse_loose_mode(path, info.st_mode)
-        if info.st_size > limit:
-            raise KeyringError(f"{path} is {info.st_size} bytes, expected at most {limit}")
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, limit + 1):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 class LocalKeyring:
     """KEKs in one private directory: ``<kek_id>.key`` files plus a ``current`` pointer.
 
@@ -147,7 +101,7 @@ class LocalKeyring:
         info = directory.lstat()
         if not stat.S_ISDIR(info.st_mode):
             raise KeyringError(f"keyring path {directory} is not a directory")
-        _refuse_loose_mode(directory, info.st_mode)
+        refuse_loose_mode(directory, info.st_mode)
 
         keys: dict[str, AESGCM] = {}
         for path in sorted(directory.iterdir()):
@@ -156,7 +110,7 @@ class LocalKeyring:
             kek_id = _parse_kek_id(path.stem)
             if kek_id is None:
                 raise KeyringError(f"{path} is not named <32 hex digit id>.key")
-            material = _read_private(path, _KEY_LENGTH)
+            material = read_private_file(path, _KEY_LENGTH)
             if len(material) != _KEY_LENGTH:
                 raise KeyringError(f"{path} holds {len(material)} bytes, expected {_KEY_LENGTH}")
             keys[kek_id] = AESGCM(material)
@@ -172,7 +126,7 @@ class LocalKeyring:
             raise KeyringError(
                 f"{current_path} is missing; write the id of the key new wraps should use"
             )
-        raw = _read_private(current_path, 64)
+        raw = read_private_file(current_path, 64)
         try:
             text = raw.decode("ascii").strip()
         except UnicodeDecodeError:
@@ -199,15 +153,15 @@ class LocalKeyring:
         """Create a new KEK and make it current; older KEKs stay so old wraps still open."""
         kek_id = uuid.uuid4().hex
         material = os.urandom(_KEY_LENGTH)
-        _write_private(self._directory / f"{kek_id}{_KEY_SUFFIX}", material, exclusive=True)
-        _fsync_directory(self._directory)
+        write_private_file(self._directory / f"{kek_id}{_KEY_SUFFIX}", material, exclusive=True)
+        fsync_directory(self._directory)
         # Replace ``current`` atomically so a crash leaves either the old or the new id.
         staging = self._directory / f"{_CURRENT}.tmp"
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
-        _write_private(staging, f"{kek_id}\n".encode("ascii"), exclusive=True)
+        write_private_file(staging, f"{kek_id}\n".encode("ascii"), exclusive=True)
         staging.replace(self._directory / _CURRENT)
-        _fsync_directory(self._directory)
+        fsync_directory(self._directory)
         self._keys[kek_id] = AESGCM(material)
         self._current = kek_id
         return kek_id

@@ -12,10 +12,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import jwt
 import pytest
 from sqlalchemy import text
 
-from storage import create_engine
+from storage import create_engine, load_signing_key
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service
 
@@ -46,7 +47,17 @@ def test_the_console_script_is_installed() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["serve"], ["db"], ["db", "upgrade"], ["audit"], ["audit", "verify"]]
+    "command",
+    [
+        [],
+        ["serve"],
+        ["db"],
+        ["db", "upgrade"],
+        ["audit"],
+        ["audit", "verify"],
+        ["token"],
+        ["token", "issue"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = run(*command, "--help")
@@ -167,6 +178,7 @@ def test_serve_runs_the_embedded_default_and_logs_json_without_phone_numbers(
     process.terminate()
     _, stderr = process.communicate(timeout=30)
     assert "listening on http://127.0.0.1:" in stderr
+    assert "callrec token issue --subject" in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("request_id") == request_id and r.get("status") == 201 for r in records), (
         stderr
@@ -202,3 +214,61 @@ def test_the_documented_sender_pushes_a_recording(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('201 {"id": ')
+
+
+def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
+    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    (tmp_path / "keyring").chmod(0o755)
+    result = run("serve", "--port", "0", CALLREC_DATA_DIR=str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.startswith("callrec: ")
+    assert str(tmp_path / "keyring") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(tmp_path: Path) -> None:
+    result = run(
+        "token",
+        "issue",
+        "--subject",
+        "staff-0421",
+        "--role",
+        "supervisor",
+        "--team",
+        "mash-children",
+        "--team",
+        "mash-adults",
+        "--ttl",
+        "600",
+        CALLREC_DATA_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    issued = result.stdout.strip()
+    key = load_signing_key(tmp_path / "dev-signing-key.pem", create=False)
+    assert jwt.get_unverified_header(issued) == {"alg": "EdDSA", "kid": key.key_id, "typ": "JWT"}
+    claims = jwt.decode(issued, key.public_pem, algorithms=["EdDSA"], audience="callrec")
+    assert claims["sub"] == "staff-0421"
+    assert claims["role"] == "supervisor"
+    assert claims["teams"] == ["mash-children", "mash-adults"]
+    assert claims["iss"] == "callrec-dev"
+    assert claims["exp"] - claims["iat"] == 600
+    assert (tmp_path / "dev-signing-key.pem").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("arguments", "settings", "message"),
+    [
+        (["--role", "superuser"], {}, "Invalid value for '--role'"),
+        (["--role", "auditor", "--ttl", "0"], {}, "Invalid value for '--ttl'"),
+        (["--role", "auditor"], {"CALLREC_AUTH_MODE": "oidc"}, "only with CALLREC_AUTH_MODE=dev"),
+    ],
+)
+def test_token_issue_refuses_what_it_must_not_sign(
+    tmp_path: Path, arguments: list[str], settings: dict[str, str], message: str
+) -> None:
+    result = run(
+        "token", "issue", "--subject", "x", *arguments, CALLREC_DATA_DIR=str(tmp_path), **settings
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""

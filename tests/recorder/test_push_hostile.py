@@ -293,3 +293,16 @@ async def test_503_with_retry_after_when_the_store_is_gone_and_nothing_stays(
     objects.unlink()
     objects.with_name("objects-gone").rename(objects)
     assert await service.counts() == NOTHING
+
+
+async def test_503_with_retry_after_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    unreachable = "postgresql+asyncpg://nobody@127.0.0.1:9/callrec"
+    async with running_service(tmp_path / "var", unreachable) as service:
+        response = await service.client.post(
+            URL, data=good_body(), headers=signed(good_body()).headers
+        )
+        body = await response.json()
+        assert (response.status, body["error"]) == (503, "unavailable")
+        assert response.headers["Retry-After"].isdigit()
+        assert [key async for key in service.services.objects.iter_keys()] == []
+        assert list((tmp_path / "var" / "spool").iterdir()) == []

@@ -1,0 +1,53 @@
+"""The dev-mode token signing key: an Ed25519 key pair kept in the data directory.
+
+Only for ``CALLREC_AUTH_MODE=dev``; production tokens come from the organisation's
+identity provider and are never signed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from storage.errors import KeyringError
+from storage.private_files import read_private_file, write_private_file
+
+_MAX_PEM_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A signing key as PEM, for the JWT library; ``key_id`` names it in token headers."""
+
+    key_id: str
+    private_pem: bytes = field(repr=False)
+    public_pem: bytes
+
+
+def load_signing_key(path: Path, *, create: bool = True) -> SigningKey:
+    """Read the key at ``path``, creating it (0600) on first use; KeyringError if unsafe."""
+    if not path.exists():
+        if not create:
+            raise KeyringError(f"no signing key at {path}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private_file(path, pem, exclusive=True)
+    pem = read_private_file(path, _MAX_PEM_BYTES)
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise KeyringError(f"{path} does not hold a PEM private key") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyringError(f"{path} is not an Ed25519 key")
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SigningKey(hashlib.sha256(public).hexdigest()[:16], pem, public)

@@ -1,0 +1,201 @@
+"""Storing a capture: a failure at any step leaves nothing visible, and the reaper finishes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from storage import (
+    AudioFacts,
+    AuditTrail,
+    DatabaseUnavailable,
+    EncryptedSpool,
+    FilesystemObjectStore,
+    LocalKeyring,
+    NewRecording,
+    RecordingStore,
+    StoreUnavailable,
+    create_engine,
+    create_sessionmaker,
+)
+from storage.keyring import WrappedKey
+from storage.models import AuditEvent, Recording, RecordingState
+
+AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Harness:
+    engine: AsyncEngine
+    objects: FilesystemObjectStore
+    keyring: LocalKeyring
+    clock: Clock
+    spool_dir: Path
+
+    def store(self, *, objects: object = None, keys: object = None) -> RecordingStore:
+        return RecordingStore(
+            sessions=create_sessionmaker(self.engine),
+            objects=objects or self.objects,  # type: ignore[arg-type]
+            keys=keys or self.keyring,  # type: ignore[arg-type]
+            audit=AuditTrail(self.clock),
+            clock=self.clock,
+        )
+
+    async def spool(self, payload: bytes = b"RIFF audio bytes" * 100) -> EncryptedSpool:
+        spool = EncryptedSpool(self.spool_dir)
+        await spool.write(payload)
+        await spool.finish()
+        return spool
+
+    async def rows_and_events(self) -> tuple[int, int]:
+        async with create_sessionmaker(self.engine)() as session:
+            rows = (await session.execute(select(func.count(Recording.id)))).scalar_one()
+            events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
+        return rows, events
+
+    async def object_keys(self) -> list[str]:
+        return [key async for key in self.objects.iter_keys()]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
+    engine = create_engine(database_url)
+    yield Harness(
+        engine,
+        FilesystemObjectStore(tmp_path / "objects"),
+        LocalKeyring.open(tmp_path / "keyring"),
+        Clock(),
+        tmp_path / "spool",
+    )
+    await engine.dispose()
+
+
+def new_recording(source_id: str = "call-1") -> NewRecording:
+    started = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    return NewRecording(
+        source="pbx",
+        source_recording_id=source_id,
+        started_at=started,
+        retention_deadline=started + timedelta(days=90),
+        referrals=("MASH-2026-000001", "MASH-2026-000001", "MASH-2026-000002"),
+    )
+
+
+class FailingObjects:
+    """An object store that is down for writes but otherwise behaves."""
+
+    def __init__(self, inner: FilesystemObjectStore) -> None:
+        self._inner = inner
+
+    async def put_file(self, key: str, path: Path) -> None:
+        raise StoreUnavailable("the store is down")
+
+    async def delete(self, key: str) -> None:
+        await self._inner.delete(key)
+
+
+class FailingKeys:
+    """A key provider (a KMS, later) that stops answering after the object is written."""
+
+    current_kek_id = "unreachable"
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+        raise DatabaseUnavailable("the key service is down")
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+        raise AssertionError("not used")
+
+
+async def test_a_stored_capture_has_its_row_object_key_links_and_audit_event(
+    harness: Harness,
+) -> None:
+    spool = await harness.spool()
+    outcome = await harness.store().store_capture(spool, new_recording(), AUDIO, actor="source:pbx")
+    assert outcome.created
+    async with create_sessionmaker(harness.engine)() as session:
+        row = await session.get(Recording, outcome.recording_id)
+    assert row is not None
+    assert row.state == RecordingState.STORED
+    assert [r.reference for r in row.referrals] == ["MASH-2026-000001", "MASH-2026-000002"]
+    assert row.objects[0].data_key is not None
+    assert await harness.object_keys() == [row.objects[0].object_key]
+    assert await harness.rows_and_events() == (1, 1)
+
+
+async def test_an_unavailable_store_leaves_no_row(harness: Harness) -> None:
+    spool = await harness.spool()
+    store = harness.store(objects=FailingObjects(harness.objects))
+    with pytest.raises(StoreUnavailable):
+        await store.store_capture(spool, new_recording(), AUDIO, actor="source:pbx")
+    assert await harness.rows_and_events() == (0, 0)
+    assert await harness.object_keys() == []
+
+
+async def test_a_failure_after_the_object_is_written_removes_object_and_row(
+    harness: Harness,
+) -> None:
+    spool = await harness.spool()
+    store = harness.store(keys=FailingKeys())
+    with pytest.raises(DatabaseUnavailable):
+        await store.store_capture(spool, new_recording(), AUDIO, actor="source:pbx")
+    assert await harness.rows_and_events() == (0, 0)
+    assert await harness.object_keys() == []
+
+
+async def test_a_second_capture_of_the_same_source_id_returns_the_first(harness: Harness) -> None:
+    store = harness.store()
+    first = await store.store_capture(
+        await harness.spool(), new_recording(), AUDIO, actor="source:pbx"
+    )
+    second = await store.store_capture(
+        await harness.spool(), new_recording(), AUDIO, actor="source:pbx"
+    )
+    assert (first.created, second.created) == (True, False)
+    assert second.recording_id == first.recording_id
+    assert await harness.rows_and_events() == (1, 1)
+    assert len(await harness.object_keys()) == 1
+
+
+async def test_the_reaper_removes_captures_abandoned_mid_way_and_their_objects(
+    harness: Harness,
+) -> None:
+    # A capture that claimed its id and wrote its object, then the process died.
+    spool = await harness.spool()
+    dying = harness.store(keys=FailingKeys())
+    dying._release_claim = _do_nothing  # type: ignore[method-assign]
+    with pytest.raises(DatabaseUnavailable):
+        await dying.store_capture(spool, new_recording(), AUDIO, actor="source:pbx")
+    assert await harness.rows_and_events() == (1, 0)
+    assert len(await harness.object_keys()) == 1
+    store = harness.store()
+    # Too young to be called abandoned: it could still be a capture in progress.
+    assert await store.reap_abandoned_captures(timedelta(hours=1)) == 0
+
+    harness.clock.now += timedelta(hours=2)
+    assert await store.reap_abandoned_captures(timedelta(hours=1)) == 1
+    assert await harness.rows_and_events() == (0, 0)
+    assert await harness.object_keys() == []
+    # ...and the source can deliver the recording again.
+    again = await store.store_capture(
+        await harness.spool(), new_recording(), AUDIO, actor="source:pbx"
+    )
+    assert again.created
+
+
+async def _do_nothing(*_args: object, **_kwargs: object) -> None:
+    return None
