@@ -69,13 +69,13 @@ class PushFormReader:
         self._current: str | None = None
         self._seen: set[str] = set()
         self._metadata = bytearray()
-        self._audio: list[bytes] = []
+        self._audio: list[bytes | memoryview] = []
         self._audio_filename: str | None = None
         self._audio_content_type: str | None = None
         self._ended = False
         self._error: Exception | None = None
 
-    def feed(self, chunk: bytes) -> list[bytes]:
+    def feed(self, chunk: bytes) -> list[bytes | memoryview]:
         """Parse one raw chunk; return the audio bytes it carried (possibly none)."""
         try:
             self._parser.write(chunk)
@@ -136,7 +136,12 @@ class PushFormReader:
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._current == "audio":
-            self._audio.append(bytes(data[start:end]))
+            # A slice of the received chunk is kept by reference (bytes cannot change);
+            # the parser's own look-behind buffer is reused, so that is copied.
+            if isinstance(data, bytes):
+                self._audio.append(memoryview(data)[start:end])
+            else:
+                self._audio.append(bytes(data[start:end]))
         elif self._current == "metadata":
             if len(self._metadata) + (end - start) > self._max_metadata:
                 self._fail(PayloadTooLarge(f"metadata is over {self._max_metadata} bytes"))

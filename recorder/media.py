@@ -10,6 +10,8 @@ from typing import BinaryIO
 
 import av
 import av.error
+from av.audio.stream import AudioStream
+from av.container import InputContainer
 
 from recorder.errors import UndecodableAudio
 from storage import AudioFacts
@@ -25,13 +27,22 @@ CONTENT_TYPES = {
     "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
     "au": "audio/basic",
 }
-# Decoding this many packets proves the codec can read the stream without paying for a
-# full decode of an hour of audio; the rest is demuxed, which catches truncation.
+# Decoding this many packets proves the codec can read the stream.
 _PACKETS_TO_DECODE = 50
+# How far before the declared end the tail check starts, and how short of it a stream
+# may end (the last packet of a lossy stream rarely ends on the exact declared sample).
+_TAIL_S = 2.0
+_END_TOLERANCE_S = 0.5
 
 
 def probe_audio(file: BinaryIO) -> AudioFacts:
-    """Read the whole file once; raise UndecodableAudio unless it is decodable audio."""
+    """Raise UndecodableAudio unless the file is decodable audio; return its facts.
+
+    Reads the start and the end, not the middle: the first packets are decoded, and the
+    stream is checked to really run to the length its header declares. Only when there
+    is no declared length, or the end is not where it should be, is the whole stream
+    demuxed to find the true length, so an hour of audio probes in milliseconds.
+    """
     try:
         with av.open(file, mode="r") as container:
             format_name = container.format.name
@@ -40,32 +51,72 @@ def probe_audio(file: BinaryIO) -> AudioFacts:
             if not container.streams.audio:
                 raise UndecodableAudio("the file has no audio stream")
             stream = container.streams.audio[0]
-            decoded_frames = 0
-            last_end = 0.0
-            for index, packet in enumerate(container.demux(stream)):
-                if packet.pts is not None and packet.duration and packet.time_base is not None:
-                    last_end = max(
-                        last_end, float((packet.pts + packet.duration) * packet.time_base)
-                    )
-                if index < _PACKETS_TO_DECODE:
-                    decoded_frames += len(packet.decode())
-            if decoded_frames == 0:
+            if _decoded_frames(container, stream) == 0:
                 raise UndecodableAudio("no audio frame could be decoded")
+            declared = _declared_duration(container, stream)
+            duration = None
+            if declared is not None and _stream_reaches(container, stream, declared):
+                duration = declared
+            if duration is None:
+                duration = _demuxed_duration(container, stream)
             codec = stream.codec_context
-            duration = (
-                float(stream.duration * stream.time_base)
-                if stream.duration is not None and stream.time_base is not None
-                else last_end
-            )
             return AudioFacts(
                 container=format_name.split(",")[0],
                 codec=codec.name,
                 sample_rate=int(codec.sample_rate),
                 channels=int(codec.layout.nb_channels),
-                duration_s=round(max(duration, last_end), 3),
+                duration_s=round(duration, 3),
                 content_type=CONTENT_TYPES[format_name],
             )
     except UndecodableAudio:
         raise
     except (av.error.FFmpegError, ValueError, EOFError, OSError) as exc:
         raise UndecodableAudio(f"the audio does not decode: {type(exc).__name__}") from None
+
+
+def _decoded_frames(container: InputContainer, stream: AudioStream) -> int:
+    frames = 0
+    for index, packet in enumerate(container.demux(stream)):
+        frames += len(packet.decode())
+        if index + 1 >= _PACKETS_TO_DECODE:
+            break
+    return frames
+
+
+def _declared_duration(container: InputContainer, stream: AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _stream_reaches(container: InputContainer, stream: AudioStream, declared: float) -> bool:
+    """Seek near the declared end and check the packets really run up to it."""
+    if stream.time_base is None or declared <= 0:
+        return False
+    target = max(0.0, declared - _TAIL_S)
+    try:
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        end = _last_packet_end(container, stream)
+    except (av.error.FFmpegError, ValueError, EOFError):
+        return False
+    return end is not None and end >= declared - _END_TOLERANCE_S
+
+
+def _demuxed_duration(container: InputContainer, stream: AudioStream) -> float:
+    container.seek(0, stream=stream)
+    end = _last_packet_end(container, stream)
+    if end is None:
+        raise UndecodableAudio("the audio stream holds no packets")
+    return end
+
+
+def _last_packet_end(container: InputContainer, stream: AudioStream) -> float | None:
+    end: float | None = None
+    for packet in container.demux(stream):
+        if packet.pts is None or packet.time_base is None:
+            continue
+        finish = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+        end = finish if end is None else max(end, finish)
+    return end

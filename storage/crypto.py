@@ -118,6 +118,7 @@ class SegmentEncryptor:
         "_fill",
         "_header",
         "_index",
+        "_out",
         "_pinned",
         "_prefix",
         "_scratch",
@@ -142,6 +143,7 @@ class SegmentEncryptor:
         self._aad = self._header + object_id.bytes
         self._aead = AESGCM(_derive(dek, salt, _ENC_INFO, object_id))
         self._scratch = bytearray(SEGMENT_PLAINTEXT)
+        self._out = bytearray()
         self._fill = 0
         self._pinned: memoryview | None = None
         self._index = 0
@@ -164,6 +166,51 @@ class SegmentEncryptor:
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         """Take more plaintext and return the ciphertext of the segments it completed."""
+        segments = self.update_segments(data)
+        if not segments:
+            return b""
+        return segments[0] if len(segments) == 1 else b"".join(segments)
+
+    def update_segments(self, data: bytes | bytearray | memoryview) -> list[bytes]:
+        """Like ``update``, but one ``bytes`` per sealed segment (no joining copy)."""
+        out: list[bytes] = []
+        encrypt, aad = self._aead.encrypt, self._aad
+
+        def seal(nonce: bytes, segment: memoryview | bytearray) -> None:
+            out.append(encrypt(nonce, segment, aad))
+
+        self._update(data, seal)
+        return out
+
+    def update_view(self, data: bytes | bytearray | memoryview) -> memoryview:
+        """Like ``update``, but sealed into a buffer the encryptor reuses.
+
+        The view is valid only until the next call. Ingest writes it to disk at once;
+        reusing one buffer instead of allocating fresh memory for every segment is what
+        keeps encryption close to the speed of AES-GCM itself.
+        """
+        most = (len(data) + SEGMENT_PLAINTEXT - 1) // SEGMENT_PLAINTEXT + 1
+        if len(self._out) < most * SEGMENT_CIPHERTEXT:
+            self._out = bytearray(most * SEGMENT_CIPHERTEXT)
+        target = memoryview(self._out)
+        encrypt_into, aad = self._aead.encrypt_into, self._aad
+        filled = 0
+
+        def seal(nonce: bytes, segment: memoryview | bytearray) -> None:
+            nonlocal filled
+            end = filled + len(segment) + TAG_LENGTH
+            encrypt_into(nonce, segment, aad, target[filled:end])
+            filled = end
+
+        self._update(data, seal)
+        return target[:filled]
+
+    def _update(
+        self,
+        data: bytes | bytearray | memoryview,
+        seal: Callable[[bytes, memoryview | bytearray], None],
+    ) -> None:
+        """Hand every segment that ``data`` completes to ``seal``, in order, with its nonce."""
         if self._done:
             raise ValueError("encryptor already finalized")
         view = memoryview(data)
@@ -185,15 +232,14 @@ class SegmentEncryptor:
                     self._pinned = None
                 scratch[held : held + size] = view
                 self._fill = held + size
-            return b""
+            return
         # Data follows the held-back segment once it is full, so that segment is not final.
         offset = space if held else 0
         whole = (size - offset - 1) // SEGMENT_PLAINTEXT
         index = self._index
         if index + whole + (1 if held else 0) >= _MAX_SEGMENTS:
             raise ValueError("object too large for the segment counter")
-        encrypt, aad, prefix, pack = self._aead.encrypt, self._aad, self._prefix, _NONCE_TAIL.pack
-        out: list[bytes] = []
+        prefix, pack = self._prefix, _NONCE_TAIL.pack
         if held:
             segment: memoryview | bytearray
             if pinned is not None and not space:
@@ -203,19 +249,17 @@ class SegmentEncryptor:
                     scratch[:held] = pinned
                 scratch[held:] = view[:space]
                 segment = scratch
-            out.append(encrypt(prefix + pack(index, 0), segment, aad))
+            seal(prefix + pack(index, 0), segment)
             index += 1
         # Sealed straight from the caller's memory: only the 1..P bytes kept back are
-        # ever copied, and only when the caller's buffer is mutable.
+        # ever copied, and only when the caller's buffer is mutable. The scratch buffer
+        # is sealed above before _hold below may refill it.
         for _ in range(whole):
-            out.append(
-                encrypt(prefix + pack(index, 0), view[offset : offset + SEGMENT_PLAINTEXT], aad)
-            )
+            seal(prefix + pack(index, 0), view[offset : offset + SEGMENT_PLAINTEXT])
             index += 1
             offset += SEGMENT_PLAINTEXT
         self._index = index
         self._hold(view[offset:])
-        return out[0] if len(out) == 1 else b"".join(out)
 
     def finalize(self) -> bytes:
         """Seal the held-back data as the final segment; the encryptor is spent afterwards."""

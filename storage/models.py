@@ -156,8 +156,8 @@ class StoredObject(Base):
     content_type: Mapped[str] = mapped_column(String(64))
     plaintext_size: Mapped[int] = mapped_column(BigInteger)
     plaintext_sha256: Mapped[str] = mapped_column(String(64))
+    # The trusted length: reads refuse an object whose stored size differs from this.
     ciphertext_size: Mapped[int] = mapped_column(BigInteger)
-    ciphertext_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     recording: Mapped[Recording] = relationship(back_populates="objects")

@@ -162,7 +162,6 @@ class RecordingStore:
                 plaintext_size=facts.plaintext_size,
                 plaintext_sha256=facts.plaintext_sha256,
                 ciphertext_size=facts.ciphertext_size,
-                ciphertext_sha256=facts.ciphertext_sha256,
                 created_at=now,
             )
         )

@@ -9,6 +9,7 @@ becomes the stored object (a hard link on the filesystem store, an upload to S3)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import uuid
@@ -29,7 +30,6 @@ class SpoolFacts:
     plaintext_size: int
     plaintext_sha256: str
     ciphertext_size: int
-    ciphertext_sha256: str
 
 
 class EncryptedSpool:
@@ -42,9 +42,10 @@ class EncryptedSpool:
         self._data_key = new_data_key()
         self._encryptor = SegmentEncryptor(self._data_key, self.object_id)
         self._plain_hash = hashlib.sha256()
-        self._cipher_hash = hashlib.sha256()
-        self._pending: list[bytes] = []
+        self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
+        self._in_flight: asyncio.Future[None] | None = None
+        self._accepted = 0
         self._plaintext_size = 0
         self._ciphertext_size = 0
         self._facts: SpoolFacts | None = None
@@ -58,8 +59,8 @@ class EncryptedSpool:
 
     @property
     def plaintext_size(self) -> int:
-        """Plaintext bytes accepted so far (including those not yet flushed)."""
-        return self._plaintext_size + self._pending_size
+        """Plaintext bytes accepted so far (including those not yet on disk)."""
+        return self._accepted
 
     @property
     def facts(self) -> SpoolFacts:
@@ -68,18 +69,22 @@ class EncryptedSpool:
             raise RuntimeError("the spool is not finished")
         return self._facts
 
-    async def write(self, data: bytes) -> None:
-        """Accept more plaintext; encryption and disk writes happen off the event loop."""
+    async def write(self, data: bytes | memoryview) -> None:
+        """Accept more plaintext; encryption and disk writes happen off the event loop.
+
+        The data must not change afterwards: it is held by reference until flushed.
+        """
         if self._facts is not None:
             raise RuntimeError("the spool is finished")
         self._pending.append(data)
         self._pending_size += len(data)
+        self._accepted += len(data)
         if self._pending_size >= _FLUSH_BYTES:
-            await self._flush()
+            await self._flush(drain=False)
 
     async def finish(self) -> SpoolFacts:
         """Encrypt the final segment, fsync and close; return the facts to record."""
-        await self._flush()
+        await self._flush(drain=True)
         await asyncio.to_thread(self._finish_sync)
         return self.facts
 
@@ -91,29 +96,40 @@ class EncryptedSpool:
 
     async def discard(self) -> None:
         """Close and remove the spool file; safe to call more than once."""
+        if self._in_flight is not None:
+            # The batch being written must finish before its file descriptor is closed.
+            with contextlib.suppress(Exception):
+                await self._in_flight
+            self._in_flight = None
         await asyncio.to_thread(self._discard_sync)
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, drain: bool) -> None:
+        # At most one batch is encrypted and written while the next one is received, so
+        # the network and the disk work side by side, in order, with bounded memory.
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            await in_flight
         if not self._pending:
             return
         chunks, self._pending, self._pending_size = self._pending, [], 0
-        await asyncio.to_thread(self._absorb, chunks)
+        batch = asyncio.ensure_future(asyncio.to_thread(self._absorb, chunks))
+        if drain:
+            await batch
+        else:
+            self._in_flight = batch
 
-    def _absorb(self, chunks: list[bytes]) -> None:
+    def _absorb(self, chunks: list[bytes | memoryview]) -> None:
         for chunk in chunks:
             self._plain_hash.update(chunk)
             self._plaintext_size += len(chunk)
-            self._write_cipher(self._encryptor.update(chunk))
+            self._write_cipher(self._encryptor.update_view(chunk))
 
-    def _write_cipher(self, data: bytes) -> None:
-        if not data:
-            return
-        self._cipher_hash.update(data)
-        view = memoryview(data)
+    def _write_cipher(self, sealed: bytes | memoryview) -> None:
+        # The ciphertext needs no hash of its own: every segment carries a GCM tag.
+        view = memoryview(sealed)
+        self._ciphertext_size += len(view)
         while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        self._ciphertext_size += len(data)
+            view = view[os.write(self._fd, view) :]
 
     def _finish_sync(self) -> None:
         self._write_cipher(self._encryptor.finalize())
@@ -124,7 +140,6 @@ class EncryptedSpool:
             plaintext_size=self._plaintext_size,
             plaintext_sha256=self._plain_hash.hexdigest(),
             ciphertext_size=self._ciphertext_size,
-            ciphertext_sha256=self._cipher_hash.hexdigest(),
         )
 
     def _discard_sync(self) -> None:

@@ -118,7 +118,6 @@ def upgrade() -> None:
         sa.Column("plaintext_size", sa.BigInteger(), nullable=False),
         sa.Column("plaintext_sha256", sa.String(length=64), nullable=False),
         sa.Column("ciphertext_size", sa.BigInteger(), nullable=False),
-        sa.Column("ciphertext_sha256", sa.String(length=64), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["recording_id"],

@@ -1,0 +1,1 @@
+"""``make bench``: ingest, encryption and concurrency measured against same-run baselines."""

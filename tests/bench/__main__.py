@@ -1,0 +1,329 @@
+"""Run the benchmark: ``make bench`` (or ``python -m tests.bench [--quick]``).
+
+Every figure is a ratio against a baseline measured in the same run on the same machine:
+ingest against writing the same bytes to disk with fsync, segment encryption against a
+plain AES-GCM loop, concurrent pushes against concurrent fsynced writes. The server runs
+as a real ``callrec serve`` process on the embedded default; its peak RSS is read from
+/proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiohttp
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
+from tests.bench.workload import PushFile, seconds_for_bytes, write_push
+
+SECRET = "bench-secret-0123456789abcdef"
+_CHUNK = 1024 * 1024
+
+
+class Server:
+    """A ``callrec serve`` child process on a fresh data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
+        env |= {
+            "CALLREC_DATA_DIR": str(data_dir),
+            "CALLREC_PUSH_SECRETS": f"bench={SECRET}",
+            "CALLREC_LOG_LEVEL": "warning",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "config", "serve", "--port", str(self.port)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):  # noqa: S310
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("callrec serve did not start") from None
+                time.sleep(0.1)
+
+    def memory_mb(self, field: str) -> float:
+        """VmRSS (now) or VmHWM (peak) of the server process, in MB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError(f"{field} not found")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+@contextmanager
+def server(root: Path, name: str) -> Iterator[Server]:
+    running = Server(root / name)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def send(session: aiohttp.ClientSession, url: str, push: PushFile) -> float:
+    """POST the push file, streamed from disk; return seconds until the 201 arrived."""
+    started = time.perf_counter()
+    with push.path.open("rb") as body:
+        async with session.post(
+            f"{url}/webhooks/push/bench",
+            data=body,
+            headers=push.headers | {"Content-Length": str(push.size)},
+        ) as response:
+            answer = await response.text()
+            if response.status != 201:
+                raise RuntimeError(f"push answered {response.status}: {answer}")
+    return time.perf_counter() - started
+
+
+def write_with_fsync(source: Path, target: Path) -> float:
+    """The baseline: the same bytes written to a new file on the same disk, then fsync."""
+    started = time.perf_counter()
+    with source.open("rb") as reader:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            while chunk := reader.read(_CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    elapsed = time.perf_counter() - started
+    target.unlink()
+    return elapsed
+
+
+def make_push(root: Path, name: str, seconds: int, rate: int, channels: int) -> PushFile:
+    return write_push(
+        root / f"{name}.body",
+        recording_id=name,
+        seconds=seconds,
+        rate=rate,
+        channels=channels,
+        secret=SECRET.encode(),
+        timestamp=int(time.time()),
+    )
+
+
+async def measure_ingest(
+    root: Path, label: str, seconds: int, rate: int, channels: int, repetitions: int
+) -> dict[str, float]:
+    """Median ingest time and disk baseline for one recording size, and the server's peak RSS.
+
+    One server takes every repetition after a small warm-up push, so first-request costs
+    (lazy imports, statement caches) are not counted as ingest.
+    """
+    ingest: list[float] = []
+    baseline: list[float] = []
+    size = 0
+    with server(root, f"server-{label}") as running:
+        idle = running.memory_mb("VmHWM")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+            warm_up = make_push(root, f"{label}-warm-up-{time.time_ns()}", 5, rate, channels)
+            await send(session, running.url, warm_up)
+            warm_up.path.unlink()
+            for rep in range(repetitions):
+                push = make_push(root, f"{label}-{rep}-{time.time_ns()}", seconds, rate, channels)
+                size = push.size
+                baseline.append(write_with_fsync(push.path, root / "baseline.bin"))
+                ingest.append(await send(session, running.url, push))
+                push.path.unlink()
+        peak = running.memory_mb("VmHWM")
+    return {
+        "bytes": size,
+        "ingest_s": statistics.median(ingest),
+        "baseline_s": statistics.median(baseline),
+        "peak_rss_mb": peak,
+        "idle_rss_mb": idle,
+    }
+
+
+def measure_encryption(total: int, repetitions: int) -> dict[str, float]:
+    """SegmentEncryptor fed 1 MiB pieces (as the spool feeds it) vs a bare AES-GCM loop."""
+    data = os.urandom(_CHUNK)
+    pieces = total // _CHUNK
+
+    def ours() -> float:
+        encryptor = SegmentEncryptor(new_data_key(), uuid.uuid4())
+        started = time.perf_counter()
+        for _ in range(pieces):
+            encryptor.update_view(data)
+        encryptor.finalize()
+        return time.perf_counter() - started
+
+    def plain() -> float:
+        aead = AESGCM(new_data_key())
+        view = memoryview(data)
+        aad = bytes(96)
+        started = time.perf_counter()
+        counter = 0
+        for _ in range(pieces):
+            for offset in range(0, _CHUNK, SEGMENT_PLAINTEXT):
+                nonce = counter.to_bytes(12, "big")
+                aead.encrypt(nonce, view[offset : offset + SEGMENT_PLAINTEXT], aad)
+                counter += 1
+        return time.perf_counter() - started
+
+    ours_s = statistics.median(ours() for _ in range(repetitions))
+    plain_s = statistics.median(plain() for _ in range(repetitions))
+    return {"bytes": pieces * _CHUNK, "ours_s": ours_s, "plain_s": plain_s}
+
+
+async def measure_concurrency(
+    root: Path, seconds: int, pushes: int, senders: int
+) -> dict[str, float]:
+    """Acknowledged pushes per second with ``senders`` concurrent clients, vs fsynced writes."""
+    bodies = [make_push(root, f"c-{n}-{time.time_ns()}", seconds, 8000, 1) for n in range(pushes)]
+
+    def baseline_one(push: PushFile) -> float:
+        return write_with_fsync(push.path, push.path.with_suffix(".copy"))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(senders) as pool:
+        list(pool.map(baseline_one, bodies))
+    baseline_s = time.perf_counter() - started
+
+    with server(root, "server-concurrency") as running:
+        queue: asyncio.Queue[PushFile] = asyncio.Queue()
+        for body in bodies:
+            queue.put_nowait(body)
+        connector = aiohttp.TCPConnector(limit=senders)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=600)
+        ) as session:
+
+            async def sender() -> None:
+                while not queue.empty():
+                    await send(session, running.url, queue.get_nowait())
+
+            started = time.perf_counter()
+            await asyncio.gather(*(sender() for _ in range(senders)))
+            ingest_s = time.perf_counter() - started
+        peak = running.memory_mb("VmHWM")
+    for body in bodies:
+        body.path.unlink()
+    return {
+        "pushes": pushes,
+        "bytes_each": bodies[0].size,
+        "ingest_s": ingest_s,
+        "baseline_s": baseline_s,
+        "peak_rss_mb": peak,
+    }
+
+
+def mb_s(size: float, seconds: float) -> str:
+    return f"{size / seconds / 1e6:,.0f} MB/s"
+
+
+def row(*cells: str) -> None:
+    print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def ingest_row(label: str, result: dict[str, float]) -> None:
+    size, ours, base = result["bytes"], result["ingest_s"], result["baseline_s"]
+    row(
+        label,
+        f"{ours:.2f} s ({mb_s(size, ours)})",
+        f"write + fsync {base:.2f} s ({mb_s(size, base)})",
+        f"{base / ours:.2f}x",
+        ">= 0.25x",
+    )
+
+
+async def run(quick: bool) -> None:
+    root = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
+    hour = 60 if quick else 3600
+    big = (64 if quick else 1024) * 1024 * 1024
+    reps = 1 if quick else 3
+    print(f"# callrec benchmark ({'quick' if quick else 'full'})\n")
+    print(f"- command: `make bench`{' (--quick)' if quick else ''}")
+    print(f"- machine: {platform.platform()}, {os.cpu_count()} CPUs")
+    print(f"- Python {platform.python_version()}; scratch directory on the data disk: {root}\n")
+    row("measurement", "callrec", "baseline (same run)", "ratio", "goal")
+    row("---", "---", "---", "---", "---")
+
+    hour_result = await measure_ingest(root, "hour", hour, 8000, 1, reps)
+    ingest_row(
+        f"push ingest, {hour // 60}-minute 8 kHz mono WAV "
+        f"({hour_result['bytes'] / 1e6:.1f} MB), median of {reps}",
+        hour_result,
+    )
+    big_reps = 1 if quick else 2
+    big_result = await measure_ingest(
+        root, "big", seconds_for_bytes(big, 48000, 2), 48000, 2, big_reps
+    )
+    ingest_row(
+        f"push ingest, {big_result['bytes'] / 2**30:.2f} GiB 48 kHz stereo WAV, "
+        f"median of {big_reps}",
+        big_result,
+    )
+    crypto = measure_encryption((64 if quick else 256) * _CHUNK, 3 if quick else 5)
+    row(
+        f"segment encryption, {int(crypto['bytes']) >> 20} MiB fed 1 MiB at a time",
+        mb_s(crypto["bytes"], crypto["ours_s"]),
+        f"plain AESGCM loop, 64 KiB segments: {mb_s(crypto['bytes'], crypto['plain_s'])}",
+        f"{crypto['plain_s'] / crypto['ours_s']:.2f}x",
+        ">= 0.9x",
+    )
+    concurrency = await measure_concurrency(root, 60 if quick else 600, 16 if quick else 64, 16)
+    rate = concurrency["pushes"] / concurrency["ingest_s"]
+    base_rate = concurrency["pushes"] / concurrency["baseline_s"]
+    row(
+        f"acknowledged pushes/s, {int(concurrency['pushes'])} pushes of "
+        f"{concurrency['bytes_each'] / 1e6:.1f} MB, 16 concurrent senders",
+        f"{rate:.1f}/s",
+        f"16 threads write + fsync the same bodies: {base_rate:.1f}/s",
+        f"{rate / base_rate:.2f}x",
+        "measured",
+    )
+    row(
+        f"server peak RSS while ingesting the {big_result['bytes'] / 2**30:.2f} GiB upload",
+        f"{big_result['peak_rss_mb']:.0f} MB",
+        f"idle server after start-up: {big_result['idle_rss_mb']:.0f} MB",
+        "-",
+        "< 150 MB",
+    )
+    row(
+        "server peak RSS during the concurrent pushes",
+        f"{concurrency['peak_rss_mb']:.0f} MB",
+        "-",
+        "-",
+        "-",
+    )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    asyncio.run(run(parser.parse_args().quick))
+
+
+main()
