@@ -15,22 +15,21 @@ from urllib.parse import urlsplit
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.ext.asyncio import AsyncEngine
 
+import storage
 from config.metrics import HttpMetrics
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
 from storage import (
     AuditTrail,
+    Database,
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
     RecordingStore,
-    S3ObjectStore,
     StorageError,
     check_database,
     create_engine,
-    create_sessionmaker,
 )
 
 log = logging.getLogger("callrec")
@@ -48,7 +47,7 @@ class Services:
     """Everything built from the settings, handed to the app and to CLI commands."""
 
     settings: Settings
-    engine: AsyncEngine
+    database: Database
     objects: ObjectStore
     keyring: LocalKeyring
     audit: AuditTrail
@@ -58,7 +57,7 @@ class Services:
     async def close(self) -> None:
         """Release connections and clients."""
         await self.objects.close()
-        await self.engine.dispose()
+        await self.database.dispose()
 
 
 def build_object_store(store_url: str) -> ObjectStore:
@@ -66,18 +65,22 @@ def build_object_store(store_url: str) -> ObjectStore:
     parts = urlsplit(store_url)
     if parts.scheme == "file":
         return FilesystemObjectStore(Path(parts.path))
-    return S3ObjectStore.connect(parts.netloc, parts.path.strip("/"))
+    # Looked up at call time, so boto3 is only loaded by services that use S3.
+    return storage.S3ObjectStore.connect(parts.netloc, parts.path.strip("/"))
 
 
 def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Services:
     """Wire the parts; constructors are lazy, nothing connects until first use."""
-    engine = create_engine(settings.resolved_database_url)
-    sessions = create_sessionmaker(engine)
+    database = Database(create_engine(settings.resolved_database_url))
     objects = build_object_store(settings.resolved_store_url)
     keyring = LocalKeyring.open(settings.data_dir / "keyring")
     audit = AuditTrail(clock)
     recordings = RecordingStore(
-        sessions=sessions, objects=objects, keys=keyring, audit=audit, clock=clock
+        database=database,
+        objects=objects,
+        keys=keyring,
+        audit=audit,
+        clock=clock,
     )
     capture = PushCapture(
         recordings=recordings,
@@ -87,7 +90,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         clock=clock,
         max_body_bytes=settings.max_upload_bytes,
     )
-    return Services(settings, engine, objects, keyring, audit, recordings, capture)
+    return Services(settings, database, objects, keyring, audit, recordings, capture)
 
 
 @web.middleware
@@ -141,7 +144,7 @@ def create_app(services: Services) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         problems = []
         try:
-            await check_database(services.engine)
+            await check_database(services.database.engine)
         except StorageError:
             problems.append("database")
         try:

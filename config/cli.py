@@ -20,7 +20,6 @@ from storage import (
     AuditChainBroken,
     StorageError,
     Unavailable,
-    create_sessionmaker,
     load_signing_key,
     upgrade_database,
     verify_audit_chain,
@@ -70,7 +69,7 @@ def serve(host: str, port: int) -> None:
 
     async def start() -> web.Application:
         if settings.uses_embedded_database:
-            await upgrade_database(services.engine)
+            await upgrade_database(services.database.engine)
         return create_app(services)
 
     app = _run(start)
@@ -104,7 +103,7 @@ def db_upgrade() -> None:
     async def upgrade() -> None:
         services = build_services(settings)
         try:
-            await upgrade_database(services.engine)
+            await upgrade_database(services.database.engine)
         finally:
             await services.close()
 
@@ -126,7 +125,7 @@ def audit_verify() -> None:
     async def verify() -> int:
         services = build_services(settings)
         try:
-            async with create_sessionmaker(services.engine)() as session:
+            async with services.database.read() as session:
                 with Progress("audit events") as progress:
                     return await verify_audit_chain(session, progress=progress.advance)
         finally:

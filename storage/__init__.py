@@ -4,9 +4,12 @@ Other packages import from here, never from the modules inside; this package imp
 none of its siblings.
 """
 
+from typing import TYPE_CHECKING
+
 from storage.audit import AuditRecord, AuditTrail, verify_audit_chain
 from storage.blobs import FilesystemObjectStore, ObjectStore
 from storage.database import (
+    Database,
     check_database,
     create_engine,
     create_sessionmaker,
@@ -31,7 +34,6 @@ from storage.recordings import (
     NewRecording,
     RecordingStore,
 )
-from storage.s3 import S3ObjectStore
 from storage.signing import SigningKey, load_signing_key
 from storage.spool import EncryptedSpool, SpoolFacts
 
@@ -42,6 +44,7 @@ __all__ = [
     "AuditTrail",
     "CaptureInProgress",
     "CaptureOutcome",
+    "Database",
     "DatabaseUnavailable",
     "EncryptedSpool",
     "FilesystemObjectStore",
@@ -67,3 +70,16 @@ __all__ = [
     "upgrade_database",
     "verify_audit_chain",
 ]
+
+if TYPE_CHECKING:
+    from storage.s3 import S3ObjectStore
+
+
+def __getattr__(name: str) -> object:
+    # boto3 costs about 10 MB and a tenth of a second at start-up; a service on the
+    # filesystem store never pays for it.
+    if name == "S3ObjectStore":
+        from storage.s3 import S3ObjectStore
+
+        return S3ObjectStore
+    raise AttributeError(f"module 'storage' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from storage.errors import DatabaseUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_READ_ONLY = "callrec_read_only"
 
 
 def create_engine(database_url: str) -> AsyncEngine:
@@ -55,12 +57,57 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no write lock, so lookups never queue behind captures.
+        reader = connection.get_execution_options().get(_READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")
 
 
-def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded objects usable after commit."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+def create_sessionmaker(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded objects usable after commit.
+
+    ``read_only`` sessions are for lookups: on SQLite they begin a deferred transaction
+    instead of taking the write lock. Writing through one may fail under contention.
+    """
+    bind = engine.execution_options(**{_READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False)
+
+
+class Database:
+    """The engine and the two ways the service uses it: lookups and write transactions.
+
+    On SQLite, write transactions are queued in the process rather than left to SQLite's
+    busy handler, which sleeps in steps of up to 100 ms while it waits for the lock.
+    Database errors that mean "cannot reach it" come out as DatabaseUnavailable.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writes = create_sessionmaker(engine)
+        self._reads = create_sessionmaker(engine, read_only=True)
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A session for lookups; it takes no write lock and commits nothing."""
+        async with translate_database_errors(), self._reads() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session whose work commits when the block ends, or rolls back on error."""
+        async with translate_database_errors():
+            if self._write_lock is None:
+                async with self._writes.begin() as session:
+                    yield session
+            else:
+                async with self._write_lock, self._writes.begin() as session:
+                    yield session
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
 
 
 def alembic_config() -> Config:

@@ -23,11 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import ObjectStore
-from storage.database import translate_database_errors
+from storage.database import Database
 from storage.errors import StorageError, Unavailable
 from storage.keyring import KeyWrapper
 from storage.models import DataKey, Recording, RecordingState, StoredObject
@@ -91,14 +90,14 @@ class RecordingStore:
     def __init__(
         self,
         *,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         objects: ObjectStore,
         keys: KeyWrapper,
         audit: AuditTrail,
         clock: Callable[[], datetime],
         duplicate_wait: timedelta = timedelta(seconds=30),
     ) -> None:
-        self._sessions = sessions
+        self._database = database
         self._objects = objects
         self._keys = keys
         self._audit = audit
@@ -109,7 +108,7 @@ class RecordingStore:
         """A settled earlier delivery of this source id, if any (pending ones are waited for)."""
         deadline = asyncio.get_running_loop().time() + self._duplicate_wait.total_seconds()
         while True:
-            async with translate_database_errors(), self._sessions() as session:
+            async with self._database.read() as session:
                 found = await RecordingRepository(session).find_by_source_id(
                     source, source_recording_id
                 )
@@ -186,7 +185,7 @@ class RecordingStore:
 
     async def _claim(self, row: Recording) -> bool:
         try:
-            async with translate_database_errors(), self._sessions.begin() as session:
+            async with self._database.transaction() as session:
                 await RecordingRepository(session).add(row)
         except IntegrityError:
             return False
@@ -202,7 +201,7 @@ class RecordingStore:
     ) -> None:
         wrapped = self._keys.wrap(spool.data_key, spool.object_id)
         now = self._clock()
-        async with translate_database_errors(), self._sessions.begin() as session:
+        async with self._database.transaction() as session:
             repository = RecordingRepository(session)
             row = await repository.get(recording_id)
             if row is None:
@@ -237,14 +236,14 @@ class RecordingStore:
         try:
             if key is not None:
                 await self._objects.delete(key)
-            async with translate_database_errors(), self._sessions.begin() as session:
+            async with self._database.transaction() as session:
                 await RecordingRepository(session).remove(recording_id)
         except (Unavailable, OSError):
             log.warning("could not release a failed capture; the reaper will", exc_info=True)
 
     async def record_discard(self, *, actor: str, source_recording_id: str, reason: str) -> None:
         """Audit that a delivery was refused without storing it (e.g. already past retention)."""
-        async with translate_database_errors(), self._sessions.begin() as session:
+        async with self._database.transaction() as session:
             await self._audit.append(
                 session,
                 AuditRecord(
@@ -258,11 +257,11 @@ class RecordingStore:
     async def reap_abandoned_captures(self, older_than: timedelta) -> int:
         """Remove pending captures older than ``older_than`` and their objects; return count."""
         cutoff = self._clock() - older_than
-        async with translate_database_errors(), self._sessions() as session:
+        async with self._database.read() as session:
             abandoned = await RecordingRepository(session).abandoned_pending(cutoff)
         for row in abandoned:
             for stored in row.objects:
                 await self._objects.delete(stored.object_key)
-            async with translate_database_errors(), self._sessions.begin() as session:
+            async with self._database.transaction() as session:
                 await RecordingRepository(session).remove(row.id)
         return len(abandoned)

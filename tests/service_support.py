@@ -13,7 +13,6 @@ from sqlalchemy import func, select
 
 from config.app import Services, build_services, create_app
 from config.settings import Settings
-from storage import create_sessionmaker
 from storage.models import AuditEvent, Recording
 from tests.push_support import SECRET
 
@@ -28,7 +27,7 @@ class RunningService:
 
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""
-        async with create_sessionmaker(self.services.engine)() as session:
+        async with self.services.database.read() as session:
             recordings = (await session.execute(select(func.count(Recording.id)))).scalar_one()
             events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
         objects = [key async for key in self.services.objects.iter_keys()]

@@ -7,15 +7,20 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import select
 
-from storage import create_sessionmaker, verify_audit_chain
+from storage import verify_audit_chain
 from storage.crypto import EncryptedFileReader
+from storage.keyring import WrappedKey
 from storage.models import AuditEvent, Recording, RecordingState
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 URL = "/webhooks/push/pbx"
 
@@ -44,8 +49,7 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
     started = datetime.fromisoformat(metadata()["started_at"])
     assert abs(deadline - (started + timedelta(days=90))) < timedelta(seconds=5)
 
-    sessions = create_sessionmaker(service.services.engine)
-    async with sessions() as session:
+    async with service.services.database.read() as session:
         row = await session.get(Recording, recording_id)
         assert row is not None
         assert row.state == RecordingState.STORED
@@ -70,18 +74,12 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
     assert audio[1000:1064] not in ciphertext
     # ...and yet the stored key opens it to exactly the bytes that were pushed.
     data_key = service.services.keyring.unwrap(
-        _wrapped(stored.data_key.kek_id, stored.data_key.wrapped), stored.id
+        WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped), stored.id
     )
     path = service.data_dir / "objects" / stored.object_key
     with EncryptedFileReader(path, data_key, stored.id, stored.ciphertext_size) as plaintext:
         assert plaintext.read() == audio
     assert (await service.counts())["spool"] == 0
-
-
-def _wrapped(kek_id: str, blob: bytes):  # type: ignore[no-untyped-def]
-    from storage.keyring import WrappedKey
-
-    return WrappedKey(kek_id=kek_id, blob=blob)
 
 
 async def test_a_repeated_push_returns_the_same_answer_and_stores_nothing_new(
@@ -116,7 +114,7 @@ async def test_a_recording_already_past_retention_is_discarded_and_audited(
     assert (status, body) == (200, {"status": "discarded", "reason": "past_retention"})
     counts = await service.counts()
     assert counts == {"recordings": 0, "objects": 0, "spool": 0, "audit": 1}
-    async with create_sessionmaker(service.services.engine)() as session:
+    async with service.services.database.read() as session:
         (event,) = (await session.execute(select(AuditEvent))).scalars().all()
     assert (event.action, event.outcome) == ("recording.discarded", "deny")
     assert event.details == {"source_recording_id": "1732501234.5678", "reason": "past_retention"}
@@ -139,7 +137,38 @@ async def test_unknown_metadata_keys_are_kept_as_extra_metadata(service: Running
     meta = metadata(queue="children-front-door", priority=2)
     status, body = await push(service, push_body(meta, make_wav(1)))
     assert status == 201
-    async with create_sessionmaker(service.services.engine)() as session:
+    async with service.services.database.read() as session:
         row = await session.get(Recording, uuid.UUID(body["id"]))
     assert row is not None
     assert row.extra == {"queue": "children-front-door", "priority": 2}
+
+
+@pytest.mark.s3
+async def test_the_production_backends_store_a_push_in_the_bucket_encrypted(
+    tmp_path: Path,
+    database_url: str,
+    s3_endpoint: str,
+    s3_bucket: str,
+    s3_client: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The endpoint comes from the standard AWS variable, as in production.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    audio = make_wav(2)
+    body = push_body(metadata(), audio)
+    async with running_service(
+        tmp_path / "var", database_url, store_url=f"s3://{s3_bucket}/hub-a"
+    ) as service:
+        first = await service.client.post(URL, data=body, headers=push_headers(body))
+        again = await service.client.post(URL, data=body, headers=push_headers(body))
+        assert (first.status, again.status) == (201, 200)
+        assert await first.json() == await again.json()
+        assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+
+    (listed,) = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert listed["Key"].startswith("hub-a/recordings/")
+    stored = s3_client.get_object(Bucket=s3_bucket, Key=listed["Key"])["Body"].read()
+    assert stored.startswith(b"SGRC")
+    assert b"RIFF" not in stored
+    assert audio[2000:2064] not in stored
+    assert not (tmp_path / "var" / "objects").exists()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import (
     AudioFacts,
     AuditTrail,
+    Database,
     DatabaseUnavailable,
     EncryptedSpool,
     FilesystemObjectStore,
@@ -49,7 +50,7 @@ class Harness:
 
     def store(self, *, objects: object = None, keys: object = None) -> RecordingStore:
         return RecordingStore(
-            sessions=create_sessionmaker(self.engine),
+            database=Database(self.engine),
             objects=objects or self.objects,  # type: ignore[arg-type]
             keys=keys or self.keyring,  # type: ignore[arg-type]
             audit=AuditTrail(self.clock),
