@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from storage import (
     StorageError,
     check_database,
     create_engine,
+    sweep_spool,
 )
 
 log = logging.getLogger("callrec")
@@ -89,6 +91,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         retention_period=settings.retention_period,
         clock=clock,
         max_body_bytes=settings.max_upload_bytes,
+        max_concurrent=settings.max_concurrent_pushes,
     )
     return Services(settings, database, objects, keyring, audit, recordings, capture)
 
@@ -104,6 +107,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     try:
         try:
             response = await handler(request)
+        except asyncio.CancelledError:
+            # The client went away mid-request: not a server error. 499, as proxies say.
+            status = 499
+            raise
         except web.HTTPException as exc:
             # Routing errors (404, 405) in the API's one error shape.
             response = web.json_response(
@@ -159,6 +166,9 @@ def create_app(services: Services) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        swept = sweep_spool(services.settings.data_dir / "spool")
+        if swept:
+            log.warning("removed spool files left by an earlier process", extra={"count": swept})
         try:
             reaped = await services.recordings.reap_abandoned_captures(ABANDONED_CAPTURE_AGE)
             if reaped:

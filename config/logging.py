@@ -12,7 +12,7 @@ import structlog
 
 # Anything that looks like a phone number: 10 to 15 digits, optionally with + and
 # separators, standing alone (not inside a hex id or glued to a letter, like an ISO time).
-_PHONE = re.compile(r"(?<![0-9A-Za-z:])\+?\d(?:[\s().-]{0,2}\d){9,14}(?![0-9A-Za-z:])")
+_PHONE = re.compile(r"(?<![0-9A-Za-z])\+?\d(?:[\s().-]{0,2}\d){9,14}(?![0-9A-Za-z:])")
 # Fields the service itself fills with safe values that merely contain digits.
 _TRUSTED_KEYS = frozenset({"timestamp", "request_id", "level", "logger", "duration_ms", "status"})
 _SECRET_KEYS = re.compile(r"secret|token|password|authorization|signature|cookie|key", re.I)

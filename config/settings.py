@@ -7,6 +7,8 @@ line naming the variable; nothing falls back silently.
 from __future__ import annotations
 
 import os
+import re
+import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from pydantic_settings import (
 ENV_PREFIX = "CALLREC_"
 # The hub's privacy notice promises that recordings are kept for up to 90 days.
 MAX_RETENTION_PERIOD = timedelta(days=90)
-SECRET_FIELDS = ("push_secrets", "twilio_auth_token", "database_url")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class SettingsError(Exception):
@@ -47,7 +49,8 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_api_base: str = "https://api.twilio.com"
-    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_upload_bytes: int = Field(default=1024**3, gt=0)
+    max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("retention_period")
@@ -62,20 +65,28 @@ class Settings(BaseSettings):
     @field_validator("push_secrets", mode="before")
     @classmethod
     def _parse_push_secrets(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        secrets: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, secret = item.partition("=")
-            name = name.strip()
-            if not sep or not name or not secret:
-                raise ValueError("expected name=secret[,name2=secret2]")
-            if not name.replace("-", "").replace("_", "").isalnum():
-                raise ValueError("source names may hold letters, digits, - and _ only")
-            if len(secret) < 16:
+        if isinstance(value, str):
+            secrets: dict[str, str] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                name, sep, secret = item.partition("=")
+                if not sep:
+                    raise ValueError("expected name=secret[,name2=secret2]")
+                secrets[name.strip()] = secret
+            return secrets
+        return value
+
+    @field_validator("push_secrets")
+    @classmethod
+    def _sound_push_secrets(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # Checked here, after parsing, so secrets from TOML meet the same rules.
+        for name, secret in value.items():
+            if not _SOURCE_NAME.fullmatch(name):
+                raise ValueError(
+                    "source names are 1-64 letters, digits, - and _ (as in name=secret)"
+                )
+            if len(secret.get_secret_value()) < 16:
                 raise ValueError(f"the secret of {name!r} is shorter than 16 characters")
-            secrets[name] = secret
-        return secrets
+        return value
 
     @field_validator("store_url")
     @classmethod
@@ -166,6 +177,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     """Read the settings; SettingsError with one line naming the bad variable."""
     try:
         return Settings(**dict(overrides or {}))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{ENV_PREFIX}CONFIG: the file is not valid TOML ({exc})") from None
     except ValidationError as exc:
         error = exc.errors(include_input=False, include_url=False)[0]
         field = str(error["loc"][0]) if error["loc"] else "settings"

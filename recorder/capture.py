@@ -1,4 +1,5 @@
-"""The signed-push capture: verify, spool encrypted, validate, probe, store, audit.
+"""The signed-push capture: spool encrypted while checking the signature, then validate,
+probe, store and audit.
 
 Written against a small protocol of what it needs from storage, and free of aiohttp, so
 the same flow serves the webhook handler, tests and the benchmark.
@@ -14,14 +15,24 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
 
-from recorder.errors import PayloadTooLarge, Unauthenticated, UndecodableAudio
+from recorder.errors import (
+    Busy,
+    NotMultipart,
+    PayloadTooLarge,
+    RecorderError,
+    Unauthenticated,
+    UndecodableAudio,
+)
 from recorder.form import PushFormReader, boundary_of
 from recorder.media import probe_audio
 from recorder.metadata import parse_push_metadata
-from recorder.signatures import PushSignatureCheck
+from recorder.signatures import REFUSAL, PushSignatureCheck
 from storage import AudioFacts, CaptureOutcome, EncryptedSpool, NewRecording
 
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+DEFAULT_MAX_CONCURRENT = 32
+# Headers of an unknown source are judged against this, exactly like a known source's.
+_NO_SECRET = b"\x00" * 32
 
 
 class CaptureSink(Protocol):
@@ -48,6 +59,7 @@ class PushDelivery:
     timestamp: str | None
     signature: str | None
     content_type: str
+    content_encoding: str | None
     content_length: int | None
     body: AsyncIterator[bytes]
 
@@ -74,6 +86,7 @@ class PushCapture:
         clock: Callable[[], datetime],
         max_body_bytes: int,
         max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     ) -> None:
         self._recordings = recordings
         self._secrets = dict(secrets)
@@ -82,6 +95,7 @@ class PushCapture:
         self._clock = clock
         self._max_body = max_body_bytes
         self._max_metadata = max_metadata_bytes
+        self._slots = asyncio.Semaphore(max_concurrent)
 
     async def capture(self, delivery: PushDelivery) -> PushResult:
         """Store the delivery or say why not; raises RecorderError or storage Unavailable.
@@ -89,21 +103,29 @@ class PushCapture:
         Idempotent per (source, recording_id): a repeat returns the first result.
         """
         secret = self._secrets.get(delivery.source)
-        if secret is None:
-            # The same words as a bad signature, so sources cannot be enumerated.
-            raise Unauthenticated("unknown source or invalid signature")
         signature = PushSignatureCheck(
-            secret, timestamp=delivery.timestamp, signature=delivery.signature, now=self._clock()
+            secret or _NO_SECRET,
+            timestamp=delivery.timestamp,
+            signature=delivery.signature,
+            now=self._clock(),
         )
+        if secret is None:
+            raise Unauthenticated(REFUSAL)
+        if (delivery.content_encoding or "identity").lower() != "identity":
+            # The signature covers the bytes sent; and a compressed body could unpack
+            # to a thousand times its size before the signature is checked.
+            raise NotMultipart("compressed bodies are not accepted: send the file as it is")
         boundary = boundary_of(delivery.content_type)
         if delivery.content_length is not None and delivery.content_length > self._max_body:
             raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
-
-        spool = EncryptedSpool(self._spool_dir)
-        try:
-            return await self._capture_into(spool, delivery, signature, boundary)
-        finally:
-            await spool.discard()
+        if self._slots.locked():
+            raise Busy("too many recordings are being received at once; retry shortly")
+        async with self._slots:
+            spool = EncryptedSpool(self._spool_dir)
+            try:
+                return await self._capture_into(spool, delivery, signature, boundary)
+            finally:
+                await spool.discard()
 
     async def _capture_into(
         self,
@@ -114,14 +136,26 @@ class PushCapture:
     ) -> PushResult:
         form_reader = PushFormReader(boundary, max_metadata_bytes=self._max_metadata)
         received = 0
+        refusal: RecorderError | None = None
         async for chunk in delivery.body:
             received += len(chunk)
             if received > self._max_body:
                 raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
             signature.update(chunk)
-            for audio_bytes in form_reader.feed(chunk):
-                await spool.write(audio_bytes)
+            if refusal is not None:
+                continue
+            try:
+                pieces = form_reader.feed(chunk)
+            except RecorderError as exc:
+                # Kept until the signature is checked: an unsigned body is told 401 and
+                # nothing about how far the parser got.
+                refusal = exc
+                continue
+            for piece in pieces:
+                await spool.write(piece)
         signature.verify()
+        if refusal is not None:
+            raise refusal
         form = form_reader.finish()
 
         now = self._clock()

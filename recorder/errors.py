@@ -2,7 +2,9 @@
 
 RecorderError
 ├── Unauthenticated          unknown source, missing, wrong or stale signature
-├── NotMultipart             the body is not multipart/form-data
+├── NotMultipart             the body is not multipart/form-data, or is compressed
+├── BodyStalled              the body arrives too slowly or stops arriving
+├── Busy                     too many pushes are being received at once
 ├── PayloadTooLarge          the body or the metadata part is over its limit
 ├── MalformedUpload          broken or truncated multipart framing
 ├── InvalidPart              an unexpected or repeated part, or a filename that names a path
@@ -26,7 +28,15 @@ class Unauthenticated(RecorderError):
 
 
 class NotMultipart(RecorderError):
-    """The body is not ``multipart/form-data`` with a boundary."""
+    """The body is not plain ``multipart/form-data`` with a boundary."""
+
+
+class BodyStalled(RecorderError):
+    """The sender stopped sending, or sends too slowly to finish in reasonable time."""
+
+
+class Busy(RecorderError):
+    """Every capture slot is taken; the sender should retry shortly."""
 
 
 class PayloadTooLarge(RecorderError):

@@ -5,14 +5,18 @@ Statuses are chosen here, once, in the error middleware; nothing below knows HTT
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from recorder.capture import PushCapture, PushDelivery
 from recorder.errors import (
+    BodyStalled,
+    Busy,
     InvalidMetadata,
     InvalidPart,
     MalformedUpload,
@@ -28,10 +32,16 @@ log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1024 * 1024
 RETRY_AFTER_S = 30
+# A sender that goes quiet this long, or averages less than this after the grace
+# period, is holding a capture slot and a spool file for nothing.
+BODY_IDLE_TIMEOUT_S = 30.0
+BODY_GRACE_S = 60.0
+BODY_MIN_RATE = 32 * 1024  # bytes per second
 
 _STATUS: dict[type[RecorderError], tuple[int, str]] = {
     Unauthenticated: (401, "unauthenticated"),
     NotMultipart: (415, "unsupported_media_type"),
+    BodyStalled: (408, "request_timeout"),
     PayloadTooLarge: (413, "payload_too_large"),
     MalformedUpload: (400, "malformed_body"),
     InvalidPart: (422, "invalid_part"),
@@ -50,18 +60,25 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
     """Map refusals and outages to statuses; never a 500 for bad input, never str(exc) of SDKs."""
     try:
         return await handler(request)
+    except Busy as exc:
+        response = json_error(503, "busy", exc.detail, **{"Retry-After": "5"})
     except RecorderError as exc:
-        status, code = _STATUS[type(exc)]
+        status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
         log.info("push refused", extra={"status": status, "error": code})
-        return json_error(status, code, exc.detail)
+        response = json_error(status, code, exc.detail)
     except (Unavailable, CaptureInProgress) as exc:
         log.warning("push deferred: %s", type(exc).__name__)
-        return json_error(
+        response = json_error(
             503,
             "unavailable",
             "storage is unavailable or the same recording is being stored; retry later",
             **{"Retry-After": str(RETRY_AFTER_S)},
         )
+    if not request.content.is_eof():
+        # Refused before the body was read: close rather than read (and perhaps
+        # decompress) gigabytes only to keep the connection alive.
+        response.force_close()
+    return response
 
 
 class PushHandler:
@@ -78,24 +95,44 @@ class PushHandler:
                 timestamp=request.headers.get("X-Callrec-Timestamp"),
                 signature=request.headers.get("X-Callrec-Signature"),
                 content_type=request.headers.get("Content-Type", ""),
+                content_encoding=request.headers.get("Content-Encoding"),
                 content_length=request.content_length,
                 body=_chunks(request),
             )
         )
         if result.status == "discarded":
             return web.json_response({"status": "discarded", "reason": "past_retention"})
-        if result.recording_id is None or result.retention_deadline is None:
-            raise RuntimeError("a stored or duplicate result carries an id and a deadline")
         body = {
             "id": str(result.recording_id),
             "status": "stored",
-            "retention_deadline": result.retention_deadline.isoformat().replace("+00:00", "Z"),
+            "retention_deadline": _rfc3339_utc(result.retention_deadline),
         }
         return web.json_response(body, status=201 if result.status == "stored" else 200)
 
 
+def _rfc3339_utc(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(_READ_CHUNK):
+    """The raw body, as it arrives; BodyStalled when the sender stops or crawls."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    received = 0
+    while True:
+        try:
+            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                chunk = await request.content.read(_READ_CHUNK)
+        except TimeoutError:
+            raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s") from None
+        if not chunk:
+            return
+        received += len(chunk)
+        elapsed = loop.time() - started
+        if elapsed > BODY_GRACE_S and received < BODY_MIN_RATE * elapsed:
+            raise BodyStalled("the body is arriving too slowly to finish")
         yield chunk
 
 

@@ -16,15 +16,16 @@ from av.container import InputContainer
 from recorder.errors import UndecodableAudio
 from storage import AudioFacts
 
-# Containers telephony platforms and PBXs actually produce; anything else is refused
-# rather than handed to every demuxer FFmpeg has.
+# Containers telephony platforms and PBXs actually produce, recognised by their first
+# bytes before FFmpeg sees the file: FFmpeg left to guess would try every demuxer it
+# has, some of which open other files (concat) or follow playlists.
 CONTENT_TYPES = {
     "wav": "audio/wav",
     "mp3": "audio/mpeg",
     "ogg": "audio/ogg",
     "flac": "audio/flac",
-    "matroska,webm": "audio/webm",
-    "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
+    "matroska": "audio/webm",
+    "mp4": "audio/mp4",
     "au": "audio/basic",
 }
 # Decoding this many packets proves the codec can read the stream.
@@ -35,19 +36,40 @@ _TAIL_S = 2.0
 _END_TOLERANCE_S = 0.5
 
 
+def sniff_format(head: bytes) -> str | None:
+    """The FFmpeg demuxer for a file starting with ``head`` (16 bytes), or None."""
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b".snd":
+        return "au"
+    return None
+
+
 def probe_audio(file: BinaryIO) -> AudioFacts:
     """Raise UndecodableAudio unless the file is decodable audio; return its facts.
 
+    The format is recognised from the first bytes, then only that demuxer is used.
     Reads the start and the end, not the middle: the first packets are decoded, and the
     stream is checked to really run to the length its header declares. Only when there
     is no declared length, or the end is not where it should be, is the whole stream
     demuxed to find the true length, so an hour of audio probes in milliseconds.
     """
+    demuxer = sniff_format(file.read(16))
+    if demuxer is None:
+        raise UndecodableAudio("not WAV, MP3, Ogg, FLAC, WebM/Matroska, MP4 or AU audio")
+    file.seek(0)
     try:
-        with av.open(file, mode="r") as container:
-            format_name = container.format.name
-            if format_name not in CONTENT_TYPES:
-                raise UndecodableAudio(f"container {format_name!r} is not an accepted format")
+        with av.open(file, mode="r", format=demuxer) as container:
             if not container.streams.audio:
                 raise UndecodableAudio("the file has no audio stream")
             stream = container.streams.audio[0]
@@ -61,17 +83,18 @@ def probe_audio(file: BinaryIO) -> AudioFacts:
                 duration = _demuxed_duration(container, stream)
             codec = stream.codec_context
             return AudioFacts(
-                container=format_name.split(",")[0],
+                container=demuxer,
                 codec=codec.name,
                 sample_rate=int(codec.sample_rate),
                 channels=int(codec.layout.nb_channels),
                 duration_s=round(duration, 3),
-                content_type=CONTENT_TYPES[format_name],
+                content_type=CONTENT_TYPES[demuxer],
             )
     except UndecodableAudio:
         raise
-    except (av.error.FFmpegError, ValueError, EOFError, OSError) as exc:
-        raise UndecodableAudio(f"the audio does not decode: {type(exc).__name__}") from None
+    except (av.error.FFmpegError, ValueError, EOFError, OSError):
+        # No detail from FFmpeg: what it says about a hostile file is nobody's business.
+        raise UndecodableAudio("the audio does not decode") from None
 
 
 def _decoded_frames(container: InputContainer, stream: AudioStream) -> int:

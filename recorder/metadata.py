@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -23,6 +25,25 @@ MAX_CALL_LENGTH = timedelta(hours=24)
 # A sender's clock may run a little ahead of ours; more than this is an impossible start.
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
+# Recordings older than this cannot be within any retention period; rejecting them early
+# also keeps date arithmetic far from the edges of the calendar.
+EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _text_only(value: Any) -> Any:
+    # Numbers would be read as seconds or milliseconds since 1970 by guesswork.
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string with a time zone")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    if value < EARLIEST_CALL:
+        raise ValueError("is before the year 2000")
+    return value.astimezone(UTC)
+
+
+CallTime = Annotated[AwareDatetime, BeforeValidator(_text_only), AfterValidator(_in_utc)]
 SourceId = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ]
@@ -38,17 +59,19 @@ Reference = Annotated[
 class PushMetadata(BaseModel):
     """The contract's metadata fields; unknown keys are kept as extra metadata."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     recording_id: SourceId
-    started_at: AwareDatetime
-    ended_at: AwareDatetime | None = None
+    started_at: CallTime
+    ended_at: CallTime | None = None
     direction: Literal["inbound", "outbound", "internal"] | None = None
     from_: Party | None = Field(default=None, alias="from")
     to: Party | None = None
     agent: Label | None = None
     team: Label | None = None
-    referrals: list[Reference] = Field(default_factory=list, max_length=50)
+    referrals: Annotated[
+        list[Reference], BeforeValidator(lambda value: [] if value is None else value)
+    ] = Field(default_factory=list, max_length=50)
 
     @model_validator(mode="after")
     def _ends_after_it_starts(self) -> PushMetadata:
@@ -71,16 +94,23 @@ def parse_push_metadata(raw: bytes, *, now: datetime) -> PushMetadata:
     The message names fields, never values: values may be phone numbers.
     """
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise InvalidMetadata("metadata is not valid UTF-8 JSON") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMetadata("metadata is not UTF-8") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidMetadata("metadata is nested too deeply") from None
+    except ValueError:
+        raise InvalidMetadata("metadata is not valid JSON") from None
     if not isinstance(document, dict):
         raise InvalidMetadata("metadata must be a JSON object")
     try:
         metadata = PushMetadata.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'metadata'}: {error['msg']}"
+            f"{'.'.join(str(part) for part in error['loc']) or 'metadata'}: "
+            f"{error['msg'].removeprefix('Value error, ')}"
             for error in exc.errors(include_input=False, include_url=False)[:5]
         )
         raise InvalidMetadata(problems) from None
@@ -89,3 +119,15 @@ def parse_push_metadata(raw: bytes, *, now: datetime) -> PushMetadata:
     if metadata.ended_at is not None and metadata.ended_at > now + FUTURE_TOLERANCE:
         raise InvalidMetadata("ended_at: is in the future")
     return metadata
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; databases refuse them where Python would not.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("numbers must be finite")
+    return value

@@ -12,6 +12,10 @@ from recorder.errors import Unauthenticated
 MAX_CLOCK_SKEW = timedelta(seconds=300)
 _SIGNATURE = re.compile(r"v1=([0-9a-f]{64})")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
+REFUSAL = (
+    "unknown source, or X-Callrec-Signature / X-Callrec-Timestamp missing, wrong, "
+    "or more than 300 s from server time"
+)
 
 
 class PushSignatureCheck:
@@ -24,14 +28,15 @@ class PushSignatureCheck:
     def __init__(
         self, secret: bytes, *, timestamp: str | None, signature: str | None, now: datetime
     ) -> None:
+        # One message for every way to fail, the same for a known and an unknown source,
+        # so the answer never tells a stranger which source names exist.
         if not timestamp or not _TIMESTAMP.fullmatch(timestamp):
-            raise Unauthenticated("X-Callrec-Timestamp is missing or not unix seconds")
-        skew = abs(now.timestamp() - int(timestamp))
-        if skew > MAX_CLOCK_SKEW.total_seconds():
-            raise Unauthenticated("X-Callrec-Timestamp is more than 300 s from server time")
+            raise Unauthenticated(REFUSAL)
+        if abs(now.timestamp() - int(timestamp)) > MAX_CLOCK_SKEW.total_seconds():
+            raise Unauthenticated(REFUSAL)
         match = _SIGNATURE.fullmatch(signature or "")
         if match is None:
-            raise Unauthenticated("X-Callrec-Signature is missing or not v1=<hex sha256>")
+            raise Unauthenticated(REFUSAL)
         self._expected = match.group(1)
         self._mac = hmac.new(secret, timestamp.encode() + b".", hashlib.sha256)
 
@@ -42,7 +47,7 @@ class PushSignatureCheck:
     def verify(self) -> None:
         """Raise Unauthenticated unless the signature matches the whole body."""
         if not hmac.compare_digest(self._mac.hexdigest(), self._expected):
-            raise Unauthenticated("the signature does not match")
+            raise Unauthenticated(REFUSAL)
 
 
 def sign_push(secret: bytes, timestamp: int, body: bytes) -> str:

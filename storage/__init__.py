@@ -35,7 +35,7 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.signing import SigningKey, load_signing_key
-from storage.spool import EncryptedSpool, SpoolFacts
+from storage.spool import EncryptedSpool, SpoolFacts, sweep_spool
 
 __all__ = [
     "AudioFacts",
@@ -67,6 +67,7 @@ __all__ = [
     "create_engine",
     "create_sessionmaker",
     "load_signing_key",
+    "sweep_spool",
     "upgrade_database",
     "verify_audit_chain",
 ]

@@ -13,10 +13,10 @@ import struct
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.errors import AuditChainBroken
@@ -57,7 +57,7 @@ def leaf_hash(event: AuditEvent) -> bytes:
     """SHA-256 over the event's fields, domain-separated from chain hashes."""
     parts = [
         struct.pack(">Q", event.seq),
-        _field(event.occurred_at.isoformat(timespec="microseconds")),
+        _field(event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")),
         _field(event.actor),
         _field(event.action),
         _field(str(event.recording_id) if event.recording_id else None),
@@ -80,11 +80,11 @@ class AuditTrail:
         self._clock = clock
 
     async def append(self, session: AsyncSession, record: AuditRecord) -> AuditEvent:
-        """Append one event in the caller's transaction; it is durable when they commit.
+        """Append one event in the caller's write transaction; durable when it commits.
 
-        The head row is locked (``FOR UPDATE`` on PostgreSQL; SQLite transactions are
-        already ``BEGIN IMMEDIATE``), so concurrent appends queue and sequence numbers stay
-        gapless.
+        Call it inside ``Database.transaction()``: the head row is locked there (``FOR
+        UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent appends queue
+        and sequence numbers stay gapless.
         """
         head = (
             await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
@@ -118,9 +118,22 @@ async def verify_audit_chain(
 ) -> int:
     """Recompute the chain from the first event; return how many events verified.
 
-    Raises AuditChainBroken naming the first event that is missing, altered or out of
-    place, or the head when the chain's tip was cut off.
+    Runs on one snapshot (REPEATABLE READ on PostgreSQL when the session is fresh; a
+    read transaction is one on SQLite), so appends landing meanwhile are neither
+    half-seen nor false alarms. Raises
+    AuditChainBroken naming the first event that is missing, altered, out of place,
+    numbered outside the chain, or cut off behind the head.
     """
+    if session.get_bind().dialect.name == "postgresql" and not session.in_transaction():
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+    lowest, highest = (
+        await session.execute(select(func.min(AuditEvent.seq), func.max(AuditEvent.seq)))
+    ).one()
+    if lowest is not None and lowest < 1:
+        raise AuditChainBroken(lowest, "numbered outside the chain")
+    if highest is not None and highest > head.seq:
+        raise AuditChainBroken(head.seq + 1, f"beyond the chain's head at {head.seq}")
     expected_seq = 1
     previous = GENESIS
     while True:
@@ -151,10 +164,11 @@ async def verify_audit_chain(
             progress(count)
         if count < batch_size:
             break
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
     last_seq = expected_seq - 1
-    if head.seq != last_seq or head.chain != previous:
+    if last_seq != head.seq:
         raise AuditChainBroken(
-            min(head.seq, last_seq + 1), f"the chain ends at {last_seq} but its head is {head.seq}"
+            last_seq + 1, f"missing: the chain ends at {last_seq}, its head at {head.seq}"
         )
+    if head.chain != previous:
+        raise AuditChainBroken(last_seq, "the head's hash does not match the chain")
     return last_seq

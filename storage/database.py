@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -37,10 +38,19 @@ def create_engine(database_url: str) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # hide_parameters: a failed statement's values (phone numbers, notes) never reach
+        # an exception message, and so never a log.
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _tune_sqlite(engine)
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=10,
+        hide_parameters=True,
+    )
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:
@@ -146,9 +156,21 @@ async def translate_database_errors() -> AsyncIterator[None]:
     """
     try:
         yield
-    except (OperationalError, OSError, ConnectionError) as exc:
+    except (OperationalError, OSError, ConnectionError, PoolTimeout) as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable("database connection lost") from exc
+        if _sqlstate(exc) in _TRANSIENT_SQLSTATES:
+            raise DatabaseUnavailable("transaction conflict; retry") from exc
         raise
+
+
+# Serialization failure and deadlock: the transaction did nothing and may be retried.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    original = exc.orig
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    return str(code) if code else None

@@ -8,8 +8,9 @@ The order is what keeps "nothing half stored" true:
 3. commit the wrapped data key, the referrals, the ``stored`` state and the audit event
    in one transaction.
 
-A failure after 1 removes the claim (and the object, after 2); a crash leaves a pending
-row that ``reap_abandoned_captures`` cleans up. Readers only ever see ``stored`` rows.
+A failure after 1 removes the claim and the object; a crash leaves a pending row that
+``reap_abandoned_captures`` removes, or that the source's next delivery of the same id
+clears once it is older than ABANDONED_AFTER. Readers only ever see ``stored`` rows.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ from storage.repository import RecordingRepository
 from storage.spool import EncryptedSpool
 
 log = logging.getLogger(__name__)
+# Between claiming its id and committing, a capture only uploads one object; one that
+# is still pending after this long belongs to a process that died.
+ABANDONED_AFTER = timedelta(minutes=15)
+_CLAIM_ATTEMPTS = 3
 
 
 class CaptureInProgress(StorageError):
@@ -96,6 +101,7 @@ class RecordingStore:
         audit: AuditTrail,
         clock: Callable[[], datetime],
         duplicate_wait: timedelta = timedelta(seconds=30),
+        abandoned_after: timedelta = ABANDONED_AFTER,
     ) -> None:
         self._database = database
         self._objects = objects
@@ -103,9 +109,15 @@ class RecordingStore:
         self._audit = audit
         self._clock = clock
         self._duplicate_wait = duplicate_wait
+        self._abandoned_after = abandoned_after
 
     async def find_existing(self, source: str, source_recording_id: str) -> CaptureOutcome | None:
-        """A settled earlier delivery of this source id, if any (pending ones are waited for)."""
+        """A settled earlier delivery of this source id, if any.
+
+        A capture still in progress is waited for (up to ``duplicate_wait``, then
+        CaptureInProgress); one abandoned by a crashed process is cleared away, so the
+        source's retry can store the recording instead of being refused forever.
+        """
         deadline = asyncio.get_running_loop().time() + self._duplicate_wait.total_seconds()
         while True:
             async with self._database.read() as session:
@@ -116,6 +128,9 @@ class RecordingStore:
                 return None
             if found.state != RecordingState.PENDING:
                 return CaptureOutcome(found.id, found.retention_deadline, created=False)
+            if found.received_at < self._clock() - self._abandoned_after:
+                await self._remove_abandoned(found)
+                continue
             if asyncio.get_running_loop().time() >= deadline:
                 raise CaptureInProgress(source_recording_id)
             await asyncio.sleep(0.1)
@@ -128,11 +143,23 @@ class RecordingStore:
         Raises Unavailable (database or store) or CaptureInProgress; in every failure
         case nothing stays visible and the caller may retry.
         """
+        for _ in range(_CLAIM_ATTEMPTS):
+            existing = await self.find_existing(recording.source, recording.source_recording_id)
+            if existing is not None:
+                return existing
+            row = self._pending_row(spool, recording, audio)
+            if await self._claim(row):
+                return await self._complete(row.id, spool, recording, actor)
+            # Another delivery of the same id claimed it first: look again.
+        raise CaptureInProgress(recording.source_recording_id)
+
+    def _pending_row(
+        self, spool: EncryptedSpool, recording: NewRecording, audio: AudioFacts
+    ) -> Recording:
         facts = spool.facts
-        recording_id = uuid.uuid4()
         now = self._clock()
         row = Recording(
-            id=recording_id,
+            id=uuid.uuid4(),
             source=recording.source,
             source_recording_id=recording.source_recording_id,
             state=RecordingState.PENDING,
@@ -164,30 +191,34 @@ class RecordingStore:
                 created_at=now,
             )
         )
-        claimed = await self._claim(row)
-        if not claimed:
-            existing = await self.find_existing(recording.source, recording.source_recording_id)
-            if existing is None:  # the other delivery failed and was rolled back: try again
-                return await self.store_capture(spool, recording, audio, actor=actor)
-            return existing
+        return row
+
+    async def _complete(
+        self, recording_id: uuid.UUID, spool: EncryptedSpool, recording: NewRecording, actor: str
+    ) -> CaptureOutcome:
         key = object_key_for(spool.object_id)
         try:
             await self._objects.put_file(key, spool.path)
+            await self._commit(recording_id, spool, recording, spool.facts.plaintext_sha256, actor)
         except BaseException:
-            await self._release_claim(recording_id, key=None)
-            raise
-        try:
-            await self._commit(recording_id, spool, recording, facts.plaintext_sha256, actor)
-        except BaseException:
+            # The put may have landed even if it reported failure; deleting is idempotent.
             await self._release_claim(recording_id, key=key)
             raise
         return CaptureOutcome(recording_id, recording.retention_deadline, created=True)
 
     async def _claim(self, row: Recording) -> bool:
+        """Insert the pending row; False only when the source id was taken meanwhile."""
         try:
             async with self._database.transaction() as session:
                 await RecordingRepository(session).add(row)
         except IntegrityError:
+            # Any other integrity problem is a bug, not a duplicate: let it surface.
+            async with self._database.read() as session:
+                taken = await RecordingRepository(session).find_by_source_id(
+                    row.source, row.source_recording_id
+                )
+            if taken is None:
+                raise
             return False
         return True
 
@@ -231,15 +262,20 @@ class RecordingStore:
                 ),
             )
 
-    async def _release_claim(self, recording_id: uuid.UUID, *, key: str | None) -> None:
+    async def _release_claim(self, recording_id: uuid.UUID, *, key: str) -> None:
         # Best effort: if the database or store is down too, the reaper finishes the job.
         try:
-            if key is not None:
-                await self._objects.delete(key)
+            await self._objects.delete(key)
             async with self._database.transaction() as session:
-                await RecordingRepository(session).remove(recording_id)
+                await RecordingRepository(session).remove_pending(recording_id)
         except (Unavailable, OSError):
             log.warning("could not release a failed capture; the reaper will", exc_info=True)
+
+    async def _remove_abandoned(self, row: Recording) -> None:
+        for stored in row.objects:
+            await self._objects.delete(stored.object_key)
+        async with self._database.transaction() as session:
+            await RecordingRepository(session).remove_pending(row.id)
 
     async def record_discard(self, *, actor: str, source_recording_id: str, reason: str) -> None:
         """Audit that a delivery was refused without storing it (e.g. already past retention)."""
@@ -254,14 +290,11 @@ class RecordingStore:
                 ),
             )
 
-    async def reap_abandoned_captures(self, older_than: timedelta) -> int:
+    async def reap_abandoned_captures(self, older_than: timedelta | None = None) -> int:
         """Remove pending captures older than ``older_than`` and their objects; return count."""
-        cutoff = self._clock() - older_than
+        cutoff = self._clock() - (older_than or self._abandoned_after)
         async with self._database.read() as session:
             abandoned = await RecordingRepository(session).abandoned_pending(cutoff)
         for row in abandoned:
-            for stored in row.objects:
-                await self._objects.delete(stored.object_key)
-            async with self._database.transaction() as session:
-                await RecordingRepository(session).remove(row.id)
+            await self._remove_abandoned(row)
         return len(abandoned)

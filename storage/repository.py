@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Recording, RecordingReferral, RecordingState, Referral
@@ -45,37 +47,42 @@ class RecordingRepository:
     async def link_referrals(
         self, recording_id: uuid.UUID, references: Sequence[str], *, by: str, at: datetime
     ) -> None:
-        """Link the recording to each referral, creating unknown referrals on the way."""
-        for reference in dict.fromkeys(references):
-            referral = await self._referral(reference)
+        """Link the recording to each referral, creating unknown referrals on the way.
+
+        References are handled in sorted order and created with "on conflict do
+        nothing", so concurrent captures naming the same new referrals neither fail on
+        the unique reference nor deadlock on each other's row locks.
+        """
+        wanted = sorted(set(references))
+        if not wanted:
+            return
+        insert = _insert_for(self._session)
+        for reference in wanted:
+            await self._session.execute(
+                insert(Referral).values(reference=reference).on_conflict_do_nothing()
+            )
+        found = await self._session.execute(
+            select(Referral.id).where(Referral.reference.in_(wanted)).order_by(Referral.id)
+        )
+        for referral_id in found.scalars():
             self._session.add(
                 RecordingReferral(
-                    recording_id=recording_id, referral_id=referral.id, linked_at=at, linked_by=by
+                    recording_id=recording_id, referral_id=referral_id, linked_at=at, linked_by=by
                 )
             )
         await self._session.flush()
 
-    async def _referral(self, reference: str) -> Referral:
-        found = await self._session.execute(select(Referral).where(Referral.reference == reference))
-        referral = found.scalar_one_or_none()
-        if referral is not None:
-            return referral
-        try:
-            # A savepoint, so losing a race with a concurrent capture of the same referral
-            # does not abort the whole capture.
-            async with self._session.begin_nested():
-                referral = Referral(reference=reference)
-                self._session.add(referral)
-        except IntegrityError:
-            found = await self._session.execute(
-                select(Referral).where(Referral.reference == reference)
-            )
-            referral = found.scalar_one()
-        return referral
+    async def remove_pending(self, recording_id: uuid.UUID) -> bool:
+        """Delete a capture that never finished, with its object rows; False if it did finish.
 
-    async def remove(self, recording_id: uuid.UUID) -> None:
-        """Delete a recording row with its objects, keys and links."""
-        await self._session.execute(delete(Recording).where(Recording.id == recording_id))
+        Only ``pending`` rows are touched, so a capture that completed meanwhile is safe.
+        """
+        result = await self._session.execute(
+            delete(Recording).where(
+                Recording.id == recording_id, Recording.state == RecordingState.PENDING
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
 
     async def abandoned_pending(self, received_before: datetime) -> Sequence[Recording]:
         """Captures that claimed their id but never finished (the process died mid-way)."""
@@ -86,3 +93,11 @@ class RecordingRepository:
             )
         )
         return result.scalars().all()
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    # Both dialects spell "insert ... on conflict do nothing" the same way in SQLAlchemy,
+    # but each needs its own construct.
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql_insert
+    return sqlite_insert

@@ -13,10 +13,12 @@ import contextlib
 import hashlib
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from storage.crypto import EncryptedFileReader, SegmentEncryptor, new_data_key
+from storage.errors import StoreUnavailable
 
 # Batch small network chunks into one thread hop; large enough to amortise the hop,
 # small enough that memory per upload stays bounded.
@@ -36,7 +38,7 @@ class EncryptedSpool:
     """One upload being received: append plaintext, get an encrypted file."""
 
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Create the spool file; StoreUnavailable if the spool directory cannot take it."""
         self.object_id = uuid.uuid4()
         self.path = directory / f"{self.object_id.hex}.spool"
         self._data_key = new_data_key()
@@ -49,8 +51,11 @@ class EncryptedSpool:
         self._plaintext_size = 0
         self._ciphertext_size = 0
         self._facts: SpoolFacts | None = None
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._write_cipher(self._encryptor.header)
+        self._fd = -1
+        with _spool_errors():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._write_cipher(self._encryptor.header)
 
     @property
     def data_key(self) -> bytes:
@@ -85,7 +90,8 @@ class EncryptedSpool:
     async def finish(self) -> SpoolFacts:
         """Encrypt the final segment, fsync and close; return the facts to record."""
         await self._flush(drain=True)
-        await asyncio.to_thread(self._finish_sync)
+        self._start(self._finish_sync)
+        await self._wait()
         return self.facts
 
     def open_plaintext(self) -> EncryptedFileReader:
@@ -95,28 +101,34 @@ class EncryptedSpool:
         )
 
     async def discard(self) -> None:
-        """Close and remove the spool file; safe to call more than once."""
+        """Close and remove the spool file; safe to call more than once, even cancelled."""
         if self._in_flight is not None:
-            # The batch being written must finish before its file descriptor is closed.
-            with contextlib.suppress(Exception):
-                await self._in_flight
+            # Work on a thread cannot be cancelled: it must finish before its file
+            # descriptor is closed, whatever happened to the request that started it.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(self._in_flight)
             self._in_flight = None
-        await asyncio.to_thread(self._discard_sync)
+        await asyncio.shield(asyncio.to_thread(self._discard_sync))
 
     async def _flush(self, *, drain: bool) -> None:
         # At most one batch is encrypted and written while the next one is received, so
         # the network and the disk work side by side, in order, with bounded memory.
-        if self._in_flight is not None:
-            in_flight, self._in_flight = self._in_flight, None
-            await in_flight
+        await self._wait()
         if not self._pending:
             return
         chunks, self._pending, self._pending_size = self._pending, [], 0
-        batch = asyncio.ensure_future(asyncio.to_thread(self._absorb, chunks))
+        self._start(self._absorb, chunks)
         if drain:
-            await batch
-        else:
-            self._in_flight = batch
+            await self._wait()
+
+    def _start(self, work: Callable[..., None], *args: object) -> None:
+        # Remembered, so discard() can wait for it: threads cannot be cancelled.
+        self._in_flight = asyncio.ensure_future(asyncio.to_thread(_with_spool_errors, work, *args))
+
+    async def _wait(self) -> None:
+        if self._in_flight is not None:
+            await asyncio.shield(self._in_flight)
+            self._in_flight = None
 
     def _absorb(self, chunks: list[bytes | memoryview]) -> None:
         for chunk in chunks:
@@ -147,3 +159,31 @@ class EncryptedSpool:
             os.close(self._fd)
             self._fd = -1
         self.path.unlink(missing_ok=True)
+
+
+def sweep_spool(directory: Path) -> int:
+    """Remove spool files left by a process that died; return how many.
+
+    Their data keys died with the process, so they are unreadable; they only take space.
+    Call it only when no capture is running against ``directory``.
+    """
+    removed = 0
+    if directory.is_dir():
+        for leftover in directory.glob("*.spool"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def _spool_errors() -> Iterator[None]:
+    # A full or broken spool disk is an outage like an unreachable store: retry later.
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailable(f"the spool cannot be written: {exc.strerror}") from None
+
+
+def _with_spool_errors(work: Callable[..., None], *args: object) -> None:
+    with _spool_errors():
+        work(*args)

@@ -102,13 +102,16 @@ async def _clean_postgres(url: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            # TRUNCATE fires no row triggers; tamper tests switch the append-only guard
-            # off, so it is switched back on for the next test.
+            # The audit guards refuse exactly this reset, so they are off while it runs
+            # (tamper tests may have left them off too) and on again for the next test.
+            for table in ("audit_event", "audit_head"):
+                await connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             await connection.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY"))
-            await connection.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
             await connection.execute(
                 text("UPDATE audit_head SET seq = 0, chain = :zero WHERE id = 1"),
                 {"zero": bytes(32)},
             )
+            for table in ("audit_event", "audit_head"):
+                await connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
     finally:
         await engine.dispose()

@@ -49,6 +49,8 @@ class Server:
             "CALLREC_DATA_DIR": str(data_dir),
             "CALLREC_PUSH_SECRETS": f"bench={SECRET}",
             "CALLREC_LOG_LEVEL": "warning",
+            # The 1 GiB recording's body is a little over 1 GiB with its framing.
+            "CALLREC_MAX_UPLOAD_BYTES": str(2 * 1024**3),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "config", "serve", "--port", str(self.port)],

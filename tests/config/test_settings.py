@@ -90,6 +90,9 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_STORE_URL", "ftp://somewhere", "file:// or s3://"),
         ("CALLREC_STORE_URL", "s3://", "bucket"),
         ("CALLREC_PUSH_SECRETS", "pbx1", "name=secret"),
+        ("CALLREC_PUSH_SECRETS", "=0123456789abcdef", "source names"),
+        ("CALLREC_PUSH_SECRETS", "a/b=0123456789abcdef", "source names"),
+        ("CALLREC_PUSH_SECRETS", "x" * 65 + "=0123456789abcdef", "source names"),
         ("CALLREC_PUSH_SECRETS", "pbx1=short", "shorter than 16"),
         ("CALLREC_TWILIO_API_BASE", "api.twilio.com", "http"),
         ("CALLREC_MAX_UPLOAD_BYTES", "-1", ""),
@@ -137,3 +140,23 @@ def test_serve_stops_with_one_line_when_retention_is_too_long(tmp_path: Path) ->
 def test_settings_can_be_built_directly_for_tests(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, retention_period=timedelta(days=7))
     assert settings.resolved_database_url.endswith(f"{tmp_path}/callrec.db")
+
+
+def test_push_secrets_from_toml_meet_the_same_rules(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "callrec.toml"
+    config.write_text('[push_secrets]\npbx1 = "x"\n')
+    environment.setenv("CALLREC_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=r"^CALLREC_PUSH_SECRETS: .*shorter than 16"):
+        load_settings()
+
+
+def test_a_broken_toml_file_is_one_clear_line(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "callrec.toml"
+    config.write_text("retention_period = \n")
+    environment.setenv("CALLREC_CONFIG", str(config))
+    with pytest.raises(SettingsError, match=r"^CALLREC_CONFIG: the file is not valid TOML"):
+        load_settings()

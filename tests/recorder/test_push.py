@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -172,3 +172,16 @@ async def test_the_production_backends_store_a_push_in_the_bucket_encrypted(
     assert b"RIFF" not in stored
     assert audio[2000:2064] not in stored
     assert not (tmp_path / "var" / "objects").exists()
+
+
+async def test_a_duplicate_answers_exactly_like_the_first_whatever_the_time_zone(
+    service: RunningService,
+) -> None:
+    started = (datetime.now(UTC) - timedelta(hours=2)).astimezone(timezone(timedelta(hours=1)))
+    meta = metadata(started_at=started.isoformat(timespec="seconds"), ended_at=None)
+    body = push_body(meta, make_wav(1))
+    first_status, first = await push(service, body)
+    again_status, again = await push(service, body)
+    assert (first_status, again_status) == (201, 200)
+    assert again == first
+    assert first["retention_deadline"].endswith("Z")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import recorder.handlers
 from tests.push_support import (
     BOUNDARY,
     make_wav,
@@ -100,6 +102,30 @@ CASES: dict[str, Case] = {
     ),
     "unknown-source": Case(
         lambda: Push(good_body(), push_headers(good_body()), url="/webhooks/push/stranger"),
+        401,
+        "unauthenticated",
+    ),
+    "gzip-compressed-body": Case(
+        lambda: signed(good_body(), **{"Content-Encoding": "gzip"}),
+        415,
+        "unsupported_media_type",
+        "compressed",
+    ),
+    "content-type-not-ascii": Case(
+        lambda: signed(good_body(), **{"Content-Type": "multipart/form-data; boundary=\u20ac"}),
+        415,
+        "unsupported_media_type",
+    ),
+    "body-full-of-false-boundaries": Case(
+        lambda: signed(
+            closed(META, AUDIO_PART[:200], (f"\r\n--{BOUNDARY}X" * 2000).encode(), b"\r\n")
+        ),
+        400,
+        "malformed_body",
+        "part boundaries",
+    ),
+    "broken-framing-and-a-wrong-signature": Case(
+        lambda: Push(META + b"garbage", push_headers(good_body())),
         401,
         "unauthenticated",
     ),
@@ -206,6 +232,32 @@ CASES: dict[str, Case] = {
     "referral-that-names-a-path": Case(
         lambda: signed(good_body(referrals=["../../MASH-1"])), 422, "invalid_metadata"
     ),
+    "nan-in-metadata": Case(
+        lambda: signed(
+            push_body(json.dumps(metadata()).replace("}", ', "score": NaN}').encode(), AUDIO)
+        ),
+        422,
+        "invalid_metadata",
+    ),
+    "infinite-number-in-metadata": Case(
+        lambda: signed(
+            push_body(json.dumps(metadata()).replace("}", ', "score": 1e999}').encode(), AUDIO)
+        ),
+        422,
+        "invalid_metadata",
+    ),
+    "started-at-as-a-number": Case(
+        lambda: signed(good_body(started_at=1764000000, ended_at=None)),
+        422,
+        "invalid_metadata",
+        "started_at",
+    ),
+    "started-at-in-year-one": Case(
+        lambda: signed(good_body(started_at="0001-01-01T00:30:00+01:00", ended_at=None)),
+        422,
+        "invalid_metadata",
+        "2000",
+    ),
     "unknown-direction": Case(
         lambda: signed(good_body(direction="sideways")), 422, "invalid_metadata", "direction"
     ),
@@ -306,3 +358,64 @@ async def test_503_with_retry_after_when_the_database_is_unreachable(tmp_path: P
         assert response.headers["Retry-After"].isdigit()
         assert [key async for key in service.services.objects.iter_keys()] == []
         assert list((tmp_path / "var" / "spool").iterdir()) == []
+
+
+async def test_an_unknown_source_is_refused_in_the_same_words_as_a_bad_signature(
+    service: RunningService,
+) -> None:
+    _, unknown = await send(service, CASES["unknown-source"].build())
+    _, unsigned = await send(service, CASES["no-signature"].build())
+    _, stale = await send(service, CASES["stale-timestamp"].build())
+    _, wrong = await send(service, CASES["signed-with-another-secret"].build())
+    assert unknown == unsigned == stale == wrong
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["2026-11-24T09:15:02Z.wav", "_call.wav", "rec,1.wav", "call [1].wav", "Anruf-\u00e4.wav"],
+)
+async def test_ordinary_pbx_file_names_are_accepted(service: RunningService, filename: str) -> None:
+    status, body = await send(
+        service,
+        signed(push_body(metadata(recording_id=filename.encode().hex()), AUDIO, filename=filename)),
+    )
+    assert status == 201, body
+
+
+async def test_pushes_beyond_the_concurrency_limit_are_told_to_retry(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_service(tmp_path / "var", database_url, max_concurrent_pushes=1) as service:
+        gate = asyncio.Event()
+        body = good_body()
+
+        async def slow_body() -> AsyncIterator[bytes]:
+            yield body[:100]
+            await gate.wait()
+            yield body[100:]
+
+        first = asyncio.create_task(
+            service.client.post(URL, data=slow_body(), headers=push_headers(body))
+        )
+        await asyncio.sleep(0.2)
+        status, refused = await send(service, signed(good_body(recording_id="second")))
+        gate.set()
+        assert (await first).status == 201
+    assert (status, refused["error"]) == (503, "busy")
+
+
+async def test_a_sender_that_goes_quiet_is_timed_out(
+    service: RunningService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder.handlers, "BODY_IDLE_TIMEOUT_S", 0.3)
+    body = good_body()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield body[:100]
+        await asyncio.sleep(5)  # longer than the idle timeout: the rest comes too late
+        yield body[100:]
+
+    response = await service.client.post(URL, data=stalled(), headers=push_headers(body))
+    assert response.status == 408
+    assert (await response.json())["error"] == "request_timeout"
+    assert await service.counts() == NOTHING

@@ -175,3 +175,58 @@ async def test_concurrent_appends_stay_gapless_and_verify(
 ) -> None:
     await asyncio.gather(*(append_events(sessions, 5) for _ in range(8)))
     assert await verify(sessions) == 40
+
+
+async def test_the_database_refuses_to_rewind_or_remove_the_head(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    await append_events(sessions, 3)
+    statements = [
+        "UPDATE audit_head SET seq = 0 WHERE id = 1",
+        "DELETE FROM audit_head",
+    ]
+    if engine.dialect.name == "postgresql":
+        statements += ["TRUNCATE audit_event", "TRUNCATE audit_head"]
+    for statement in statements:
+        with pytest.raises(DBAPIError, match=r"append-only|only moves forward"):
+            async with sessions.begin() as session:
+                await session.execute(text(statement))
+    assert await verify(sessions) == 3
+
+
+@pytest.mark.parametrize(
+    ("seq", "first_bad", "reason"),
+    [(0, 0, "outside the chain"), (-5, -5, "outside the chain"), (11, 11, "beyond")],
+)
+async def test_an_event_slipped_in_outside_the_chain_is_detected(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    seq: int,
+    first_bad: int,
+    reason: str,
+) -> None:
+    await append_events(sessions, 10)
+    copy_last_event_as = (  # the seq comes from the parameter table above, not from input
+        "INSERT INTO audit_event (seq, occurred_at, actor, action, outcome, details_sha256, "
+        f"leaf, chain) SELECT {seq}, occurred_at, actor, action, outcome, details_sha256, "
+        "leaf, chain FROM audit_event WHERE seq = 10"
+    )
+    await tamper(engine, copy_last_event_as)
+    with pytest.raises(AuditChainBroken, match=reason) as broken:
+        await verify(sessions)
+    assert broken.value.seq == first_bad
+
+
+async def test_verifying_while_events_are_appended_raises_no_false_alarm(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    verified: list[int] = []
+
+    async def verify_repeatedly() -> None:
+        for _ in range(15):
+            verified.append(await verify(sessions))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(append_events(sessions, 10) for _ in range(4)), verify_repeatedly())
+    assert verified == sorted(verified)
+    assert await verify(sessions) == 40

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -27,7 +30,7 @@ from storage import (
     create_sessionmaker,
 )
 from storage.keyring import WrappedKey
-from storage.models import AuditEvent, Recording, RecordingState
+from storage.models import AuditEvent, Recording, RecordingState, Referral
 
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 
@@ -200,3 +203,38 @@ async def test_the_reaper_removes_captures_abandoned_mid_way_and_their_objects(
 
 async def _do_nothing(*_args: object, **_kwargs: object) -> None:
     return None
+
+
+async def test_concurrent_captures_sharing_new_referrals_in_any_order_all_succeed(
+    harness: Harness,
+) -> None:
+    store = harness.store()
+    orders = [("MASH-R1", "MASH-R2", "MASH-R3"), ("MASH-R3", "MASH-R2", "MASH-R1")] * 4
+
+    async def capture(index: int, referrals: tuple[str, ...]) -> bool:
+        spool = await harness.spool()
+        recording = dataclasses.replace(new_recording(f"call-{index}"), referrals=referrals)
+        return (await store.store_capture(spool, recording, AUDIO, actor="source:pbx")).created
+
+    results = await asyncio.gather(*(capture(n, order) for n, order in enumerate(orders)))
+    assert all(results)
+    async with harness_reads(harness) as session:
+        references = (await session.execute(select(Referral.reference))).scalars().all()
+    assert sorted(references) == ["MASH-R1", "MASH-R2", "MASH-R3"]
+
+
+async def test_a_redelivery_takes_over_a_capture_abandoned_long_ago(harness: Harness) -> None:
+    dying = harness.store(keys=FailingKeys())
+    dying._release_claim = _do_nothing  # type: ignore[method-assign]
+    with pytest.raises(DatabaseUnavailable):
+        await dying.store_capture(await harness.spool(), new_recording(), AUDIO, actor="s")
+    store = harness.store()
+    harness.clock.now += timedelta(minutes=20)
+    again = await store.store_capture(await harness.spool(), new_recording(), AUDIO, actor="s")
+    assert again.created
+    assert await harness.rows_and_events() == (1, 1)
+    assert len(await harness.object_keys()) == 1
+
+
+def harness_reads(harness: Harness) -> Any:
+    return Database(harness.engine).read()
