@@ -27,7 +27,7 @@ _FLUSH_BYTES = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class SpoolFacts:
-    """Sizes and hashes of a finished spool, checked again whenever the object is read."""
+    """Sizes and the plaintext hash of a finished spool, recorded with the stored object."""
 
     plaintext_size: int
     plaintext_sha256: str
@@ -47,7 +47,6 @@ class EncryptedSpool:
         self._pending: list[bytes | memoryview] = []
         self._pending_size = 0
         self._in_flight: asyncio.Future[None] | None = None
-        self._accepted = 0
         self._plaintext_size = 0
         self._ciphertext_size = 0
         self._facts: SpoolFacts | None = None
@@ -61,11 +60,6 @@ class EncryptedSpool:
     def data_key(self) -> bytes:
         """The object's data key; wrap it before storing, never log it."""
         return self._data_key
-
-    @property
-    def plaintext_size(self) -> int:
-        """Plaintext bytes accepted so far (including those not yet on disk)."""
-        return self._accepted
 
     @property
     def facts(self) -> SpoolFacts:
@@ -83,7 +77,6 @@ class EncryptedSpool:
             raise RuntimeError("the spool is finished")
         self._pending.append(data)
         self._pending_size += len(data)
-        self._accepted += len(data)
         if self._pending_size >= _FLUSH_BYTES:
             await self._flush(drain=False)
 
