@@ -16,6 +16,7 @@ from typing import Protocol
 import aiofiles
 import aiofiles.os
 
+from storage.durable_files import fsync_directory
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
 
 MAX_KEY_LENGTH = 1024
@@ -137,7 +138,7 @@ class FilesystemObjectStore:
             linked = source.st_dev == root.st_dev and await self._link_in(path, final)
             if not linked:
                 await self._copy_in(path, final)
-            await asyncio.to_thread(_fsync_dir, final.parent)
+            await asyncio.to_thread(fsync_directory, final.parent)
         except FileExistsError as exc:
             raise ObjectExists(key) from exc
         except OSError as exc:
@@ -173,7 +174,7 @@ class FilesystemObjectStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot delete object {key!r} under {self._root}") from exc
         try:
-            await asyncio.to_thread(_fsync_dir, path.parent)
+            await asyncio.to_thread(fsync_directory, path.parent)
         except OSError as exc:
             raise StoreUnavailable(f"cannot persist deletion of {key!r}") from exc
 
@@ -239,7 +240,7 @@ class FilesystemObjectStore:
                         errno.ENOTDIR, "not a directory", str(current)
                     ) from None
                 continue
-            _fsync_dir(parent)
+            fsync_directory(parent)
 
     async def _link_in(self, source: Path, final: Path) -> bool:
         """Link ``source`` as ``final``; False when this filesystem cannot, so the caller copies."""
@@ -284,15 +285,6 @@ def _seal(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fchmod(fd, _PRIVATE_FILE)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a directory's entries; without this a new or removed name can be lost on crash."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
         os.fsync(fd)
     finally:
         os.close(fd)

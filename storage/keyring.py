@@ -13,13 +13,13 @@ from typing import Final, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from storage.errors import KeyringError
-from storage.private_files import (
+from storage.durable_files import (
     fsync_directory,
     read_private_file,
     refuse_loose_mode,
     write_private_file,
 )
+from storage.errors import KeyringError
 
 __all__ = ["KeyWrapper", "LocalKeyring", "WrappedKey"]
 

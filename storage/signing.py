@@ -13,8 +13,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from storage.durable_files import read_private_file, write_private_file
 from storage.errors import KeyringError
-from storage.private_files import read_private_file, write_private_file
 
 _MAX_PEM_BYTES = 4096
 

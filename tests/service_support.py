@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -59,3 +62,18 @@ async def running_service(
         yield RunningService(client, services, data_dir)
     finally:
         await client.close()
+
+
+def wait_until_healthy(
+    base_url: str, process: subprocess.Popen[Any], timeout_s: float = 60
+) -> bool:
+    """Poll ``/healthz`` of a ``callrec serve`` child; False if it died or never answered."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=1):  # noqa: S310
+                return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)

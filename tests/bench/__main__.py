@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
 from tests.bench.workload import PushFile, seconds_for_bytes, write_push
+from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
 _CHUNK = 1024 * 1024
@@ -58,15 +58,8 @@ class Server:
             stderr=subprocess.DEVNULL,
         )
         self.url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1):  # noqa: S310
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("callrec serve did not start") from None
-                time.sleep(0.1)
+        if not wait_until_healthy(self.url, self.process):
+            raise RuntimeError("callrec serve did not start")
 
     def memory_mb(self, field: str) -> float:
         """VmRSS (now) or VmHWM (peak) of the server process, in MB."""

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from sqlalchemy import text
 
 from storage import create_engine, load_signing_key
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
-from tests.service_support import running_service
+from tests.service_support import running_service, wait_until_healthy
 
 CALLREC = [sys.executable, "-m", "config"]
 
@@ -137,16 +136,9 @@ def served(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1):  # noqa: S310
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"serve did not start: {process.communicate()[1]}")
-            time.sleep(0.1)
+    if not wait_until_healthy(base, process):
+        process.kill()
+        pytest.fail(f"serve did not start: {process.communicate()[1]}")
     try:
         yield base, process
     finally:

@@ -1,4 +1,4 @@
-"""Small files holding key material: written 0600 and fsynced, refused if others can read."""
+"""Files that survive a crash: directory fsync, and 0600 key files refused if others can read."""
 
 from __future__ import annotations
 
