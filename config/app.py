@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ import storage
 from config.metrics import HttpMetrics
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
+from retrieval import DevTokenVerifier, OidcSettings, OidcTokenVerifier, TokenVerifier
 from storage import (
     AuditTrail,
     Database,
@@ -31,12 +32,13 @@ from storage import (
     StorageError,
     check_database,
     create_engine,
+    load_signing_key,
     sweep_spool,
 )
 
 log = logging.getLogger("callrec")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
-ABANDONED_CAPTURE_AGE = timedelta(hours=1)
+DEV_SIGNING_KEY = "dev-signing-key.pem"
 
 
 def utc_now() -> datetime:
@@ -55,6 +57,7 @@ class Services:
     audit: AuditTrail
     recordings: RecordingStore
     capture: PushCapture
+    tokens: TokenVerifier
 
     async def close(self) -> None:
         """Release connections and clients."""
@@ -93,7 +96,31 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         max_body_bytes=settings.max_upload_bytes,
         max_concurrent=settings.max_concurrent_pushes,
     )
-    return Services(settings, database, objects, keyring, audit, recordings, capture)
+    return Services(
+        settings, database, objects, keyring, audit, recordings, capture, build_verifier(settings)
+    )
+
+
+def build_verifier(settings: Settings) -> TokenVerifier:
+    """The bearer-token verifier of the configured auth mode."""
+    if settings.auth_mode == "dev":
+        return DevTokenVerifier(
+            load_signing_key(settings.data_dir / DEV_SIGNING_KEY).public_pem,
+            leeway=settings.token_leeway,
+        )
+    if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
+        raise ValueError("oidc mode needs an issuer, an audience and a JWKS URL")
+    return OidcTokenVerifier(
+        OidcSettings(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            algorithms=settings.oidc_algorithms,
+            role_claim=settings.oidc_role_claim,
+            team_claim=settings.oidc_team_claim,
+            leeway=settings.token_leeway,
+        )
+    )
 
 
 @web.middleware
@@ -170,7 +197,7 @@ def create_app(services: Services) -> web.Application:
         if swept:
             log.warning("removed spool files left by an earlier process", extra={"count": swept})
         try:
-            reaped = await services.recordings.reap_abandoned_captures(ABANDONED_CAPTURE_AGE)
+            reaped = await services.recordings.reap_abandoned_captures()
             if reaped:
                 log.warning("removed abandoned captures", extra={"count": reaped})
         except StorageError:

@@ -11,7 +11,7 @@ from typing import TypeVar
 import click
 from aiohttp import web
 
-from config.app import build_services, create_app, utc_now
+from config.app import DEV_SIGNING_KEY, build_services, create_app, utc_now
 from config.logging import configure_logging
 from config.progress import Progress
 from config.settings import Settings, SettingsError, load_settings
@@ -162,7 +162,7 @@ def token_issue(subject: str, role: str, teams: tuple[str, ...], ttl: int) -> No
         click.echo("callrec: token issue works only with CALLREC_AUTH_MODE=dev", err=True)
         sys.exit(2)
     try:
-        key = load_signing_key(settings.data_dir / "dev-signing-key.pem")
+        key = load_signing_key(settings.data_dir / DEV_SIGNING_KEY)
         issued = issue_dev_token(
             key, subject=subject, role=role, teams=teams, ttl=timedelta(seconds=ttl), now=utc_now()
         )

@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     twilio_api_base: str = "https://api.twilio.com"
     max_upload_bytes: int = Field(default=1024**3, gt=0)
     max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    oidc_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256")
+    oidc_role_claim: str = "roles"
+    oidc_team_claim: str = "teams"
+    token_leeway: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("retention_period")
@@ -87,6 +94,36 @@ class Settings(BaseSettings):
             if len(secret.get_secret_value()) < 16:
                 raise ValueError(f"the secret of {name!r} is shorter than 16 characters")
         return value
+
+    @field_validator("oidc_algorithms", mode="before")
+    @classmethod
+    def _parse_algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"}
+        allowed |= {"ES512", "EdDSA"}
+        if not value or set(value) - allowed:
+            raise ValueError("asymmetric JWS algorithms only, e.g. RS256,ES256")
+        return value
+
+    @field_validator("oidc_jwks_url")
+    @classmethod
+    def _https_jwks(cls, value: str | None) -> str | None:
+        # Keys fetched over plain HTTP could be swapped in transit; loopback is for tests.
+        if value is not None and not (
+            value.startswith("https://")
+            or value.startswith(("http://127.0.0.1", "http://localhost"))
+        ):
+            raise ValueError("must be an https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_is_complete(self) -> Settings:
+        if self.auth_mode == "oidc":
+            for name in ("oidc_issuer", "oidc_audience", "oidc_jwks_url"):
+                if not getattr(self, name):
+                    raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in oidc auth mode")
+        return self
 
     @field_validator("store_url")
     @classmethod
@@ -181,6 +218,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         raise SettingsError(f"{ENV_PREFIX}CONFIG: the file is not valid TOML ({exc})") from None
     except ValidationError as exc:
         error = exc.errors(include_input=False, include_url=False)[0]
-        field = str(error["loc"][0]) if error["loc"] else "settings"
         message = error["msg"].removeprefix("Value error, ")
+        if not error["loc"]:  # a rule across settings names its variables itself
+            raise SettingsError(message) from None
+        field = str(error["loc"][0])
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None

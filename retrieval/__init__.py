@@ -3,7 +3,30 @@
 Imports storage only; never recorder, retention or config.
 """
 
+from retrieval.auth import (
+    DevTokenVerifier,
+    OidcSettings,
+    OidcTokenVerifier,
+    Principal,
+    TokenVerifier,
+    bearer_token,
+)
+from retrieval.errors import RetrievalError, Unauthenticated
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
 
-__all__ = ["AUDIENCE", "DEV_ISSUER", "PURPOSES", "ROLES", "issue_dev_token"]
+__all__ = [
+    "AUDIENCE",
+    "DEV_ISSUER",
+    "PURPOSES",
+    "ROLES",
+    "DevTokenVerifier",
+    "OidcSettings",
+    "OidcTokenVerifier",
+    "Principal",
+    "RetrievalError",
+    "TokenVerifier",
+    "Unauthenticated",
+    "bearer_token",
+    "issue_dev_token",
+]

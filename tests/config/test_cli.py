@@ -20,6 +20,12 @@ from tests.push_support import SECRET, make_wav, metadata, push_body, push_heade
 from tests.service_support import running_service, wait_until_healthy
 
 CALLREC = [sys.executable, "-m", "config"]
+OIDC = {
+    "CALLREC_AUTH_MODE": "oidc",
+    "CALLREC_OIDC_ISSUER": "https://login.example.test/hub",
+    "CALLREC_OIDC_AUDIENCE": "api://callrec",
+    "CALLREC_OIDC_JWKS_URL": "https://login.example.test/keys",
+}
 
 
 def clean_environment(**settings: str) -> dict[str, str]:
@@ -252,7 +258,7 @@ def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(tmp_path:
     [
         (["--role", "superuser"], {}, "Invalid value for '--role'"),
         (["--role", "auditor", "--ttl", "0"], {}, "Invalid value for '--ttl'"),
-        (["--role", "auditor"], {"CALLREC_AUTH_MODE": "oidc"}, "only with CALLREC_AUTH_MODE=dev"),
+        (["--role", "auditor"], OIDC, "only with CALLREC_AUTH_MODE=dev"),
     ],
 )
 def test_token_issue_refuses_what_it_must_not_sign(

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from config.app import build_verifier
 from config.settings import Settings, SettingsError, load_settings
+from retrieval import OidcTokenVerifier
 
 
 @pytest.fixture
@@ -96,6 +98,10 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_PUSH_SECRETS", "pbx1=short", "shorter than 16"),
         ("CALLREC_TWILIO_API_BASE", "api.twilio.com", "http"),
         ("CALLREC_MAX_UPLOAD_BYTES", "-1", ""),
+        ("CALLREC_OIDC_ALGORITHMS", "RS256,HS256", "asymmetric"),
+        ("CALLREC_OIDC_ALGORITHMS", "none", "asymmetric"),
+        ("CALLREC_OIDC_JWKS_URL", "http://idp.example.test/keys", "https"),
+        ("CALLREC_TOKEN_LEEWAY", "-PT5S", ""),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
@@ -160,3 +166,29 @@ def test_a_broken_toml_file_is_one_clear_line(
     environment.setenv("CALLREC_CONFIG", str(config))
     with pytest.raises(SettingsError, match=r"^CALLREC_CONFIG: the file is not valid TOML"):
         load_settings()
+
+
+def test_oidc_mode_names_the_setting_it_is_missing(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("CALLREC_AUTH_MODE", "oidc")
+    environment.setenv("CALLREC_OIDC_ISSUER", "https://login.example.test/hub")
+    environment.setenv("CALLREC_OIDC_JWKS_URL", "https://login.example.test/keys")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert str(refused.value) == "CALLREC_OIDC_AUDIENCE is required in oidc auth mode"
+
+
+def test_a_complete_oidc_configuration_builds_an_idp_verifier(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    environment.setenv("CALLREC_DATA_DIR", str(tmp_path))
+    environment.setenv("CALLREC_AUTH_MODE", "oidc")
+    environment.setenv("CALLREC_OIDC_ISSUER", "https://login.example.test/hub")
+    environment.setenv("CALLREC_OIDC_AUDIENCE", "api://callrec")
+    environment.setenv("CALLREC_OIDC_JWKS_URL", "https://login.example.test/keys")
+    environment.setenv("CALLREC_OIDC_ALGORITHMS", "RS256, PS256")
+    environment.setenv("CALLREC_OIDC_ROLE_CLAIM", "realm_access.roles")
+    settings = load_settings()
+    assert settings.oidc_algorithms == ("RS256", "PS256")
+    assert isinstance(build_verifier(settings), OidcTokenVerifier)
+    # No dev key is made in oidc mode: nothing signs tokens locally.
+    assert not (tmp_path / "dev-signing-key.pem").exists()
