@@ -21,13 +21,21 @@ import storage
 from config.metrics import HttpMetrics
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
-from retrieval import DevTokenVerifier, OidcSettings, OidcTokenVerifier, TokenVerifier
+from retrieval import (
+    DevTokenVerifier,
+    OidcSettings,
+    OidcTokenVerifier,
+    TokenVerifier,
+    create_api_app,
+)
 from storage import (
+    AuditLog,
     AuditTrail,
     Database,
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
+    RecordingCatalog,
     RecordingStore,
     StorageError,
     check_database,
@@ -58,6 +66,9 @@ class Services:
     recordings: RecordingStore
     capture: PushCapture
     tokens: TokenVerifier
+    catalog: RecordingCatalog
+    audit_log: AuditLog
+    clock: Callable[[], datetime]
 
     async def close(self) -> None:
         """Release connections and clients."""
@@ -97,7 +108,17 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         max_concurrent=settings.max_concurrent_pushes,
     )
     return Services(
-        settings, database, objects, keyring, audit, recordings, capture, build_verifier(settings)
+        settings=settings,
+        database=database,
+        objects=objects,
+        keyring=keyring,
+        audit=audit,
+        recordings=recordings,
+        capture=capture,
+        tokens=build_verifier(settings),
+        catalog=RecordingCatalog(database),
+        audit_log=AuditLog(database, audit),
+        clock=clock,
     )
 
 
@@ -209,5 +230,14 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handle)
     app.add_subapp("/webhooks/", create_recorder_app(services.capture))
+    app.add_subapp(
+        "/api/v1/",
+        create_api_app(
+            tokens=services.tokens,
+            queries=services.catalog,
+            audit=services.audit_log,
+            clock=services.clock,
+        ),
+    )
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -12,6 +12,7 @@ from retrieval.auth import (
     bearer_token,
 )
 from retrieval.errors import RetrievalError, Unauthenticated
+from retrieval.handlers import create_api_app
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
 
@@ -28,5 +29,6 @@ __all__ = [
     "TokenVerifier",
     "Unauthenticated",
     "bearer_token",
+    "create_api_app",
     "issue_dev_token",
 ]

@@ -1,10 +1,16 @@
 """Why a person's request was refused, as facts; statuses are chosen by the API handlers.
 
 RetrievalError
-└── Unauthenticated     no token, or one that does not verify (expired, wrong issuer, ...)
+├── Unauthenticated     no token, or one that does not verify (expired, wrong issuer, ...)
+├── Forbidden           a verified person whose role may not do this at all
+├── NotFound            no such recording, or one this person may not know exists
+├── Gone                the recording was deleted, or is past its retention deadline
+└── BadRequest          a malformed parameter or cursor
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class RetrievalError(Exception):
@@ -17,3 +23,24 @@ class RetrievalError(Exception):
 
 class Unauthenticated(RetrievalError):
     """The bearer token is missing or does not verify; the detail never echoes the token."""
+
+
+class Forbidden(RetrievalError):
+    """The person's role does not allow this action on any recording."""
+
+
+class NotFound(RetrievalError):
+    """Missing, or not visible to this person: the two must look the same."""
+
+
+class Gone(RetrievalError):
+    """The recording existed and was deleted (or is past its deadline)."""
+
+    def __init__(self, detail: str, *, status: str, deleted_at: datetime) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.deleted_at = deleted_at
+
+
+class BadRequest(RetrievalError):
+    """A query parameter or cursor is malformed."""

@@ -6,8 +6,9 @@ none of its siblings.
 
 from typing import TYPE_CHECKING
 
-from storage.audit import AuditRecord, AuditTrail, verify_audit_chain
+from storage.audit import AuditLog, AuditRecord, AuditTrail, verify_audit_chain
 from storage.blobs import FilesystemObjectStore, ObjectStore
+from storage.catalog import RecordingCatalog, RecordingView, SearchQuery
 from storage.database import (
     Database,
     check_database,
@@ -40,6 +41,7 @@ from storage.spool import EncryptedSpool, SpoolFacts, sweep_spool
 __all__ = [
     "AudioFacts",
     "AuditChainBroken",
+    "AuditLog",
     "AuditRecord",
     "AuditTrail",
     "CaptureInProgress",
@@ -56,8 +58,11 @@ __all__ = [
     "ObjectExists",
     "ObjectMissing",
     "ObjectStore",
+    "RecordingCatalog",
     "RecordingStore",
+    "RecordingView",
     "S3ObjectStore",
+    "SearchQuery",
     "SigningKey",
     "SpoolFacts",
     "StorageError",

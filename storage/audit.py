@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage.database import Database
 from storage.errors import AuditChainBroken
 from storage.models import AuditEvent, AuditHead
 
@@ -172,3 +173,20 @@ async def verify_audit_chain(
     if head.chain != previous:
         raise AuditChainBroken(last_seq, "the head's hash does not match the chain")
     return last_seq
+
+
+class AuditLog:
+    """Records events that stand on their own (a refusal, a grant) in their own transaction.
+
+    Raises DatabaseUnavailable when the event cannot be written; callers that must audit
+    before acting (serving audio) then do not act.
+    """
+
+    def __init__(self, database: Database, trail: AuditTrail) -> None:
+        self._database = database
+        self._trail = trail
+
+    async def record(self, record: AuditRecord) -> None:
+        """Append ``record`` and commit it."""
+        async with self._database.transaction() as session:
+            await self._trail.append(session, record)

@@ -1,0 +1,297 @@
+"""HTTP in and out for people: authentication, errors, and the recordings endpoints.
+
+Handlers parse, ask the policy, call storage through small protocols, and shape JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from retrieval.auth import Principal, TokenVerifier, bearer_token
+from retrieval.errors import BadRequest, Forbidden, Gone, NotFound, RetrievalError, Unauthenticated
+from retrieval.policy import may_search, may_see, visible_teams
+from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+_SEARCH_PARAMETERS = frozenset(
+    {"referral", "team", "agent", "started_after", "started_before", "cursor", "limit"}
+)
+_STATUS: dict[type[RetrievalError], tuple[int, str]] = {
+    Unauthenticated: (401, "unauthenticated"),
+    Forbidden: (403, "forbidden"),
+    NotFound: (404, "not_found"),
+    BadRequest: (400, "bad_request"),
+}
+
+
+class RecordingQueries(Protocol):
+    """What the API reads from storage."""
+
+    async def get(self, recording_id: uuid.UUID) -> RecordingView | None: ...
+
+    async def search(self, query: SearchQuery) -> list[RecordingView]: ...
+
+
+class AuditSink(Protocol):
+    """Where the API writes who looked at what, and who was refused."""
+
+    async def record(self, record: AuditRecord) -> None: ...
+
+
+def _json_error(
+    http_status: int, error: str, detail: str, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    body = {"error": error, "detail": detail, **(extra or {})}
+    return web.json_response(body, status=http_status)
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Statuses for refusals, chosen once; outages are 503 with Retry-After."""
+    try:
+        return await handler(request)
+    except Gone as exc:
+        # The contract's body for a deleted recording, in the API's error shape.
+        return _json_error(
+            410,
+            "gone",
+            exc.detail,
+            {"status": exc.status, "deleted_at": _rfc3339(exc.deleted_at)},
+        )
+    except RetrievalError as exc:
+        status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
+        response = _json_error(status, code, exc.detail)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    except Unavailable:
+        response = _json_error(503, "unavailable", "storage is unavailable; retry later")
+        response.headers["Retry-After"] = "30"
+        return response
+
+
+def authenticate_with(tokens: TokenVerifier) -> Callable[..., Any]:
+    """Middleware: every API request carries a verified Principal, or is a 401."""
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = bearer_token(request.headers.get("Authorization"))
+        request[PRINCIPAL] = await tokens.verify(token)
+        return await handler(request)
+
+    return authenticate
+
+
+def principal_of(request: web.Request) -> Principal:
+    """The verified person making the request."""
+    return request[PRINCIPAL]
+
+
+class RecordingHandlers:
+    """``/api/v1/recordings``: search and metadata, within need to know, all audited."""
+
+    def __init__(
+        self, queries: RecordingQueries, audit: AuditSink, clock: Callable[[], datetime]
+    ) -> None:
+        self._queries = queries
+        self._audit = audit
+        self._clock = clock
+
+    async def search(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/recordings``: newest first, one page, with a cursor to the next."""
+        principal = principal_of(request)
+        if not may_search(principal):
+            await self._deny(principal, "recording.search", None, "role")
+            raise Forbidden("this role does not look recordings up")
+        query = _search_query(request.query, visible_teams(principal))
+        # One more than a page, to know whether another page follows.
+        found = await self._queries.search(
+            SearchQuery(**{**_fields(query), "limit": query.limit + 1})
+        )
+        page = found[: query.limit]
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action="recording.search",
+                details={
+                    "filters": {k: v for k, v in request.query.items() if k != "cursor"},
+                    "results": len(page),
+                },
+            )
+        )
+        body: dict[str, Any] = {"recordings": [_recording_json(view) for view in page]}
+        body["next_cursor"] = _cursor_after(page[-1]) if len(found) > query.limit else None
+        return web.json_response(body)
+
+    async def get(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/recordings/{id}``: metadata, 404 if not visible, 410 once deleted."""
+        principal = principal_of(request)
+        if not may_search(principal):
+            await self._deny(principal, "recording.view", None, "role")
+            raise Forbidden("this role does not look recordings up")
+        recording_id = _recording_id(request.match_info["id"])
+        view = await self._queries.get(recording_id)
+        if view is None:
+            raise NotFound("no such recording")
+        if not may_see(principal, view.team):
+            # 404, not 403, so recording ids cannot be probed; the refusal is still audited.
+            await self._deny(principal, "recording.view", recording_id, "team")
+            raise NotFound("no such recording")
+        if view.deleted_at is not None:
+            raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
+        if view.retention_deadline <= self._clock():
+            raise Gone(
+                "the recording is past its retention deadline",
+                status="deleted",
+                deleted_at=view.retention_deadline,
+            )
+        await self._audit.record(
+            AuditRecord(actor=principal.actor, action="recording.view", recording_id=view.id)
+        )
+        return web.json_response(_recording_json(view))
+
+    async def _deny(
+        self, principal: Principal, action: str, recording_id: uuid.UUID | None, reason: str
+    ) -> None:
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action=action,
+                outcome="deny",
+                recording_id=recording_id,
+                details={"reason": reason},
+            )
+        )
+
+
+def create_api_app(
+    *,
+    tokens: TokenVerifier,
+    queries: RecordingQueries,
+    audit: AuditSink,
+    clock: Callable[[], datetime],
+) -> web.Application:
+    """The people-facing API, mounted under ``/api/v1/``."""
+    app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
+    recordings = RecordingHandlers(queries, audit, clock)
+    app.router.add_get("/recordings", recordings.search)
+    app.router.add_get("/recordings/{id}", recordings.get)
+    return app
+
+
+def _recording_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound("no such recording") from None
+
+
+def _search_query(params: Mapping[str, str], teams: frozenset[str] | None) -> SearchQuery:
+    unknown = set(params) - _SEARCH_PARAMETERS
+    if unknown:
+        raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r}")
+    limit = _limit(params.get("limit"))
+    return SearchQuery(
+        teams=teams,
+        referral=_label(params, "referral"),
+        team=_label(params, "team"),
+        agent=_label(params, "agent"),
+        started_after=_time(params, "started_after"),
+        started_before=_time(params, "started_before"),
+        after=_cursor_position(params.get("cursor")),
+        limit=limit,
+    )
+
+
+def _fields(query: SearchQuery) -> dict[str, Any]:
+    return {name: getattr(query, name) for name in SearchQuery.__dataclass_fields__}
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def _label(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name)
+    if value is not None and not (0 < len(value) <= 128 and value.isprintable()):
+        raise BadRequest(f"{name} must be 1 to 128 printable characters")
+    return value
+
+
+def _time(params: Mapping[str, str], name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"{name} must be an RFC 3339 time with a time zone") from None
+    if moment.tzinfo is None:
+        raise BadRequest(f"{name} must be an RFC 3339 time with a time zone")
+    return moment
+
+
+def _cursor_after(view: RecordingView) -> str:
+    raw = json.dumps([view.started_at.isoformat(), str(view.id)]).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _cursor_position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started, recording_id = json.loads(raw)
+        moment = datetime.fromisoformat(started)
+        if moment.tzinfo is None:
+            raise ValueError("naive")
+        return moment, uuid.UUID(recording_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequest("the cursor is not one this service issued") from None
+
+
+def _rfc3339(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _recording_json(view: RecordingView) -> dict[str, Any]:
+    return {
+        "id": str(view.id),
+        "status": view.state,
+        "source": view.source,
+        "source_recording_id": view.source_recording_id,
+        "started_at": _rfc3339(view.started_at),
+        "ended_at": _rfc3339(view.ended_at),
+        "direction": view.direction,
+        "from": view.from_number,
+        "to": view.to_number,
+        "agent": view.agent,
+        "team": view.team,
+        "referrals": list(view.referrals),
+        "audio": {
+            "container": view.container,
+            "codec": view.codec,
+            "sample_rate": view.sample_rate,
+            "channels": view.channels,
+            "duration_s": view.duration_s,
+        },
+        "retention_deadline": _rfc3339(view.retention_deadline),
+        "extra": view.extra,
+    }

@@ -1,0 +1,49 @@
+"""Need to know, in one place: which roles may do what, with which recordings, for what purpose.
+
+Every API handler asks here; nothing else decides access.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from retrieval.auth import Principal
+
+# Roles that may look recordings up at all. Retention operators, auditors and
+# administrators work with counts, deadlines and the trail, never with recordings.
+SEARCHERS: Final = frozenset({"supervisor", "safety_reviewer", "dpo"})
+# Roles that see every team's recordings; a supervisor sees only their own teams'.
+ALL_TEAMS: Final = frozenset({"safety_reviewer", "dpo"})
+# The one purpose each role may state when asking to hear a recording.
+PURPOSE_OF_ROLE: Final = {
+    "supervisor": "quality_review",
+    "safety_reviewer": "staff_safety",
+    "dpo": "subject_access",
+}
+
+
+def may_search(principal: Principal) -> bool:
+    """Whether the person may look recordings up at all (else 403)."""
+    return bool(principal.roles & SEARCHERS)
+
+
+def visible_teams(principal: Principal) -> frozenset[str] | None:
+    """The teams whose recordings the person may see; None means every team."""
+    if principal.roles & ALL_TEAMS:
+        return None
+    if "supervisor" in principal.roles:
+        return principal.teams
+    return frozenset()
+
+
+def may_see(principal: Principal, team: str | None) -> bool:
+    """Whether the person may see a recording of ``team`` (else it looks missing: 404)."""
+    teams = visible_teams(principal)
+    if teams is None:
+        return may_search(principal)
+    return team is not None and team in teams
+
+
+def purposes_for(principal: Principal) -> frozenset[str]:
+    """The purposes the person may state for a grant to hear audio."""
+    return frozenset(PURPOSE_OF_ROLE[role] for role in principal.roles if role in PURPOSE_OF_ROLE)

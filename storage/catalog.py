@@ -1,0 +1,147 @@
+"""Read-only views of recordings for people: one recording, or a page of a search.
+
+Only ``stored`` and ``deleted`` recordings are visible here; captures in progress never
+are. Who may see which recording is decided by the caller (retrieval's policy), which
+passes the teams to restrict to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_, select
+
+from storage.database import Database
+from storage.models import Recording, RecordingReferral, RecordingState, Referral
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingView:
+    """What a person may be shown about a recording (never keys or object locations)."""
+
+    id: uuid.UUID
+    source: str
+    source_recording_id: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    direction: str | None
+    from_number: str | None
+    to_number: str | None
+    agent: str | None
+    team: str | None
+    referrals: tuple[str, ...]
+    container: str | None
+    codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    duration_s: float | None
+    retention_deadline: datetime
+    deleted_at: datetime | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """Filters of a search; ``teams`` None means every team, empty means none."""
+
+    teams: frozenset[str] | None
+    referral: str | None = None
+    team: str | None = None
+    agent: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    # Keyset position: the (started_at, id) of the last recording of the previous page.
+    after: tuple[datetime, uuid.UUID] | None = None
+    limit: int = 50
+
+
+class RecordingCatalog:
+    """Lookups of recordings for the API; newest first, keyset-paged."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    async def get(self, recording_id: uuid.UUID) -> RecordingView | None:
+        """The recording, stored or deleted; None if it does not exist or is not settled."""
+        async with self._database.read() as session:
+            row = await session.get(Recording, recording_id)
+            if row is None or row.state == RecordingState.PENDING:
+                return None
+            return _view(row)
+
+    async def search(self, query: SearchQuery) -> list[RecordingView]:
+        """Stored recordings matching ``query``, newest first, at most ``query.limit``.
+
+        Paging by (started_at, id) rather than by offset keeps pages stable while new
+        recordings arrive: nothing already seen moves to a later page.
+        """
+        if query.teams is not None and not query.teams:
+            return []
+        statement = _search_statement(query)
+        async with self._database.read() as session:
+            rows = (await session.execute(statement)).scalars().all()
+            return [_view(row) for row in rows]
+
+
+def _search_statement(query: SearchQuery) -> Select[Recording]:
+    statement = select(Recording).where(Recording.state == RecordingState.STORED)
+    if query.teams is not None:
+        statement = statement.where(Recording.team.in_(sorted(query.teams)))
+    if query.team is not None:
+        statement = statement.where(Recording.team == query.team)
+    if query.agent is not None:
+        statement = statement.where(Recording.agent == query.agent)
+    if query.started_after is not None:
+        statement = statement.where(Recording.started_at >= query.started_after)
+    if query.started_before is not None:
+        statement = statement.where(Recording.started_at < query.started_before)
+    if query.referral is not None:
+        statement = statement.where(
+            Recording.id.in_(
+                select(RecordingReferral.recording_id)
+                .join(Referral, Referral.id == RecordingReferral.referral_id)
+                .where(Referral.reference == query.referral)
+            )
+        )
+    if query.after is not None:
+        started, last_id = query.after
+        statement = statement.where(
+            or_(
+                Recording.started_at < started,
+                and_(Recording.started_at == started, Recording.id < last_id),
+            )
+        )
+    return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(
+        query.limit
+    )
+
+
+def _view(row: Recording) -> RecordingView:
+    references: Sequence[str] = [referral.reference for referral in row.referrals]
+    return RecordingView(
+        id=row.id,
+        source=row.source,
+        source_recording_id=row.source_recording_id,
+        state=row.state,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        direction=row.direction,
+        from_number=row.from_number,
+        to_number=row.to_number,
+        agent=row.agent,
+        team=row.team,
+        referrals=tuple(references),
+        container=row.container,
+        codec=row.codec,
+        sample_rate=row.sample_rate,
+        channels=row.channels,
+        duration_s=row.duration_s,
+        retention_deadline=row.retention_deadline,
+        deleted_at=row.deleted_at,
+        extra=dict(row.extra or {}),
+    )
