@@ -37,6 +37,7 @@ from storage import (
     ObjectStore,
     RecordingCatalog,
     RecordingStore,
+    SpoolDirectory,
     StorageError,
     check_database,
     create_engine,
@@ -65,6 +66,7 @@ class Services:
     audit: AuditTrail
     recordings: RecordingStore
     capture: PushCapture
+    spool: SpoolDirectory
     tokens: TokenVerifier
     catalog: RecordingCatalog
     audit_log: AuditLog
@@ -72,6 +74,7 @@ class Services:
 
     async def close(self) -> None:
         """Release connections and clients."""
+        self.spool.release()
         await self.objects.close()
         await self.database.dispose()
 
@@ -98,10 +101,11 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         audit=audit,
         clock=clock,
     )
+    spool = SpoolDirectory(settings.data_dir / "spool")
     capture = PushCapture(
         recordings=recordings,
         secrets=settings.push_secret_bytes(),
-        spool_dir=settings.data_dir / "spool",
+        spool_dir=spool.path,
         retention_period=settings.retention_period,
         clock=clock,
         max_body_bytes=settings.max_upload_bytes,
@@ -115,6 +119,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         audit=audit,
         recordings=recordings,
         capture=capture,
+        spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
         audit_log=AuditLog(database, audit),

@@ -27,7 +27,8 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 # Recordings older than this cannot be within any retention period; rejecting them early
 # also keeps date arithmetic far from the edges of the calendar.
-EARLIEST_CALL = datetime(2000, 1, 1, tzinfo=UTC)
+EARLIEST_CALL = datetime(2000, 1, 2, tzinfo=UTC)
+LATEST_CALL = datetime(2099, 12, 31, tzinfo=UTC)
 
 
 def _text_only(value: Any) -> Any:
@@ -38,8 +39,10 @@ def _text_only(value: Any) -> Any:
 
 
 def _in_utc(value: datetime) -> datetime:
-    if value < EARLIEST_CALL:
-        raise ValueError("is before the year 2000")
+    # Compared before converting: near the ends of the calendar, conversion overflows.
+    local = value.replace(tzinfo=None)
+    if not EARLIEST_CALL.replace(tzinfo=None) < local < LATEST_CALL.replace(tzinfo=None):
+        raise ValueError("is not between the years 2000 and 2099")
     return value.astimezone(UTC)
 
 

@@ -36,7 +36,7 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.signing import SigningKey, load_signing_key
-from storage.spool import EncryptedSpool, SpoolFacts, sweep_spool
+from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 
 __all__ = [
     "AudioFacts",
@@ -64,6 +64,7 @@ __all__ = [
     "S3ObjectStore",
     "SearchQuery",
     "SigningKey",
+    "SpoolDirectory",
     "SpoolFacts",
     "StorageError",
     "StoreUnavailable",

@@ -116,9 +116,7 @@ def _search_statement(query: SearchQuery) -> Select[Recording]:
                 and_(Recording.started_at == started, Recording.id < last_id),
             )
         )
-    return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(
-        query.limit
-    )
+    return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(query.limit)
 
 
 def _view(row: Recording) -> RecordingView:

@@ -128,8 +128,9 @@ class RecordingStore:
                 return None
             if found.state != RecordingState.PENDING:
                 return CaptureOutcome(found.id, found.retention_deadline, created=False)
-            if found.received_at < self._clock() - self._abandoned_after:
-                await self._remove_abandoned(found)
+            cutoff = self._clock() - self._abandoned_after
+            if found.received_at < cutoff:
+                await self._remove_abandoned(found.id, cutoff)
                 continue
             if asyncio.get_running_loop().time() >= deadline:
                 raise CaptureInProgress(source_recording_id)
@@ -212,13 +213,8 @@ class RecordingStore:
             async with self._database.transaction() as session:
                 await RecordingRepository(session).add(row)
         except IntegrityError:
-            # Any other integrity problem is a bug, not a duplicate: let it surface.
-            async with self._database.read() as session:
-                taken = await RecordingRepository(session).find_by_source_id(
-                    row.source, row.source_recording_id
-                )
-            if taken is None:
-                raise
+            # The source id was taken (the only unique value a new row can clash on: its
+            # ids are fresh UUIDs); the caller looks again, a bounded number of times.
             return False
         return True
 
@@ -234,8 +230,9 @@ class RecordingStore:
         now = self._clock()
         async with self._database.transaction() as session:
             repository = RecordingRepository(session)
-            row = await repository.get(recording_id)
-            if row is None:
+            row = await repository.get_for_update(recording_id)
+            if row is None or row.state != RecordingState.PENDING:
+                # Taken over as abandoned while this capture was uploading.
                 raise CaptureInProgress(recording.source_recording_id)
             row.state = RecordingState.STORED
             row.stored_at = now
@@ -271,11 +268,15 @@ class RecordingStore:
         except (Unavailable, OSError):
             log.warning("could not release a failed capture; the reaper will", exc_info=True)
 
-    async def _remove_abandoned(self, row: Recording) -> None:
-        for stored in row.objects:
-            await self._objects.delete(stored.object_key)
+    async def _remove_abandoned(self, recording_id: uuid.UUID, cutoff: datetime) -> None:
+        # The row goes first, and only if it is still pending and still old: a capture
+        # that committed meanwhile keeps its object. Its objects go once the row is gone.
         async with self._database.transaction() as session:
-            await RecordingRepository(session).remove_pending(row.id)
+            keys = await RecordingRepository(session).remove_pending(
+                recording_id, received_before=cutoff
+            )
+        for key in keys:
+            await self._objects.delete(key)
 
     async def record_discard(self, *, actor: str, source_recording_id: str, reason: str) -> None:
         """Audit that a delivery was refused without storing it (e.g. already past retention)."""
@@ -296,5 +297,5 @@ class RecordingStore:
         async with self._database.read() as session:
             abandoned = await RecordingRepository(session).abandoned_pending(cutoff)
         for row in abandoned:
-            await self._remove_abandoned(row)
+            await self._remove_abandoned(row.id, cutoff)
         return len(abandoned)

@@ -16,7 +16,13 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Recording, RecordingReferral, RecordingState, Referral
+from storage.models import (
+    Recording,
+    RecordingReferral,
+    RecordingState,
+    Referral,
+    StoredObject,
+)
 
 
 class RecordingRepository:
@@ -28,6 +34,14 @@ class RecordingRepository:
     async def get(self, recording_id: uuid.UUID) -> Recording | None:
         """The recording with this id, in any state."""
         return await self._session.get(Recording, recording_id)
+
+    async def get_for_update(self, recording_id: uuid.UUID) -> Recording | None:
+        """The recording, locked until the transaction ends (PostgreSQL; SQLite's write
+        transactions are exclusive anyway)."""
+        result = await self._session.execute(
+            select(Recording).where(Recording.id == recording_id).with_for_update()
+        )
+        return result.scalar_one_or_none()
 
     async def find_by_source_id(self, source: str, source_recording_id: str) -> Recording | None:
         """The recording a source already delivered under its own id, in any state."""
@@ -72,17 +86,30 @@ class RecordingRepository:
             )
         await self._session.flush()
 
-    async def remove_pending(self, recording_id: uuid.UUID) -> bool:
-        """Delete a capture that never finished, with its object rows; False if it did finish.
+    async def remove_pending(
+        self, recording_id: uuid.UUID, *, received_before: datetime | None = None
+    ) -> list[str]:
+        """Delete a capture that never finished; return its object keys (empty if kept).
 
-        Only ``pending`` rows are touched, so a capture that completed meanwhile is safe.
+        Only a ``pending`` row (received before ``received_before``, if given) is
+        deleted, so a capture that completed meanwhile is left alone with its objects.
         """
-        result = await self._session.execute(
-            delete(Recording).where(
-                Recording.id == recording_id, Recording.state == RecordingState.PENDING
+        conditions = [Recording.id == recording_id, Recording.state == RecordingState.PENDING]
+        if received_before is not None:
+            conditions.append(Recording.received_at < received_before)
+        keys = (
+            (
+                await self._session.execute(
+                    select(StoredObject.object_key)
+                    .join(Recording, Recording.id == StoredObject.recording_id)
+                    .where(*conditions)
+                )
             )
+            .scalars()
+            .all()
         )
-        return bool(getattr(result, "rowcount", 0))
+        result = await self._session.execute(delete(Recording).where(*conditions))
+        return list(keys) if getattr(result, "rowcount", 0) else []
 
     async def abandoned_pending(self, received_before: datetime) -> Sequence[Recording]:
         """Captures that claimed their id but never finished (the process died mid-way)."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from storage.errors import StoreUnavailable
 # Batch small network chunks into one thread hop; large enough to amortise the hop,
 # small enough that memory per upload stays bounded.
 _FLUSH_BYTES = 1024 * 1024
+_LOCK = ".lock"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +57,11 @@ class EncryptedSpool:
         with _spool_errors():
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            self._write_cipher(self._encryptor.header)
+            try:
+                self._write_cipher(self._encryptor.header)
+            except OSError:
+                self._discard_sync()
+                raise
 
     @property
     def data_key(self) -> bytes:
@@ -94,14 +101,24 @@ class EncryptedSpool:
         )
 
     async def discard(self) -> None:
-        """Close and remove the spool file; safe to call more than once, even cancelled."""
-        if self._in_flight is not None:
-            # Work on a thread cannot be cancelled: it must finish before its file
-            # descriptor is closed, whatever happened to the request that started it.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(self._in_flight)
-            self._in_flight = None
-        await asyncio.shield(asyncio.to_thread(self._discard_sync))
+        """Close and remove the spool file; safe to call more than once, even cancelled.
+
+        Work on a thread cannot be cancelled, so it is waited for before its file
+        descriptor is closed; a cancellation that arrives meanwhile is passed on after.
+        """
+        cancelled = False
+        in_flight = self._in_flight
+        while in_flight is not None and not in_flight.done():
+            try:
+                await asyncio.wait({in_flight})
+            except asyncio.CancelledError:
+                cancelled = True
+        if in_flight is not None and not in_flight.cancelled():
+            in_flight.exception()  # retrieved: the request already failed for its own reason
+        self._in_flight = None
+        self._discard_sync()  # a close and an unlink: too quick to need a thread
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _flush(self, *, drain: bool) -> None:
         # At most one batch is encrypted and written while the next one is received, so
@@ -154,17 +171,54 @@ class EncryptedSpool:
         self.path.unlink(missing_ok=True)
 
 
-def sweep_spool(directory: Path) -> int:
-    """Remove spool files left by a process that died; return how many.
+class SpoolDirectory:
+    """This process's own spool directory, held by a lock for as long as the process lives.
 
-    Their data keys died with the process, so they are unreadable; they only take space.
-    Call it only when no capture is running against ``directory``.
+    Replicas may share a data directory; each spools into its own subdirectory, and a
+    subdirectory is swept only when no live process holds its lock.
+    """
+
+    def __init__(self, root: Path) -> None:
+        with _spool_errors():
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.path = root / uuid.uuid4().hex
+            self.path.mkdir(mode=0o700)
+            self._lock_fd = os.open(self.path / _LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self) -> None:
+        """Remove this process's spool directory and give up its lock."""
+        if self._lock_fd < 0:
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+        os.close(self._lock_fd)
+        self._lock_fd = -1
+
+
+def sweep_spool(root: Path) -> int:
+    """Remove the spool directories of processes that died; return how many spool files.
+
+    Their data keys died with them, so the files are unreadable and only take space.
+    A directory whose lock a live process still holds is left alone.
     """
     removed = 0
-    if directory.is_dir():
-        for leftover in directory.glob("*.spool"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
+    if not root.is_dir():
+        return 0
+    for directory in root.iterdir():
+        if not directory.is_dir():
+            continue
+        try:
+            fd = os.open(directory / _LOCK, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # its process is alive
+        removed += len(list(directory.glob("*.spool")))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.close(fd)
     return removed
 
 

@@ -35,7 +35,7 @@ class RunningService:
             events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
         objects = [key async for key in self.services.objects.iter_keys()]
         spool = self.data_dir / "spool"
-        spooled = len(list(spool.iterdir())) if spool.exists() else 0
+        spooled = len(list(spool.rglob("*.spool"))) if spool.exists() else 0
         return {
             "recordings": recordings,
             "objects": len(objects),

@@ -64,11 +64,10 @@ async def test_a_sane_request_id_is_kept_and_a_hostile_one_replaced(
     async with running_service(tmp_path / "var", database_url) as service:
         kept = await service.client.get("/healthz", headers={"X-Request-Id": "lb-1234abcd"})
         assert kept.headers["X-Request-Id"] == "lb-1234abcd"
-        replaced = await service.client.get(
-            "/healthz", headers={"X-Request-Id": "x\\r\\nSet-Cookie: a=b" + "y" * 100}
-        )
-        assert replaced.headers["X-Request-Id"] != "x"
-        assert len(replaced.headers["X-Request-Id"]) == 32
+        for hostile in ("has spaces and ; semicolons", "y" * 100, "short"):
+            replaced = await service.client.get("/healthz", headers={"X-Request-Id": hostile})
+            assert replaced.headers["X-Request-Id"] != hostile
+            assert len(replaced.headers["X-Request-Id"]) == 32
 
 
 async def test_metrics_count_requests_by_route_not_by_raw_path(

@@ -124,8 +124,21 @@ CASES: dict[str, Case] = {
         "malformed_body",
         "part boundaries",
     ),
-    "broken-framing-and-a-wrong-signature": Case(
-        lambda: Push(META + b"garbage", push_headers(good_body())),
+    "unsigned-body-with-a-repeated-part": Case(
+        lambda: Push(closed(META, META, AUDIO_PART), push_headers(good_body())),
+        401,
+        "unauthenticated",
+    ),
+    "unsigned-body-full-of-false-boundaries": Case(
+        lambda: Push(
+            closed(META, AUDIO_PART[:200], (f"\r\n--{BOUNDARY}X" * 2000).encode(), b"\r\n"),
+            push_headers(good_body()),
+        ),
+        401,
+        "unauthenticated",
+    ),
+    "unsigned-body-with-oversized-metadata": Case(
+        lambda: Push(push_body(metadata(notes="x" * 70_000), AUDIO), push_headers(good_body())),
         401,
         "unauthenticated",
     ),
@@ -258,6 +271,18 @@ CASES: dict[str, Case] = {
         "invalid_metadata",
         "2000",
     ),
+    "started-at-at-the-end-of-the-calendar": Case(
+        lambda: signed(good_body(started_at="9999-12-31T23:59:59-01:00", ended_at=None)),
+        422,
+        "invalid_metadata",
+        "2099",
+    ),
+    "ended-at-at-the-end-of-the-calendar": Case(
+        lambda: signed(good_body(ended_at="9999-12-31T23:59:59-01:00")),
+        422,
+        "invalid_metadata",
+        "2099",
+    ),
     "unknown-direction": Case(
         lambda: signed(good_body(direction="sideways")), 422, "invalid_metadata", "direction"
     ),
@@ -357,7 +382,7 @@ async def test_503_with_retry_after_when_the_database_is_unreachable(tmp_path: P
         assert (response.status, body["error"]) == (503, "unavailable")
         assert response.headers["Retry-After"].isdigit()
         assert [key async for key in service.services.objects.iter_keys()] == []
-        assert list((tmp_path / "var" / "spool").iterdir()) == []
+        assert list((tmp_path / "var" / "spool").rglob("*.spool")) == []
 
 
 async def test_an_unknown_source_is_refused_in_the_same_words_as_a_bad_signature(

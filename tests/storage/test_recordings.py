@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import (
     AudioFacts,
     AuditTrail,
+    CaptureInProgress,
     Database,
     DatabaseUnavailable,
     EncryptedSpool,
@@ -31,6 +32,7 @@ from storage import (
 )
 from storage.keyring import WrappedKey
 from storage.models import AuditEvent, Recording, RecordingState, Referral
+from storage.repository import RecordingRepository
 
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 
@@ -238,3 +240,42 @@ async def test_a_redelivery_takes_over_a_capture_abandoned_long_ago(harness: Har
 
 def harness_reads(harness: Harness) -> Any:
     return Database(harness.engine).read()
+
+
+async def test_a_finished_capture_is_never_removed_as_abandoned(harness: Harness) -> None:
+    store = harness.store()
+    outcome = await store.store_capture(
+        await harness.spool(), new_recording(), AUDIO, actor="source:pbx"
+    )
+    async with Database(harness.engine).transaction() as session:
+        keys = await RecordingRepository(session).remove_pending(
+            outcome.recording_id, received_before=harness.clock.now + timedelta(days=1)
+        )
+    assert keys == []
+    assert await harness.rows_and_events() == (1, 1)
+    assert len(await harness.object_keys()) == 1
+
+
+class TakenOverDuringUpload:
+    """An object store under which the pending row is removed while the object uploads,
+    as a redelivery's takeover would."""
+
+    def __init__(self, inner: FilesystemObjectStore, engine: AsyncEngine) -> None:
+        self._inner = inner
+        self._engine = engine
+
+    async def put_file(self, key: str, path: Path) -> None:
+        await self._inner.put_file(key, path)
+        async with Database(self._engine).transaction() as session:
+            await session.execute(delete(Recording))
+
+    async def delete(self, key: str) -> None:
+        await self._inner.delete(key)
+
+
+async def test_a_capture_taken_over_mid_upload_stops_without_a_trace(harness: Harness) -> None:
+    store = harness.store(objects=TakenOverDuringUpload(harness.objects, harness.engine))
+    with pytest.raises(CaptureInProgress):
+        await store.store_capture(await harness.spool(), new_recording(), AUDIO, actor="s")
+    assert await harness.rows_and_events() == (0, 0)
+    assert await harness.object_keys() == []
