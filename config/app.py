@@ -23,6 +23,7 @@ from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
 from retrieval import (
     DevTokenVerifier,
+    GrantSigner,
     OidcSettings,
     OidcTokenVerifier,
     TokenVerifier,
@@ -35,12 +36,14 @@ from storage import (
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
+    RecordingAudio,
     RecordingCatalog,
     RecordingStore,
     SpoolDirectory,
     StorageError,
     check_database,
     create_engine,
+    load_secret,
     load_signing_key,
     sweep_spool,
 )
@@ -48,6 +51,7 @@ from storage import (
 log = logging.getLogger("callrec")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 DEV_SIGNING_KEY = "dev-signing-key.pem"
+GRANT_KEY = "grant-signing.secret"
 
 
 def utc_now() -> datetime:
@@ -69,6 +73,8 @@ class Services:
     spool: SpoolDirectory
     tokens: TokenVerifier
     catalog: RecordingCatalog
+    audio: RecordingAudio
+    grants: GrantSigner
     audit_log: AuditLog
     clock: Callable[[], datetime]
 
@@ -122,6 +128,8 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
+        audio=RecordingAudio(database, objects, keyring),
+        grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
         audit_log=AuditLog(database, audit),
         clock=clock,
     )
@@ -240,8 +248,12 @@ def create_app(services: Services) -> web.Application:
         create_api_app(
             tokens=services.tokens,
             queries=services.catalog,
+            audio=services.audio,
             audit=services.audit_log,
+            signer=services.grants,
             clock=services.clock,
+            grant_lifetime=services.settings.grant_lifetime,
+            public_url=services.settings.public_url,
         ),
     )
     app.cleanup_ctx.append(lifecycle)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "roles"
     oidc_team_claim: str = "teams"
     token_leeway: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    grant_lifetime: timedelta = Field(
+        default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("retention_period")

@@ -3,6 +3,7 @@
 Imports storage only; never recorder, retention or config.
 """
 
+from retrieval.app import create_api_app
 from retrieval.auth import (
     DevTokenVerifier,
     OidcSettings,
@@ -12,7 +13,7 @@ from retrieval.auth import (
     bearer_token,
 )
 from retrieval.errors import RetrievalError, Unauthenticated
-from retrieval.handlers import create_api_app
+from retrieval.grants import GrantSigner
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
 
@@ -22,6 +23,7 @@ __all__ = [
     "PURPOSES",
     "ROLES",
     "DevTokenVerifier",
+    "GrantSigner",
     "OidcSettings",
     "OidcTokenVerifier",
     "Principal",

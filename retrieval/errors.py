@@ -5,7 +5,9 @@ RetrievalError
 ├── Forbidden           a verified person whose role may not do this at all
 ├── NotFound            no such recording, or one this person may not know exists
 ├── Gone                the recording was deleted, or is past its retention deadline
-└── BadRequest          a malformed parameter or cursor
+├── BadRequest          a malformed parameter or cursor
+├── Unprocessable       a well-formed request whose content is not acceptable (a trivial reason)
+└── IntegrityProblem    the stored audio failed verification: nothing is served
 """
 
 from __future__ import annotations
@@ -44,3 +46,11 @@ class Gone(RetrievalError):
 
 class BadRequest(RetrievalError):
     """A query parameter or cursor is malformed."""
+
+
+class Unprocessable(RetrievalError):
+    """The request is well formed but its content cannot be accepted."""
+
+
+class IntegrityProblem(RetrievalError):
+    """Stored audio failed its checks (missing, cut short, altered); nothing is served."""

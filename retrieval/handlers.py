@@ -17,8 +17,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from retrieval.auth import Principal, TokenVerifier, bearer_token
-from retrieval.errors import BadRequest, Forbidden, Gone, NotFound, RetrievalError, Unauthenticated
+from retrieval.errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    IntegrityProblem,
+    NotFound,
+    RetrievalError,
+    Unauthenticated,
+    Unprocessable,
+)
 from retrieval.policy import may_search, may_see, visible_teams
+from retrieval.ranges import RangeNotSatisfiable
 from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -32,6 +42,8 @@ _STATUS: dict[type[RetrievalError], tuple[int, str]] = {
     Forbidden: (403, "forbidden"),
     NotFound: (404, "not_found"),
     BadRequest: (400, "bad_request"),
+    Unprocessable: (422, "invalid_request"),
+    IntegrityProblem: (500, "integrity_failure"),
 }
 
 
@@ -61,6 +73,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     """Statuses for refusals, chosen once; outages are 503 with Retry-After."""
     try:
         return await handler(request)
+    except RangeNotSatisfiable as exc:
+        response = _json_error(416, "range_not_satisfiable", exc.detail)
+        response.headers["Content-Range"] = f"bytes */{exc.size}"
+        return response
     except Gone as exc:
         # The contract's body for a deleted recording, in the API's error shape.
         return _json_error(
@@ -140,7 +156,7 @@ class RecordingHandlers:
         if not may_search(principal):
             await self._deny(principal, "recording.view", None, "role")
             raise Forbidden("this role does not look recordings up")
-        recording_id = _recording_id(request.match_info["id"])
+        recording_id = recording_id_from(request)
         view = await self._queries.get(recording_id)
         if view is None:
             raise NotFound("no such recording")
@@ -175,24 +191,10 @@ class RecordingHandlers:
         )
 
 
-def create_api_app(
-    *,
-    tokens: TokenVerifier,
-    queries: RecordingQueries,
-    audit: AuditSink,
-    clock: Callable[[], datetime],
-) -> web.Application:
-    """The people-facing API, mounted under ``/api/v1/``."""
-    app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
-    recordings = RecordingHandlers(queries, audit, clock)
-    app.router.add_get("/recordings", recordings.search)
-    app.router.add_get("/recordings/{id}", recordings.get)
-    return app
-
-
-def _recording_id(text: str) -> uuid.UUID:
+def recording_id_from(request: web.Request) -> uuid.UUID:
+    """The recording id in the path; a malformed one is as missing as any other."""
     try:
-        return uuid.UUID(text)
+        return uuid.UUID(request.match_info["id"])
     except ValueError:
         raise NotFound("no such recording") from None
 

@@ -28,6 +28,7 @@ from storage.errors import (
     Unavailable,
 )
 from storage.keyring import KeyWrapper, LocalKeyring
+from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     AudioFacts,
     CaptureInProgress,
@@ -35,11 +36,12 @@ from storage.recordings import (
     NewRecording,
     RecordingStore,
 )
-from storage.signing import SigningKey, load_signing_key
+from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 
 __all__ = [
     "AudioFacts",
+    "AudioInfo",
     "AuditChainBroken",
     "AuditLog",
     "AuditRecord",
@@ -58,6 +60,8 @@ __all__ = [
     "ObjectExists",
     "ObjectMissing",
     "ObjectStore",
+    "OpenAudio",
+    "RecordingAudio",
     "RecordingCatalog",
     "RecordingStore",
     "RecordingView",
@@ -72,6 +76,7 @@ __all__ = [
     "check_database",
     "create_engine",
     "create_sessionmaker",
+    "load_secret",
     "load_signing_key",
     "sweep_spool",
     "upgrade_database",

@@ -7,6 +7,7 @@ identity provider and are never signed here.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from storage.durable_files import read_private_file, write_private_file
 from storage.errors import KeyringError
 
 _MAX_PEM_BYTES = 4096
+_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +53,19 @@ def load_signing_key(path: Path, *, create: bool = True) -> SigningKey:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return SigningKey(hashlib.sha256(public).hexdigest()[:16], pem, public)
+
+
+def load_secret(path: Path, *, create: bool = True) -> bytes:
+    """32 random bytes kept in a 0600 file (created on first use); KeyringError if unsafe.
+
+    For keys that never leave this service, such as the one signing playback grants.
+    """
+    if not path.exists():
+        if not create:
+            raise KeyringError(f"no secret at {path}")
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_private_file(path, os.urandom(_SECRET_BYTES), exclusive=True)
+    secret = read_private_file(path, _SECRET_BYTES)
+    if len(secret) != _SECRET_BYTES:
+        raise KeyringError(f"{path} does not hold {_SECRET_BYTES} bytes")
+    return secret

@@ -1,0 +1,49 @@
+"""The people-facing API application: routes, middleware and the handlers' dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from retrieval.auth import TokenVerifier
+from retrieval.grants import GrantSigner
+from retrieval.handlers import (
+    AuditSink,
+    RecordingHandlers,
+    RecordingQueries,
+    api_errors,
+    authenticate_with,
+)
+from retrieval.playback import AudioOpener, PlaybackHandlers
+
+
+def create_api_app(
+    *,
+    tokens: TokenVerifier,
+    queries: RecordingQueries,
+    audio: AudioOpener,
+    audit: AuditSink,
+    signer: GrantSigner,
+    clock: Callable[[], datetime],
+    grant_lifetime: timedelta,
+    public_url: str | None,
+) -> web.Application:
+    """The API, mounted under ``/api/v1/``; every route needs a bearer token."""
+    app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
+    recordings = RecordingHandlers(queries, audit, clock)
+    playback = PlaybackHandlers(
+        queries=queries,
+        audio=audio,
+        audit=audit,
+        signer=signer,
+        clock=clock,
+        grant_lifetime=grant_lifetime,
+        public_url=public_url,
+    )
+    app.router.add_get("/recordings", recordings.search)
+    app.router.add_get("/recordings/{id}", recordings.get)
+    app.router.add_post("/recordings/{id}/grants", playback.grant)
+    app.router.add_get("/play/{grant}", playback.play)
+    return app

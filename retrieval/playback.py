@@ -1,0 +1,231 @@
+"""Grants and playback: ask to hear a recording (purpose and reason), then stream it.
+
+Audit before serve: the grant, with its reason, is in the trail before its link exists,
+and every range is in the trail before its first byte leaves. If the trail cannot be
+written, nothing is served.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from aiohttp import web
+
+from retrieval.auth import Principal
+from retrieval.errors import Forbidden, Gone, IntegrityProblem, NotFound, Unprocessable
+from retrieval.grants import Grant, GrantSigner, InvalidGrant, check_reason
+from retrieval.handlers import AuditSink, RecordingQueries, principal_of, recording_id_from
+from retrieval.policy import may_search, may_see, purposes_for
+from retrieval.ranges import ByteRange, requested_range
+from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
+
+MAX_GRANT_BODY = 4096
+
+
+class AudioOpener(Protocol):
+    """What playback needs from storage: a verified, readable recording."""
+
+    async def open(self, recording_id: uuid.UUID) -> OpenAudio | None: ...
+
+
+class PlaybackHandlers:
+    """``POST /recordings/{id}/grants`` and ``GET|HEAD /play/{grant}``."""
+
+    def __init__(
+        self,
+        *,
+        queries: RecordingQueries,
+        audio: AudioOpener,
+        audit: AuditSink,
+        signer: GrantSigner,
+        clock: Callable[[], datetime],
+        grant_lifetime: timedelta,
+        public_url: str | None,
+    ) -> None:
+        self._queries = queries
+        self._audio = audio
+        self._audit = audit
+        self._signer = signer
+        self._clock = clock
+        self._lifetime = grant_lifetime
+        self._public_url = public_url
+
+    async def grant(self, request: web.Request) -> web.Response:
+        """Issue a short-lived audio link for one stated purpose and reason."""
+        principal = principal_of(request)
+        view = await self._visible(principal, recording_id_from(request), "recording.grant")
+        purpose, reason = await _purpose_and_reason(request)
+        if purpose not in purposes_for(principal):
+            await self._deny(principal, "recording.grant", view.id, "purpose", purpose)
+            raise Forbidden(f"this role may not ask to hear recordings for {purpose!r}")
+        grant = Grant(
+            grant_id=uuid.uuid4(),
+            recording_id=view.id,
+            actor=principal.actor,
+            purpose=purpose,
+            expires_at=self._clock() + self._lifetime,
+        )
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action="recording.grant",
+                recording_id=view.id,
+                purpose=purpose,
+                details={
+                    "grant": str(grant.grant_id),
+                    "reason": reason,
+                    "expires_at": grant.expires_at.isoformat(),
+                },
+            )
+        )
+        base = self._public_url or str(request.url.origin())
+        body = {
+            "audio_url": f"{base}/api/v1/play/{self._signer.issue(grant)}",
+            "expires_at": grant.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+        return web.json_response(body, status=201)
+
+    async def play(self, request: web.Request) -> web.StreamResponse:
+        """The recording's audio, whole or one range, for the holder of a valid grant."""
+        principal = principal_of(request)
+        grant = await self._valid_grant(principal, request.match_info["grant"])
+        view = await self._queries.get(grant.recording_id)
+        if view is None:
+            raise NotFound("no such recording")
+        _refuse_if_gone(view, self._clock())
+        try:
+            audio = await self._audio.open(view.id)
+        except (IntegrityFailure, KeyringError):
+            await self._audit.record(
+                AuditRecord(
+                    actor=principal.actor,
+                    action="recording.integrity_failure",
+                    outcome="error",
+                    recording_id=view.id,
+                    details={"grant": str(grant.grant_id)},
+                )
+            )
+            raise IntegrityProblem("the stored recording failed its integrity checks") from None
+        if audio is None:
+            raise NotFound("no such recording")
+        info = audio.info
+        asked = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if if_range is not None and if_range != info.etag:
+            asked = None  # the client holds another version: send it all
+        byte_range = requested_range(asked, info.size)
+        span = byte_range or ByteRange(0, info.size)
+        response = web.StreamResponse(status=206 if byte_range else 200)
+        response.headers.update(
+            {
+                "Accept-Ranges": "bytes",
+                "ETag": info.etag,
+                "Content-Type": info.content_type,
+                "Content-Length": str(span.length),
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; sandbox",
+            }
+        )
+        if byte_range is not None:
+            response.headers["Content-Range"] = byte_range.content_range(info.size)
+        if request.method == "HEAD":
+            await response.prepare(request)
+            return response
+        # Audited before the first byte; if this write fails, nothing is served.
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action="recording.play",
+                recording_id=view.id,
+                purpose=grant.purpose,
+                details={"grant": str(grant.grant_id), "start": span.start, "end": span.end},
+            )
+        )
+        await response.prepare(request)
+        async for chunk in audio.stream(span.start, span.end):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+    async def _visible(
+        self, principal: Principal, recording_id: uuid.UUID, action: str
+    ) -> RecordingView:
+        if not may_search(principal):
+            await self._deny(principal, action, None, "role")
+            raise Forbidden("this role may not hear recordings")
+        view = await self._queries.get(recording_id)
+        if view is None:
+            raise NotFound("no such recording")
+        if not may_see(principal, view.team):
+            await self._deny(principal, action, recording_id, "team")
+            raise NotFound("no such recording")
+        _refuse_if_gone(view, self._clock())
+        return view
+
+    async def _valid_grant(self, principal: Principal, token: str) -> Grant:
+        try:
+            grant = self._signer.open(token, now=self._clock())
+        except InvalidGrant as exc:
+            await self._deny(principal, "recording.play", None, "invalid_grant", exc.detail)
+            raise
+        if grant.actor != principal.actor:
+            await self._deny(principal, "recording.play", grant.recording_id, "another_person")
+            raise InvalidGrant("the grant belongs to someone else")
+        if grant.purpose not in purposes_for(principal):
+            await self._deny(principal, "recording.play", grant.recording_id, "purpose")
+            raise InvalidGrant("this role may no longer use the grant's purpose")
+        return grant
+
+    async def _deny(
+        self,
+        principal: Principal,
+        action: str,
+        recording_id: uuid.UUID | None,
+        reason: str,
+        note: str | None = None,
+    ) -> None:
+        details = {"reason": reason} | ({"note": note} if note else {})
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action=action,
+                outcome="deny",
+                recording_id=recording_id,
+                details=details,
+            )
+        )
+
+
+def _refuse_if_gone(view: RecordingView, now: datetime) -> None:
+    if view.deleted_at is not None:
+        raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
+    if view.retention_deadline <= now:
+        raise Gone(
+            "the recording is past its retention deadline",
+            status="deleted",
+            deleted_at=view.retention_deadline,
+        )
+
+
+async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:
+    if request.content_length is not None and request.content_length > MAX_GRANT_BODY:
+        raise Unprocessable(f"the request body is over {MAX_GRANT_BODY} bytes")
+    raw = await request.content.read(MAX_GRANT_BODY + 1)
+    if len(raw) > MAX_GRANT_BODY:
+        raise Unprocessable(f"the request body is over {MAX_GRANT_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Unprocessable('send JSON: {"purpose": ..., "reason": ...}') from None
+    if not isinstance(body, dict) or not isinstance(body.get("purpose"), str):
+        raise Unprocessable('send JSON: {"purpose": ..., "reason": ...}')
+    try:
+        reason = check_reason(body.get("reason"))
+    except ValueError as exc:
+        raise Unprocessable(str(exc)) from None
+    return body["purpose"], reason
