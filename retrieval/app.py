@@ -13,6 +13,7 @@ from retrieval.handlers import (
     AuditSink,
     RecordingHandlers,
     RecordingQueries,
+    ReferralChanges,
     api_errors,
     authenticate_with,
 )
@@ -25,6 +26,7 @@ def create_api_app(
     queries: RecordingQueries,
     audio: AudioOpener,
     audit: AuditSink,
+    referrals: ReferralChanges,
     signer: GrantSigner,
     clock: Callable[[], datetime],
     grant_lifetime: timedelta,
@@ -32,7 +34,7 @@ def create_api_app(
 ) -> web.Application:
     """The API, mounted under ``/api/v1/``; every route needs a bearer token."""
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
-    recordings = RecordingHandlers(queries, audit, clock)
+    recordings = RecordingHandlers(queries, audit, clock, referrals)
     playback = PlaybackHandlers(
         queries=queries,
         audio=audio,
@@ -44,6 +46,9 @@ def create_api_app(
     )
     app.router.add_get("/recordings", recordings.search)
     app.router.add_get("/recordings/{id}", recordings.get)
+    app.router.add_get("/recordings/{id}/peaks", recordings.peaks)
+    app.router.add_post("/recordings/{id}/referrals/{ref}", recordings.link_referral)
+    app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)
     app.router.add_post("/recordings/{id}/grants", playback.grant)
     app.router.add_get("/play/{grant}", playback.play)
     return app

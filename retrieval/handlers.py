@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,11 +28,12 @@ from retrieval.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from retrieval.policy import may_search, may_see, visible_teams
+from retrieval.policy import may_edit_referrals, may_search, may_see, visible_teams
 from retrieval.ranges import RangeNotSatisfiable
 from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _SEARCH_PARAMETERS = frozenset(
@@ -53,6 +55,14 @@ class RecordingQueries(Protocol):
     async def get(self, recording_id: uuid.UUID) -> RecordingView | None: ...
 
     async def search(self, query: SearchQuery) -> list[RecordingView]: ...
+
+
+class ReferralChanges(Protocol):
+    """What the API changes in storage: referral links, each audited with the change."""
+
+    async def link(self, recording_id: uuid.UUID, reference: str, *, actor: str) -> bool: ...
+
+    async def unlink(self, recording_id: uuid.UUID, reference: str, *, actor: str) -> bool: ...
 
 
 class AuditSink(Protocol):
@@ -118,11 +128,16 @@ class RecordingHandlers:
     """``/api/v1/recordings``: search and metadata, within need to know, all audited."""
 
     def __init__(
-        self, queries: RecordingQueries, audit: AuditSink, clock: Callable[[], datetime]
+        self,
+        queries: RecordingQueries,
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+        referrals: ReferralChanges,
     ) -> None:
         self._queries = queries
         self._audit = audit
         self._clock = clock
+        self._referrals = referrals
 
     async def search(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings``: newest first, one page, with a cursor to the next."""
@@ -164,18 +179,56 @@ class RecordingHandlers:
             # 404, not 403, so recording ids cannot be probed; the refusal is still audited.
             await self._deny(principal, "recording.view", recording_id, "team")
             raise NotFound("no such recording")
-        if view.deleted_at is not None:
-            raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
-        if view.retention_deadline <= self._clock():
-            raise Gone(
-                "the recording is past its retention deadline",
-                status="deleted",
-                deleted_at=view.retention_deadline,
-            )
+        refuse_if_gone(view, self._clock())
         await self._audit.record(
             AuditRecord(actor=principal.actor, action="recording.view", recording_id=view.id)
         )
         return web.json_response(_recording_json(view))
+
+    async def peaks(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/recordings/{id}/peaks``: none yet; the audio pipeline computes them."""
+        view = await self._visible(principal_of(request), recording_id_from(request), "peaks")
+        return web.json_response({"id": str(view.id), "status": "not_computed", "peaks": []})
+
+    async def link_referral(self, request: web.Request) -> web.Response:
+        """``POST /api/v1/recordings/{id}/referrals/{ref}``: 201 linked, 200 already was."""
+        principal, view, reference = await self._referral_change(request)
+        created = await self._referrals.link(view.id, reference, actor=principal.actor)
+        body = {"id": str(view.id), "referral": reference, "linked": True}
+        return web.json_response(body, status=201 if created else 200)
+
+    async def unlink_referral(self, request: web.Request) -> web.Response:
+        """``DELETE /api/v1/recordings/{id}/referrals/{ref}``: 204, or 404 if not linked."""
+        principal, view, reference = await self._referral_change(request)
+        if not await self._referrals.unlink(view.id, reference, actor=principal.actor):
+            raise NotFound("the recording is not linked to that referral")
+        return web.Response(status=204)
+
+    async def _referral_change(self, request: web.Request) -> tuple[Principal, RecordingView, str]:
+        principal = principal_of(request)
+        reference = request.match_info["ref"]
+        if not _REFERENCE.fullmatch(reference):
+            raise BadRequest("a referral reference is 1-64 letters, digits, / _ . -")
+        if not may_edit_referrals(principal):
+            await self._deny(principal, "referral.change", None, "role")
+            raise Forbidden("this role does not link referrals")
+        view = await self._visible(principal, recording_id_from(request), "referral.change")
+        return principal, view, reference
+
+    async def _visible(
+        self, principal: Principal, recording_id: uuid.UUID, action: str
+    ) -> RecordingView:
+        if not may_search(principal):
+            await self._deny(principal, action, None, "role")
+            raise Forbidden("this role does not look recordings up")
+        view = await self._queries.get(recording_id)
+        if view is None:
+            raise NotFound("no such recording")
+        if not may_see(principal, view.team):
+            await self._deny(principal, action, recording_id, "team")
+            raise NotFound("no such recording")
+        refuse_if_gone(view, self._clock())
+        return view
 
     async def _deny(
         self, principal: Principal, action: str, recording_id: uuid.UUID | None, reason: str
@@ -188,6 +241,18 @@ class RecordingHandlers:
                 recording_id=recording_id,
                 details={"reason": reason},
             )
+        )
+
+
+def refuse_if_gone(view: RecordingView, now: datetime) -> None:
+    """Gone (410) once deleted, and from its retention deadline on, swept or not."""
+    if view.deleted_at is not None:
+        raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
+    if view.retention_deadline <= now:
+        raise Gone(
+            "the recording is past its retention deadline",
+            status="deleted",
+            deleted_at=view.retention_deadline,
         )
 
 

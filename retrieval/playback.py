@@ -16,10 +16,16 @@ from typing import Protocol
 from aiohttp import web
 
 from retrieval.auth import Principal
-from retrieval.errors import Forbidden, Gone, IntegrityProblem, NotFound, Unprocessable
+from retrieval.errors import BadRequest, Forbidden, IntegrityProblem, NotFound, Unprocessable
 from retrieval.grants import Grant, GrantSigner, InvalidGrant, check_reason
-from retrieval.handlers import AuditSink, RecordingQueries, principal_of, recording_id_from
-from retrieval.policy import may_search, may_see, purposes_for
+from retrieval.handlers import (
+    AuditSink,
+    RecordingQueries,
+    principal_of,
+    recording_id_from,
+    refuse_if_gone,
+)
+from retrieval.policy import may_download_original, may_search, may_see, purposes_for
 from retrieval.ranges import ByteRange, requested_range
 from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
 
@@ -92,11 +98,18 @@ class PlaybackHandlers:
     async def play(self, request: web.Request) -> web.StreamResponse:
         """The recording's audio, whole or one range, for the holder of a valid grant."""
         principal = principal_of(request)
+        variant = request.query.get("variant", "playback")
+        if variant not in {"playback", "original"}:
+            raise BadRequest("variant is playback or original")
         grant = await self._valid_grant(principal, request.match_info["grant"])
+        download = variant == "original"
+        if download and not may_download_original(principal):
+            await self._deny(principal, "recording.download", grant.recording_id, "role")
+            raise Forbidden("this role may play recordings but not download the original")
         view = await self._queries.get(grant.recording_id)
         if view is None:
             raise NotFound("no such recording")
-        _refuse_if_gone(view, self._clock())
+        refuse_if_gone(view, self._clock())
         try:
             audio = await self._audio.open(view.id)
         except (IntegrityFailure, KeyringError):
@@ -133,6 +146,11 @@ class PlaybackHandlers:
         )
         if byte_range is not None:
             response.headers["Content-Range"] = byte_range.content_range(info.size)
+        if download:
+            extension = info.content_type.rpartition("/")[2].removeprefix("x-")
+            response.headers["Content-Disposition"] = (
+                f'attachment; filename="{view.id}.{extension}"'
+            )
         if request.method == "HEAD":
             await response.prepare(request)
             return response
@@ -140,7 +158,7 @@ class PlaybackHandlers:
         await self._audit.record(
             AuditRecord(
                 actor=principal.actor,
-                action="recording.play",
+                action="recording.download" if download else "recording.play",
                 recording_id=view.id,
                 purpose=grant.purpose,
                 details={"grant": str(grant.grant_id), "start": span.start, "end": span.end},
@@ -164,7 +182,7 @@ class PlaybackHandlers:
         if not may_see(principal, view.team):
             await self._deny(principal, action, recording_id, "team")
             raise NotFound("no such recording")
-        _refuse_if_gone(view, self._clock())
+        refuse_if_gone(view, self._clock())
         return view
 
     async def _valid_grant(self, principal: Principal, token: str) -> Grant:
@@ -198,17 +216,6 @@ class PlaybackHandlers:
                 recording_id=recording_id,
                 details=details,
             )
-        )
-
-
-def _refuse_if_gone(view: RecordingView, now: datetime) -> None:
-    if view.deleted_at is not None:
-        raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
-    if view.retention_deadline <= now:
-        raise Gone(
-            "the recording is past its retention deadline",
-            status="deleted",
-            deleted_at=view.retention_deadline,
         )
 
 

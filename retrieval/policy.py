@@ -47,3 +47,19 @@ def may_see(principal: Principal, team: str | None) -> bool:
 def purposes_for(principal: Principal) -> frozenset[str]:
     """The purposes the person may state for a grant to hear audio."""
     return frozenset(PURPOSE_OF_ROLE[role] for role in principal.roles if role in PURPOSE_OF_ROLE)
+
+
+# Roles that may link and unlink referrals: the people who review calls.
+REFERRAL_EDITORS: Final = frozenset({"supervisor", "safety_reviewer"})
+# Downloading the original file is separate from listening, and rarer.
+DOWNLOADERS: Final = frozenset({"safety_reviewer", "dpo"})
+
+
+def may_edit_referrals(principal: Principal) -> bool:
+    """Whether the person may link or unlink referrals (on recordings they can see)."""
+    return bool(principal.roles & REFERRAL_EDITORS)
+
+
+def may_download_original(principal: Principal) -> bool:
+    """Whether the person may download the original file, not just play it."""
+    return bool(principal.roles & DOWNLOADERS)

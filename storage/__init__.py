@@ -36,6 +36,7 @@ from storage.recordings import (
     NewRecording,
     RecordingStore,
 )
+from storage.referrals import ReferralLinks
 from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 
@@ -65,6 +66,7 @@ __all__ = [
     "RecordingCatalog",
     "RecordingStore",
     "RecordingView",
+    "ReferralLinks",
     "S3ObjectStore",
     "SearchQuery",
     "SigningKey",

@@ -305,3 +305,28 @@ async def test_ranges_play_from_the_s3_backend(
         response = await room.play(url, token, Range="bytes=131000-131100")
         assert response.status == 206
         assert await response.read() == AUDIO[131000:131101]
+
+
+@pytest.mark.parametrize(
+    ("role", "purpose", "status"),
+    [
+        ("safety_reviewer", "staff_safety", 200),
+        ("dpo", "subject_access", 200),
+        ("supervisor", "quality_review", 403),
+    ],
+)
+async def test_downloading_the_original_is_separate_and_separately_audited(
+    room: Room, role: str, purpose: str, status: int
+) -> None:
+    token = room.token(role)
+    _, body = await room.grant(token, purpose=purpose)
+    response = await room.play(body["audio_url"] + "?variant=original", token)
+    assert response.status == status
+    downloads = await room.events("recording.download")
+    if status == 200:
+        assert await response.read() == AUDIO
+        assert response.headers["Content-Disposition"].startswith("attachment;")
+        assert [event.outcome for event in downloads] == ["allow"]
+    else:
+        assert [event.outcome for event in downloads] == ["deny"]
+    assert await room.events("recording.play") == []

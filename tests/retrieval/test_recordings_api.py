@@ -239,3 +239,66 @@ async def test_a_recording_past_its_deadline_is_410_before_any_sweep(hub: Hub) -
         )
     status, body = await hub.get(f"{API}/{hub.ids['c2']}", hub.token("safety_reviewer"))
     assert (status, body["status"]) == (410, "deleted")
+
+
+async def send(hub: Hub, method: str, path: str, token: str) -> tuple[int, Any]:
+    response = await hub.service.client.request(
+        method, path, headers={"Authorization": f"Bearer {token}"}
+    )
+    body = await response.json() if response.content_type == "application/json" else None
+    return response.status, body
+
+
+async def test_referrals_are_linked_and_unlinked_with_an_audit_event_each(hub: Hub) -> None:
+    token = hub.token("supervisor", "mash-children", subject="sup-7")
+    path = f"{API}/{hub.ids['c4']}/referrals/MASH-2026-009999"
+    assert (await send(hub, "POST", path, token))[0] == 201
+    assert (await send(hub, "POST", path, token))[0] == 200  # already linked
+    _, view = await hub.get(f"{API}/{hub.ids['c4']}", token)
+    assert view["referrals"] == ["MASH-2026-009999"]
+    _, found = await hub.get(API, token, referral="MASH-2026-009999")
+    assert [r["source_recording_id"] for r in found["recordings"]] == ["c4"]
+    assert (await send(hub, "DELETE", path, token))[0] == 204
+    assert (await send(hub, "DELETE", path, token))[0] == 404
+    async with hub.service.services.database.read() as session:
+        changes = (
+            await session.execute(
+                select(AuditEvent.action, AuditEvent.details)
+                .where(AuditEvent.action.like("referral.%"))
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+    assert [(action, (details or {})["referral"]) for action, details in changes] == [
+        ("referral.link", "MASH-2026-009999"),
+        ("referral.unlink", "MASH-2026-009999"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("role", "recording", "status"),
+    [
+        ("supervisor", "c3", 404),  # another team's
+        ("dpo", "c1", 403),
+        ("auditor", "c1", 403),
+        ("retention_operator", "c1", 403),
+        ("admin", "c1", 403),
+        ("safety_reviewer", "c3", 201),
+    ],
+)
+async def test_who_may_change_referrals(hub: Hub, role: str, recording: str, status: int) -> None:
+    token = hub.token(role, "mash-children")
+    answer, _ = await send(hub, "POST", f"{API}/{hub.ids[recording]}/referrals/MASH-X", token)
+    assert answer == status
+
+
+async def test_a_malformed_referral_reference_is_400(hub: Hub) -> None:
+    token = hub.token("supervisor", "mash-children")
+    status, body = await send(hub, "POST", f"{API}/{hub.ids['c1']}/referrals/-bad ref", token)
+    assert (status, body["error"]) == (400, "bad_request")
+
+
+async def test_peaks_are_not_computed_yet_and_follow_need_to_know(hub: Hub) -> None:
+    own = await hub.get(f"{API}/{hub.ids['c1']}/peaks", hub.token("supervisor", "mash-children"))
+    other = await hub.get(f"{API}/{hub.ids['c3']}/peaks", hub.token("supervisor", "mash-children"))
+    assert own == (200, {"id": hub.ids["c1"], "status": "not_computed", "peaks": []})
+    assert other[0] == 404
