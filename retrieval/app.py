@@ -10,6 +10,7 @@ from aiohttp import web
 from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
 from retrieval.handlers import (
+    PUBLIC_ROUTE,
     AuditSink,
     RecordingHandlers,
     RecordingQueries,
@@ -17,6 +18,7 @@ from retrieval.handlers import (
     api_errors,
     authenticate_with,
 )
+from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
 
 
@@ -44,6 +46,11 @@ def create_api_app(
         grant_lifetime=grant_lifetime,
         public_url=public_url,
     )
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    app.router.add_get("/openapi.json", openapi, name=PUBLIC_ROUTE)
     app.router.add_get("/recordings", recordings.search)
     app.router.add_get("/recordings/{id}", recordings.get)
     app.router.add_get("/recordings/{id}/peaks", recordings.peaks)

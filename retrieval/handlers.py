@@ -33,6 +33,8 @@ from retrieval.ranges import RangeNotSatisfiable
 from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+# The one route anyone may read: the description of the API itself.
+PUBLIC_ROUTE = "openapi"
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -112,6 +114,8 @@ def authenticate_with(tokens: TokenVerifier) -> Callable[..., Any]:
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.route.name == PUBLIC_ROUTE:
+            return await handler(request)
         token = bearer_token(request.headers.get("Authorization"))
         request[PRINCIPAL] = await tokens.verify(token)
         return await handler(request)

@@ -1,0 +1,254 @@
+"""The OpenAPI 3.1 description of the people-facing API, served at /api/v1/openapi.json.
+
+Kept beside the routes and checked by a test that every route is described and every
+description has a route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    described = {
+        400: "Malformed parameter",
+        401: "No valid bearer token",
+        403: "The caller's role may not do this",
+        404: "No such recording, or one the caller's teams cannot see",
+        410: "Deleted, or past its retention deadline",
+        416: "Range not satisfiable",
+        422: "Content not acceptable (purpose, reason)",
+        500: "Stored audio failed its integrity checks; nothing served",
+        503: "Storage or audit trail unavailable; retry",
+    }
+    responses = dict(ok)
+    for status in (401, 503, *statuses):
+        responses[str(status)] = {
+            "description": described[status],
+            "content": {"application/json": {"schema": _ERROR}},
+        }
+    return responses
+
+
+def _json(schema: str, description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "callrec",
+        "version": "1",
+        "description": "Replay of a safeguarding hub's call recordings, on a need-to-know basis.",
+    },
+    "servers": [{"url": "/api/v1"}],
+    "security": [{"bearer": []}],
+    "paths": {
+        "/recordings": {
+            "get": {
+                "summary": "Search recordings, newest first",
+                "parameters": [
+                    _query("referral", "A linked referral reference"),
+                    _query("team", "A team"),
+                    _query("agent", "The agent who took the call"),
+                    _query("started_after", "RFC 3339, inclusive", format="date-time"),
+                    _query("started_before", "RFC 3339, exclusive", format="date-time"),
+                    _query("cursor", "next_cursor of the previous page"),
+                    _query("limit", "1 to 200, default 50", pattern="^[0-9]+$"),
+                ],
+                "responses": _responses({"200": _json("RecordingPage", "One page")}, 400, 403),
+            }
+        },
+        "/recordings/{id}": {
+            "get": {
+                "summary": "One recording's metadata",
+                "parameters": [_ID],
+                "responses": _responses(
+                    {"200": _json("Recording", "The recording")}, 403, 404, 410
+                ),
+            }
+        },
+        "/recordings/{id}/peaks": {
+            "get": {
+                "summary": "Waveform peaks (status not_computed until computed)",
+                "parameters": [_ID],
+                "responses": _responses({"200": _json("Peaks", "The peaks")}, 403, 404, 410),
+            }
+        },
+        "/recordings/{id}/referrals/{ref}": {
+            "post": {
+                "summary": "Link a referral (audited)",
+                "parameters": [_ID, _REF],
+                "responses": _responses(
+                    {
+                        "201": _json("ReferralLink", "Linked"),
+                        "200": _json("ReferralLink", "Was already linked"),
+                    },
+                    400,
+                    403,
+                    404,
+                    410,
+                ),
+            },
+            "delete": {
+                "summary": "Unlink a referral (audited)",
+                "parameters": [_ID, _REF],
+                "responses": _responses({"204": {"description": "Unlinked"}}, 400, 403, 404, 410),
+            },
+        },
+        "/recordings/{id}/grants": {
+            "post": {
+                "summary": "Ask to hear a recording, stating purpose and reason (audited)",
+                "parameters": [_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/GrantRequest"}
+                        }
+                    },
+                },
+                "responses": _responses(
+                    {"201": _json("Grant", "A short-lived audio link")}, 403, 404, 410, 422
+                ),
+            }
+        },
+        "/play/{grant}": {
+            "get": {
+                "summary": "The audio of a grant; Range requests give 206",
+                "parameters": [
+                    {"name": "grant", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _query(
+                        "variant",
+                        "playback (default) or original (a download)",
+                        enum=["playback", "original"],
+                    ),
+                    {
+                        "name": "Range",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "If-Range",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": _responses(
+                    {
+                        "200": {"description": "The whole recording", "content": {"audio/*": {}}},
+                        "206": {"description": "One range of it", "content": {"audio/*": {}}},
+                    },
+                    400,
+                    403,
+                    404,
+                    410,
+                    416,
+                    500,
+                ),
+            },
+            "head": {
+                "summary": "The headers of the audio of a grant, without the audio",
+                "parameters": [
+                    {"name": "grant", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": _responses({"200": {"description": "Headers only"}}, 403, 404, 410),
+            },
+        },
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "detail"],
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+            },
+            "Recording": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string"},
+                    "source": {"type": "string"},
+                    "source_recording_id": {"type": "string"},
+                    "started_at": {"type": "string", "format": "date-time"},
+                    "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                    "direction": {"type": ["string", "null"]},
+                    "from": {"type": ["string", "null"]},
+                    "to": {"type": ["string", "null"]},
+                    "agent": {"type": ["string", "null"]},
+                    "team": {"type": ["string", "null"]},
+                    "referrals": {"type": "array", "items": {"type": "string"}},
+                    "audio": {"type": "object"},
+                    "retention_deadline": {"type": "string", "format": "date-time"},
+                    "extra": {"type": "object"},
+                },
+            },
+            "RecordingPage": {
+                "type": "object",
+                "properties": {
+                    "recordings": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Recording"},
+                    },
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            },
+            "Peaks": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "status": {"type": "string"},
+                    "peaks": {"type": "array", "items": {"type": "number"}},
+                },
+            },
+            "ReferralLink": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "referral": {"type": "string"},
+                    "linked": {"type": "boolean"},
+                },
+            },
+            "GrantRequest": {
+                "type": "object",
+                "required": ["purpose", "reason"],
+                "properties": {
+                    "purpose": {
+                        "type": "string",
+                        "enum": ["quality_review", "staff_safety", "subject_access"],
+                    },
+                    "reason": {"type": "string", "minLength": 12, "maxLength": 500},
+                },
+            },
+            "Grant": {
+                "type": "object",
+                "properties": {
+                    "audio_url": {"type": "string", "format": "uri"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                },
+            },
+        },
+    },
+}

@@ -1,0 +1,162 @@
+"""The authorisation matrix: every endpoint x every role x own team / other team / no token /
+bad token, each cell with its status, and no denied cell ever carrying audio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from retrieval import ROLES, issue_dev_token
+from storage import load_signing_key
+from tests.push_support import make_wav, metadata, push_body, push_headers
+from tests.service_support import RunningService, running_service
+
+PURPOSE = {
+    "supervisor": "quality_review",
+    "safety_reviewer": "staff_safety",
+    "dpo": "subject_access",
+}
+ENDPOINTS = ["search", "view", "peaks", "link", "unlink", "grant", "play"]
+# Expected status per role, for a recording of the caller's own team and of another team.
+OWN, OTHER = 0, 1
+MATRIX: dict[str, dict[str, tuple[int, int]]] = {
+    "supervisor": {
+        "search": (200, 200),
+        "view": (200, 404),
+        "peaks": (200, 404),
+        "link": (201, 404),
+        "unlink": (204, 404),
+        "grant": (201, 404),
+        "play": (200, 403),
+    },
+    "safety_reviewer": {
+        "search": (200, 200),
+        "view": (200, 200),
+        "peaks": (200, 200),
+        "link": (201, 201),
+        "unlink": (204, 204),
+        "grant": (201, 201),
+        "play": (200, 200),
+    },
+    "dpo": {
+        "search": (200, 200),
+        "view": (200, 200),
+        "peaks": (200, 200),
+        "link": (403, 403),
+        "unlink": (403, 403),
+        "grant": (201, 201),
+        "play": (200, 200),
+    },
+    **{
+        role: {endpoint: (403, 403) for endpoint in ENDPOINTS}
+        for role in ("retention_operator", "auditor", "admin")
+    },
+}
+
+
+@dataclass
+class Setting:
+    service: RunningService
+    ids: dict[str, str]
+
+    def token(self, role: str, subject: str) -> str:
+        key = load_signing_key(self.service.data_dir / "dev-signing-key.pem")
+        return issue_dev_token(
+            key,
+            subject=subject,
+            role=role,
+            teams=["mash-children"],
+            ttl=timedelta(minutes=10),
+            now=datetime.now(UTC),
+        )
+
+
+@pytest.fixture
+async def setting(tmp_path: Path, database_url: str) -> AsyncIterator[Setting]:
+    async with running_service(tmp_path / "var", database_url) as service:
+        ids = {}
+        for name, team in (("own", "mash-children"), ("other", "mash-adults")):
+            body = push_body(metadata(recording_id=name, team=team), make_wav(1))
+            response = await service.client.post(
+                "/webhooks/push/pbx", data=body, headers=push_headers(body)
+            )
+            ids[name] = (await response.json())["id"]
+        yield Setting(service, ids)
+
+
+async def call(
+    setting: Setting, endpoint: str, recording: str, role: str, token: str | None
+) -> tuple[int, bytes]:
+    """Make the request one matrix cell stands for; return its status and body."""
+    client = setting.service.client
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    base = f"/api/v1/recordings/{setting.ids[recording]}"
+    if endpoint == "search":
+        response = await client.get("/api/v1/recordings", headers=headers)
+    elif endpoint == "view":
+        response = await client.get(base, headers=headers)
+    elif endpoint == "peaks":
+        response = await client.get(f"{base}/peaks", headers=headers)
+    elif endpoint == "link":
+        response = await client.post(f"{base}/referrals/MASH-M1", headers=headers)
+    elif endpoint == "unlink":
+        # Linked first by someone allowed to, so only the caller's rights decide.
+        reviewer = setting.token("safety_reviewer", "matrix-setup")
+        await client.post(
+            f"{base}/referrals/MASH-M2", headers={"Authorization": f"Bearer {reviewer}"}
+        )
+        response = await client.delete(f"{base}/referrals/MASH-M2", headers=headers)
+    elif endpoint == "grant":
+        body = {"purpose": PURPOSE.get(role, "quality_review"), "reason": "matrix check of access"}
+        response = await client.post(f"{base}/grants", headers=headers, json=body)
+    else:
+        # The caller's own grant where their role can get one; otherwise one made for
+        # somebody else, which must be refused to them.
+        grant_role = role if role in PURPOSE else "safety_reviewer"
+        grantee = token if role in PURPOSE and token else setting.token(grant_role, "someone")
+        made = await client.post(
+            f"{base}/grants",
+            headers={"Authorization": f"Bearer {grantee}"},
+            json={"purpose": PURPOSE[grant_role], "reason": "matrix check of access"},
+        )
+        if made.status != 201:
+            grantee = setting.token("safety_reviewer", "someone")
+            made = await client.post(
+                f"{base}/grants",
+                headers={"Authorization": f"Bearer {grantee}"},
+                json={"purpose": "staff_safety", "reason": "matrix check of access"},
+            )
+        url = (await made.json())["audio_url"]
+        response = await client.get("/" + url.split("/", 3)[3], headers=headers)
+    return response.status, await response.read()
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("recording", ["own", "other"])
+async def test_each_cell(setting: Setting, role: str, endpoint: str, recording: str) -> None:
+    token = setting.token(role, f"{role}-caller")
+    status, body = await call(setting, endpoint, recording, role, token)
+    expected = MATRIX[role][endpoint][OWN if recording == "own" else OTHER]
+    assert status == expected, body[:200]
+    if status >= 400:
+        assert b"RIFF" not in body
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("token", [None, "not.a.token"])
+async def test_no_token_or_a_bad_one_is_401_on_every_endpoint(
+    setting: Setting, endpoint: str, token: str | None
+) -> None:
+    status, body = await call(setting, endpoint, "own", "supervisor", token)
+    assert status == 401
+    assert b"RIFF" not in body
+
+
+def test_the_matrix_covers_every_role_and_endpoint() -> None:
+    assert set(MATRIX) == set(ROLES)
+    assert all(set(cells) == set(ENDPOINTS) for cells in MATRIX.values())
