@@ -161,7 +161,12 @@ class PlaybackHandlers:
                 action="recording.download" if download else "recording.play",
                 recording_id=view.id,
                 purpose=grant.purpose,
-                details={"grant": str(grant.grant_id), "start": span.start, "end": span.end},
+                details={
+                    "grant": str(grant.grant_id),
+                    "start": span.start,
+                    "end": span.end,
+                    **_seconds(span, info.size, view.duration_s),
+                },
             )
         )
         await response.prepare(request)
@@ -236,3 +241,14 @@ async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:
     except ValueError as exc:
         raise Unprocessable(str(exc)) from None
     return body["purpose"], reason
+
+
+def _seconds(span: ByteRange, size: int, duration_s: float | None) -> dict[str, float]:
+    # Which seconds were heard, so an auditor need not do byte arithmetic; exact for
+    # constant-rate audio (WAV), close for the rest.
+    if not duration_s or not size:
+        return {}
+    return {
+        "from_s": round(span.start / size * duration_s, 2),
+        "to_s": round(span.end / size * duration_s, 2),
+    }

@@ -8,8 +8,10 @@ needs, with one ranged read from the object store.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -69,18 +71,55 @@ class OpenAudio:
 
 
 class RecordingAudio:
-    """Opens the stored original of a recording for playback."""
+    """Opens the stored original of a recording for playback.
 
-    def __init__(self, database: Database, objects: ObjectStore, keys: KeyWrapper) -> None:
+    A player asks for many ranges in a row; an opened, verified object is kept for
+    ``keep_open`` so each range costs one ranged read, not a fresh open. The caller
+    checks the recording is still playable (not deleted, not past its deadline) before
+    every open, so a kept object never outlives the recording's right to be heard.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        objects: ObjectStore,
+        keys: KeyWrapper,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        keep_open_s: float = 60.0,
+        max_open: int = 256,
+    ) -> None:
         self._database = database
         self._objects = objects
         self._keys = keys
+        self._clock = clock
+        self._keep_open_s = keep_open_s
+        self._max_open = max_open
+        self._open: OrderedDict[uuid.UUID, tuple[float, OpenAudio]] = OrderedDict()
 
     async def open(self, recording_id: uuid.UUID) -> OpenAudio | None:
         """The verified audio of a stored recording; None if there is none to play.
 
         Raises IntegrityFailure when the object is missing, cut short, grown, or altered.
         """
+        now = self._clock()
+        kept = self._open.get(recording_id)
+        if kept is not None and now - kept[0] < self._keep_open_s:
+            self._open.move_to_end(recording_id)
+            return kept[1]
+        audio = await self._open_verified(recording_id)
+        if audio is not None:
+            self._open[recording_id] = (now, audio)
+            self._open.move_to_end(recording_id)
+            while len(self._open) > self._max_open:
+                self._open.popitem(last=False)
+        return audio
+
+    def forget(self, recording_id: uuid.UUID) -> None:
+        """Drop a kept object (the recording is being deleted)."""
+        self._open.pop(recording_id, None)
+
+    async def _open_verified(self, recording_id: uuid.UUID) -> OpenAudio | None:
         async with self._database.read() as session:
             stored = (
                 await session.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -30,7 +31,15 @@ import aiohttp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
-from tests.bench.workload import PushFile, seconds_for_bytes, write_push
+from tests.bench.playback import (
+    audio_url,
+    percentile,
+    plain_file_server,
+    range_latencies,
+    start_moto,
+    sustained_players,
+)
+from tests.bench.workload import PushFile, seconds_for_bytes, tone_second, wav_header, write_push
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -40,7 +49,8 @@ _CHUNK = 1024 * 1024
 class Server:
     """A ``callrec serve`` child process on a fresh data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -52,6 +62,7 @@ class Server:
             # The 1 GiB recording's body is a little over 1 GiB with its framing.
             "CALLREC_MAX_UPLOAD_BYTES": str(2 * 1024**3),
         }
+        env |= extra_env or {}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "config", "serve", "--port", str(self.port)],
             env=env,
@@ -74,8 +85,8 @@ class Server:
 
 
 @contextmanager
-def server(root: Path, name: str) -> Iterator[Server]:
-    running = Server(root / name)
+def server(root: Path, name: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    running = Server(root / name, extra_env)
     try:
         yield running
     finally:
@@ -84,6 +95,13 @@ def server(root: Path, name: str) -> Iterator[Server]:
 
 async def send(session: aiohttp.ClientSession, url: str, push: PushFile) -> float:
     """POST the push file, streamed from disk; return seconds until the 201 arrived."""
+    return (await send_for_id(session, url, push))[0]
+
+
+async def send_for_id(
+    session: aiohttp.ClientSession, url: str, push: PushFile
+) -> tuple[float, str]:
+    """POST the push file; return the seconds until the 201 and the recording's id."""
     started = time.perf_counter()
     with push.path.open("rb") as body:
         async with session.post(
@@ -94,7 +112,7 @@ async def send(session: aiohttp.ClientSession, url: str, push: PushFile) -> floa
             answer = await response.text()
             if response.status != 201:
                 raise RuntimeError(f"push answered {response.status}: {answer}")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, json.loads(answer)["id"]
 
 
 def write_with_fsync(source: Path, target: Path) -> float:
@@ -233,6 +251,80 @@ async def measure_concurrency(
     }
 
 
+async def measure_playback(root: Path, quick: bool) -> list[list[str]]:
+    """Rows for the playback table: range latency per backend and sustained players."""
+    seconds = 60 if quick else 3600
+    requests = 50 if quick else 200
+    second = tone_second(8000, 1)
+    plain = root / "plain.wav"
+    plain.write_bytes(wav_header(len(second) * seconds, 8000, 1) + second * seconds)
+    size = plain.stat().st_size
+    offset = size // 2
+    rows: list[list[str]] = []
+    with plain_file_server(plain) as plain_url:
+        async with aiohttp.ClientSession() as session:
+            await range_latencies(session, plain_url, {}, offset, 10)
+            base_first, base_whole = await range_latencies(session, plain_url, {}, offset, requests)
+    base_p50 = statistics.median(base_whole)
+    rows.append(
+        [
+            "64 KiB range, middle of the hour: plain file, aiohttp FileResponse (baseline)",
+            f"TTFB p50 {statistics.median(base_first) * 1000:.2f} ms",
+            f"p50 {base_p50 * 1000:.2f} ms, p99 {percentile(base_whole, 0.99) * 1000:.2f} ms",
+            "1.00x",
+            "-",
+        ]
+    )
+    endpoint, moto = start_moto()
+    try:
+        for backend, env in (
+            ("filesystem", {}),
+            (
+                "S3 (moto)",
+                {"CALLREC_STORE_URL": "s3://bench/play", "AWS_ENDPOINT_URL_S3": endpoint},
+            ),
+        ):
+            with server(root, f"server-play-{len(rows)}", env) as running:
+                async with aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=600)
+                ) as session:
+                    push = make_push(root, f"play-{len(rows)}-{time.time_ns()}", seconds, 8000, 1)
+                    _, rid = await send_for_id(session, running.url, push)
+                    push.path.unlink()
+                    url, token = await audio_url(session, running.url, running.data_dir, rid)
+                    auth = {"Authorization": f"Bearer {token}"}
+                    await range_latencies(session, url, auth, offset, 10)
+                    first, whole = await range_latencies(session, url, auth, offset, requests)
+                p50 = statistics.median(whole)
+                rows.append(
+                    [
+                        f"64 KiB range, middle of the hour: callrec, {backend} store",
+                        f"TTFB p50 {statistics.median(first) * 1000:.2f} ms",
+                        f"p50 {p50 * 1000:.2f} ms, p99 {percentile(whole, 0.99) * 1000:.2f} ms",
+                        f"{p50 / base_p50:.2f}x",
+                        "<= 3x",
+                    ]
+                )
+                if backend == "filesystem":
+                    levels = [10, 20] if quick else [50, 100, 200, 400]
+                    sustained = await sustained_players(
+                        url, auth, size, 16000, levels, 4.0 if quick else 8.0
+                    )
+    finally:
+        moto.stop()  # type: ignore[attr-defined]
+    for players, p99 in sustained:
+        rows.append(
+            [
+                f"{players} concurrent 1x players (64 KiB every 4 s each), filesystem",
+                f"chunk p99 {p99 * 1000:.1f} ms",
+                "-",
+                "-",
+                "p99 < 100 ms",
+            ]
+        )
+    return rows
+
+
 def mb_s(size: float, seconds: float) -> str:
     return f"{size / seconds / 1e6:,.0f} MB/s"
 
@@ -312,6 +404,11 @@ async def run(quick: bool) -> None:
         "-",
         "-",
     )
+    print()
+    row("playback measurement", "first byte", "whole response", "ratio to baseline", "goal")
+    row("---", "---", "---", "---", "---")
+    for cells in await measure_playback(root, quick):
+        row(*cells)
     shutil.rmtree(root, ignore_errors=True)
 
 

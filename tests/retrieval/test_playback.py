@@ -111,7 +111,13 @@ async def test_a_grant_is_audited_with_its_reason_and_plays_the_recording(room: 
     assert response.headers["Cache-Control"] == "no-store"
     assert await response.read() == AUDIO
     (played,) = await room.events("recording.play")
-    assert played.details == {"grant": grant.details["grant"], "start": 0, "end": len(AUDIO)}
+    assert played.details == {
+        "grant": grant.details["grant"],
+        "start": 0,
+        "end": len(AUDIO),
+        "from_s": 0.0,
+        "to_s": 12.0,
+    }
 
 
 @pytest.mark.parametrize(
