@@ -7,17 +7,10 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, ReferralChanges
 from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
-from retrieval.handlers import (
-    PUBLIC_ROUTE,
-    AuditSink,
-    RecordingHandlers,
-    RecordingQueries,
-    ReferralChanges,
-    api_errors,
-    authenticate_with,
-)
+from retrieval.handlers import PUBLIC_ROUTE, RecordingHandlers, api_errors, authenticate_with
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
 
@@ -36,13 +29,12 @@ def create_api_app(
 ) -> web.Application:
     """The API, mounted under ``/api/v1/``; every route needs a bearer token."""
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
-    recordings = RecordingHandlers(queries, audit, clock, referrals)
+    access = RecordingAccess(queries, audit, clock)
+    recordings = RecordingHandlers(access, referrals)
     playback = PlaybackHandlers(
-        queries=queries,
+        access=access,
         audio=audio,
-        audit=audit,
         signer=signer,
-        clock=clock,
         grant_lifetime=grant_lifetime,
         public_url=public_url,
     )

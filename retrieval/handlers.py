@@ -12,11 +12,12 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from retrieval.access import RecordingAccess, ReferralChanges
 from retrieval.auth import Principal, TokenVerifier, bearer_token
 from retrieval.errors import (
     BadRequest,
@@ -28,7 +29,7 @@ from retrieval.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from retrieval.policy import may_edit_referrals, may_search, may_see, visible_teams
+from retrieval.policy import may_edit_referrals, may_search, visible_teams
 from retrieval.ranges import RangeNotSatisfiable
 from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
 
@@ -49,28 +50,6 @@ _STATUS: dict[type[RetrievalError], tuple[int, str]] = {
     Unprocessable: (422, "invalid_request"),
     IntegrityProblem: (500, "integrity_failure"),
 }
-
-
-class RecordingQueries(Protocol):
-    """What the API reads from storage."""
-
-    async def get(self, recording_id: uuid.UUID) -> RecordingView | None: ...
-
-    async def search(self, query: SearchQuery) -> list[RecordingView]: ...
-
-
-class ReferralChanges(Protocol):
-    """What the API changes in storage: referral links, each audited with the change."""
-
-    async def link(self, recording_id: uuid.UUID, reference: str, *, actor: str) -> bool: ...
-
-    async def unlink(self, recording_id: uuid.UUID, reference: str, *, actor: str) -> bool: ...
-
-
-class AuditSink(Protocol):
-    """Where the API writes who looked at what, and who was refused."""
-
-    async def record(self, record: AuditRecord) -> None: ...
 
 
 def _json_error(
@@ -131,23 +110,17 @@ def principal_of(request: web.Request) -> Principal:
 class RecordingHandlers:
     """``/api/v1/recordings``: search and metadata, within need to know, all audited."""
 
-    def __init__(
-        self,
-        queries: RecordingQueries,
-        audit: AuditSink,
-        clock: Callable[[], datetime],
-        referrals: ReferralChanges,
-    ) -> None:
-        self._queries = queries
-        self._audit = audit
-        self._clock = clock
+    def __init__(self, access: RecordingAccess, referrals: ReferralChanges) -> None:
+        self._access = access
+        self._queries = access.queries
+        self._audit = access.audit
         self._referrals = referrals
 
     async def search(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings``: newest first, one page, with a cursor to the next."""
         principal = principal_of(request)
         if not may_search(principal):
-            await self._deny(principal, "recording.search", None, "role")
+            await self._access.deny(principal, "recording.search", None, "role")
             raise Forbidden("this role does not look recordings up")
         query = _search_query(request.query, visible_teams(principal))
         # One more than a page, to know whether another page follows.
@@ -172,18 +145,7 @@ class RecordingHandlers:
     async def get(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings/{id}``: metadata, 404 if not visible, 410 once deleted."""
         principal = principal_of(request)
-        if not may_search(principal):
-            await self._deny(principal, "recording.view", None, "role")
-            raise Forbidden("this role does not look recordings up")
-        recording_id = recording_id_from(request)
-        view = await self._queries.get(recording_id)
-        if view is None:
-            raise NotFound("no such recording")
-        if not may_see(principal, view.team):
-            # 404, not 403, so recording ids cannot be probed; the refusal is still audited.
-            await self._deny(principal, "recording.view", recording_id, "team")
-            raise NotFound("no such recording")
-        refuse_if_gone(view, self._clock())
+        view = await self._access.visible(principal, recording_id_from(request), "recording.view")
         await self._audit.record(
             AuditRecord(actor=principal.actor, action="recording.view", recording_id=view.id)
         )
@@ -191,7 +153,8 @@ class RecordingHandlers:
 
     async def peaks(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings/{id}/peaks``: none yet; the audio pipeline computes them."""
-        view = await self._visible(principal_of(request), recording_id_from(request), "peaks")
+        principal = principal_of(request)
+        view = await self._access.visible(principal, recording_id_from(request), "peaks")
         return web.json_response({"id": str(view.id), "status": "not_computed", "peaks": []})
 
     async def link_referral(self, request: web.Request) -> web.Response:
@@ -214,50 +177,10 @@ class RecordingHandlers:
         if not _REFERENCE.fullmatch(reference):
             raise BadRequest("a referral reference is 1-64 letters, digits, / _ . -")
         if not may_edit_referrals(principal):
-            await self._deny(principal, "referral.change", None, "role")
+            await self._access.deny(principal, "referral.change", None, "role")
             raise Forbidden("this role does not link referrals")
-        view = await self._visible(principal, recording_id_from(request), "referral.change")
+        view = await self._access.visible(principal, recording_id_from(request), "referral.change")
         return principal, view, reference
-
-    async def _visible(
-        self, principal: Principal, recording_id: uuid.UUID, action: str
-    ) -> RecordingView:
-        if not may_search(principal):
-            await self._deny(principal, action, None, "role")
-            raise Forbidden("this role does not look recordings up")
-        view = await self._queries.get(recording_id)
-        if view is None:
-            raise NotFound("no such recording")
-        if not may_see(principal, view.team):
-            await self._deny(principal, action, recording_id, "team")
-            raise NotFound("no such recording")
-        refuse_if_gone(view, self._clock())
-        return view
-
-    async def _deny(
-        self, principal: Principal, action: str, recording_id: uuid.UUID | None, reason: str
-    ) -> None:
-        await self._audit.record(
-            AuditRecord(
-                actor=principal.actor,
-                action=action,
-                outcome="deny",
-                recording_id=recording_id,
-                details={"reason": reason},
-            )
-        )
-
-
-def refuse_if_gone(view: RecordingView, now: datetime) -> None:
-    """Gone (410) once deleted, and from its retention deadline on, swept or not."""
-    if view.deleted_at is not None:
-        raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
-    if view.retention_deadline <= now:
-        raise Gone(
-            "the recording is past its retention deadline",
-            status="deleted",
-            deleted_at=view.retention_deadline,
-        )
 
 
 def recording_id_from(request: web.Request) -> uuid.UUID:

@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from aiohttp import web
 
+from retrieval.access import RecordingAccess, refuse_if_gone
 from retrieval.auth import Principal
 from retrieval.errors import BadRequest, Forbidden, IntegrityProblem, NotFound, Unprocessable
 from retrieval.grants import Grant, GrantSigner, InvalidGrant, check_reason
-from retrieval.handlers import (
-    AuditSink,
-    RecordingQueries,
-    principal_of,
-    recording_id_from,
-    refuse_if_gone,
-)
-from retrieval.policy import may_download_original, may_search, may_see, purposes_for
+from retrieval.handlers import principal_of, recording_id_from
+from retrieval.policy import may_download_original, purposes_for
 from retrieval.ranges import ByteRange, requested_range
-from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
+from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio
 
 MAX_GRANT_BODY = 4096
 
@@ -44,29 +38,28 @@ class PlaybackHandlers:
     def __init__(
         self,
         *,
-        queries: RecordingQueries,
+        access: RecordingAccess,
         audio: AudioOpener,
-        audit: AuditSink,
         signer: GrantSigner,
-        clock: Callable[[], datetime],
         grant_lifetime: timedelta,
         public_url: str | None,
     ) -> None:
-        self._queries = queries
+        self._access = access
+        self._queries = access.queries
+        self._audit = access.audit
+        self._clock = access.clock
         self._audio = audio
-        self._audit = audit
         self._signer = signer
-        self._clock = clock
         self._lifetime = grant_lifetime
         self._public_url = public_url
 
     async def grant(self, request: web.Request) -> web.Response:
         """Issue a short-lived audio link for one stated purpose and reason."""
         principal = principal_of(request)
-        view = await self._visible(principal, recording_id_from(request), "recording.grant")
+        view = await self._access.visible(principal, recording_id_from(request), "recording.grant")
         purpose, reason = await _purpose_and_reason(request)
         if purpose not in purposes_for(principal):
-            await self._deny(principal, "recording.grant", view.id, "purpose", purpose)
+            await self._access.deny(principal, "recording.grant", view.id, "purpose", purpose)
             raise Forbidden(f"this role may not ask to hear recordings for {purpose!r}")
         grant = Grant(
             grant_id=uuid.uuid4(),
@@ -104,7 +97,7 @@ class PlaybackHandlers:
         grant = await self._valid_grant(principal, request.match_info["grant"])
         download = variant == "original"
         if download and not may_download_original(principal):
-            await self._deny(principal, "recording.download", grant.recording_id, "role")
+            await self._access.deny(principal, "recording.download", grant.recording_id, "role")
             raise Forbidden("this role may play recordings but not download the original")
         view = await self._queries.get(grant.recording_id)
         if view is None:
@@ -175,53 +168,21 @@ class PlaybackHandlers:
         await response.write_eof()
         return response
 
-    async def _visible(
-        self, principal: Principal, recording_id: uuid.UUID, action: str
-    ) -> RecordingView:
-        if not may_search(principal):
-            await self._deny(principal, action, None, "role")
-            raise Forbidden("this role may not hear recordings")
-        view = await self._queries.get(recording_id)
-        if view is None:
-            raise NotFound("no such recording")
-        if not may_see(principal, view.team):
-            await self._deny(principal, action, recording_id, "team")
-            raise NotFound("no such recording")
-        refuse_if_gone(view, self._clock())
-        return view
-
     async def _valid_grant(self, principal: Principal, token: str) -> Grant:
         try:
             grant = self._signer.open(token, now=self._clock())
         except InvalidGrant as exc:
-            await self._deny(principal, "recording.play", None, "invalid_grant", exc.detail)
+            await self._access.deny(principal, "recording.play", None, "invalid_grant", exc.detail)
             raise
         if grant.actor != principal.actor:
-            await self._deny(principal, "recording.play", grant.recording_id, "another_person")
+            await self._access.deny(
+                principal, "recording.play", grant.recording_id, "another_person"
+            )
             raise InvalidGrant("the grant belongs to someone else")
         if grant.purpose not in purposes_for(principal):
-            await self._deny(principal, "recording.play", grant.recording_id, "purpose")
+            await self._access.deny(principal, "recording.play", grant.recording_id, "purpose")
             raise InvalidGrant("this role may no longer use the grant's purpose")
         return grant
-
-    async def _deny(
-        self,
-        principal: Principal,
-        action: str,
-        recording_id: uuid.UUID | None,
-        reason: str,
-        note: str | None = None,
-    ) -> None:
-        details = {"reason": reason} | ({"note": note} if note else {})
-        await self._audit.record(
-            AuditRecord(
-                actor=principal.actor,
-                action=action,
-                outcome="deny",
-                recording_id=recording_id,
-                details=details,
-            )
-        )
 
 
 async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:
