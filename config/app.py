@@ -26,6 +26,7 @@ from retrieval import (
     GrantSigner,
     OidcSettings,
     OidcTokenVerifier,
+    PlaybackJournal,
     TokenVerifier,
     create_api_app,
 )
@@ -77,6 +78,7 @@ class Services:
     audio: RecordingAudio
     grants: GrantSigner
     audit_log: AuditLog
+    journal: PlaybackJournal
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
@@ -118,6 +120,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         max_body_bytes=settings.max_upload_bytes,
         max_concurrent=settings.max_concurrent_pushes,
     )
+    audit_log = AuditLog(database, audit)
     return Services(
         settings=settings,
         database=database,
@@ -131,7 +134,8 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         catalog=RecordingCatalog(database),
         audio=RecordingAudio(database, objects, keyring),
         grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
-        audit_log=AuditLog(database, audit),
+        audit_log=audit_log,
+        journal=PlaybackJournal(audit_log),
         clock=clock,
     )
 
@@ -253,6 +257,7 @@ def create_app(services: Services) -> web.Application:
             audit=services.audit_log,
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             signer=services.grants,
+            journal=services.journal,
             clock=services.clock,
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,

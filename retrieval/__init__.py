@@ -14,6 +14,7 @@ from retrieval.auth import (
 )
 from retrieval.errors import RetrievalError, Unauthenticated
 from retrieval.grants import GrantSigner
+from retrieval.journal import PlaybackJournal
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
 
@@ -26,6 +27,7 @@ __all__ = [
     "GrantSigner",
     "OidcSettings",
     "OidcTokenVerifier",
+    "PlaybackJournal",
     "Principal",
     "RetrievalError",
     "TokenVerifier",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, Refer
 from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
 from retrieval.handlers import PUBLIC_ROUTE, RecordingHandlers, api_errors, authenticate_with
+from retrieval.journal import PlaybackJournal
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
 
@@ -23,6 +26,7 @@ def create_api_app(
     audit: AuditSink,
     referrals: ReferralChanges,
     signer: GrantSigner,
+    journal: PlaybackJournal,
     clock: Callable[[], datetime],
     grant_lifetime: timedelta,
     public_url: str | None,
@@ -35,6 +39,7 @@ def create_api_app(
         access=access,
         audio=audio,
         signer=signer,
+        journal=journal,
         grant_lifetime=grant_lifetime,
         public_url=public_url,
     )
@@ -50,4 +55,14 @@ def create_api_app(
     app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)
     app.router.add_post("/recordings/{id}/grants", playback.grant)
     app.router.add_get("/play/{grant}", playback.play)
+
+    async def write_sessions(_app: web.Application) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(journal.run())
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
+        await journal.flush(idle_only=False)
+
+    app.cleanup_ctx.append(write_sessions)
     return app

@@ -8,6 +8,7 @@ written, nothing is served.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 from typing import Protocol
@@ -19,11 +20,14 @@ from retrieval.auth import Principal
 from retrieval.errors import BadRequest, Forbidden, IntegrityProblem, NotFound, Unprocessable
 from retrieval.grants import Grant, GrantSigner, InvalidGrant, check_reason
 from retrieval.handlers import principal_of, recording_id_from
+from retrieval.journal import PlaybackJournal
 from retrieval.policy import may_download_original, purposes_for
 from retrieval.ranges import ByteRange, requested_range
-from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio
+from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
 
 MAX_GRANT_BODY = 4096
+# How long a playability lookup is reused by the ranges that follow it.
+VIEW_TTL_S = 2.0
 
 
 class AudioOpener(Protocol):
@@ -41,6 +45,7 @@ class PlaybackHandlers:
         access: RecordingAccess,
         audio: AudioOpener,
         signer: GrantSigner,
+        journal: PlaybackJournal,
         grant_lifetime: timedelta,
         public_url: str | None,
     ) -> None:
@@ -50,6 +55,8 @@ class PlaybackHandlers:
         self._clock = access.clock
         self._audio = audio
         self._signer = signer
+        self._journal = journal
+        self._views: dict[uuid.UUID, tuple[float, RecordingView]] = {}
         self._lifetime = grant_lifetime
         self._public_url = public_url
 
@@ -99,10 +106,7 @@ class PlaybackHandlers:
         if download and not may_download_original(principal):
             await self._access.deny(principal, "recording.download", grant.recording_id, "role")
             raise Forbidden("this role may play recordings but not download the original")
-        view = await self._queries.get(grant.recording_id)
-        if view is None:
-            raise NotFound("no such recording")
-        refuse_if_gone(view, self._clock())
+        view = await self._playable(grant.recording_id)
         try:
             audio = await self._audio.open(view.id)
         except (IntegrityFailure, KeyringError):
@@ -147,26 +151,49 @@ class PlaybackHandlers:
         if request.method == "HEAD":
             await response.prepare(request)
             return response
-        # Audited before the first byte; if this write fails, nothing is served.
-        await self._audit.record(
-            AuditRecord(
-                actor=principal.actor,
-                action="recording.download" if download else "recording.play",
-                recording_id=view.id,
-                purpose=grant.purpose,
-                details={
-                    "grant": str(grant.grant_id),
-                    "start": span.start,
-                    "end": span.end,
-                    **_seconds(span, info.size, view.duration_s),
-                },
+        seconds = _seconds(span, info.size, view.duration_s)
+        if download:
+            # Downloads are rare and each is its own act: audited one by one, before serving.
+            await self._audit.record(
+                AuditRecord(
+                    actor=principal.actor,
+                    action="recording.download",
+                    recording_id=view.id,
+                    purpose=grant.purpose,
+                    details={"grant": str(grant.grant_id), "start": span.start, "end": span.end},
+                )
             )
-        )
+        else:
+            # The session's first range is audited before its first byte (if that write
+            # fails, nothing is served); the ranges are written in summary as it goes.
+            await self._journal.start(
+                grant.grant_id, actor=principal.actor, recording_id=view.id, purpose=grant.purpose
+            )
+            await self._journal.played(grant.grant_id, span.start, span.end, seconds)
         await response.prepare(request)
         async for chunk in audio.stream(span.start, span.end):
             await response.write(chunk)
         await response.write_eof()
         return response
+
+    async def _playable(self, recording_id: uuid.UUID) -> RecordingView:
+        """The recording, if it may still be played; looked up at most every VIEW_TTL_S.
+
+        The deadline is compared with the clock on every request, so the cache never lets
+        a recording play past it; an erasure is seen within VIEW_TTL_S.
+        """
+        now = time.monotonic()
+        kept = self._views.get(recording_id)
+        if kept is None or now - kept[0] >= VIEW_TTL_S:
+            view = await self._queries.get(recording_id)
+            if view is None:
+                raise NotFound("no such recording")
+            if len(self._views) > 1024:
+                self._views.clear()
+            self._views[recording_id] = (now, view)
+            kept = (now, view)
+        refuse_if_gone(kept[1], self._clock())
+        return kept[1]
 
     async def _valid_grant(self, principal: Principal, token: str) -> Grant:
         try:
@@ -204,12 +231,9 @@ async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:
     return body["purpose"], reason
 
 
-def _seconds(span: ByteRange, size: int, duration_s: float | None) -> dict[str, float]:
+def _seconds(span: ByteRange, size: int, duration_s: float | None) -> tuple[float, float] | None:
     # Which seconds were heard, so an auditor need not do byte arithmetic; exact for
     # constant-rate audio (WAV), close for the rest.
     if not duration_s or not size:
-        return {}
-    return {
-        "from_s": round(span.start / size * duration_s, 2),
-        "to_s": round(span.end / size * duration_s, 2),
-    }
+        return None
+    return (round(span.start / size * duration_s, 2), round(span.end / size * duration_s, 2))

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from retrieval import GrantSigner, create_api_app
+from retrieval import GrantSigner, PlaybackJournal, create_api_app
 from retrieval.openapi import OPENAPI
 from tests.service_support import running_service
 
@@ -20,6 +20,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         audit=unused,
         referrals=unused,
         signer=GrantSigner(bytes(32)),
+        journal=PlaybackJournal(unused),
         clock=lambda: datetime.now(UTC),
         grant_lifetime=timedelta(minutes=15),
         public_url=None,

@@ -110,14 +110,23 @@ async def test_a_grant_is_audited_with_its_reason_and_plays_the_recording(room: 
     assert response.headers["Content-Type"] == "audio/wav"
     assert response.headers["Cache-Control"] == "no-store"
     assert await response.read() == AUDIO
-    (played,) = await room.events("recording.play")
-    assert played.details == {
-        "grant": grant.details["grant"],
-        "start": 0,
-        "end": len(AUDIO),
-        "from_s": 0.0,
-        "to_s": 12.0,
-    }
+    (opened,) = await room.events("recording.play_open")
+    assert opened.details == {"grant": grant.details["grant"]}
+
+
+async def test_what_was_heard_is_written_as_merged_ranges_and_seconds(room: Room) -> None:
+    token = room.token()
+    url = await granted_url(room, token)
+    for header in ("bytes=0-63999", "bytes=64000-127999", "bytes=300000-300099"):
+        await (await room.play(url, token, Range=header)).read()
+    assert await room.events("recording.played") == []  # written when the session goes quiet
+    await room.service.services.journal.flush(idle_only=False)
+    (session,) = await room.events("recording.played")
+    assert session.details is not None
+    assert session.details["ranges"] == [[0, 128000], [300000, 300100]]
+    assert session.details["seconds"] == [[0.0, 4.0], [9.37, 9.38]]
+    assert session.details["requests"] == 3
+    assert len(await room.events("recording.play_open")) == 1
 
 
 @pytest.mark.parametrize(
