@@ -305,6 +305,8 @@ async def measure_playback(root: Path, quick: bool) -> list[list[str]]:
                         "<= 3x",
                     ]
                 )
+                if backend != "filesystem":
+                    rows.append(raw_s3_row(endpoint, offset, requests, p50))
                 if backend == "filesystem":
                     levels = [10, 20] if quick else [50, 100, 200, 400]
                     sustained = await sustained_players(
@@ -323,6 +325,30 @@ async def measure_playback(root: Path, quick: bool) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def raw_s3_row(endpoint: str, offset: int, requests: int, callrec_p50: float) -> list[str]:
+    """The S3 server's own cost: the same 64 KiB ranged GET straight from boto3."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint)
+    key = client.list_objects_v2(Bucket="bench", Prefix="play/")["Contents"][0]["Key"]
+    took = []
+    for _ in range(requests):
+        started = time.perf_counter()
+        client.get_object(
+            Bucket="bench", Key=key, Range=f"bytes={offset}-{offset + 64 * 1024 - 1}"
+        )["Body"].read()
+        took.append(time.perf_counter() - started)
+    client.close()
+    raw_p50 = statistics.median(took)
+    return [
+        "64 KiB ranged GET of the same object straight from the S3 server (boto3)",
+        "-",
+        f"p50 {raw_p50 * 1000:.2f} ms, p99 {percentile(took, 0.99) * 1000:.2f} ms",
+        f"callrec over S3 is {callrec_p50 / raw_p50:.2f}x this",
+        "-",
+    ]
 
 
 def mb_s(size: float, seconds: float) -> str:
