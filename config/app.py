@@ -19,8 +19,10 @@ from aiohttp.typedefs import Handler
 
 import storage
 from config.metrics import HttpMetrics
+from config.scheduler import SweepSchedule
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
+from retention import sweep_expired_recordings
 from retrieval import (
     DevTokenVerifier,
     GrantSigner,
@@ -39,6 +41,7 @@ from storage import (
     ObjectStore,
     RecordingAudio,
     RecordingCatalog,
+    RecordingDeleter,
     RecordingStore,
     ReferralLinks,
     SpoolDirectory,
@@ -79,6 +82,7 @@ class Services:
     grants: GrantSigner
     audit_log: AuditLog
     journal: PlaybackJournal
+    deleter: RecordingDeleter
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
@@ -136,6 +140,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
         audit_log=audit_log,
         journal=PlaybackJournal(audit_log),
+        deleter=RecordingDeleter(database=database, objects=objects, audit=audit, clock=clock),
         clock=clock,
     )
 
@@ -241,7 +246,23 @@ def create_app(services: Services) -> web.Application:
                 log.warning("removed abandoned captures", extra={"count": reaped})
         except StorageError:
             log.warning("could not look for abandoned captures at start-up", exc_info=True)
+        settings = services.settings
+
+        async def sweep() -> None:
+            report = await sweep_expired_recordings(
+                services.deleter,
+                now=services.clock(),
+                horizon=settings.retention_sweep_interval + settings.retention_margin,
+            )
+            log.info(
+                "retention sweep",
+                extra={"deleted": len(report.deleted), "resumed": len(report.resumed)},
+            )
+
+        schedule = SweepSchedule(sweep, settings.retention_sweep_interval)
+        schedule.start()
         yield
+        await schedule.stop()
         await services.close()
 
     app.router.add_get("/healthz", healthz)

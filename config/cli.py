@@ -15,6 +15,7 @@ from config.app import DEV_SIGNING_KEY, build_services, create_app, utc_now
 from config.logging import configure_logging
 from config.progress import Progress
 from config.settings import Settings, SettingsError, load_settings
+from retention import SweepReport, sweep_expired_recordings
 from retrieval import ROLES, issue_dev_token
 from storage import (
     AuditChainBroken,
@@ -170,3 +171,47 @@ def token_issue(subject: str, role: str, teams: tuple[str, ...], ttl: int) -> No
         click.echo(f"callrec: {exc}", err=True)
         sys.exit(2)
     click.echo(issued)
+
+
+@main.group()
+def retention() -> None:
+    """The retention period: sweeps and their status."""
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+def retention_run(dry_run: bool) -> None:
+    """Run one sweep now: delete every recording due before the next scheduled sweep."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def sweep() -> SweepReport:
+        services = build_services(settings)
+        try:
+            with Progress("recordings deleted") as progress:
+                return await sweep_expired_recordings(
+                    services.deleter,
+                    now=utc_now(),
+                    horizon=settings.retention_sweep_interval + settings.retention_margin,
+                    dry_run=dry_run,
+                    progress=progress.advance,
+                )
+        finally:
+            await services.close()
+
+    report = _run(sweep)
+    if dry_run:
+        for due in report.due:
+            click.echo(f"would delete {due.id} (deadline {due.retention_deadline.isoformat()})")
+        click.echo(
+            f"{len(report.due)} recordings would be deleted (cutoff {report.cutoff.isoformat()})"
+        )
+        return
+    for recording_id in report.resumed:
+        click.echo(f"finished interrupted deletion of {recording_id}")
+    for recording_id in report.deleted:
+        click.echo(f"deleted {recording_id}")
+    click.echo(
+        f"{len(report.deleted)} recordings deleted, {len(report.resumed)} interrupted deletions "
+        f"finished (cutoff {report.cutoff.isoformat()})"
+    )

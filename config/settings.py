@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     oidc_role_claim: str = "roles"
     oidc_team_claim: str = "teams"
     token_leeway: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    retention_sweep_interval: timedelta = Field(
+        default=timedelta(minutes=15), ge=timedelta(minutes=1), le=timedelta(days=1)
+    )
+    retention_margin: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
     grant_lifetime: timedelta = Field(
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )

@@ -2,3 +2,7 @@
 
 Imports storage only; never recorder, retrieval or config.
 """
+
+from retention.sweep import Deletions, SweepReport, sweep_expired_recordings
+
+__all__ = ["Deletions", "SweepReport", "sweep_expired_recordings"]

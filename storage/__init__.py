@@ -16,6 +16,7 @@ from storage.database import (
     create_sessionmaker,
     upgrade_database,
 )
+from storage.deletion import DueRecording, RecordingDeleter
 from storage.errors import (
     AuditChainBroken,
     DatabaseUnavailable,
@@ -51,6 +52,7 @@ __all__ = [
     "CaptureOutcome",
     "Database",
     "DatabaseUnavailable",
+    "DueRecording",
     "EncryptedSpool",
     "FilesystemObjectStore",
     "IntegrityFailure",
@@ -64,6 +66,7 @@ __all__ = [
     "OpenAudio",
     "RecordingAudio",
     "RecordingCatalog",
+    "RecordingDeleter",
     "RecordingStore",
     "RecordingView",
     "ReferralLinks",

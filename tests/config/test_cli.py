@@ -62,6 +62,8 @@ def test_the_console_script_is_installed() -> None:
         ["audit", "verify"],
         ["token"],
         ["token", "issue"],
+        ["retention"],
+        ["retention", "run"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

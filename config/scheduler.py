@@ -1,0 +1,49 @@
+"""The retention sweep on a schedule: once at start-up (catch-up after downtime), then every
+interval. The only module that imports APScheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+log = logging.getLogger(__name__)
+
+
+class SweepSchedule:
+    """Runs the sweep now and every interval, one at a time; ``stop`` waits for a running one."""
+
+    def __init__(self, sweep: Callable[[], Awaitable[object]], interval: timedelta) -> None:
+        self._sweep = sweep
+        self._running = asyncio.Lock()
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler.add_job(
+            self._guarded,
+            IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            id="retention-sweep",
+        )
+
+    def start(self) -> None:
+        """Begin; the first sweep runs at once."""
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        """No new sweeps; wait for one in progress, so it never outlives the database."""
+        self._scheduler.shutdown(wait=False)
+        async with self._running:
+            pass
+
+    async def _guarded(self) -> None:
+        async with self._running:
+            try:
+                await self._sweep()
+            except Exception:
+                # The next run tries again; a failed sweep must not end the schedule.
+                log.exception("retention sweep failed")

@@ -1,0 +1,276 @@
+"""Sweeps: keys first, then every object, then personal data; resumable; once per recording."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import func, select
+
+from retention import sweep_expired_recordings
+from storage import (
+    ObjectStore,
+    RecordingDeleter,
+    StoreUnavailable,
+    verify_audit_chain,
+)
+from storage.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
+from tests.push_support import make_wav, metadata, push_body, push_headers
+from tests.service_support import RunningService, running_service
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HORIZON = timedelta(minutes=20)
+
+
+@dataclass
+class Hub:
+    service: RunningService
+    ids: list[uuid.UUID]  # started 1 h, 2 h and 3 h ago
+    deadlines: list[datetime]
+
+    async def row(self, recording_id: uuid.UUID) -> Recording:
+        async with self.service.services.database.read() as session:
+            row = await session.get(Recording, recording_id)
+            assert row is not None
+            return row
+
+    async def count(self, model: type, **where: object) -> int:
+        async with self.service.services.database.read() as session:
+            query = select(func.count()).select_from(model)
+            for name, value in where.items():
+                query = query.where(getattr(model, name) == value)
+            return int((await session.execute(query)).scalar_one())
+
+
+async def push(service: RunningService, source_id: str, started: datetime) -> uuid.UUID:
+    meta = metadata(
+        recording_id=source_id,
+        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ended_at=None,
+        notes="caller disclosed an address",
+    )
+    body = push_body(meta, make_wav(1))
+    response = await service.client.post(
+        "/webhooks/push/pbx", data=body, headers=push_headers(body)
+    )
+    assert response.status == 201
+    return uuid.UUID((await response.json())["id"])
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
+    async with running_service(tmp_path / "var", database_url) as service:
+        now = datetime.now(UTC).replace(microsecond=0)
+        ids = [await push(service, f"r{h}", now - timedelta(hours=h)) for h in (1, 2, 3)]
+        deadlines = [now - timedelta(hours=h) + timedelta(days=90) for h in (1, 2, 3)]
+        yield Hub(service, ids, deadlines)
+
+
+def sweep_now(hub: Hub) -> datetime:
+    """A moment when the 2 h and 3 h old calls fall due before the next sweep, not the 1 h one."""
+    return hub.deadlines[1] + timedelta(minutes=1) - HORIZON
+
+
+async def test_a_sweep_deletes_what_falls_due_before_the_next_one_and_nothing_else(
+    hub: Hub,
+) -> None:
+    deleter = hub.service.services.deleter
+    report = await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
+    assert sorted(report.deleted) == sorted(hub.ids[1:])
+    kept = await hub.row(hub.ids[0])
+    assert kept.state == "stored"
+    for recording_id in hub.ids[1:]:
+        row = await hub.row(recording_id)
+        assert row.state == "deleted"
+        assert row.deleted_at is not None
+        # The tombstone: no parties, agent, notes or referral links; times and source stay.
+        assert (row.from_number, row.to_number, row.agent, row.extra) == (None,) * 4
+        assert row.source == "pbx"
+        assert await hub.count(RecordingReferral, recording_id=recording_id) == 0
+    assert await hub.count(DataKey) == 1
+    stored_keys = [key async for key in hub.service.services.objects.iter_keys()]
+    assert len(stored_keys) == 1
+
+
+async def test_each_deletion_is_audited_with_a_receipt_and_the_chain_holds(hub: Hub) -> None:
+    await sweep_expired_recordings(
+        hub.service.services.deleter, now=sweep_now(hub), horizon=HORIZON
+    )
+    async with hub.service.services.database.read() as session:
+        events = (
+            (
+                await session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.action.in_(["recording.keys_destroyed", "recording.deleted"]))
+                    .order_by(AuditEvent.seq)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        hashes = (
+            (
+                await session.execute(
+                    select(StoredObject.plaintext_sha256).where(
+                        StoredObject.recording_id == hub.ids[1]
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert await verify_audit_chain(session) > 0
+    assert [e.action for e in events] == ["recording.keys_destroyed"] * 2 + [
+        "recording.deleted"
+    ] * 2
+    receipt = next(
+        e for e in events if e.action == "recording.deleted" and e.recording_id == hub.ids[1]
+    )
+    assert receipt.details == {"objects": 1, "sha256": list(hashes)}
+
+
+async def test_a_deleted_recording_is_gone_from_the_api(hub: Hub) -> None:
+    await sweep_expired_recordings(
+        hub.service.services.deleter, now=sweep_now(hub), horizon=HORIZON
+    )
+    from retrieval import issue_dev_token
+    from storage import load_signing_key
+
+    token = issue_dev_token(
+        load_signing_key(hub.service.data_dir / "dev-signing-key.pem"),
+        subject="dpo-1",
+        role="dpo",
+        teams=[],
+        ttl=timedelta(minutes=5),
+        now=datetime.now(UTC),
+    )
+    response = await hub.service.client.get(
+        f"/api/v1/recordings/{hub.ids[2]}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 410
+    assert (await response.json())["status"] == "deleted"
+
+
+async def test_a_dry_run_lists_and_deletes_nothing(hub: Hub) -> None:
+    report = await sweep_expired_recordings(
+        hub.service.services.deleter, now=sweep_now(hub), horizon=HORIZON, dry_run=True
+    )
+    assert sorted(due.id for due in report.due) == sorted(hub.ids[1:])
+    assert report.deleted == []
+    assert await hub.count(Recording, state="stored") == 3
+
+
+class StoreThatFailsOnce:
+    """The object store goes away once, in the middle of a sweep."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+        self.failed = False
+
+    async def delete(self, key: str) -> None:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailable("down")
+        await self.inner.delete(key)
+
+
+async def test_a_sweep_interrupted_after_the_keys_are_gone_is_finished_by_the_next(
+    hub: Hub,
+) -> None:
+    services = hub.service.services
+    flaky: Any = StoreThatFailsOnce(services.objects)  # only delete() is used by a sweep
+    deleter = RecordingDeleter(
+        database=services.database, objects=flaky, audit=services.audit, clock=services.clock
+    )
+    with pytest.raises(StoreUnavailable):
+        await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
+    # Keys are destroyed in the first commit: the audio is already unrecoverable.
+    assert await hub.count(DataKey) == 1
+    assert await hub.count(Recording, state="deleting") == 2
+    report = await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
+    assert sorted(report.resumed) == sorted(hub.ids[1:])
+    assert await hub.count(Recording, state="deleted") == 2
+    assert len([key async for key in services.objects.iter_keys()]) == 1
+
+
+async def test_two_sweeps_at_once_delete_each_recording_once(hub: Hub) -> None:
+    deleter = hub.service.services.deleter
+    reports = await asyncio.gather(
+        *(sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON) for _ in range(2))
+    )
+    deleted = [rid for report in reports for rid in report.deleted]
+    assert sorted(deleted) == sorted(hub.ids[1:])
+    assert await hub.count(AuditEvent, action="recording.deleted") == 2
+
+
+@pytest.mark.s3
+async def test_no_object_version_is_left_in_a_versioned_bucket(
+    tmp_path: Path,
+    database_url: str,
+    s3_endpoint: str,
+    versioned_s3_bucket: str,
+    s3_client: S3Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+    async with running_service(
+        tmp_path / "var", database_url, store_url=f"s3://{versioned_s3_bucket}/hub"
+    ) as service:
+        started = datetime.now(UTC) - timedelta(hours=1)
+        await push(service, "s3-one", started)
+        report = await sweep_expired_recordings(
+            service.services.deleter, now=started + timedelta(days=90), horizon=HORIZON
+        )
+        assert len(report.deleted) == 1
+    listed = s3_client.list_object_versions(Bucket=versioned_s3_bucket)
+    assert listed.get("Versions", []) == []
+    assert listed.get("DeleteMarkers", []) == []
+
+
+async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "var"
+    async with running_service(data_dir, database_url) as service:
+        # Due in 10 minutes: inside the default horizon of 15 + 5 minutes.
+        almost = datetime.now(UTC) - timedelta(days=90) + timedelta(minutes=10)
+        due_id = await push(service, "almost", almost)
+        await push(service, "fresh", datetime.now(UTC) - timedelta(hours=1))
+    env = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+    from tests.config.test_cli import run
+
+    dry = run("retention", "run", "--dry-run", **env)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete {due_id}" in dry.stdout
+    assert "1 recordings would be deleted" in dry.stdout
+    real = run("retention", "run", **env)
+    assert real.returncode == 0, real.stderr
+    assert f"deleted {due_id}" in real.stdout
+    assert "1 recordings deleted" in real.stdout
+    again = run("retention", "run", **env)
+    assert "0 recordings deleted" in again.stdout
+
+
+async def test_serving_sweeps_at_start_up_to_catch_up_after_downtime(
+    tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    async with running_service(data_dir, database_url) as service:
+        almost = datetime.now(UTC) - timedelta(days=90) + timedelta(minutes=10)
+        due_id = await push(service, "almost", almost)
+    async with running_service(data_dir, database_url) as service:
+        state = "stored"
+        for _ in range(100):
+            async with service.services.database.read() as session:
+                row = await session.get(Recording, due_id)
+                state = row.state if row is not None else "missing"
+            if state == "deleted":
+                break
+            await asyncio.sleep(0.05)
+        assert state == "deleted"
