@@ -22,7 +22,7 @@ from config.metrics import HttpMetrics
 from config.scheduler import SweepSchedule
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
-from retention import sweep_expired_recordings
+from retention import retention_status, sweep_expired_recordings
 from retrieval import (
     DevTokenVerifier,
     GrantSigner,
@@ -279,6 +279,13 @@ def create_app(services: Services) -> web.Application:
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             signer=services.grants,
             journal=services.journal,
+            retention_report=lambda: retention_status(
+                services.deleter,
+                now=services.clock(),
+                interval=services.settings.retention_sweep_interval,
+                margin=services.settings.retention_margin,
+                period=services.settings.retention_period,
+            ),
             clock=services.clock,
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from aiohttp import web
@@ -15,7 +16,7 @@ from config.app import DEV_SIGNING_KEY, build_services, create_app, utc_now
 from config.logging import configure_logging
 from config.progress import Progress
 from config.settings import Settings, SettingsError, load_settings
-from retention import SweepReport, sweep_expired_recordings
+from retention import SweepReport, retention_status, sweep_expired_recordings
 from retrieval import ROLES, issue_dev_token
 from storage import (
     AuditChainBroken,
@@ -215,3 +216,27 @@ def retention_run(dry_run: bool) -> None:
         f"{len(report.deleted)} recordings deleted, {len(report.resumed)} interrupted deletions "
         f"finished (cutoff {report.cutoff.isoformat()})"
     )
+
+
+@retention.command("status")
+def retention_status_command() -> None:
+    """Last and next sweep, how many are due, overdue and held."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def status() -> dict[str, Any]:
+        services = build_services(settings)
+        try:
+            return await retention_status(
+                services.deleter,
+                now=utc_now(),
+                interval=settings.retention_sweep_interval,
+                margin=settings.retention_margin,
+                period=settings.retention_period,
+            )
+        finally:
+            await services.close()
+
+    report = _run(status)
+    for name, value in report.items():
+        click.echo(f"{name}: {json.dumps(value)}")

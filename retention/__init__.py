@@ -3,6 +3,6 @@
 Imports storage only; never recorder, retrieval or config.
 """
 
-from retention.sweep import Deletions, SweepReport, sweep_expired_recordings
+from retention.sweep import Deletions, SweepReport, retention_status, sweep_expired_recordings
 
-__all__ = ["Deletions", "SweepReport", "sweep_expired_recordings"]
+__all__ = ["Deletions", "SweepReport", "retention_status", "sweep_expired_recordings"]

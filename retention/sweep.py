@@ -10,9 +10,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from storage import DueRecording
+from storage import DueRecording, RetentionFacts
 
 SWEEP_ACTOR = "retention"
 _BATCH = 500
@@ -30,6 +30,10 @@ class Deletions(Protocol):
     async def finish(self, recording_id: uuid.UUID) -> None: ...
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]: ...
+
+    async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None: ...
+
+    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
 
 
 @dataclass
@@ -72,4 +76,40 @@ async def sweep_expired_recordings(
         report.deleted += batch
         if progress is not None:
             progress(len(batch))
+    await deletions.record_sweep(
+        cutoff=report.cutoff, deleted=len(report.deleted), resumed=len(report.resumed)
+    )
     return report
+
+
+async def retention_status(
+    deletions: Deletions,
+    *,
+    now: datetime,
+    interval: timedelta,
+    margin: timedelta,
+    period: timedelta,
+) -> dict[str, Any]:
+    """Last and next sweep, what is due and overdue, holds: the operator's view, as JSON."""
+    facts = await deletions.facts(now=now, cutoff=now + interval + margin)
+    last = facts.last_sweep_at
+    return {
+        "retention_period_days": period / timedelta(days=1),
+        "sweep_interval_s": interval.total_seconds(),
+        "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
+        "next_sweep": _iso(max(now, last + interval)) if last is not None else None,
+        "due_before_next_sweep": facts.due,
+        # Stored past their deadline: must be 0 while the service runs.
+        "overdue": facts.overdue,
+        "oldest_deadline": _iso(facts.oldest_deadline),
+        "recordings": {
+            "stored": facts.stored,
+            "deleting": facts.deleting,
+            "deleted": facts.deleted,
+        },
+        "holds": 0,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
 from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, ReferralChanges
 from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
-from retrieval.handlers import PUBLIC_ROUTE, RecordingHandlers, api_errors, authenticate_with
+from retrieval.handlers import (
+    PUBLIC_ROUTE,
+    RecordingHandlers,
+    RetentionHandlers,
+    api_errors,
+    authenticate_with,
+)
 from retrieval.journal import PlaybackJournal
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
@@ -27,6 +34,7 @@ def create_api_app(
     referrals: ReferralChanges,
     signer: GrantSigner,
     journal: PlaybackJournal,
+    retention_report: Callable[[], Awaitable[dict[str, Any]]],
     clock: Callable[[], datetime],
     grant_lifetime: timedelta,
     public_url: str | None,
@@ -55,6 +63,7 @@ def create_api_app(
     app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)
     app.router.add_post("/recordings/{id}/grants", playback.grant)
     app.router.add_get("/play/{grant}", playback.play)
+    app.router.add_get("/retention", RetentionHandlers(access, retention_report).status)
 
     async def write_sessions(_app: web.Application) -> AsyncIterator[None]:
         flusher = asyncio.create_task(journal.run())

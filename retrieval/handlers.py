@@ -10,7 +10,7 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from retrieval.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from retrieval.policy import may_edit_referrals, may_search, visible_teams
+from retrieval.policy import may_edit_referrals, may_read_retention, may_search, visible_teams
 from retrieval.ranges import RangeNotSatisfiable
 from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
 
@@ -289,3 +289,21 @@ def _recording_json(view: RecordingView) -> dict[str, Any]:
         "retention_deadline": _rfc3339(view.retention_deadline),
         "extra": view.extra,
     }
+
+
+class RetentionHandlers:
+    """``GET /api/v1/retention``: the sweeps' record, for those who watch them."""
+
+    def __init__(
+        self, access: RecordingAccess, report: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> None:
+        self._access = access
+        self._report = report
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Last and next sweep, due and overdue counts, holds."""
+        principal = principal_of(request)
+        if not may_read_retention(principal):
+            await self._access.deny(principal, "retention.status", None, "role")
+            raise Forbidden("only retention operators and auditors see the retention status")
+        return web.json_response(await self._report())

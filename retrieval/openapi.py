@@ -132,6 +132,20 @@ OPENAPI: dict[str, Any] = {
                 ),
             }
         },
+        "/retention": {
+            "get": {
+                "summary": "Last and next sweep, due and overdue counts, holds",
+                "responses": _responses(
+                    {
+                        "200": {
+                            "description": "The retention status",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                    403,
+                ),
+            }
+        },
         "/play/{grant}": {
             "get": {
                 "summary": "The audio of a grant; Range requests give 206",

@@ -63,3 +63,12 @@ def may_edit_referrals(principal: Principal) -> bool:
 def may_download_original(principal: Principal) -> bool:
     """Whether the person may download the original file, not just play it."""
     return bool(principal.roles & DOWNLOADERS)
+
+
+# Who watches the deletion work: counts and times only, never recordings.
+RETENTION_READERS: Final = frozenset({"retention_operator", "auditor"})
+
+
+def may_read_retention(principal: Principal) -> bool:
+    """Whether the person may see the retention status."""
+    return bool(principal.roles & RETENTION_READERS)

@@ -16,7 +16,7 @@ from storage.database import (
     create_sessionmaker,
     upgrade_database,
 )
-from storage.deletion import DueRecording, RecordingDeleter
+from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.errors import (
     AuditChainBroken,
     DatabaseUnavailable,
@@ -70,6 +70,7 @@ __all__ = [
     "RecordingStore",
     "RecordingView",
     "ReferralLinks",
+    "RetentionFacts",
     "S3ObjectStore",
     "SearchQuery",
     "SigningKey",

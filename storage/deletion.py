@@ -12,15 +12,36 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import ObjectStore
 from storage.database import Database
-from storage.models import DataKey, Recording, RecordingReferral, RecordingState, StoredObject
+from storage.models import (
+    AuditEvent,
+    DataKey,
+    Recording,
+    RecordingReferral,
+    RecordingState,
+    StoredObject,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionFacts:
+    """Counts and times an operator needs to see that nothing outlives its deadline."""
+
+    stored: int
+    due: int
+    overdue: int
+    deleting: int
+    deleted: int
+    oldest_deadline: datetime | None
+    last_sweep_at: datetime | None
+    last_sweep: dict[str, object] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +162,61 @@ class RecordingDeleter:
                 ),
             )
 
+    async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None:
+        """Leave the sweep itself on the record, so its schedule can be proved."""
+        async with self._database.transaction() as session:
+            await self._audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action="retention.sweep",
+                    details={"cutoff": cutoff.isoformat(), "deleted": deleted, "resumed": resumed},
+                ),
+            )
+
+    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
+        """Counts by state, what the next sweep will take, what is already overdue."""
+        async with self._database.read() as session:
+            counts = dict(
+                (
+                    await session.execute(
+                        select(Recording.state, func.count()).group_by(Recording.state)
+                    )
+                ).all()
+            )
+            stored = Recording.state == RecordingState.STORED
+            due = (
+                await session.execute(
+                    select(func.count()).where(stored, Recording.retention_deadline < cutoff)
+                )
+            ).scalar_one()
+            overdue = (
+                await session.execute(
+                    select(func.count()).where(stored, Recording.retention_deadline <= now)
+                )
+            ).scalar_one()
+            oldest = (
+                await session.execute(select(func.min(Recording.retention_deadline)).where(stored))
+            ).scalar_one()
+            last = (
+                await session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.action == "retention.sweep")
+                    .order_by(AuditEvent.seq.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+        return RetentionFacts(
+            stored=int(counts.get(RecordingState.STORED, 0)),
+            due=int(due),
+            overdue=int(overdue),
+            deleting=int(counts.get(RecordingState.DELETING, 0)),
+            deleted=int(counts.get(RecordingState.DELETED, 0)),
+            oldest_deadline=_aware(oldest),
+            last_sweep_at=last.occurred_at if last is not None else None,
+            last_sweep=dict(last.details or {}) if last is not None else None,
+        )
+
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""
         async with self._database.read() as session:
@@ -171,3 +247,10 @@ class RecordingDeleter:
                     details={"reason": reason, "deadline": row.retention_deadline.isoformat()},
                 ),
             )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # Deadlines are stored in UTC; a backend that drops the zone on an aggregate means UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

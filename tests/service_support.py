@@ -32,7 +32,12 @@ class RunningService:
         """How much is stored anywhere: rows, objects, spool files, audit events."""
         async with self.services.database.read() as session:
             recordings = (await session.execute(select(func.count(Recording.id)))).scalar_one()
-            events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
+            # The start-up sweep records itself; that says nothing about what a push stored.
+            events = (
+                await session.execute(
+                    select(func.count(AuditEvent.seq)).where(AuditEvent.action != "retention.sweep")
+                )
+            ).scalar_one()
         objects = [key async for key in self.services.objects.iter_keys()]
         spool = self.data_dir / "spool"
         spooled = len(list(spool.rglob("*.spool"))) if spool.exists() else 0

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import func, select
 
-from retention import sweep_expired_recordings
+from retention import retention_status, sweep_expired_recordings
 from storage import (
     ObjectStore,
     RecordingDeleter,
@@ -274,3 +274,64 @@ async def test_serving_sweeps_at_start_up_to_catch_up_after_downtime(
                 break
             await asyncio.sleep(0.05)
         assert state == "deleted"
+
+
+async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: Hub) -> None:
+    services = hub.service.services
+    now = sweep_now(hub)
+    interval, margin = timedelta(minutes=15), timedelta(minutes=5)
+    for _ in range(100):  # let the service's own start-up sweep finish first
+        before = await retention_status(
+            services.deleter, now=now, interval=interval, margin=margin, period=timedelta(days=90)
+        )
+        if before["last_sweep"] is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert before["last_sweep"]["deleted"] == 0
+    assert before["due_before_next_sweep"] == 2
+    assert before["overdue"] == 1  # the 3 h old call's deadline has already passed at `now`
+    await sweep_expired_recordings(services.deleter, now=now, horizon=interval + margin)
+    after = await retention_status(
+        services.deleter, now=now, interval=interval, margin=margin, period=timedelta(days=90)
+    )
+    assert after["last_sweep"]["deleted"] == 2
+    assert after["due_before_next_sweep"] == 0
+    assert after["overdue"] == 0
+    assert after["recordings"] == {"stored": 1, "deleting": 0, "deleted": 2}
+    assert after["holds"] == 0
+
+
+async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
+    tmp_path: Path, database_url: str
+) -> None:
+    from retrieval import issue_dev_token
+    from storage import load_signing_key
+    from tests.config.test_cli import run
+
+    data_dir = tmp_path / "var"
+    async with running_service(data_dir, database_url) as service:
+        token = issue_dev_token(
+            load_signing_key(data_dir / "dev-signing-key.pem"),
+            subject="auditor-1",
+            role="auditor",
+            teams=[],
+            ttl=timedelta(minutes=5),
+            now=datetime.now(UTC),
+        )
+        for _ in range(100):  # the start-up sweep runs in the background
+            response = await service.client.get(
+                "/api/v1/retention", headers={"Authorization": f"Bearer {token}"}
+            )
+            body = await response.json()
+            if body["last_sweep"] is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert response.status == 200
+        assert body["last_sweep"]["deleted"] == 0
+        assert body["overdue"] == 0
+    printed = run(
+        "retention", "status", CALLREC_DATA_DIR=str(data_dir), CALLREC_DATABASE_URL=database_url
+    )
+    assert printed.returncode == 0, printed.stderr
+    assert "overdue: 0" in printed.stdout
+    assert "last_sweep: {" in printed.stdout

@@ -20,7 +20,7 @@ PURPOSE = {
     "safety_reviewer": "staff_safety",
     "dpo": "subject_access",
 }
-ENDPOINTS = ["search", "view", "peaks", "link", "unlink", "grant", "play"]
+ENDPOINTS = ["search", "view", "peaks", "link", "unlink", "grant", "play", "retention"]
 # Expected status per role, for a recording of the caller's own team and of another team.
 OWN, OTHER = 0, 1
 MATRIX: dict[str, dict[str, tuple[int, int]]] = {
@@ -32,6 +32,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "unlink": (204, 404),
         "grant": (201, 404),
         "play": (200, 403),
+        "retention": (403, 403),
     },
     "safety_reviewer": {
         "search": (200, 200),
@@ -41,6 +42,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "unlink": (204, 204),
         "grant": (201, 201),
         "play": (200, 200),
+        "retention": (403, 403),
     },
     "dpo": {
         "search": (200, 200),
@@ -50,9 +52,13 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "unlink": (403, 403),
         "grant": (201, 201),
         "play": (200, 200),
+        "retention": (403, 403),
     },
     **{
-        role: {endpoint: (403, 403) for endpoint in ENDPOINTS}
+        role: {
+            endpoint: (200, 200) if endpoint == "retention" and role != "admin" else (403, 403)
+            for endpoint in ENDPOINTS
+        }
         for role in ("retention_operator", "auditor", "admin")
     },
 }
@@ -110,6 +116,8 @@ async def call(
             f"{base}/referrals/MASH-M2", headers={"Authorization": f"Bearer {reviewer}"}
         )
         response = await client.delete(f"{base}/referrals/MASH-M2", headers=headers)
+    elif endpoint == "retention":
+        response = await client.get("/api/v1/retention", headers=headers)
     elif endpoint == "grant":
         body = {"purpose": PURPOSE.get(role, "quality_review"), "reason": "matrix check of access"}
         response = await client.post(f"{base}/grants", headers=headers, json=body)
