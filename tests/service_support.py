@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy import func, select
 
 from config.app import Services, build_services, create_app
 from config.settings import Settings
+from retrieval import issue_dev_token
+from storage import load_signing_key
 from storage.models import AuditEvent, Recording
 from tests.push_support import SECRET
 
@@ -27,6 +30,17 @@ class RunningService:
     client: TestClient[Any, Any]
     services: Services
     data_dir: Path
+
+    def token(self, role: str, *teams: str, subject: str = "staff-1") -> str:
+        """A dev-mode bearer token signed with this service's own key."""
+        return issue_dev_token(
+            load_signing_key(self.data_dir / "dev-signing-key.pem"),
+            subject=subject,
+            role=role,
+            teams=teams,
+            ttl=timedelta(minutes=10),
+            now=datetime.now(UTC),
+        )
 
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""

@@ -141,17 +141,7 @@ async def test_a_deleted_recording_is_gone_from_the_api(hub: Hub) -> None:
     await sweep_expired_recordings(
         hub.service.services.deleter, now=sweep_now(hub), horizon=HORIZON
     )
-    from retrieval import issue_dev_token
-    from storage import load_signing_key
-
-    token = issue_dev_token(
-        load_signing_key(hub.service.data_dir / "dev-signing-key.pem"),
-        subject="dpo-1",
-        role="dpo",
-        teams=[],
-        ttl=timedelta(minutes=5),
-        now=datetime.now(UTC),
-    )
+    token = hub.service.token("dpo", subject="dpo-1")
     response = await hub.service.client.get(
         f"/api/v1/recordings/{hub.ids[2]}", headers={"Authorization": f"Bearer {token}"}
     )
@@ -304,20 +294,11 @@ async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: 
 async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
     tmp_path: Path, database_url: str
 ) -> None:
-    from retrieval import issue_dev_token
-    from storage import load_signing_key
     from tests.config.test_cli import run
 
     data_dir = tmp_path / "var"
     async with running_service(data_dir, database_url) as service:
-        token = issue_dev_token(
-            load_signing_key(data_dir / "dev-signing-key.pem"),
-            subject="auditor-1",
-            role="auditor",
-            teams=[],
-            ttl=timedelta(minutes=5),
-            now=datetime.now(UTC),
-        )
+        token = service.token("auditor", subject="auditor-1")
         for _ in range(100):  # the start-up sweep runs in the background
             response = await service.client.get(
                 "/api/v1/retention", headers={"Authorization": f"Bearer {token}"}

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from retrieval import ROLES, issue_dev_token
-from storage import load_signing_key
+from retrieval import ROLES
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 
@@ -70,15 +68,7 @@ class Setting:
     ids: dict[str, str]
 
     def token(self, role: str, subject: str) -> str:
-        key = load_signing_key(self.service.data_dir / "dev-signing-key.pem")
-        return issue_dev_token(
-            key,
-            subject=subject,
-            role=role,
-            teams=["mash-children"],
-            ttl=timedelta(minutes=10),
-            now=datetime.now(UTC),
-        )
+        return self.service.token(role, "mash-children", subject=subject)
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from retrieval import issue_dev_token
-from storage import DatabaseUnavailable, load_signing_key
+from storage import DatabaseUnavailable
 from storage.models import AuditEvent, StoredObject
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
@@ -33,15 +32,7 @@ class Room:
     def token(
         self, role: str = "supervisor", subject: str = "sup-1", team: str = "mash-children"
     ) -> str:
-        key = load_signing_key(self.service.data_dir / "dev-signing-key.pem")
-        return issue_dev_token(
-            key,
-            subject=subject,
-            role=role,
-            teams=[team],
-            ttl=timedelta(minutes=10),
-            now=datetime.now(UTC),
-        )
+        return self.service.token(role, team, subject=subject)
 
     async def grant(
         self, token: str, recording_id: str | None = None, **body: Any

@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from retrieval import issue_dev_token
-from storage import load_signing_key
 from storage.models import AuditEvent, Recording
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
@@ -29,15 +27,7 @@ class Hub:
     ids: dict[str, str]  # source recording id -> API id
 
     def token(self, role: str, *teams: str, subject: str = "staff-1") -> str:
-        key = load_signing_key(self.service.data_dir / "dev-signing-key.pem")
-        return issue_dev_token(
-            key,
-            subject=subject,
-            role=role,
-            teams=teams,
-            ttl=timedelta(minutes=10),
-            now=datetime.now(UTC),
-        )
+        return self.service.token(role, *teams, subject=subject)
 
     async def get(self, path: str, token: str | None, **params: str) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
