@@ -7,7 +7,7 @@ none of its siblings.
 from typing import TYPE_CHECKING
 
 from storage.audit import AuditLog, AuditRecord, AuditTrail, verify_audit_chain
-from storage.blobs import FilesystemObjectStore, ObjectStore
+from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
 from storage.catalog import RecordingCatalog, RecordingView, SearchQuery
 from storage.database import (
     Database,
@@ -22,14 +22,18 @@ from storage.errors import (
     DatabaseUnavailable,
     IntegrityFailure,
     KeyringError,
+    NotStored,
     ObjectExists,
     ObjectMissing,
+    RecordingHeld,
     StorageError,
     StoreUnavailable,
     Unavailable,
 )
+from storage.holds import HoldView, RecordingHolds, in_force
 from storage.keyring import KeyWrapper, LocalKeyring
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
+from storage.receipts import ReceiptSigner, verify_receipt
 from storage.recordings import (
     AudioFacts,
     CaptureInProgress,
@@ -55,18 +59,24 @@ __all__ = [
     "DueRecording",
     "EncryptedSpool",
     "FilesystemObjectStore",
+    "HoldView",
     "IntegrityFailure",
     "KeyWrapper",
     "KeyringError",
     "LocalKeyring",
     "NewRecording",
+    "NotStored",
     "ObjectExists",
     "ObjectMissing",
     "ObjectStore",
+    "ObjectVersion",
     "OpenAudio",
+    "ReceiptSigner",
     "RecordingAudio",
     "RecordingCatalog",
     "RecordingDeleter",
+    "RecordingHeld",
+    "RecordingHolds",
     "RecordingStore",
     "RecordingView",
     "ReferralLinks",
@@ -82,11 +92,13 @@ __all__ = [
     "check_database",
     "create_engine",
     "create_sessionmaker",
+    "in_force",
     "load_secret",
     "load_signing_key",
     "sweep_spool",
     "upgrade_database",
     "verify_audit_chain",
+    "verify_receipt",
 ]
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import struct
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -87,28 +87,47 @@ class AuditTrail:
         UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so concurrent appends queue
         and sequence numbers stay gapless.
         """
+        (event,) = await self.append_many(session, [record])
+        return event
+
+    async def append_many(
+        self, session: AsyncSession, records: Sequence[AuditRecord]
+    ) -> list[AuditEvent]:
+        """Append several events in order, locking the head once and inserting them together.
+
+        A sweep writes two events per recording; one lock and one bulk insert per batch
+        instead of a round trip or three per event is what lets it keep pace with the store.
+        """
+        if not records:
+            return []
         head = (
             await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())
         ).scalar_one()
-        details = dict(record.details) if record.details is not None else None
-        event = AuditEvent(
-            seq=head.seq + 1,
-            occurred_at=self._clock(),
-            actor=record.actor,
-            action=record.action,
-            recording_id=record.recording_id,
-            purpose=record.purpose,
-            outcome=record.outcome,
-            details=details,
-            details_sha256=hashlib.sha256(canonical_details(details)).digest(),
-        )
-        event.leaf = leaf_hash(event)
-        event.chain = chain_hash(head.chain, event.leaf)
-        head.seq = event.seq
-        head.chain = event.chain
-        session.add(event)
+        occurred_at = self._clock()
+        events = []
+        seq, chain = head.seq, head.chain
+        for record in records:
+            details = dict(record.details) if record.details is not None else None
+            seq += 1
+            event = AuditEvent(
+                seq=seq,
+                occurred_at=occurred_at,
+                actor=record.actor,
+                action=record.action,
+                recording_id=record.recording_id,
+                purpose=record.purpose,
+                outcome=record.outcome,
+                details=details,
+                details_sha256=hashlib.sha256(canonical_details(details)).digest(),
+            )
+            event.leaf = leaf_hash(event)
+            chain = event.chain = chain_hash(chain, event.leaf)
+            events.append(event)
+        head.seq = seq
+        head.chain = chain
+        session.add_all(events)
         await session.flush()
-        return event
+        return events
 
 
 async def verify_audit_chain(

@@ -9,7 +9,8 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +22,13 @@ from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
 
 MAX_KEY_LENGTH = 1024
 """S3's limit on key length, applied to every backend so keys stay portable between them."""
+
+RETENTION_TAG = "callrec-retention"
+"""The object tag an S3 lifecycle rule filters on (deploy/s3-lifecycle.json)."""
+UNHELD_TAGS = {RETENTION_TAG: "standard"}
+"""Tags of an object whose recording may expire: the lifecycle rule's backstop applies."""
+HELD_TAGS = {RETENTION_TAG: "held"}
+"""Tags of an object under a hold: the lifecycle rule passes it by."""
 
 _KEY_CHARACTERS = re.compile(r"[a-z0-9/_.-]+")
 _COPY_CHUNK = 1024 * 1024
@@ -34,15 +42,33 @@ _PRIVATE_DIR = 0o700
 _LINK_REFUSALS = frozenset({errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK})
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One stored object as deletion names it: its key and, where the store has them, version."""
+
+    key: str
+    version_id: str | None = None
+
+
 class ObjectStore(Protocol):
     """Where encrypted objects live; callers never learn which backend it is."""
 
-    async def put_file(self, key: str, path: Path) -> None:
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
         """Store the file at ``path`` under ``key``, durably, without ever overwriting.
 
         Raises ObjectExists when the key is taken, because an object is immutable once
         written: replacing it would break the integrity guarantees kept about it elsewhere.
+        Returns the store's version id of the new object where it has one (a versioned
+        S3 bucket), so a later deletion can name that exact version. ``tags`` label the
+        object for the store's own rules (an S3 lifecycle backstop); stores without tags
+        ignore them.
         """
+        ...
+
+    async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the object's tags (a hold placed or released); a no-op without tags."""
         ...
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
@@ -62,6 +88,14 @@ class ObjectStore(Protocol):
 
         Deletion is a legal obligation here, so a copy left behind as an old version
         counts as not deleted. Idempotent so that an interrupted deletion can be retried.
+        """
+        ...
+
+    async def delete_many(self, objects: Sequence[ObjectVersion]) -> None:
+        """Delete many objects as ``delete`` does, in as few requests as the store allows.
+
+        A sweep deletes thousands at a time; one request per object would bound it by
+        round trips rather than by the store.
         """
         ...
 
@@ -122,7 +156,9 @@ class FilesystemObjectStore:
         root.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
         self._root = root
 
-    async def put_file(self, key: str, path: Path) -> None:
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
         """Hard-link ``path`` into the store when it shares the filesystem, else copy it.
 
         Linking avoids copying a large recording a second time. The linked file becomes
@@ -143,6 +179,10 @@ class FilesystemObjectStore:
             raise ObjectExists(key) from exc
         except OSError as exc:
             raise StoreUnavailable(f"cannot store object {key!r} under {self._root}") from exc
+        return None
+
+    async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Files carry no tags; the sweep is the only deletion a filesystem store has."""
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """Seek and read; a buffered read only comes back short at the end of the file."""
@@ -177,6 +217,26 @@ class FilesystemObjectStore:
             await asyncio.to_thread(fsync_directory, path.parent)
         except OSError as exc:
             raise StoreUnavailable(f"cannot persist deletion of {key!r}") from exc
+
+    async def delete_many(self, objects: Sequence[ObjectVersion]) -> None:
+        """Unlink each file, then fsync each directory touched once rather than per file."""
+        directories: set[Path] = set()
+        for item in objects:
+            path = self._path(item.key)
+            try:
+                await aiofiles.os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot delete object {item.key!r} under {self._root}"
+                ) from exc
+            directories.add(path.parent)
+        for directory in sorted(directories):
+            try:
+                await asyncio.to_thread(fsync_directory, directory)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot persist deletions under {directory}") from exc
 
     async def exists(self, key: str) -> bool:
         """Stat the object; only a regular file is an object."""

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 
 from storage.database import Database
+from storage.holds import HoldView, held_at, unreleased_holds
 from storage.models import Recording, RecordingReferral, RecordingState, Referral
 
 
@@ -43,6 +44,8 @@ class RecordingView:
     retention_deadline: datetime
     deleted_at: datetime | None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Unreleased holds; those whose review date has passed no longer protect anything.
+    holds: tuple[HoldView, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class SearchQuery:
     # Keyset position: the (started_at, id) of the last recording of the previous page.
     after: tuple[datetime, uuid.UUID] | None = None
     limit: int = 50
+    # Leave out recordings past their deadline at this moment unless a hold is in force.
+    readable_at: datetime | None = None
 
 
 class RecordingCatalog:
@@ -72,7 +77,8 @@ class RecordingCatalog:
             row = await session.get(Recording, recording_id)
             if row is None or row.state == RecordingState.PENDING:
                 return None
-            return _view(row)
+            holds = await unreleased_holds(session, [row.id])
+            return _view(row, holds.get(row.id, []))
 
     async def search(self, query: SearchQuery) -> list[RecordingView]:
         """Stored recordings matching ``query``, newest first, at most ``query.limit``.
@@ -85,11 +91,16 @@ class RecordingCatalog:
         statement = _search_statement(query)
         async with self._database.read() as session:
             rows = (await session.execute(statement)).scalars().all()
-            return [_view(row) for row in rows]
+            holds = await unreleased_holds(session, [row.id for row in rows])
+            return [_view(row, holds.get(row.id, [])) for row in rows]
 
 
 def _search_statement(query: SearchQuery) -> Select[Recording]:
     statement = select(Recording).where(Recording.state == RecordingState.STORED)
+    if query.readable_at is not None:
+        statement = statement.where(
+            or_(Recording.retention_deadline > query.readable_at, held_at(query.readable_at))
+        )
     if query.teams is not None:
         statement = statement.where(Recording.team.in_(sorted(query.teams)))
     if query.team is not None:
@@ -119,7 +130,7 @@ def _search_statement(query: SearchQuery) -> Select[Recording]:
     return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(query.limit)
 
 
-def _view(row: Recording) -> RecordingView:
+def _view(row: Recording, holds: Sequence[HoldView]) -> RecordingView:
     references: Sequence[str] = [referral.reference for referral in row.referrals]
     return RecordingView(
         id=row.id,
@@ -142,4 +153,5 @@ def _view(row: Recording) -> RecordingView:
         retention_deadline=row.retention_deadline,
         deleted_at=row.deleted_at,
         extra=dict(row.extra or {}),
+        holds=tuple(holds),
     )

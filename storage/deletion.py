@@ -2,9 +2,10 @@
 
 The order is the promise. Once the wrapped data keys are gone (one commit, with its
 audit event) the audio is unrecoverable, whatever copies of the ciphertext remain; the
-objects and their versions go next; then the personal metadata is stripped and a
-tombstone kept. A crash anywhere leaves the row ``deleting``, and ``resume`` finishes
-it. Every step is idempotent.
+objects and their versions go next; then the personal metadata is stripped, a tombstone
+kept and a signed receipt written. A crash anywhere leaves the row ``deleting``, and the
+next sweep finishes it. Every step is idempotent. A recording with a hold in force is
+never claimed.
 """
 
 from __future__ import annotations
@@ -12,22 +13,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import raiseload
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import ObjectStore
+from storage.blobs import ObjectStore, ObjectVersion
 from storage.database import Database
+from storage.errors import RecordingHeld
+from storage.holds import held_at
 from storage.models import (
     AuditEvent,
     DataKey,
     Recording,
+    RecordingHold,
     RecordingReferral,
     RecordingState,
     StoredObject,
 )
+from storage.receipts import ReceiptSigner
+
+RECEIPT_ACTION = "recording.deleted"
+SWEEP_ACTION = "retention.sweep"
+ATTESTATION_ACTION = "retention.attestation"
+# Deletion works on recording rows alone; their objects and links are handled in bulk.
+_ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
+_LISTED_HOLDS = 1000  # an attestation names at most this many held recordings
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,9 +53,14 @@ class RetentionFacts:
     overdue: int
     deleting: int
     deleted: int
+    held: int
+    held_past_deadline: int
+    holds_by_kind: dict[str, int]
     oldest_deadline: datetime | None
+    oldest_unheld_started_at: datetime | None
     last_sweep_at: datetime | None
     last_sweep: dict[str, object] | None
+    last_attestation_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +80,24 @@ class RecordingDeleter:
         database: Database,
         objects: ObjectStore,
         audit: AuditTrail,
+        receipts: ReceiptSigner,
         clock: Callable[[], datetime],
     ) -> None:
         self._database = database
         self._objects = objects
         self._audit = audit
+        self._receipts = receipts
         self._clock = clock
 
-    async def due(self, before: datetime, *, limit: int) -> list[DueRecording]:
-        """Stored recordings whose deadline falls before ``before``, oldest deadline first."""
+    async def due(self, before: datetime, *, now: datetime, limit: int) -> list[DueRecording]:
+        """Unheld stored recordings whose deadline falls before ``before``, oldest first."""
         async with self._database.read() as session:
             rows = await session.execute(
                 select(Recording.id, Recording.retention_deadline)
                 .where(
                     Recording.state == RecordingState.STORED,
                     Recording.retention_deadline < before,
+                    ~held_at(now),
                 )
                 .order_by(Recording.retention_deadline, Recording.id)
                 .limit(limit)
@@ -83,9 +105,9 @@ class RecordingDeleter:
             return [DueRecording(row.id, row.retention_deadline) for row in rows]
 
     async def begin(
-        self, before: datetime, *, limit: int, actor: str, reason: str
+        self, before: datetime, *, now: datetime, limit: int, actor: str, reason: str
     ) -> list[uuid.UUID]:
-        """Claim up to ``limit`` due recordings and destroy their data keys, in one commit.
+        """Claim up to ``limit`` due, unheld recordings and destroy their data keys, in one commit.
 
         ``FOR UPDATE SKIP LOCKED`` lets several sweeping processes share the work on
         PostgreSQL without taking the same recording twice (SQLite writers are serial).
@@ -98,21 +120,33 @@ class RecordingDeleter:
                         .where(
                             Recording.state == RecordingState.STORED,
                             Recording.retention_deadline < before,
+                            ~held_at(now),
                         )
                         .order_by(Recording.retention_deadline, Recording.id)
                         .limit(limit)
+                        .options(*_ROW_ONLY)
                         .with_for_update(skip_locked=True)
                     )
                 )
                 .scalars()
                 .all()
             )
-            ids = [row.id for row in claimed]
+            # A hold placed while this statement waited for its snapshot would be missed by
+            # the query above; a fresh statement sees it, because placing a hold locks the
+            # recording row until the hold commits.
+            held = await _held_among(session, [row.id for row in claimed], now)
+            claimed = [row for row in claimed if row.id not in held]
             await self._shred(session, claimed, actor=actor, reason=reason)
-            return ids
+            return [row.id for row in claimed]
 
-    async def begin_one(self, recording_id: uuid.UUID, *, actor: str, reason: str) -> bool:
-        """Start deleting one stored recording now (early erasure); False if not stored."""
+    async def begin_one(
+        self, recording_id: uuid.UUID, *, actor: str, reason: str, note: str | None = None
+    ) -> bool:
+        """Start deleting one stored recording now (early erasure); False if not stored.
+
+        Raises RecordingHeld when a hold is in force: it must be released first, on the
+        record, rather than overridden silently.
+        """
         async with self._database.transaction() as session:
             row = (
                 await session.execute(
@@ -123,44 +157,106 @@ class RecordingDeleter:
             ).scalar_one_or_none()
             if row is None:
                 return False
-            await self._shred(session, [row], actor=actor, reason=reason)
+            kinds = (
+                (
+                    await session.execute(
+                        select(RecordingHold.kind).where(
+                            RecordingHold.recording_id == recording_id,
+                            RecordingHold.released_at.is_(None),
+                            RecordingHold.review_by > self._clock(),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if kinds:
+                raise RecordingHeld(sorted(kinds))
+            await self._shred(session, [row], actor=actor, reason=reason, note=note)
             return True
 
     async def finish(self, recording_id: uuid.UUID) -> None:
-        """Remove the objects (every version), strip personal data, keep a tombstone."""
+        """Finish one deletion; see ``finish_many``."""
+        await self.finish_many([recording_id])
+
+    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> None:
+        """Remove the objects (every version), strip personal data, keep a tombstone.
+
+        One batched store request and one transaction for the whole batch: a sweep of
+        thousands is bounded by the store's throughput, not by round trips.
+        """
+        if not recording_ids:
+            return
+        ids = list(recording_ids)
         async with self._database.read() as session:
-            keys = (
+            stored = (
                 await session.execute(
-                    select(StoredObject.object_key, StoredObject.plaintext_sha256).where(
-                        StoredObject.recording_id == recording_id
-                    )
+                    select(
+                        StoredObject.recording_id,
+                        StoredObject.object_key,
+                        StoredObject.version_id,
+                        StoredObject.plaintext_sha256,
+                    ).where(StoredObject.recording_id.in_(ids))
                 )
             ).all()
-        for key, _ in keys:
-            await self._objects.delete(key)
+        await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored])
+        hashes: dict[uuid.UUID, list[str]] = {}
+        for recording_id, _, _, sha256 in stored:
+            hashes.setdefault(recording_id, []).append(sha256)
         async with self._database.transaction() as session:
-            row = await session.get(Recording, recording_id, with_for_update=True)
-            if row is None or row.state != RecordingState.DELETING:
+            rows = (
+                (
+                    await session.execute(
+                        select(Recording)
+                        .where(Recording.id.in_(ids), Recording.state == RecordingState.DELETING)
+                        .order_by(Recording.id)
+                        .options(*_ROW_ONLY)
+                        .with_for_update()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not rows:
                 return
-            row.from_number = None
-            row.to_number = None
-            row.agent = None
-            row.extra = None
-            row.state = RecordingState.DELETED
-            row.deleted_at = self._clock()
+            finished = [row.id for row in rows]
             await session.execute(
-                delete(RecordingReferral).where(RecordingReferral.recording_id == recording_id)
+                delete(RecordingReferral).where(RecordingReferral.recording_id.in_(finished))
             )
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    actor="retention",
-                    action="recording.deleted",
-                    recording_id=recording_id,
-                    # The receipt: what was destroyed, identified by its hashes alone.
-                    details={"objects": len(keys), "sha256": sorted(sha for _, sha in keys)},
-                ),
+            await session.execute(
+                delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
             )
+            now = self._clock()
+            reasons = await _deletion_reasons(session, finished)
+            receipts = []
+            for row in rows:
+                row.from_number = None
+                row.to_number = None
+                row.agent = None
+                row.extra = None
+                row.state = RecordingState.DELETED
+                row.deleted_at = now
+                receipts.append(
+                    AuditRecord(
+                        actor="retention",
+                        action=RECEIPT_ACTION,
+                        recording_id=row.id,
+                        details=self._receipts.sign(
+                            {
+                                "recording_id": str(row.id),
+                                "source": row.source,
+                                "started_at": _iso(row.started_at),
+                                "retention_deadline": _iso(row.retention_deadline),
+                                "deleted_at": _iso(now),
+                                "reason": reasons.get(row.id, "unknown"),
+                                # What was destroyed, identified by its hashes alone.
+                                "objects": len(hashes.get(row.id, [])),
+                                "sha256": sorted(hashes.get(row.id, [])),
+                            }
+                        ),
+                    )
+                )
+            await self._audit.append_many(session, receipts)
 
     async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None:
         """Leave the sweep itself on the record, so its schedule can be proved."""
@@ -169,13 +265,74 @@ class RecordingDeleter:
                 session,
                 AuditRecord(
                     actor="retention",
-                    action="retention.sweep",
-                    details={"cutoff": cutoff.isoformat(), "deleted": deleted, "resumed": resumed},
+                    action=SWEEP_ACTION,
+                    details={"cutoff": _iso(cutoff), "deleted": deleted, "resumed": resumed},
                 ),
             )
 
+    async def attest(self, *, now: datetime, window: timedelta) -> dict[str, Any]:
+        """Write the attestation: nothing is stored past its deadline unless on a listed hold.
+
+        ``overdue_unheld`` must be 0. ``largest_deletion_lag_s`` is the longest any
+        recording deleted in the last ``window`` outlived its deadline (negative when
+        every one went early, as sweeps ahead of the deadline make it).
+        """
+        async with self._database.read() as session:
+            past = (Recording.state == RecordingState.STORED) & (
+                Recording.retention_deadline <= now
+            )
+            overdue_unheld = (
+                await session.execute(select(func.count()).where(past, ~held_at(now)))
+            ).scalar_one()
+            held_rows = (
+                await session.execute(
+                    select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
+                    .join(Recording, Recording.id == RecordingHold.recording_id)
+                    .where(past, RecordingHold.released_at.is_(None), RecordingHold.review_by > now)
+                    .order_by(RecordingHold.recording_id, RecordingHold.kind)
+                    .limit(_LISTED_HOLDS + 1)
+                )
+            ).all()
+            lags = await session.execute(
+                select(Recording.deleted_at, Recording.retention_deadline).where(
+                    Recording.state == RecordingState.DELETED,
+                    Recording.deleted_at > now - window,
+                )
+            )
+            largest: float | None = None
+            deletions = 0
+            for deleted_at, deadline in lags.all():
+                if deleted_at is None:
+                    continue
+                deletions += 1
+                lag = (deleted_at - deadline).total_seconds()
+                largest = lag if largest is None else max(largest, lag)
+        details: dict[str, Any] = {
+            "at": _iso(now),
+            "overdue_unheld": int(overdue_unheld),
+            "held_past_deadline": [
+                {"recording_id": str(rid), "kind": kind, "review_by": _iso(review_by)}
+                for rid, kind, review_by in held_rows[:_LISTED_HOLDS]
+            ],
+            "held_list_complete": len(held_rows) <= _LISTED_HOLDS,
+            "deletions_in_window": deletions,
+            "window_s": window.total_seconds(),
+            "largest_deletion_lag_s": largest,
+        }
+        async with self._database.transaction() as session:
+            await self._audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action=ATTESTATION_ACTION,
+                    outcome="allow" if overdue_unheld == 0 else "fail",
+                    details=details,
+                ),
+            )
+        return details
+
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
-        """Counts by state, what the next sweep will take, what is already overdue."""
+        """Counts by state, what the next sweep will take, what is already overdue, holds."""
         async with self._database.read() as session:
             counts = dict(
                 (
@@ -185,36 +342,52 @@ class RecordingDeleter:
                 ).all()
             )
             stored = Recording.state == RecordingState.STORED
-            due = (
-                await session.execute(
-                    select(func.count()).where(stored, Recording.retention_deadline < cutoff)
+            unheld = ~held_at(now)
+
+            async def scalar(statement: Any) -> Any:
+                return (await session.execute(statement)).scalar_one()
+
+            due = await scalar(
+                select(func.count()).where(stored, unheld, Recording.retention_deadline < cutoff)
+            )
+            overdue = await scalar(
+                select(func.count()).where(stored, unheld, Recording.retention_deadline <= now)
+            )
+            held = await scalar(select(func.count()).where(stored, held_at(now)))
+            held_past = await scalar(
+                select(func.count()).where(
+                    stored, held_at(now), Recording.retention_deadline <= now
                 )
-            ).scalar_one()
-            overdue = (
-                await session.execute(
-                    select(func.count()).where(stored, Recording.retention_deadline <= now)
-                )
-            ).scalar_one()
-            oldest = (
-                await session.execute(select(func.min(Recording.retention_deadline)).where(stored))
-            ).scalar_one()
-            last = (
-                await session.execute(
-                    select(AuditEvent)
-                    .where(AuditEvent.action == "retention.sweep")
-                    .order_by(AuditEvent.seq.desc())
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
+            )
+            oldest = await scalar(select(func.min(Recording.retention_deadline)).where(stored))
+            oldest_unheld = await scalar(
+                select(func.min(Recording.started_at)).where(stored, unheld)
+            )
+            by_kind = dict(
+                (
+                    await session.execute(
+                        select(RecordingHold.kind, func.count())
+                        .where(RecordingHold.released_at.is_(None), RecordingHold.review_by > now)
+                        .group_by(RecordingHold.kind)
+                    )
+                ).all()
+            )
+            last = await _last_event(session, SWEEP_ACTION)
+            attestation = await _last_event(session, ATTESTATION_ACTION)
         return RetentionFacts(
             stored=int(counts.get(RecordingState.STORED, 0)),
             due=int(due),
             overdue=int(overdue),
             deleting=int(counts.get(RecordingState.DELETING, 0)),
             deleted=int(counts.get(RecordingState.DELETED, 0)),
+            held=int(held),
+            held_past_deadline=int(held_past),
+            holds_by_kind={str(kind): int(count) for kind, count in by_kind.items()},
             oldest_deadline=_aware(oldest),
+            oldest_unheld_started_at=_aware(oldest_unheld),
             last_sweep_at=last.occurred_at if last is not None else None,
             last_sweep=dict(last.details or {}) if last is not None else None,
+            last_attestation_at=attestation.occurred_at if attestation is not None else None,
         )
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
@@ -229,7 +402,13 @@ class RecordingDeleter:
             return list(rows.scalars())
 
     async def _shred(
-        self, session: AsyncSession, rows: Sequence[Recording], *, actor: str, reason: str
+        self,
+        session: AsyncSession,
+        rows: Sequence[Recording],
+        *,
+        actor: str,
+        reason: str,
+        note: str | None = None,
     ) -> None:
         if not rows:
             return
@@ -238,15 +417,68 @@ class RecordingDeleter:
         await session.execute(delete(DataKey).where(DataKey.object_id.in_(object_ids)))
         for row in rows:
             row.state = RecordingState.DELETING
-            await self._audit.append(
-                session,
+        await self._audit.append_many(
+            session,
+            [
                 AuditRecord(
                     actor=actor,
                     action="recording.keys_destroyed",
                     recording_id=row.id,
-                    details={"reason": reason, "deadline": row.retention_deadline.isoformat()},
-                ),
-            )
+                    details={"reason": reason, "deadline": _iso(row.retention_deadline)}
+                    | ({"note": note} if note else {}),
+                )
+                for row in rows
+            ],
+        )
+
+
+async def _held_among(
+    session: AsyncSession, recording_ids: list[uuid.UUID], now: datetime
+) -> set[uuid.UUID]:
+    if not recording_ids:
+        return set()
+    rows = await session.execute(
+        select(RecordingHold.recording_id).where(
+            RecordingHold.recording_id.in_(recording_ids),
+            RecordingHold.released_at.is_(None),
+            RecordingHold.review_by > now,
+        )
+    )
+    return set(rows.scalars())
+
+
+async def _deletion_reasons(
+    session: AsyncSession, recording_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Why each deletion began, from its keys_destroyed event (retention or erasure)."""
+    rows = await session.execute(
+        select(AuditEvent.recording_id, AuditEvent.details)
+        .where(
+            AuditEvent.action == "recording.keys_destroyed",
+            AuditEvent.recording_id.in_(recording_ids),
+        )
+        .order_by(AuditEvent.seq)
+    )
+    return {
+        recording_id: str((details or {}).get("reason", "unknown"))
+        for recording_id, details in rows
+        if recording_id is not None
+    }
+
+
+async def _last_event(session: AsyncSession, action: str) -> AuditEvent | None:
+    return (
+        await session.execute(
+            select(AuditEvent)
+            .where(AuditEvent.action == action)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -6,6 +6,8 @@ StorageError
 │   └── StoreUnavailable
 ├── ObjectMissing                an object that should exist does not
 ├── ObjectExists                 a create-only write found the key taken
+├── RecordingHeld                a deletion was asked of a recording under a hold
+├── NotStored                    the recording is not (or no longer) stored
 ├── IntegrityFailure             stored bytes or metadata fail authentication or checks
 │   └── AuditChainBroken         the audit trail was edited, deleted from or reordered
 └── KeyringError                 a key-encryption key is missing, unsafe or wrong
@@ -44,6 +46,18 @@ class ObjectExists(StorageError):
     def __init__(self, key: str) -> None:
         super().__init__(f"an object already exists under key {key!r}")
         self.key = key
+
+
+class RecordingHeld(StorageError):
+    """The recording is under a hold, which must be released before it can be erased."""
+
+    def __init__(self, kinds: list[str]) -> None:
+        super().__init__(f"the recording is held ({', '.join(kinds)})")
+        self.kinds = kinds
+
+
+class NotStored(StorageError):
+    """The recording is not stored (being deleted, deleted, or never completed)."""
 
 
 class IntegrityFailure(StorageError):

@@ -158,12 +158,35 @@ class StoredObject(Base):
     plaintext_sha256: Mapped[str] = mapped_column(String(64))
     # The trusted length: reads refuse an object whose stored size differs from this.
     ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    # The store's version of the object (S3 VersionId), so deletion can name it exactly.
+    version_id: Mapped[str | None] = mapped_column(String(1024))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     recording: Mapped[Recording] = relationship(back_populates="objects")
     data_key: Mapped[DataKey | None] = relationship(
         back_populates="stored_object", cascade="all, delete-orphan", lazy="selectin"
     )
+
+
+class RecordingHold(Base):
+    """One hold on a recording: in force from placing until released or its review date.
+
+    At most one hold of each kind is in force per recording; renewing it replaces the
+    reason and review date (the audit trail keeps the history).
+    """
+
+    __tablename__ = "recording_hold"
+    __table_args__ = (Index("ix_recording_hold_active", "recording_id", "released_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    recording_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recording.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(1000))
+    review_by: Mapped[datetime] = mapped_column(UTCDateTime)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class DataKey(Base):

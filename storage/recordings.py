@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import ObjectStore
+from storage.blobs import UNHELD_TAGS, ObjectStore
 from storage.database import Database
 from storage.errors import StorageError, Unavailable
 from storage.keyring import KeyWrapper
@@ -199,8 +199,8 @@ class RecordingStore:
     ) -> CaptureOutcome:
         key = object_key_for(spool.object_id)
         try:
-            await self._objects.put_file(key, spool.path)
-            await self._commit(recording_id, spool, recording, spool.facts.plaintext_sha256, actor)
+            version_id = await self._objects.put_file(key, spool.path, tags=UNHELD_TAGS)
+            await self._commit(recording_id, spool, recording, version_id, actor)
         except BaseException:
             # The put may have landed even if it reported failure; deleting is idempotent.
             await self._release_claim(recording_id, key=key)
@@ -223,7 +223,7 @@ class RecordingStore:
         recording_id: uuid.UUID,
         spool: EncryptedSpool,
         recording: NewRecording,
-        plaintext_sha256: str,
+        version_id: str | None,
         actor: str,
     ) -> None:
         wrapped = self._keys.wrap(spool.data_key, spool.object_id)
@@ -236,6 +236,9 @@ class RecordingStore:
                 raise CaptureInProgress(recording.source_recording_id)
             row.state = RecordingState.STORED
             row.stored_at = now
+            for stored in row.objects:
+                if stored.id == spool.object_id:
+                    stored.version_id = version_id
             session.add(
                 DataKey(
                     object_id=spool.object_id,
@@ -254,7 +257,7 @@ class RecordingStore:
                     details={
                         "source_recording_id": recording.source_recording_id,
                         "bytes": spool.facts.plaintext_size,
-                        "sha256": plaintext_sha256,
+                        "sha256": spool.facts.plaintext_sha256,
                     },
                 ),
             )

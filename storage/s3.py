@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import urlencode
 
 import aiofiles
 import aiofiles.os
@@ -14,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.blobs import validate_key, validate_range
+from storage.blobs import ObjectVersion, validate_key, validate_range
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ MAX_PARTS = 10_000
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request accepts
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+# What DeleteObjects reports for a version already gone: the deletion it asked for holds.
+_ALREADY_GONE = frozenset({"NoSuchKey", "NoSuchVersion"})
 
 _T = TypeVar("_T")
 
@@ -87,20 +90,41 @@ class S3ObjectStore:
         client = session.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         return cls(client, bucket, prefix, part_size=part_size)
 
-    async def put_file(self, key: str, path: Path) -> None:
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
         """Upload in one request below ``part_size``, else as a multipart upload.
 
-        Both paths are create-only through ``If-None-Match: *``. Errors about ``path``
-        itself are the caller's and are raised unchanged.
+        Both paths are create-only through ``If-None-Match: *``; the tags are set in the
+        same request, so no object exists for a moment without them. Errors about
+        ``path`` itself are the caller's and are raised unchanged.
         """
         name = self._name(key)
+        tagging = urlencode(dict(tags or {}))
         size = (await aiofiles.os.stat(path)).st_size
         if size < self._part_size:
-            await self._put_single(key, name, path)
-        else:
-            if -(-size // self._part_size) > MAX_PARTS:
-                raise ValueError(f"{path} needs more than {MAX_PARTS} parts of {self._part_size}")
-            await self._put_multipart(key, name, path)
+            return await self._put_single(key, name, path, tagging)
+        if -(-size // self._part_size) > MAX_PARTS:
+            raise ValueError(f"{path} needs more than {MAX_PARTS} parts of {self._part_size}")
+        return await self._put_multipart(key, name, path, tagging)
+
+    async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """PutObjectTagging on the current version (the only one this service writes)."""
+        name = self._name(key)
+        tag_set = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        try:
+            await asyncio.to_thread(
+                self._client.put_object_tagging,
+                Bucket=self._bucket,
+                Key=name,
+                Tagging={"TagSet": tag_set},  # type: ignore[typeddict-item]
+            )
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                raise ObjectMissing(key) from exc
+            raise self._unavailable("PutObjectTagging", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("PutObjectTagging", exc) from exc
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """GET with an HTTP Range; S3 itself shortens a range that runs past the end."""
@@ -172,6 +196,34 @@ class S3ObjectStore:
         except BotoCoreError as exc:
             raise self._unavailable("DeleteObject", exc) from exc
 
+    async def delete_many(self, objects: Sequence[ObjectVersion]) -> None:
+        """DeleteObjects, up to 1,000 per request, naming each version where it is known.
+
+        In a versioned bucket a version deleted by id is gone for good (no delete marker);
+        an object whose version was not recorded falls back to listing its versions.
+        """
+        if not objects:
+            return
+        try:
+            versioning = await asyncio.to_thread(
+                self._client.get_bucket_versioning, Bucket=self._bucket
+            )
+            versioned = versioning.get("Status") in ("Enabled", "Suspended")
+            targets: list[ObjectIdentifierTypeDef] = []
+            for item in objects:
+                name = self._name(item.key)
+                if not versioned:
+                    targets.append({"Key": name})
+                elif item.version_id is not None:
+                    targets.append({"Key": name, "VersionId": item.version_id})
+                else:
+                    await self._delete_versions(item.key, name)
+            await self._delete_targets(targets)
+        except ClientError as exc:
+            raise self._unavailable("DeleteObjects", exc) from exc
+        except BotoCoreError as exc:
+            raise self._unavailable("DeleteObjects", exc) from exc
+
     async def exists(self, key: str) -> bool:
         """HEAD the object; see ``size`` for why a missing bucket reads as False."""
         try:
@@ -223,23 +275,25 @@ class S3ObjectStore:
             detail = type(exc).__name__
         return StoreUnavailable(f"S3 {operation} on bucket {self._bucket!r} failed: {detail}")
 
-    async def _put_single(self, key: str, name: str, path: Path) -> None:
+    async def _put_single(self, key: str, name: str, path: Path, tagging: str) -> str | None:
         async with aiofiles.open(path, "rb") as source:
             data = await source.read()
         try:
-            await asyncio.to_thread(
+            response = await asyncio.to_thread(
                 self._client.put_object,
                 Bucket=self._bucket,
                 Key=name,
                 Body=data,
                 IfNoneMatch="*",
+                Tagging=tagging,
             )
         except ClientError as exc:
             raise self._translate_write(key, "PutObject", exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable("PutObject", exc) from exc
+        return _version_of(response)
 
-    async def _put_multipart(self, key: str, name: str, path: Path) -> None:
+    async def _put_multipart(self, key: str, name: str, path: Path, tagging: str) -> str | None:
         """Upload parts, then complete create-only; abort on any failure or cancellation.
 
         An unfinished upload is invisible but billed and keeps the bytes, so it is aborted
@@ -247,18 +301,21 @@ class S3ObjectStore:
         """
         try:
             created = await asyncio.to_thread(
-                self._client.create_multipart_upload, Bucket=self._bucket, Key=name
+                self._client.create_multipart_upload,
+                Bucket=self._bucket,
+                Key=name,
+                Tagging=tagging,
             )
         except (ClientError, BotoCoreError) as exc:
             raise self._unavailable("CreateMultipartUpload", exc) from exc
         upload_id = created["UploadId"]
         try:
-            await self._upload_parts(key, name, path, upload_id)
+            return await self._upload_parts(key, name, path, upload_id)
         except BaseException:
             await self._abort(name, upload_id)
             raise
 
-    async def _upload_parts(self, key: str, name: str, path: Path, upload_id: str) -> None:
+    async def _upload_parts(self, key: str, name: str, path: Path, upload_id: str) -> str | None:
         parts: list[CompletedPartTypeDef] = []
         try:
             async with aiofiles.open(path, "rb") as source:
@@ -276,7 +333,7 @@ class S3ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise self._unavailable("UploadPart", exc) from exc
         try:
-            await asyncio.to_thread(
+            completed = await asyncio.to_thread(
                 self._client.complete_multipart_upload,
                 Bucket=self._bucket,
                 Key=name,
@@ -288,6 +345,7 @@ class S3ObjectStore:
             raise self._translate_write(key, "CompleteMultipartUpload", exc) from exc
         except BotoCoreError as exc:
             raise self._unavailable("CompleteMultipartUpload", exc) from exc
+        return _version_of(completed)
 
     async def _abort(self, name: str, upload_id: str) -> None:
         # The error that made us abort is the one worth reporting; a lifecycle rule
@@ -320,19 +378,28 @@ class S3ObjectStore:
             for marker in page.get("DeleteMarkers", []):
                 if marker.get("Key") == name and "VersionId" in marker:
                     targets.append({"Key": name, "VersionId": marker["VersionId"]})
+        await self._delete_targets(targets)
+
+    async def _delete_targets(self, targets: list[ObjectIdentifierTypeDef]) -> None:
         for first in range(0, len(targets), _DELETE_BATCH):
             result = await asyncio.to_thread(
                 self._client.delete_objects,
                 Bucket=self._bucket,
                 Delete={"Objects": targets[first : first + _DELETE_BATCH], "Quiet": True},
             )
-            errors = result.get("Errors", [])
+            errors = [e for e in result.get("Errors", []) if e.get("Code") not in _ALREADY_GONE]
             if errors:
                 code = errors[0].get("Code", "error")
                 raise StoreUnavailable(
                     f"S3 DeleteObjects on bucket {self._bucket!r} left {len(errors)} "
-                    f"version(s) of {key!r}: {code}"
+                    f"object version(s) undeleted: {code}"
                 )
+
+
+def _version_of(response: Mapping[str, object]) -> str | None:
+    # "null" is S3's name for the one version of an object written while unversioned.
+    version = response.get("VersionId")
+    return version if isinstance(version, str) and version != "null" else None
 
 
 def _code(exc: ClientError) -> str:

@@ -1,7 +1,8 @@
-"""The dev-mode token signing key: an Ed25519 key pair kept in the data directory.
+"""Ed25519 signing keys and secrets kept in the data directory.
 
-Only for ``CALLREC_AUTH_MODE=dev``; production tokens come from the organisation's
-identity provider and are never signed here.
+Two signing keys live here: the dev-mode token key (only for ``CALLREC_AUTH_MODE=dev``;
+production tokens come from the organisation's identity provider and are never signed
+here) and the key that signs deletion receipts.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not s
 )
 _TABLES = (
     "data_key",
+    "recording_hold",
     "stored_object",
     "recording_referral",
     "referral",
@@ -78,6 +79,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_database_url")
     asyncio.run(_clean_postgres(url))
     return url
+
+
+@pytest.fixture
+def postgres_url(postgres_database_url: str) -> str:
+    """The session's PostgreSQL database, emptied: for what only PostgreSQL can show."""
+    asyncio.run(_clean_postgres(postgres_database_url))
+    return postgres_database_url
 
 
 async def _admin(statement: str) -> None:

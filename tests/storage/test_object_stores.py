@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from storage.blobs import FilesystemObjectStore, ObjectStore
+from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
 from storage.s3 import S3ObjectStore
 
@@ -148,6 +148,21 @@ async def test_delete_removes_an_object_and_may_be_repeated(
     assert not await store.exists(KEY)
     with pytest.raises(ObjectMissing):
         await store.read_range(KEY, 0, 1)
+
+
+async def test_delete_many_removes_exactly_the_named_objects_and_may_be_repeated(
+    store: ObjectStore, source: Path
+) -> None:
+    keys = [f"objects/{n % 3}/{n:04d}" for n in range(25)]
+    versions = {key: await store.put_file(key, source) for key in keys}
+    doomed = [ObjectVersion(key, versions[key]) for key in keys[:20]]
+
+    await store.delete_many(doomed)
+    await store.delete_many(doomed)  # a resumed sweep deletes again
+    await store.delete_many([ObjectVersion("objects/9/never-stored")])
+    await store.delete_many([])
+
+    assert sorted(await all_keys(store)) == sorted(keys[20:])
 
 
 async def test_iter_keys_lists_exactly_the_keys_that_were_put(
@@ -402,6 +417,67 @@ async def test_s3_delete_in_a_versioned_bucket_removes_every_version_and_marker(
     markers = [entry.get("Key") for entry in after.get("DeleteMarkers", [])]
     assert versions == [f"{PREFIX}/{sibling}"]
     assert markers == []
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("size", [len(DATA), 11 * MIB], ids=["single", "multipart"])
+async def test_s3_put_tags_the_object_and_returns_its_version_in_a_versioned_bucket(
+    s3_endpoint: str,
+    s3_client: S3Client,
+    versioned_s3_bucket: str,
+    tmp_path: Path,
+    size: int,
+) -> None:
+    bucket = versioned_s3_bucket
+    path = write(tmp_path / "incoming" / "tagged.bin", os.urandom(size))
+    store = S3ObjectStore.connect(bucket, PREFIX, endpoint_url=s3_endpoint, part_size=PART_SIZE)
+    version = await store.put_file(KEY, path, tags={"callrec-retention": "standard"})
+    name = f"{PREFIX}/{KEY}"
+
+    def tags() -> dict[str, str]:
+        found = s3_client.get_object_tagging(Bucket=bucket, Key=name)["TagSet"]
+        return {tag["Key"]: tag["Value"] for tag in found}
+
+    listed = s3_client.list_object_versions(Bucket=bucket, Prefix=name)["Versions"]
+    assert [entry.get("VersionId") for entry in listed] == [version]
+    assert tags() == {"callrec-retention": "standard"}
+    await store.set_tags(KEY, {"callrec-retention": "held"})
+    assert tags() == {"callrec-retention": "held"}
+
+    await store.delete_many([ObjectVersion(KEY, version)])
+    await store.close()
+    after = s3_client.list_object_versions(Bucket=bucket, Prefix=name)
+    assert after.get("Versions", []) == []
+    assert after.get("DeleteMarkers", []) == []
+
+
+@pytest.mark.s3
+async def test_s3_delete_many_without_a_known_version_still_removes_every_version(
+    s3_endpoint: str, s3_client: S3Client, versioned_s3_bucket: str, source: Path
+) -> None:
+    bucket = versioned_s3_bucket
+    name = f"{PREFIX}/{KEY}"
+    store = S3ObjectStore.connect(bucket, PREFIX, endpoint_url=s3_endpoint, part_size=PART_SIZE)
+    await store.put_file(KEY, source)
+    s3_client.delete_object(Bucket=bucket, Key=name)  # a delete marker over the version
+    s3_client.put_object(Bucket=bucket, Key=name, Body=b"second version")
+
+    await store.delete_many([ObjectVersion(KEY)])
+    await store.close()
+
+    after = s3_client.list_object_versions(Bucket=bucket, Prefix=name)
+    assert after.get("Versions", []) == []
+    assert after.get("DeleteMarkers", []) == []
+
+
+@pytest.mark.s3
+async def test_s3_set_tags_on_a_missing_object_raises_object_missing(
+    s3_endpoint: str, s3_bucket: str
+) -> None:
+    store = S3ObjectStore.connect(s3_bucket, PREFIX, endpoint_url=s3_endpoint)
+    with pytest.raises(ObjectMissing):
+        await store.set_tags("objects/zz/never", {"callrec-retention": "held"})
+    await store.close()
 
 
 @pytest.mark.s3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -108,7 +108,9 @@ class FailingObjects:
     def __init__(self, inner: FilesystemObjectStore) -> None:
         self._inner = inner
 
-    async def put_file(self, key: str, path: Path) -> None:
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
         raise StoreUnavailable("the store is down")
 
     async def delete(self, key: str) -> None:
@@ -264,10 +266,13 @@ class TakenOverDuringUpload:
         self._inner = inner
         self._engine = engine
 
-    async def put_file(self, key: str, path: Path) -> None:
-        await self._inner.put_file(key, path)
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
+        version = await self._inner.put_file(key, path, tags=tags)
         async with Database(self._engine).transaction() as session:
             await session.execute(delete(Recording))
+        return version
 
     async def delete(self, key: str) -> None:
         await self._inner.delete(key)

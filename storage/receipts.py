@@ -1,0 +1,53 @@
+"""Signed deletion receipts: proof, checkable outside this service, that a recording went.
+
+The audit chain already shows that nothing was edited after the fact; a receipt adds a
+signature by the service's receipt key over what was destroyed (identified only by
+hashes), so a receipt handed to a data subject or a regulator stands on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from storage.audit import canonical_details
+from storage.signing import SigningKey
+
+RECEIPT_VERSION = 1
+_SIGNATURE = "signature"
+
+
+class ReceiptSigner:
+    """Signs receipts with an Ed25519 key kept in the data directory."""
+
+    def __init__(self, key: SigningKey) -> None:
+        private = serialization.load_pem_private_key(key.private_pem, password=None)
+        if not isinstance(private, Ed25519PrivateKey):
+            raise TypeError("receipts are signed with Ed25519")
+        self._private = private
+        self.key_id = key.key_id
+        self.public_pem = key.public_pem
+
+    def sign(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """The receipt: ``facts`` plus the version, key id and a signature over all of it."""
+        body = {**facts, "receipt_version": RECEIPT_VERSION, "key_id": self.key_id}
+        signature = self._private.sign(canonical_details(body))
+        return {**body, _SIGNATURE: base64.b64encode(signature).decode()}
+
+
+def verify_receipt(receipt: Mapping[str, Any], public_pem: bytes) -> bool:
+    """Whether ``receipt`` is unaltered and signed by the key whose public half is given."""
+    public = serialization.load_pem_public_key(public_pem)
+    if not isinstance(public, Ed25519PublicKey) or not isinstance(receipt.get(_SIGNATURE), str):
+        return False
+    body = {name: value for name, value in receipt.items() if name != _SIGNATURE}
+    try:
+        public.verify(base64.b64decode(receipt[_SIGNATURE], validate=True), canonical_details(body))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
