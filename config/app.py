@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import storage
-from config.metrics import HttpMetrics
+from config.metrics import HttpMetrics, RetentionMetrics
 from config.scheduler import SweepSchedule
 from config.settings import Settings
 from recorder import PushCapture, create_recorder_app
-from retention import retention_status, sweep_expired_recordings
+from retention import HoldDesk, attest_if_due, retention_status, sweep_expired_recordings
 from retrieval import (
     DevTokenVerifier,
     GrantSigner,
@@ -39,9 +39,11 @@ from storage import (
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
+    ReceiptSigner,
     RecordingAudio,
     RecordingCatalog,
     RecordingDeleter,
+    RecordingHolds,
     RecordingStore,
     ReferralLinks,
     SpoolDirectory,
@@ -56,6 +58,7 @@ from storage import (
 log = logging.getLogger("callrec")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 DEV_SIGNING_KEY = "dev-signing-key.pem"
+RECEIPT_KEY = "receipt-signing-key.pem"
 GRANT_KEY = "grant-signing.secret"
 
 
@@ -83,6 +86,8 @@ class Services:
     audit_log: AuditLog
     journal: PlaybackJournal
     deleter: RecordingDeleter
+    holds: HoldDesk
+    receipts: ReceiptSigner
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
@@ -125,6 +130,16 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         max_concurrent=settings.max_concurrent_pushes,
     )
     audit_log = AuditLog(database, audit)
+    receipts = ReceiptSigner(load_signing_key(settings.data_dir / "keyring" / RECEIPT_KEY))
+    deleter = RecordingDeleter(
+        database=database, objects=objects, audit=audit, receipts=receipts, clock=clock
+    )
+    holds = HoldDesk(
+        RecordingHolds(database=database, objects=objects, audit=audit, clock=clock),
+        deleter,
+        clock=clock,
+        max_review=settings.hold_max_review,
+    )
     return Services(
         settings=settings,
         database=database,
@@ -140,7 +155,9 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
         audit_log=audit_log,
         journal=PlaybackJournal(audit_log),
-        deleter=RecordingDeleter(database=database, objects=objects, audit=audit, clock=clock),
+        deleter=deleter,
+        holds=holds,
+        receipts=receipts,
         clock=clock,
     )
 
@@ -214,7 +231,16 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 def create_app(services: Services) -> web.Application:
     """The whole service: webhooks, operations endpoints, and later the API and page."""
     metrics = HttpMetrics()
+    retention_metrics = RetentionMetrics(metrics.registry)
     app = web.Application(middlewares=[request_context, metrics.middleware])
+    settings = services.settings
+    horizon = settings.retention_sweep_interval + settings.retention_margin
+
+    async def refresh_retention_gauges() -> None:
+        now = services.clock()
+        retention_metrics.show(await services.deleter.facts(now=now, cutoff=now + horizon), now)
+
+    metrics.refresh_on_scrape(refresh_retention_gauges)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -246,18 +272,31 @@ def create_app(services: Services) -> web.Application:
                 log.warning("removed abandoned captures", extra={"count": reaped})
         except StorageError:
             log.warning("could not look for abandoned captures at start-up", exc_info=True)
-        settings = services.settings
 
         async def sweep() -> None:
-            report = await sweep_expired_recordings(
-                services.deleter,
-                now=services.clock(),
-                horizon=settings.retention_sweep_interval + settings.retention_margin,
+            started = time.perf_counter()
+            try:
+                report = await sweep_expired_recordings(
+                    services.deleter, now=services.clock(), horizon=horizon
+                )
+                attestation = await attest_if_due(services.deleter, now=services.clock())
+            except BaseException:
+                retention_metrics.sweep_failed(time.perf_counter() - started)
+                raise
+            retention_metrics.sweep_finished(
+                deleted=len(report.deleted) + len(report.resumed),
+                seconds=time.perf_counter() - started,
+                at=services.clock(),
             )
             log.info(
                 "retention sweep",
                 extra={"deleted": len(report.deleted), "resumed": len(report.resumed)},
             )
+            if attestation is not None and attestation["overdue_unheld"]:
+                log.error(
+                    "retention attestation failed: recordings outlive their deadline",
+                    extra={"overdue_unheld": attestation["overdue_unheld"]},
+                )
 
         schedule = SweepSchedule(sweep, settings.retention_sweep_interval)
         schedule.start()
@@ -277,6 +316,7 @@ def create_app(services: Services) -> web.Application:
             audio=services.audio,
             audit=services.audit_log,
             referrals=ReferralLinks(services.database, services.audit, services.clock),
+            holds=services.holds,
             signer=services.grants,
             journal=services.journal,
             retention_report=lambda: retention_status(

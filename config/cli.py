@@ -16,7 +16,7 @@ from config.app import DEV_SIGNING_KEY, build_services, create_app, utc_now
 from config.logging import configure_logging
 from config.progress import Progress
 from config.settings import Settings, SettingsError, load_settings
-from retention import SweepReport, retention_status, sweep_expired_recordings
+from retention import SweepReport, attest_if_due, retention_status, sweep_expired_recordings
 from retrieval import ROLES, issue_dev_token
 from storage import (
     AuditChainBroken,
@@ -181,8 +181,19 @@ def retention() -> None:
 
 @retention.command("run")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
-def retention_run(dry_run: bool) -> None:
-    """Run one sweep now: delete every recording due before the next scheduled sweep."""
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    default=500,
+    show_default=True,
+    help="Recordings claimed per commit and deleted per store request.",
+)
+def retention_run(dry_run: bool, batch_size: int) -> None:
+    """Run one sweep now: delete every recording due before the next scheduled sweep.
+
+    Safe beside running services and other sweeps: each claims its own recordings. Writes
+    the daily attestation too when the last one is a day old.
+    """
     settings = _settings()
     configure_logging(settings.log_level)
 
@@ -190,13 +201,17 @@ def retention_run(dry_run: bool) -> None:
         services = build_services(settings)
         try:
             with Progress("recordings deleted") as progress:
-                return await sweep_expired_recordings(
+                report = await sweep_expired_recordings(
                     services.deleter,
                     now=utc_now(),
                     horizon=settings.retention_sweep_interval + settings.retention_margin,
                     dry_run=dry_run,
                     progress=progress.advance,
+                    batch_size=batch_size,
                 )
+            if not dry_run:
+                report.attestation = await attest_if_due(services.deleter, now=utc_now())
+            return report
         finally:
             await services.close()
 
@@ -216,6 +231,11 @@ def retention_run(dry_run: bool) -> None:
         f"{len(report.deleted)} recordings deleted, {len(report.resumed)} interrupted deletions "
         f"finished (cutoff {report.cutoff.isoformat()})"
     )
+    if report.attestation is not None:
+        overdue = report.attestation["overdue_unheld"]
+        click.echo(f"attestation written: {overdue} unheld recordings past their deadline")
+        if overdue:
+            sys.exit(1)
 
 
 @retention.command("status")

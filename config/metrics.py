@@ -1,9 +1,13 @@
-"""Prometheus metrics of the HTTP front door, on a registry owned by the app (no globals)."""
+"""Prometheus metrics on a registry owned by the app (no globals): the HTTP front door and
+the retention sweeps."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -11,9 +15,15 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
+
+from storage import RetentionFacts
+
+log = logging.getLogger(__name__)
+_SCRAPE_REFRESH_TIMEOUT_S = 5.0
 
 
 class HttpMetrics:
@@ -21,6 +31,7 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.requests = Counter(
             "callrec_http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -55,8 +66,18 @@ class HttpMetrics:
             self.requests.labels(route, request.method, str(status)).inc()
             self.latency.labels(route).observe(time.perf_counter() - started)
 
+    def refresh_on_scrape(self, refresh: Callable[[], Awaitable[None]]) -> None:
+        """Run ``refresh`` before each scrape, so gauges read from the database are current."""
+        self._before_scrape.append(refresh)
+
     async def handle(self, _request: web.Request) -> web.Response:
         """``GET /metrics`` in the Prometheus text format."""
+        for refresh in self._before_scrape:
+            try:
+                await asyncio.wait_for(refresh(), _SCRAPE_REFRESH_TIMEOUT_S)
+            except Exception:
+                # Stale gauges and a logged warning beat a failed scrape of everything else.
+                log.warning("could not refresh metrics before a scrape", exc_info=True)
         response = web.Response(body=generate_latest(self.registry))
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
@@ -67,3 +88,69 @@ def _route_of(request: web.Request) -> str:
     if resource is None:
         return "unmatched"
     return resource.canonical
+
+
+class RetentionMetrics:
+    """What an alert on deletion needs: due, overdue, held, oldest age, sweep health."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.due = Gauge(
+            "callrec_retention_due_recordings",
+            "Unheld recordings whose deadline falls before the next sweep.",
+            registry=registry,
+        )
+        self.overdue = Gauge(
+            "callrec_retention_overdue_recordings",
+            "Unheld recordings stored past their deadline (must stay 0).",
+            registry=registry,
+        )
+        self.held = Gauge(
+            "callrec_retention_held_recordings",
+            "Stored recordings with a hold in force.",
+            registry=registry,
+        )
+        self.oldest_unheld_age = Gauge(
+            "callrec_retention_oldest_unheld_age_seconds",
+            "Age (since the call started) of the oldest stored recording without a hold.",
+            registry=registry,
+        )
+        self.deleted = Counter(
+            "callrec_retention_deleted",
+            "Recordings deleted by this process's sweeps (including resumed deletions).",
+            registry=registry,
+        )
+        self.failures = Counter(
+            "callrec_retention_sweep_failures",
+            "Sweeps of this process that failed; the next one retries.",
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "callrec_retention_sweep_duration_seconds",
+            "How long sweeps take.",
+            registry=registry,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600),
+        )
+        self.last_success = Gauge(
+            "callrec_retention_last_success_timestamp_seconds",
+            "Unix time at which a sweep of this process last finished without error.",
+            registry=registry,
+        )
+
+    def sweep_finished(self, *, deleted: int, seconds: float, at: datetime) -> None:
+        """Record a successful sweep."""
+        self.deleted.inc(deleted)
+        self.duration.observe(seconds)
+        self.last_success.set(at.timestamp())
+
+    def sweep_failed(self, seconds: float) -> None:
+        """Record a failed sweep."""
+        self.failures.inc()
+        self.duration.observe(seconds)
+
+    def show(self, facts: RetentionFacts, now: datetime) -> None:
+        """Set the gauges from the database's current facts."""
+        self.due.set(facts.due)
+        self.overdue.set(facts.overdue)
+        self.held.set(facts.held)
+        oldest = facts.oldest_unheld_started_at
+        self.oldest_unheld_age.set(0 if oldest is None else (now - oldest).total_seconds())

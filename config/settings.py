@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default=timedelta(minutes=15), ge=timedelta(minutes=1), le=timedelta(days=1)
     )
     retention_margin: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    # How far ahead a hold's review date may be; holds are renewed, never open-ended.
+    hold_max_review: timedelta = Field(
+        default=timedelta(days=90), ge=timedelta(days=1), le=timedelta(days=366)
+    )
     grant_lifetime: timedelta = Field(
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )

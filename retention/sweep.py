@@ -1,4 +1,4 @@
-"""The retention sweep: delete every recording whose deadline falls before the next sweep.
+"""The retention sweep: delete every unheld recording whose deadline falls before the next sweep.
 
 A plain async function over a small protocol, so the scheduler, the CLI and the tests
 run the same job; the clock is passed in, so ninety days pass in a test in milliseconds.
@@ -7,7 +7,7 @@ run the same job; the clock is passed in, so ninety days pass in a test in milli
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -15,23 +15,27 @@ from typing import Any, Protocol
 from storage import DueRecording, RetentionFacts
 
 SWEEP_ACTOR = "retention"
-_BATCH = 500
+RETENTION_REASON = "retention_period"
+ATTESTATION_INTERVAL = timedelta(days=1)
+DEFAULT_BATCH = 500
 
 
 class Deletions(Protocol):
     """What a sweep needs from storage."""
 
-    async def due(self, before: datetime, *, limit: int) -> list[DueRecording]: ...
+    async def due(self, before: datetime, *, now: datetime, limit: int) -> list[DueRecording]: ...
 
     async def begin(
-        self, before: datetime, *, limit: int, actor: str, reason: str
+        self, before: datetime, *, now: datetime, limit: int, actor: str, reason: str
     ) -> list[uuid.UUID]: ...
 
-    async def finish(self, recording_id: uuid.UUID) -> None: ...
+    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> None: ...
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]: ...
 
     async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None: ...
+
+    async def attest(self, *, now: datetime, window: timedelta) -> dict[str, Any]: ...
 
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
 
@@ -45,6 +49,7 @@ class SweepReport:
     deleted: list[uuid.UUID] = field(default_factory=list)
     resumed: list[uuid.UUID] = field(default_factory=list)
     due: list[DueRecording] = field(default_factory=list)
+    attestation: dict[str, Any] | None = None
 
 
 async def sweep_expired_recordings(
@@ -54,25 +59,27 @@ async def sweep_expired_recordings(
     horizon: timedelta,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    batch_size: int = DEFAULT_BATCH,
 ) -> SweepReport:
-    """Delete every recording whose deadline is before ``now + horizon``.
+    """Delete every unheld recording whose deadline is before ``now + horizon``.
 
     ``horizon`` is the time to the next sweep plus a margin, so no recording outlives its
-    deadline between sweeps. Deletions left half-done by a crash are finished first.
+    deadline between sweeps. A hold in force at ``now`` protects its recording; one that
+    lapses before the next sweep is caught by that sweep (and reads refuse the recording
+    from its deadline meanwhile). Deletions left half-done by a crash are finished first.
+    Each batch of ``batch_size`` is claimed in one commit and deleted in one store request.
     """
     report = SweepReport(cutoff=now + horizon, dry_run=dry_run)
     if dry_run:
-        report.due = await deletions.due(report.cutoff, limit=1_000_000)
+        report.due = await deletions.due(report.cutoff, now=now, limit=1_000_000)
         return report
-    while batch := await deletions.unfinished(limit=_BATCH):
-        for recording_id in batch:
-            await deletions.finish(recording_id)
+    while batch := await deletions.unfinished(limit=batch_size):
+        await deletions.finish_many(batch)
         report.resumed += batch
     while batch := await deletions.begin(
-        report.cutoff, limit=_BATCH, actor=SWEEP_ACTOR, reason="retention_period"
+        report.cutoff, now=now, limit=batch_size, actor=SWEEP_ACTOR, reason=RETENTION_REASON
     ):
-        for recording_id in batch:
-            await deletions.finish(recording_id)
+        await deletions.finish_many(batch)
         report.deleted += batch
         if progress is not None:
             progress(len(batch))
@@ -80,6 +87,21 @@ async def sweep_expired_recordings(
         cutoff=report.cutoff, deleted=len(report.deleted), resumed=len(report.resumed)
     )
     return report
+
+
+async def attest_if_due(
+    deletions: Deletions, *, now: datetime, every: timedelta = ATTESTATION_INTERVAL
+) -> dict[str, Any] | None:
+    """Write the daily attestation when the last one is ``every`` old (or there is none).
+
+    Run after each sweep, so a day missed while the service was down is caught up at
+    the first sweep after start-up.
+    """
+    facts = await deletions.facts(now=now, cutoff=now)
+    last = facts.last_attestation_at
+    if last is not None and now - last < every:
+        return None
+    return await deletions.attest(now=now, window=every)
 
 
 async def retention_status(
@@ -99,16 +121,26 @@ async def retention_status(
         "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
         "next_sweep": _iso(max(now, last + interval)) if last is not None else None,
         "due_before_next_sweep": facts.due,
-        # Stored past their deadline: must be 0 while the service runs.
+        # Stored past their deadline without a hold: must be 0 while the service runs.
         "overdue": facts.overdue,
         "oldest_deadline": _iso(facts.oldest_deadline),
+        "oldest_unheld_age_s": _age(now, facts.oldest_unheld_started_at),
         "recordings": {
             "stored": facts.stored,
             "deleting": facts.deleting,
             "deleted": facts.deleted,
         },
-        "holds": 0,
+        "holds": {
+            "recordings_held": facts.held,
+            "held_past_deadline": facts.held_past_deadline,
+            "by_kind": facts.holds_by_kind,
+        },
+        "last_attestation": _iso(facts.last_attestation_at),
     }
+
+
+def _age(now: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else max(0.0, (now - moment).total_seconds())
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -14,7 +14,7 @@ from typing import Protocol
 from retrieval.auth import Principal
 from retrieval.errors import Forbidden, Gone, NotFound
 from retrieval.policy import may_search, may_see
-from storage import AuditRecord, RecordingView, SearchQuery
+from storage import AuditRecord, RecordingView, SearchQuery, in_force
 
 
 class RecordingQueries(Protocol):
@@ -92,10 +92,13 @@ class RecordingAccess:
 
 
 def refuse_if_gone(view: RecordingView, now: datetime) -> None:
-    """Gone (410) once deleted, and from its retention deadline on, swept or not."""
+    """Gone (410) once deleted or being deleted, and from its retention deadline on, swept
+    or not, unless a hold is in force."""
     if view.deleted_at is not None:
         raise Gone("the recording was deleted", status="deleted", deleted_at=view.deleted_at)
-    if view.retention_deadline <= now:
+    if view.state == "deleting":
+        raise Gone("the recording is being deleted", status="deleting", deleted_at=now)
+    if view.retention_deadline <= now and not in_force(view.holds, now):
         raise Gone(
             "the recording is past its retention deadline",
             status="deleted",

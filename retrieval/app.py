@@ -20,6 +20,7 @@ from retrieval.handlers import (
     api_errors,
     authenticate_with,
 )
+from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
@@ -32,6 +33,7 @@ def create_api_app(
     audio: AudioOpener,
     audit: AuditSink,
     referrals: ReferralChanges,
+    holds: HoldOffice,
     signer: GrantSigner,
     journal: PlaybackJournal,
     retention_report: Callable[[], Awaitable[dict[str, Any]]],
@@ -43,6 +45,7 @@ def create_api_app(
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
     access = RecordingAccess(queries, audit, clock)
     recordings = RecordingHandlers(access, referrals)
+    keeping = HoldHandlers(access, holds)
     playback = PlaybackHandlers(
         access=access,
         audio=audio,
@@ -58,6 +61,9 @@ def create_api_app(
     app.router.add_get("/openapi.json", openapi, name=PUBLIC_ROUTE)
     app.router.add_get("/recordings", recordings.search)
     app.router.add_get("/recordings/{id}", recordings.get)
+    app.router.add_delete("/recordings/{id}", keeping.erase)
+    app.router.add_post("/recordings/{id}/hold", keeping.place)
+    app.router.add_delete("/recordings/{id}/hold", keeping.release)
     app.router.add_get("/recordings/{id}/peaks", recordings.peaks)
     app.router.add_post("/recordings/{id}/referrals/{ref}", recordings.link_referral)
     app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)

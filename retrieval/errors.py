@@ -7,6 +7,7 @@ RetrievalError
 ├── Gone                the recording was deleted, or is past its retention deadline
 ├── BadRequest          a malformed parameter or cursor
 ├── Unprocessable       a well-formed request whose content is not acceptable (a trivial reason)
+├── Conflict            the recording's state forbids this now (held, already being deleted)
 └── IntegrityProblem    the stored audio failed verification: nothing is served
 """
 
@@ -50,6 +51,10 @@ class BadRequest(RetrievalError):
 
 class Unprocessable(RetrievalError):
     """The request is well formed but its content cannot be accepted."""
+
+
+class Conflict(RetrievalError):
+    """The recording's state forbids the change now; another change must come first."""
 
 
 class IntegrityProblem(RetrievalError):

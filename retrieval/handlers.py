@@ -21,6 +21,7 @@ from retrieval.access import RecordingAccess, ReferralChanges
 from retrieval.auth import Principal, TokenVerifier, bearer_token
 from retrieval.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     Gone,
     IntegrityProblem,
@@ -29,11 +30,18 @@ from retrieval.errors import (
     Unauthenticated,
     Unprocessable,
 )
-from retrieval.policy import may_edit_referrals, may_read_retention, may_search, visible_teams
+from retrieval.policy import (
+    may_edit_referrals,
+    may_manage_holds,
+    may_read_retention,
+    may_search,
+    visible_teams,
+)
 from retrieval.ranges import RangeNotSatisfiable
-from storage import AuditRecord, RecordingView, SearchQuery, Unavailable
+from storage import AuditRecord, RecordingView, SearchQuery, Unavailable, in_force
 
 PRINCIPAL = web.RequestKey("principal", Principal)
+MAX_JSON_BODY = 4096
 # The one route anyone may read: the description of the API itself.
 PUBLIC_ROUTE = "openapi"
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
@@ -48,6 +56,7 @@ _STATUS: dict[type[RetrievalError], tuple[int, str]] = {
     NotFound: (404, "not_found"),
     BadRequest: (400, "bad_request"),
     Unprocessable: (422, "invalid_request"),
+    Conflict: (409, "conflict"),
     IntegrityProblem: (500, "integrity_failure"),
 }
 
@@ -123,9 +132,11 @@ class RecordingHandlers:
             await self._access.deny(principal, "recording.search", None, "role")
             raise Forbidden("this role does not look recordings up")
         query = _search_query(request.query, visible_teams(principal))
-        # One more than a page, to know whether another page follows.
+        now = self._access.clock()
+        # One more than a page, to know whether another page follows; nothing past its
+        # deadline without a hold is shown, swept or not.
         found = await self._queries.search(
-            SearchQuery(**{**_fields(query), "limit": query.limit + 1})
+            SearchQuery(**{**_fields(query), "limit": query.limit + 1, "readable_at": now})
         )
         page = found[: query.limit]
         await self._audit.record(
@@ -138,7 +149,9 @@ class RecordingHandlers:
                 },
             )
         )
-        body: dict[str, Any] = {"recordings": [_recording_json(view) for view in page]}
+        body: dict[str, Any] = {
+            "recordings": [recording_json(view, principal, now) for view in page]
+        }
         body["next_cursor"] = _cursor_after(page[-1]) if len(found) > query.limit else None
         return web.json_response(body)
 
@@ -149,7 +162,7 @@ class RecordingHandlers:
         await self._audit.record(
             AuditRecord(actor=principal.actor, action="recording.view", recording_id=view.id)
         )
-        return web.json_response(_recording_json(view))
+        return web.json_response(recording_json(view, principal, self._access.clock()))
 
     async def peaks(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings/{id}/peaks``: none yet; the audio pipeline computes them."""
@@ -181,6 +194,22 @@ class RecordingHandlers:
             raise Forbidden("this role does not link referrals")
         view = await self._access.visible(principal, recording_id_from(request), "referral.change")
         return principal, view, reference
+
+
+async def json_object(request: web.Request, shape: str) -> dict[str, Any]:
+    """The request's small JSON object body; Unprocessable naming ``shape`` otherwise."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise Unprocessable(f"the request body is over {MAX_JSON_BODY} bytes")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise Unprocessable(f"the request body is over {MAX_JSON_BODY} bytes")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise Unprocessable(f"send JSON: {shape}") from None
+    if not isinstance(body, dict):
+        raise Unprocessable(f"send JSON: {shape}")
+    return body
 
 
 def recording_id_from(request: web.Request) -> uuid.UUID:
@@ -259,13 +288,19 @@ def _cursor_position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
         raise BadRequest("the cursor is not one this service issued") from None
 
 
+def rfc3339(moment: datetime | None) -> str | None:
+    """An aware time as RFC 3339 with a Z."""
+    return _rfc3339(moment)
+
+
 def _rfc3339(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.isoformat().replace("+00:00", "Z")
 
 
-def _recording_json(view: RecordingView) -> dict[str, Any]:
+def recording_json(view: RecordingView, principal: Principal, now: datetime) -> dict[str, Any]:
+    """A recording as the API shows it; hold reasons only to those who manage holds."""
     return {
         "id": str(view.id),
         "status": view.state,
@@ -287,6 +322,19 @@ def _recording_json(view: RecordingView) -> dict[str, Any]:
             "duration_s": view.duration_s,
         },
         "retention_deadline": _rfc3339(view.retention_deadline),
+        "holds": [
+            {
+                "type": hold.kind,
+                "review_by": _rfc3339(hold.review_by),
+                "placed_at": _rfc3339(hold.placed_at),
+                **(
+                    {"reason": hold.reason, "placed_by": hold.placed_by}
+                    if may_manage_holds(principal)
+                    else {}
+                ),
+            }
+            for hold in in_force(view.holds, now)
+        ],
         "extra": view.extra,
     }
 

@@ -18,8 +18,9 @@ def _responses(ok: dict[str, Any], *statuses: int) -> dict[str, Any]:
         403: "The caller's role may not do this",
         404: "No such recording, or one the caller's teams cannot see",
         410: "Deleted, or past its retention deadline",
+        409: "The recording's state forbids this now (held, already being deleted, no hold)",
         416: "Range not satisfiable",
-        422: "Content not acceptable (purpose, reason)",
+        422: "Content not acceptable (purpose, reason, hold type, review date)",
         500: "Stored audio failed its integrity checks; nothing served",
         503: "Storage or audit trail unavailable; retry",
     }
@@ -40,6 +41,16 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+_HOLD_TYPES = ["staff_safety_incident", "subject_access_pending", "legal"]
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
 _REF = {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -85,7 +96,49 @@ OPENAPI: dict[str, Any] = {
                 "responses": _responses(
                     {"200": _json("Recording", "The recording")}, 403, 404, 410
                 ),
-            }
+            },
+            "delete": {
+                "summary": "Erase early (DPO; audited): keys now, then objects, then personal data",
+                "parameters": [_ID],
+                "requestBody": _body("Reason"),
+                "responses": _responses(
+                    {
+                        "200": _json("Erasure", "Deleted"),
+                        "202": _json("Erasure", "Keys destroyed; the objects go at the next sweep"),
+                    },
+                    403,
+                    404,
+                    409,
+                    410,
+                    422,
+                ),
+            },
+        },
+        "/recordings/{id}/hold": {
+            "post": {
+                "summary": "Place or renew a hold (safety reviewer, DPO; audited)",
+                "parameters": [_ID],
+                "requestBody": _body("HoldRequest"),
+                "responses": _responses(
+                    {
+                        "201": _json("HoldPlaced", "Placed"),
+                        "200": _json("HoldPlaced", "Renewed with a new reason and review date"),
+                    },
+                    403,
+                    404,
+                    409,
+                    410,
+                    422,
+                ),
+            },
+            "delete": {
+                "summary": "Release holds (safety reviewer, DPO; audited)",
+                "parameters": [_ID],
+                "requestBody": _body("HoldRelease"),
+                "responses": _responses(
+                    {"200": _json("HoldReleased", "The kinds released")}, 403, 404, 409, 410, 422
+                ),
+            },
         },
         "/recordings/{id}/peaks": {
             "get": {
@@ -216,6 +269,7 @@ OPENAPI: dict[str, Any] = {
                     "referrals": {"type": "array", "items": {"type": "string"}},
                     "audio": {"type": "object"},
                     "retention_deadline": {"type": "string", "format": "date-time"},
+                    "holds": {"type": "array", "items": {"$ref": "#/components/schemas/Hold"}},
                     "extra": {"type": "object"},
                 },
             },
@@ -243,6 +297,64 @@ OPENAPI: dict[str, Any] = {
                     "id": {"type": "string"},
                     "referral": {"type": "string"},
                     "linked": {"type": "boolean"},
+                },
+            },
+            "Reason": {
+                "type": "object",
+                "required": ["reason"],
+                "properties": {"reason": {"type": "string", "minLength": 12, "maxLength": 500}},
+            },
+            "Erasure": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "enum": ["deleted", "deleting"]},
+                },
+            },
+            "HoldRequest": {
+                "type": "object",
+                "required": ["type", "reason", "review_by"],
+                "properties": {
+                    "type": {"type": "string", "enum": _HOLD_TYPES},
+                    "reason": {"type": "string", "minLength": 12, "maxLength": 500},
+                    "review_by": {
+                        "type": "string",
+                        "description": "RFC 3339 time, or a date meaning the end of that day"
+                        " (UTC); at most CALLREC_HOLD_MAX_REVIEW ahead",
+                    },
+                },
+            },
+            "HoldRelease": {
+                "type": "object",
+                "required": ["reason"],
+                "properties": {
+                    "type": {"type": "string", "enum": _HOLD_TYPES},
+                    "reason": {"type": "string", "minLength": 12, "maxLength": 500},
+                },
+            },
+            "Hold": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": _HOLD_TYPES},
+                    "review_by": {"type": "string", "format": "date-time"},
+                    "placed_at": {"type": "string", "format": "date-time"},
+                    "reason": {"type": "string", "description": "hold managers only"},
+                    "placed_by": {"type": "string", "description": "hold managers only"},
+                },
+            },
+            "HoldPlaced": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "hold": {"$ref": "#/components/schemas/Hold"},
+                    "renewed": {"type": "boolean"},
+                },
+            },
+            "HoldReleased": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "released": {"type": "array", "items": {"type": "string"}},
                 },
             },
             "GrantRequest": {

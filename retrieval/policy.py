@@ -72,3 +72,19 @@ RETENTION_READERS: Final = frozenset({"retention_operator", "auditor"})
 def may_read_retention(principal: Principal) -> bool:
     """Whether the person may see the retention status."""
     return bool(principal.roles & RETENTION_READERS)
+
+
+# Who may keep a recording past its deadline, and release it again.
+HOLD_MANAGERS: Final = frozenset({"safety_reviewer", "dpo"})
+# Who may erase a recording before its deadline.
+ERASERS: Final = frozenset({"dpo"})
+
+
+def may_manage_holds(principal: Principal) -> bool:
+    """Whether the person may place, renew and release holds (and read their reasons)."""
+    return bool(principal.roles & HOLD_MANAGERS)
+
+
+def may_erase(principal: Principal) -> bool:
+    """Whether the person may erase a recording early."""
+    return bool(principal.roles & ERASERS)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,10 @@ from config.settings import Settings
 from retrieval import issue_dev_token
 from storage import load_signing_key
 from storage.models import AuditEvent, Recording
-from tests.push_support import SECRET
+from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
+
+SCHEDULED_ACTIONS = ("retention.sweep", "retention.attestation")
+"""Audit events the service writes on its own schedule, whatever the test does."""
 
 
 @dataclass
@@ -42,14 +46,32 @@ class RunningService:
             now=datetime.now(UTC),
         )
 
+    async def push_call(self, source_id: str, started: datetime) -> uuid.UUID:
+        """Push a one-second call that started at ``started``; the new recording's id."""
+        meta = metadata(
+            recording_id=source_id,
+            started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ended_at=None,
+            notes="caller disclosed an address",
+        )
+        body = push_body(meta, make_wav(1))
+        # Signed at the service's time, which a test may have moved.
+        headers = push_headers(body, timestamp=int(self.services.clock().timestamp()))
+        response = await self.client.post("/webhooks/push/pbx", data=body, headers=headers)
+        assert response.status == 201, await response.text()
+        return uuid.UUID((await response.json())["id"])
+
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""
         async with self.services.database.read() as session:
             recordings = (await session.execute(select(func.count(Recording.id)))).scalar_one()
-            # The start-up sweep records itself; that says nothing about what a push stored.
+            # The start-up sweep records itself and attests; that says nothing about what a
+            # push stored.
             events = (
                 await session.execute(
-                    select(func.count(AuditEvent.seq)).where(AuditEvent.action != "retention.sweep")
+                    select(func.count(AuditEvent.seq)).where(
+                        AuditEvent.action.not_in(SCHEDULED_ACTIONS)
+                    )
                 )
             ).scalar_one()
         objects = [key async for key in self.services.objects.iter_keys()]
@@ -63,18 +85,41 @@ class RunningService:
         }
 
 
+class FakeClock:
+    """The service's clock, moved by the test: ninety days pass in a line."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move forward by ``delta``; the new time."""
+        self.now += delta
+        return self.now
+
+
 @asynccontextmanager
 async def running_service(
-    data_dir: Path, database_url: str, **settings: Any
+    data_dir: Path,
+    database_url: str,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[RunningService]:
-    """Start the whole app on a free local port with one push source, ``pbx``."""
+    """Start the whole app on a free local port with one push source, ``pbx``.
+
+    ``clock`` replaces the service's clock (deadlines, sweeps, holds); tokens still use
+    the real time.
+    """
     options: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url,
         "push_secrets": {"pbx": SECRET},
     }
     options.update(settings)
-    services = build_services(Settings(**options))
+    services = build_services(Settings(**options), **({"clock": clock} if clock else {}))
     client = TestClient(TestServer(create_app(services)))
     await client.start_server()
     try:

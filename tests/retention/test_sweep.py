@@ -16,12 +16,13 @@ from sqlalchemy import func, select
 from retention import retention_status, sweep_expired_recordings
 from storage import (
     ObjectStore,
+    ObjectVersion,
     RecordingDeleter,
     StoreUnavailable,
     verify_audit_chain,
+    verify_receipt,
 )
 from storage.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
-from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 
 if TYPE_CHECKING:
@@ -51,18 +52,7 @@ class Hub:
 
 
 async def push(service: RunningService, source_id: str, started: datetime) -> uuid.UUID:
-    meta = metadata(
-        recording_id=source_id,
-        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        ended_at=None,
-        notes="caller disclosed an address",
-    )
-    body = push_body(meta, make_wav(1))
-    response = await service.client.post(
-        "/webhooks/push/pbx", data=body, headers=push_headers(body)
-    )
-    assert response.status == 201
-    return uuid.UUID((await response.json())["id"])
+    return await service.push_call(source_id, started)
 
 
 @pytest.fixture
@@ -134,7 +124,16 @@ async def test_each_deletion_is_audited_with_a_receipt_and_the_chain_holds(hub: 
     receipt = next(
         e for e in events if e.action == "recording.deleted" and e.recording_id == hub.ids[1]
     )
-    assert receipt.details == {"objects": 1, "sha256": list(hashes)}
+    details = dict(receipt.details or {})
+    assert details["objects"] == 1
+    assert details["sha256"] == list(hashes)
+    assert details["reason"] == "retention_period"
+    assert details["recording_id"] == str(hub.ids[1])
+    public_pem = hub.service.services.receipts.public_pem
+    assert verify_receipt(details, public_pem)
+    # The signature covers every field: a receipt edited to say something else fails.
+    assert not verify_receipt({**details, "reason": "erasure"}, public_pem)
+    assert not verify_receipt({**details, "sha256": []}, public_pem)
 
 
 async def test_a_deleted_recording_is_gone_from_the_api(hub: Hub) -> None:
@@ -165,20 +164,24 @@ class StoreThatFailsOnce:
         self.inner = inner
         self.failed = False
 
-    async def delete(self, key: str) -> None:
+    async def delete_many(self, objects: list[ObjectVersion]) -> None:
         if not self.failed:
             self.failed = True
             raise StoreUnavailable("down")
-        await self.inner.delete(key)
+        await self.inner.delete_many(objects)
 
 
 async def test_a_sweep_interrupted_after_the_keys_are_gone_is_finished_by_the_next(
     hub: Hub,
 ) -> None:
     services = hub.service.services
-    flaky: Any = StoreThatFailsOnce(services.objects)  # only delete() is used by a sweep
+    flaky: Any = StoreThatFailsOnce(services.objects)  # only delete_many() is used by a sweep
     deleter = RecordingDeleter(
-        database=services.database, objects=flaky, audit=services.audit, clock=services.clock
+        database=services.database,
+        objects=flaky,
+        audit=services.audit,
+        receipts=services.receipts,
+        clock=services.clock,
     )
     with pytest.raises(StoreUnavailable):
         await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
@@ -288,7 +291,7 @@ async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: 
     assert after["due_before_next_sweep"] == 0
     assert after["overdue"] == 0
     assert after["recordings"] == {"stored": 1, "deleting": 0, "deleted": 2}
-    assert after["holds"] == 0
+    assert after["holds"] == {"recordings_held": 0, "held_past_deadline": 0, "by_kind": {}}
 
 
 async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(

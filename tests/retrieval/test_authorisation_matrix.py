@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,20 @@ PURPOSE = {
     "safety_reviewer": "staff_safety",
     "dpo": "subject_access",
 }
-ENDPOINTS = ["search", "view", "peaks", "link", "unlink", "grant", "play", "retention"]
+ENDPOINTS = [
+    "search",
+    "view",
+    "peaks",
+    "link",
+    "unlink",
+    "grant",
+    "play",
+    "retention",
+    "hold",
+    "release",
+    "erase",
+]
+REASON = "matrix check of access"
 # Expected status per role, for a recording of the caller's own team and of another team.
 OWN, OTHER = 0, 1
 MATRIX: dict[str, dict[str, tuple[int, int]]] = {
@@ -31,6 +45,9 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "grant": (201, 404),
         "play": (200, 403),
         "retention": (403, 403),
+        "hold": (403, 403),
+        "release": (403, 403),
+        "erase": (403, 403),
     },
     "safety_reviewer": {
         "search": (200, 200),
@@ -41,6 +58,9 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "grant": (201, 201),
         "play": (200, 200),
         "retention": (403, 403),
+        "hold": (201, 201),
+        "release": (200, 200),
+        "erase": (403, 403),
     },
     "dpo": {
         "search": (200, 200),
@@ -51,6 +71,9 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "grant": (201, 201),
         "play": (200, 200),
         "retention": (403, 403),
+        "hold": (201, 201),
+        "release": (200, 200),
+        "erase": (200, 200),
     },
     **{
         role: {
@@ -108,6 +131,22 @@ async def call(
         response = await client.delete(f"{base}/referrals/MASH-M2", headers=headers)
     elif endpoint == "retention":
         response = await client.get("/api/v1/retention", headers=headers)
+    elif endpoint == "hold":
+        review_by = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        body = {"type": "legal", "reason": REASON, "review_by": review_by}
+        response = await client.post(f"{base}/hold", headers=headers, json=body)
+    elif endpoint == "release":
+        # Held first by someone allowed to, so only the caller's rights decide.
+        reviewer = setting.token("safety_reviewer", "matrix-setup")
+        review_by = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+        await client.post(
+            f"{base}/hold",
+            headers={"Authorization": f"Bearer {reviewer}"},
+            json={"type": "legal", "reason": REASON, "review_by": review_by},
+        )
+        response = await client.delete(f"{base}/hold", headers=headers, json={"reason": REASON})
+    elif endpoint == "erase":
+        response = await client.delete(base, headers=headers, json={"reason": REASON})
     elif endpoint == "grant":
         body = {"purpose": PURPOSE.get(role, "quality_review"), "reason": "matrix check of access"}
         response = await client.post(f"{base}/grants", headers=headers, json=body)

@@ -1,0 +1,115 @@
+"""Holds and early erasure as the hub's policy defines them: typed, justified, time-limited.
+
+Storage keeps holds and deletes; this module decides what a valid hold is (its kind and
+how far ahead its review date may be) and what an erasure does, so the API and any
+future command apply the same rules.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from storage import HoldView, NotStored, Unavailable
+
+HOLD_KINDS = ("staff_safety_incident", "subject_access_pending", "legal")
+ERASURE_REASON = "erasure"
+
+
+class HoldStore(Protocol):
+    """What the desk needs from storage's holds."""
+
+    async def place(
+        self, recording_id: uuid.UUID, *, kind: str, reason: str, review_by: datetime, actor: str
+    ) -> tuple[HoldView, bool]: ...
+
+    async def release(
+        self, recording_id: uuid.UUID, *, kind: str | None, reason: str, actor: str
+    ) -> list[str]: ...
+
+
+class Eraser(Protocol):
+    """What the desk needs from storage's deleter."""
+
+    async def begin_one(
+        self, recording_id: uuid.UUID, *, actor: str, reason: str, note: str | None = None
+    ) -> bool: ...
+
+    async def finish(self, recording_id: uuid.UUID) -> None: ...
+
+
+class HoldRefused(ValueError):
+    """The hold or release asked for breaks the policy; the message says how."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """The outcome of an erasure: ``finished`` False when the objects go at the next sweep."""
+
+    recording_id: uuid.UUID
+    finished: bool
+
+
+class HoldDesk:
+    """Places, renews and releases holds, and erases recordings early, under the policy."""
+
+    def __init__(
+        self,
+        holds: HoldStore,
+        eraser: Eraser,
+        *,
+        clock: Callable[[], datetime],
+        max_review: timedelta,
+    ) -> None:
+        self._holds = holds
+        self._eraser = eraser
+        self._clock = clock
+        self.max_review = max_review
+
+    async def place(
+        self, recording_id: uuid.UUID, *, kind: str, reason: str, review_by: datetime, actor: str
+    ) -> tuple[HoldView, bool]:
+        """Place (True) or renew (False) a hold; HoldRefused for a bad kind or review date.
+
+        The review date is bounded so that every hold is looked at again: a hold that is
+        still needed is renewed with a fresh reason, one that is not simply lapses.
+        """
+        if kind not in HOLD_KINDS:
+            raise HoldRefused(f"type must be one of {', '.join(HOLD_KINDS)}")
+        now = self._clock()
+        if review_by <= now:
+            raise HoldRefused("review_by must be in the future")
+        if review_by > now + self.max_review:
+            days = self.max_review / timedelta(days=1)
+            raise HoldRefused(f"review_by may be at most {days:g} days ahead; renew it later")
+        return await self._holds.place(
+            recording_id, kind=kind, reason=reason, review_by=review_by, actor=actor
+        )
+
+    async def release(
+        self, recording_id: uuid.UUID, *, kind: str | None, reason: str, actor: str
+    ) -> list[str]:
+        """Release the holds in force (of one kind, or all); the kinds released."""
+        if kind is not None and kind not in HOLD_KINDS:
+            raise HoldRefused(f"type must be one of {', '.join(HOLD_KINDS)}")
+        return await self._holds.release(recording_id, kind=kind, reason=reason, actor=actor)
+
+    async def erase(self, recording_id: uuid.UUID, *, reason: str, actor: str) -> Erasure:
+        """Destroy the keys now (the audio is unrecoverable from that commit), then the rest.
+
+        Raises RecordingHeld while a hold is in force and NotStored if the recording is
+        already being deleted. If the store is down after the keys went, the sweep
+        finishes the deletion; the caller learns it is not finished yet.
+        """
+        if not await self._eraser.begin_one(
+            recording_id, actor=actor, reason=ERASURE_REASON, note=reason
+        ):
+            raise NotStored(str(recording_id))
+        try:
+            await self._eraser.finish(recording_id)
+        except Unavailable:
+            return Erasure(recording_id, finished=False)
+        return Erasure(recording_id, finished=True)
