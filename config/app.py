@@ -302,7 +302,6 @@ def create_app(services: Services) -> web.Application:
         schedule.start()
         yield
         await schedule.stop()
-        await services.close()
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -332,4 +331,11 @@ def create_app(services: Services) -> web.Application:
         ),
     )
     app.cleanup_ctx.append(lifecycle)
+
+    async def close_services(_app: web.Application) -> None:
+        await services.close()
+
+    # Last of all: the sub-applications' clean-ups (the playback journal's final flush)
+    # run after this app's own clean-up context, and still need the database.
+    app.on_cleanup.append(close_services)
     return app

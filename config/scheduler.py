@@ -20,6 +20,7 @@ class SweepSchedule:
     def __init__(self, sweep: Callable[[], Awaitable[object]], interval: timedelta) -> None:
         self._sweep = sweep
         self._running = asyncio.Lock()
+        self._stopped = False
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self._guarded,
@@ -36,12 +37,18 @@ class SweepSchedule:
 
     async def stop(self) -> None:
         """No new sweeps; wait for one in progress, so it never outlives the database."""
-        self._scheduler.shutdown(wait=False)
+        self._stopped = True
+        # Shutting APScheduler down cancels a job in flight, so wait for it first: a sweep
+        # cancelled mid-commit would be finished by the next one, but could leave a database
+        # connection unreturned. A job still queued for the lock is cancelled harmlessly.
         async with self._running:
-            pass
+            self._scheduler.shutdown(wait=False)
 
     async def _guarded(self) -> None:
         async with self._running:
+            if self._stopped:
+                # Handed to the loop just before stop(): the database may be closed already.
+                return
             try:
                 await self._sweep()
             except Exception:

@@ -120,6 +120,21 @@ async def test_what_was_heard_is_written_as_merged_ranges_and_seconds(room: Room
     assert len(await room.events("recording.play_open")) == 1
 
 
+async def test_listening_sessions_still_open_are_written_when_the_service_stops(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_service(tmp_path / "var", database_url) as service:
+        room = Room(service, await push(service, "own", "mash-children", AUDIO), "")
+        token = room.token()
+        url = await granted_url(room, token)
+        await (await room.play(url, token, Range="bytes=0-999")).read()
+        assert await room.events("recording.played") == []
+    async with running_service(tmp_path / "var", database_url) as service:
+        (session,) = await Room(service, "", "").events("recording.played")
+        assert session.details is not None
+        assert session.details["ranges"] == [[0, 1000]]
+
+
 @pytest.mark.parametrize(
     ("header", "start", "end"),
     [
