@@ -39,10 +39,12 @@ from tests.bench.playback import (
     start_moto,
     sustained_players,
 )
+from tests.bench.retention import measure_sweep, retention_rows
 from tests.bench.workload import PushFile, seconds_for_bytes, tone_second, wav_header, write_push
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
+PARTS = frozenset({"ingest", "playback", "retention"})
 _CHUNK = 1024 * 1024
 
 
@@ -370,15 +372,48 @@ def ingest_row(label: str, result: dict[str, float]) -> None:
     )
 
 
-async def run(quick: bool) -> None:
+async def run(quick: bool, parts: set[str]) -> None:
     root = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
-    hour = 60 if quick else 3600
-    big = (64 if quick else 1024) * 1024 * 1024
-    reps = 1 if quick else 3
     print(f"# callrec benchmark ({'quick' if quick else 'full'})\n")
     print(f"- command: `make bench`{' (--quick)' if quick else ''}")
     print(f"- machine: {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"- Python {platform.python_version()}; scratch directory on the data disk: {root}\n")
+    if "ingest" in parts:
+        await run_ingest(root, quick)
+    if "playback" in parts:
+        print()
+        row("playback measurement", "first byte", "whole response", "ratio to baseline", "goal")
+        row("---", "---", "---", "---", "---")
+        for cells in await measure_playback(root, quick):
+            row(*cells)
+    if "retention" in parts:
+        print()
+        await run_retention(root, quick)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+async def run_retention(root: Path, quick: bool) -> None:
+    """Sweeps of a small and a large number due, on both stores: rate and flat memory."""
+    sizes = (1_000, 5_000) if quick else (10_000, 100_000)
+    row("retention measurement", "callrec", "baseline (same run)", "ratio", "goal")
+    row("---", "---", "---", "---", "---")
+    results = []
+    endpoint, moto = start_moto()
+    try:
+        for count in sizes:
+            results.append(("filesystem", await measure_sweep(root, count, "filesystem")))
+            results.append(("S3 (moto server)", await measure_sweep(root, count, "s3", endpoint)))
+    finally:
+        moto.stop()  # type: ignore[attr-defined]
+    for cells in retention_rows(results):
+        row(*cells)
+
+
+async def run_ingest(root: Path, quick: bool) -> None:
+    """Push ingest, encryption and concurrency against their same-run baselines."""
+    hour = 60 if quick else 3600
+    big = (64 if quick else 1024) * 1024 * 1024
+    reps = 1 if quick else 3
     row("measurement", "callrec", "baseline (same run)", "ratio", "goal")
     row("---", "---", "---", "---", "---")
 
@@ -430,18 +465,19 @@ async def run(quick: bool) -> None:
         "-",
         "-",
     )
-    print()
-    row("playback measurement", "first byte", "whole response", "ratio to baseline", "goal")
-    row("---", "---", "---", "---", "---")
-    for cells in await measure_playback(root, quick):
-        row(*cells)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    asyncio.run(run(parser.parse_args().quick))
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=sorted(PARTS),
+        help="run only this part (repeatable); all parts by default",
+    )
+    arguments = parser.parse_args()
+    asyncio.run(run(arguments.quick, set(arguments.part or PARTS)))
 
 
 main()
