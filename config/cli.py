@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -201,6 +202,15 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
         services = build_services(settings)
         try:
             with Progress("recordings deleted") as progress:
+
+                def show(kind: str, ids: Sequence[uuid.UUID]) -> None:
+                    for recording_id in ids:
+                        progress.write(
+                            f"deleted {recording_id}"
+                            if kind == "deleted"
+                            else f"finished interrupted deletion of {recording_id}"
+                        )
+
                 report = await sweep_expired_recordings(
                     services.deleter,
                     now=utc_now(),
@@ -208,6 +218,7 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
                     dry_run=dry_run,
                     progress=progress.advance,
                     batch_size=batch_size,
+                    on_batch=show,
                 )
             if not dry_run:
                 report.attestation = await attest_if_due(services.deleter, now=utc_now())
@@ -223,12 +234,8 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
             f"{len(report.due)} recordings would be deleted (cutoff {report.cutoff.isoformat()})"
         )
         return
-    for recording_id in report.resumed:
-        click.echo(f"finished interrupted deletion of {recording_id}")
-    for recording_id in report.deleted:
-        click.echo(f"deleted {recording_id}")
     click.echo(
-        f"{len(report.deleted)} recordings deleted, {len(report.resumed)} interrupted deletions "
+        f"{report.deleted_count} recordings deleted, {report.resumed_count} interrupted deletions "
         f"finished (cutoff {report.cutoff.isoformat()})"
     )
     if report.attestation is not None:

@@ -27,6 +27,13 @@ class Progress:
         else:
             print(f"{self._done} {self._unit} done", file=sys.stderr, flush=True)
 
+    def write(self, line: str) -> None:
+        """Print ``line`` on stdout without breaking the bar."""
+        if self._bar is not None:
+            tqdm.write(line, file=sys.stdout)
+        else:
+            print(line, flush=True)
+
     def __enter__(self) -> Progress:
         return self
 

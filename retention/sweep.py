@@ -46,6 +46,10 @@ class SweepReport:
 
     cutoff: datetime
     dry_run: bool
+    deleted_count: int = 0
+    resumed_count: int = 0
+    # The ids themselves, unless the caller streams them (a sweep of 100,000 should not
+    # hold 100,000 ids in memory).
     deleted: list[uuid.UUID] = field(default_factory=list)
     resumed: list[uuid.UUID] = field(default_factory=list)
     due: list[DueRecording] = field(default_factory=list)
@@ -60,6 +64,7 @@ async def sweep_expired_recordings(
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
     batch_size: int = DEFAULT_BATCH,
+    on_batch: Callable[[str, Sequence[uuid.UUID]], None] | None = None,
 ) -> SweepReport:
     """Delete every unheld recording whose deadline is before ``now + horizon``.
 
@@ -68,6 +73,8 @@ async def sweep_expired_recordings(
     lapses before the next sweep is caught by that sweep (and reads refuse the recording
     from its deadline meanwhile). Deletions left half-done by a crash are finished first.
     Each batch of ``batch_size`` is claimed in one commit and deleted in one store request.
+    With ``on_batch``, each batch's ids go to it (as "resumed" or "deleted") instead of
+    into the report, so memory stays flat however many are due.
     """
     report = SweepReport(cutoff=now + horizon, dry_run=dry_run)
     if dry_run:
@@ -75,16 +82,24 @@ async def sweep_expired_recordings(
         return report
     while batch := await deletions.unfinished(limit=batch_size):
         await deletions.finish_many(batch)
-        report.resumed += batch
+        report.resumed_count += len(batch)
+        if on_batch is not None:
+            on_batch("resumed", batch)
+        else:
+            report.resumed += batch
     while batch := await deletions.begin(
         report.cutoff, now=now, limit=batch_size, actor=SWEEP_ACTOR, reason=RETENTION_REASON
     ):
         await deletions.finish_many(batch)
-        report.deleted += batch
+        report.deleted_count += len(batch)
+        if on_batch is not None:
+            on_batch("deleted", batch)
+        else:
+            report.deleted += batch
         if progress is not None:
             progress(len(batch))
     await deletions.record_sweep(
-        cutoff=report.cutoff, deleted=len(report.deleted), resumed=len(report.resumed)
+        cutoff=report.cutoff, deleted=report.deleted_count, resumed=report.resumed_count
     )
     return report
 

@@ -375,7 +375,9 @@ def ingest_row(label: str, result: dict[str, float]) -> None:
 async def run(quick: bool, parts: set[str]) -> None:
     root = Path(tempfile.mkdtemp(prefix="callrec-bench-"))
     print(f"# callrec benchmark ({'quick' if quick else 'full'})\n")
-    print(f"- command: `make bench`{' (--quick)' if quick else ''}")
+    chosen = "" if parts == PARTS else "".join(f" --part {part}" for part in sorted(parts))
+    command = f"python -m tests.bench{' --quick' if quick else ''}{chosen}"
+    print(f"- command: `{command}` (`make bench` runs every part)")
     print(f"- machine: {platform.platform()}, {os.cpu_count()} CPUs")
     print(f"- Python {platform.python_version()}; scratch directory on the data disk: {root}\n")
     if "ingest" in parts:

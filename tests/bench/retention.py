@@ -47,14 +47,17 @@ _RUNNER = textwrap.dedent(
         services = build_services(load_settings())
         started = time.perf_counter()
         report = await sweep_expired_recordings(
-            services.deleter, now=utc_now(), horizon=services.settings.retention_sweep_interval
+            services.deleter,
+            now=utc_now(),
+            horizon=services.settings.retention_sweep_interval,
+            on_batch=lambda kind, ids: None,
         )
         seconds = time.perf_counter() - started
         await services.close()
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 peak = int(line.split()[1]) / 1024
-        print(json.dumps({"deleted": len(report.deleted), "seconds": seconds, "peak_mb": peak}))
+        print(json.dumps({"deleted": report.deleted_count, "seconds": seconds, "peak_mb": peak}))
 
     asyncio.run(main())
     """
