@@ -7,7 +7,6 @@ written, nothing is served.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import timedelta
@@ -19,13 +18,13 @@ from retrieval.access import RecordingAccess, refuse_if_gone
 from retrieval.auth import Principal
 from retrieval.errors import BadRequest, Forbidden, IntegrityProblem, NotFound, Unprocessable
 from retrieval.grants import Grant, GrantSigner, InvalidGrant, check_reason
-from retrieval.handlers import principal_of, recording_id_from
+from retrieval.handlers import json_object, principal_of, recording_id_from
 from retrieval.journal import PlaybackJournal
 from retrieval.policy import may_download_original, purposes_for
 from retrieval.ranges import ByteRange, requested_range
 from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
 
-MAX_GRANT_BODY = 4096
+_GRANT_SHAPE = '{"purpose": ..., "reason": ...}'
 # How long a playability lookup is reused by the ranges that follow it.
 VIEW_TTL_S = 2.0
 
@@ -213,17 +212,9 @@ class PlaybackHandlers:
 
 
 async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:
-    if request.content_length is not None and request.content_length > MAX_GRANT_BODY:
-        raise Unprocessable(f"the request body is over {MAX_GRANT_BODY} bytes")
-    raw = await request.content.read(MAX_GRANT_BODY + 1)
-    if len(raw) > MAX_GRANT_BODY:
-        raise Unprocessable(f"the request body is over {MAX_GRANT_BODY} bytes")
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise Unprocessable('send JSON: {"purpose": ..., "reason": ...}') from None
-    if not isinstance(body, dict) or not isinstance(body.get("purpose"), str):
-        raise Unprocessable('send JSON: {"purpose": ..., "reason": ...}')
+    body = await json_object(request, _GRANT_SHAPE)
+    if not isinstance(body.get("purpose"), str):
+        raise Unprocessable(f"send JSON: {_GRANT_SHAPE}")
     try:
         reason = check_reason(body.get("reason"))
     except ValueError as exc:

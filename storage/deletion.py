@@ -24,7 +24,7 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import ObjectStore, ObjectVersion
 from storage.database import Database
 from storage.errors import RecordingHeld
-from storage.holds import held_at
+from storage.holds import held_at, hold_in_force
 from storage.models import (
     AuditEvent,
     DataKey,
@@ -162,8 +162,7 @@ class RecordingDeleter:
                     await session.execute(
                         select(RecordingHold.kind).where(
                             RecordingHold.recording_id == recording_id,
-                            RecordingHold.released_at.is_(None),
-                            RecordingHold.review_by > self._clock(),
+                            hold_in_force(self._clock()),
                         )
                     )
                 )
@@ -288,7 +287,7 @@ class RecordingDeleter:
                 await session.execute(
                     select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
                     .join(Recording, Recording.id == RecordingHold.recording_id)
-                    .where(past, RecordingHold.released_at.is_(None), RecordingHold.review_by > now)
+                    .where(past, hold_in_force(now))
                     .order_by(RecordingHold.recording_id, RecordingHold.kind)
                     .limit(_LISTED_HOLDS + 1)
                 )
@@ -367,7 +366,7 @@ class RecordingDeleter:
                 (
                     await session.execute(
                         select(RecordingHold.kind, func.count())
-                        .where(RecordingHold.released_at.is_(None), RecordingHold.review_by > now)
+                        .where(hold_in_force(now))
                         .group_by(RecordingHold.kind)
                     )
                 ).all()
@@ -439,9 +438,7 @@ async def _held_among(
         return set()
     rows = await session.execute(
         select(RecordingHold.recording_id).where(
-            RecordingHold.recording_id.in_(recording_ids),
-            RecordingHold.released_at.is_(None),
-            RecordingHold.review_by > now,
+            RecordingHold.recording_id.in_(recording_ids), hold_in_force(now)
         )
     )
     return set(rows.scalars())

@@ -37,13 +37,14 @@ class HoldView:
     placed_at: datetime
 
 
+def hold_in_force(now: datetime) -> ColumnElement[bool]:
+    """SQL: this hold row is in force at ``now``: not released, review date not passed."""
+    return and_(RecordingHold.released_at.is_(None), RecordingHold.review_by > now)
+
+
 def held_at(now: datetime) -> ColumnElement[bool]:
     """SQL: the recording has a hold in force at ``now`` (for use in a WHERE on Recording)."""
-    return exists().where(
-        RecordingHold.recording_id == Recording.id,
-        RecordingHold.released_at.is_(None),
-        RecordingHold.review_by > now,
-    )
+    return exists().where(RecordingHold.recording_id == Recording.id, hold_in_force(now))
 
 
 def in_force(holds: Iterable[HoldView], now: datetime) -> list[HoldView]:
@@ -119,9 +120,7 @@ class RecordingHolds:
         now = self._clock()
         async with self._database.transaction() as session:
             statement = select(RecordingHold).where(
-                RecordingHold.recording_id == recording_id,
-                RecordingHold.released_at.is_(None),
-                RecordingHold.review_by > now,
+                RecordingHold.recording_id == recording_id, hold_in_force(now)
             )
             if kind is not None:
                 statement = statement.where(RecordingHold.kind == kind)
@@ -141,9 +140,7 @@ class RecordingHolds:
             remaining = (
                 await session.execute(
                     select(func.count()).where(
-                        RecordingHold.recording_id == recording_id,
-                        RecordingHold.released_at.is_(None),
-                        RecordingHold.review_by > now,
+                        RecordingHold.recording_id == recording_id, hold_in_force(now)
                     )
                 )
             ).scalar_one()
