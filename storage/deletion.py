@@ -195,7 +195,13 @@ class RecordingDeleter:
                         StoredObject.object_key,
                         StoredObject.version_id,
                         StoredObject.plaintext_sha256,
-                    ).where(StoredObject.recording_id.in_(ids))
+                    )
+                    .join(Recording, Recording.id == StoredObject.recording_id)
+                    # Only recordings whose keys are gone: a stored one is never touched here.
+                    .where(
+                        StoredObject.recording_id.in_(ids),
+                        Recording.state == RecordingState.DELETING,
+                    )
                 )
             ).all()
         await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored])

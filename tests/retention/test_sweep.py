@@ -319,3 +319,13 @@ async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
     assert printed.returncode == 0, printed.stderr
     assert "overdue: 0" in printed.stdout
     assert "last_sweep: {" in printed.stdout
+
+
+async def test_finishing_a_recording_whose_keys_were_not_destroyed_touches_nothing(
+    hub: Hub,
+) -> None:
+    services = hub.service.services
+    await services.deleter.finish_many(hub.ids)
+    assert await hub.count(Recording, state="stored") == 3
+    assert await hub.count(DataKey) == 3
+    assert len([key async for key in services.objects.iter_keys()]) == 3
