@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -94,11 +94,7 @@ class RecordingDeleter:
         async with self._database.read() as session:
             rows = await session.execute(
                 select(Recording.id, Recording.retention_deadline)
-                .where(
-                    Recording.state == RecordingState.STORED,
-                    Recording.retention_deadline < before,
-                    ~held_at(now),
-                )
+                .where(_due(before, now))
                 .order_by(Recording.retention_deadline, Recording.id)
                 .limit(limit)
             )
@@ -117,11 +113,7 @@ class RecordingDeleter:
                 (
                     await session.execute(
                         select(Recording)
-                        .where(
-                            Recording.state == RecordingState.STORED,
-                            Recording.retention_deadline < before,
-                            ~held_at(now),
-                        )
+                        .where(_due(before, now))
                         .order_by(Recording.retention_deadline, Recording.id)
                         .limit(limit)
                         .options(*_ROW_ONLY)
@@ -352,9 +344,7 @@ class RecordingDeleter:
             async def scalar(statement: Any) -> Any:
                 return (await session.execute(statement)).scalar_one()
 
-            due = await scalar(
-                select(func.count()).where(stored, unheld, Recording.retention_deadline < cutoff)
-            )
+            due = await scalar(select(func.count()).where(_due(cutoff, now)))
             overdue = await scalar(
                 select(func.count()).where(stored, unheld, Recording.retention_deadline <= now)
             )
@@ -435,6 +425,16 @@ class RecordingDeleter:
                 for row in rows
             ],
         )
+
+
+def _due(before: datetime, now: datetime) -> ColumnElement[bool]:
+    """What a sweep takes, in one place so the dry run, the sweep and the status agree:
+    stored, deadline before ``before``, no hold in force at ``now``."""
+    return and_(
+        Recording.state == RecordingState.STORED,
+        Recording.retention_deadline < before,
+        ~held_at(now),
+    )
 
 
 async def _held_among(
