@@ -21,7 +21,7 @@ import storage
 from config.metrics import HttpMetrics, RetentionMetrics
 from config.scheduler import SweepSchedule
 from config.settings import Settings
-from recorder import PushCapture, create_recorder_app
+from recorder import MediaWorkers, PushCapture, create_recorder_app
 from retention import HoldDesk, attest_if_due, retention_status, sweep_expired_recordings
 from retrieval import (
     DevTokenVerifier,
@@ -39,6 +39,7 @@ from storage import (
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
+    PeakReader,
     ReceiptSigner,
     RecordingAudio,
     RecordingCatalog,
@@ -78,6 +79,7 @@ class Services:
     audit: AuditTrail
     recordings: RecordingStore
     capture: PushCapture
+    media: MediaWorkers
     spool: SpoolDirectory
     tokens: TokenVerifier
     catalog: RecordingCatalog
@@ -91,7 +93,8 @@ class Services:
     clock: Callable[[], datetime]
 
     async def close(self) -> None:
-        """Release connections and clients."""
+        """Release connections, clients and worker processes."""
+        await asyncio.to_thread(self.media.close)
         self.spool.release()
         await self.objects.close()
         await self.database.dispose()
@@ -120,8 +123,14 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         clock=clock,
     )
     spool = SpoolDirectory(settings.data_dir / "spool")
+    media = MediaWorkers(
+        spool_dir=spool.path,
+        workers=settings.media_workers,
+        max_channels=settings.max_audio_channels,
+    )
     capture = PushCapture(
         recordings=recordings,
+        media=media,
         secrets=settings.push_secret_bytes(),
         spool_dir=spool.path,
         retention_period=settings.retention_period,
@@ -148,6 +157,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         audit=audit,
         recordings=recordings,
         capture=capture,
+        media=media,
         spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
@@ -318,6 +328,7 @@ def create_app(services: Services) -> web.Application:
             audio=services.audio,
             audit=services.audit_log,
             referrals=ReferralLinks(services.database, services.audit, services.clock),
+            peaks=PeakReader(services.database),
             holds=services.holds,
             signer=services.grants,
             journal=services.journal,

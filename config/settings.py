@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     twilio_api_base: str = "https://api.twilio.com"
     max_upload_bytes: int = Field(default=1024**3, gt=0)
     max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
+    # Worker processes that decode and encode audio; by default one per core but one.
+    media_workers: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), gt=0, le=64
+    )
+    # More channels than this is not a call recording (caller and staff: two).
+    max_audio_channels: int = Field(default=2, ge=1, le=8)
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None

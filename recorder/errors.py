@@ -5,6 +5,7 @@ RecorderError
 ├── NotMultipart             the body is not multipart/form-data, or is compressed
 ├── BodyStalled              the body arrives too slowly or stops arriving
 ├── Busy                     too many pushes are being received at once
+│   └── MediaWorkerLost      the worker decoding the audio died (crash, memory)
 ├── PayloadTooLarge          the body or the metadata part is over its limit
 ├── MalformedUpload          broken or truncated multipart framing
 ├── InvalidPart              an unexpected or repeated part, or a filename that names a path
@@ -37,6 +38,14 @@ class BodyStalled(RecorderError):
 
 class Busy(RecorderError):
     """Every capture slot is taken; the sender should retry shortly."""
+
+
+class MediaWorkerLost(Busy):
+    """The worker process decoding this delivery died; the sender should retry later.
+
+    Answered like Busy (503), not 422: a worker killed for memory or by an operator says
+    nothing about the file, and a PBX does not resend after a 4xx.
+    """
 
 
 class PayloadTooLarge(RecorderError):

@@ -1,109 +1,259 @@
-"""Probing audio with PyAV: is it decodable audio, and what are its codec, rate, channels, length.
+"""One pass over the audio: prove it decodes, and make the rendition and peaks on the way.
 
-Blocking (FFmpeg does the work); callers use ``probe_audio`` through asyncio.to_thread.
-This module is the only one that imports PyAV.
+Blocking (FFmpeg does the work); it runs in a worker process (see workers.py). The
+file is read through a file object, so it can be decrypted as it is read and is never
+whole in memory. This module and rendition.py are the only ones that import PyAV.
+
+What is refused (``UndecodableAudio``, answered 422) is only what holds no usable audio.
+A file that decodes in part is kept, with what was wrong listed as problems: a partial
+recording is still evidence, and a PBX does not resend after a 4xx.
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, cast
 
 import av
 import av.error
+from av.audio.resampler import AudioResampler
 from av.audio.stream import AudioStream
 from av.container import InputContainer
 
 from recorder.errors import UndecodableAudio
-from storage import AudioFacts
+from recorder.formats import CONTENT_TYPES, NOT_AUDIO, sniff_format, wav_declared_seconds
+from recorder.peaks import PeakBuilder
+from recorder.rendition import OpusWebmWriter, Output
+from storage import Peaks
 
-# Containers telephony platforms and PBXs actually produce, recognised by their first
-# bytes before FFmpeg sees the file: FFmpeg left to guess would try every demuxer it
-# has, some of which open other files (concat) or follow playlists.
-CONTENT_TYPES = {
-    "wav": "audio/wav",
-    "mp3": "audio/mpeg",
-    "ogg": "audio/ogg",
-    "flac": "audio/flac",
-    "matroska": "audio/webm",
-    "mp4": "audio/mp4",
-    "au": "audio/basic",
-}
-# Decoding this many packets proves the codec can read the stream.
-_PACKETS_TO_DECODE = 50
-# How far before the declared end the tail check starts, and how short of it a stream
-# may end (the last packet of a lossy stream rarely ends on the exact declared sample).
-_TAIL_S = 2.0
-_END_TOLERANCE_S = 0.5
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-
-def sniff_format(head: bytes) -> str | None:
-    """The FFmpeg demuxer for a file starting with ``head`` (16 bytes), or None."""
-    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "mp3"
-    if head[:4] == b"OggS":
-        return "ogg"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "matroska"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head[:4] == b".snd":
-        return "au"
-    return None
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 192_000
+# How much shorter than its header says a stream may decode before it counts as cut
+# short: a lossy stream's last packet rarely ends on the exact declared sample.
+_SHORTFALL_S = 0.5
+_SHORTFALL_RATIO = 0.01
+# A timestamp jump longer than this is a hole in the recording.
+_GAP_S = 0.1
+# Enough of the start of a file to find a WAV header's data chunk behind other chunks.
+_HEAD_BYTES = 4096
+# FFmpeg's own probing reads at most this much before the first packet.
+_PROBE_OPTIONS = {"probesize": str(1 << 20), "analyzeduration": "5000000"}
 
 
-def probe_audio(file: BinaryIO) -> AudioFacts:
-    """Raise UndecodableAudio unless the file is decodable audio; return its facts.
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something wrong with audio that was kept anyway; ``detail`` is safe to show."""
 
-    The format is recognised from the first bytes, then only that demuxer is used.
-    Reads the start and the end, not the middle: the first packets are decoded, and the
-    stream is checked to really run to the length its header declares. Only when there
-    is no declared length, or the end is not where it should be, is the whole stream
-    demuxed to find the true length, so an hour of audio probes in milliseconds.
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaReport:
+    """What the pass found; ``duration_s`` is what decodes, the playable length."""
+
+    container: str
+    codec: str
+    content_type: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    declared_duration_s: float | None
+    problems: tuple[Problem, ...]
+    peaks: Peaks
+
+
+def analyse(source: IO[bytes], *, max_channels: int, rendition: Output | None) -> MediaReport:
+    """Decode all of ``source``, writing the rendition to ``rendition``; raise if unusable.
+
+    With no rendition, the pass only checks and measures (a probe, for the benchmark
+    and for checking stored originals).
     """
-    demuxer = sniff_format(file.read(16))
+    head = source.read(_HEAD_BYTES)
+    demuxer = sniff_format(head[:16])
     if demuxer is None:
-        raise UndecodableAudio("not WAV, MP3, Ogg, FLAC, WebM/Matroska, MP4 or AU audio")
-    file.seek(0)
+        raise UndecodableAudio(NOT_AUDIO)
+    claimed = wav_declared_seconds(head) if demuxer == "wav" else None
+    source.seek(0)
     try:
-        with av.open(file, mode="r", format=demuxer) as container:
-            if not container.streams.audio:
-                raise UndecodableAudio("the file has no audio stream")
-            stream = container.streams.audio[0]
-            if _decoded_frames(container, stream) == 0:
-                raise UndecodableAudio("no audio frame could be decoded")
-            declared = _declared_duration(container, stream)
-            duration = None
-            if declared is not None and _stream_reaches(container, stream, declared):
-                duration = declared
-            if duration is None:
-                duration = _demuxed_duration(container, stream)
-            codec = stream.codec_context
-            return AudioFacts(
-                container=demuxer,
-                codec=codec.name,
-                sample_rate=int(codec.sample_rate),
-                channels=int(codec.layout.nb_channels),
-                duration_s=round(duration, 3),
-                content_type=CONTENT_TYPES[demuxer],
-            )
-    except UndecodableAudio:
-        raise
+        container = av.open(source, mode="r", format=demuxer, options=_PROBE_OPTIONS)
     except (av.error.FFmpegError, ValueError, EOFError, OSError):
         # No detail from FFmpeg: what it says about a hostile file is nobody's business.
-        raise UndecodableAudio("the audio does not decode") from None
+        raise UndecodableAudio("the file is damaged beyond reading: no header decodes") from None
+    with container:
+        stream = _audio_stream(container, max_channels)
+        return _Pass(container, stream, demuxer, claimed).run(rendition)
 
 
-def _decoded_frames(container: InputContainer, stream: AudioStream) -> int:
-    frames = 0
-    for index, packet in enumerate(container.demux(stream)):
-        frames += len(packet.decode())
-        if index + 1 >= _PACKETS_TO_DECODE:
-            break
-    return frames
+def _audio_stream(container: InputContainer, max_channels: int) -> AudioStream:
+    if not container.streams.audio:
+        raise UndecodableAudio("the file has no audio stream")
+    stream = container.streams.audio[0]
+    context = stream.codec_context
+    rate = int(context.sample_rate or 0)
+    channels = int(context.layout.nb_channels) if context.layout else 0
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise UndecodableAudio(
+            f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    if channels < 1:
+        raise UndecodableAudio("the audio stream declares no channels")
+    if channels > max_channels:
+        raise UndecodableAudio(f"{channels} channels: at most {max_channels} are accepted")
+    return stream
+
+
+class _Pass:
+    """The decode loop and what it counts."""
+
+    def __init__(
+        self,
+        container: InputContainer,
+        stream: AudioStream,
+        demuxer: str,
+        claimed: float | None,
+    ) -> None:
+        context = stream.codec_context
+        self._claimed = claimed
+        self._container = container
+        self._stream = stream
+        self._demuxer = demuxer
+        self._codec = context.name
+        self._rate = int(context.sample_rate)
+        self._channels = int(context.layout.nb_channels)
+        kept = 1 if self._channels == 1 else 2
+        self._resampler = AudioResampler(
+            format="s16p", layout="mono" if kept == 1 else "stereo", rate=self._rate
+        )
+        self._peaks = PeakBuilder(kept, self._rate)
+        self._kept_channels = kept
+        self._samples = 0
+        self._packets = 0
+        self._bad_packets = 0
+        self._bad_seconds = 0.0
+        self._gap_seconds = 0.0
+        self._gaps = 0
+        self._next_pts: float | None = None
+        self._broke_at: float | None = None
+
+    def run(self, rendition: Output | None) -> MediaReport:
+        writer = None
+        if rendition is not None:
+            writer = OpusWebmWriter(rendition, channels=self._kept_channels, source_rate=self._rate)
+        try:
+            self._decode_all(writer)
+            if self._samples == 0:
+                raise UndecodableAudio(
+                    "no audio could be decoded from the file"
+                    if self._packets
+                    else "the audio stream is empty (zero duration)"
+                )
+            if writer is not None:
+                writer.finish()
+        except BaseException:
+            if writer is not None:
+                writer.abandon()
+            raise
+        duration = self._samples / self._rate
+        declared = _declared_duration(self._container, self._stream)
+        if self._claimed is not None and (declared is None or self._claimed > declared):
+            declared = self._claimed
+        return MediaReport(
+            container=self._demuxer,
+            codec=self._codec,
+            content_type=CONTENT_TYPES[self._demuxer],
+            sample_rate=self._rate,
+            channels=self._channels,
+            duration_s=round(duration, 3),
+            declared_duration_s=None if declared is None else round(declared, 3),
+            problems=self._problems(duration, declared),
+            peaks=self._peaks.finish(),
+        )
+
+    def _decode_all(self, writer: OpusWebmWriter | None) -> None:
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, ValueError, EOFError, OSError):
+                self._broke_at = self._samples / self._rate
+                break
+            if packet.size:
+                self._packets += 1
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, ValueError):
+                self._bad_packets += 1
+                if packet.duration and packet.time_base:
+                    self._bad_seconds += float(packet.duration * packet.time_base)
+                continue
+            for frame in frames:
+                self._take(frame, writer)
+        if self._broke_at is not None:
+            # The demuxer's closing empty packet never came: flush the decoder here.
+            try:
+                for frame in self._stream.codec_context.decode(None):
+                    self._take(frame, writer)
+            except (av.error.FFmpegError, ValueError):
+                self._bad_packets += 1
+
+    def _take(self, frame: av.AudioFrame, writer: OpusWebmWriter | None) -> None:
+        self._note_gap(frame)
+        for normal in self._resampler.resample(frame):
+            samples = cast("npt.NDArray[np.int16]", normal.to_ndarray())
+            self._samples += normal.samples
+            self._peaks.add(samples)
+            if writer is not None:
+                writer.add(normal)
+
+    def _note_gap(self, frame: av.AudioFrame) -> None:
+        if frame.pts is None or frame.time_base is None or not frame.sample_rate:
+            return
+        start = float(frame.pts * frame.time_base)
+        if self._next_pts is not None and start - self._next_pts > _GAP_S:
+            self._gaps += 1
+            self._gap_seconds += start - self._next_pts
+        self._next_pts = start + frame.samples / frame.sample_rate
+
+    def _problems(self, duration: float, declared: float | None) -> tuple[Problem, ...]:
+        found: list[Problem] = []
+        if self._broke_at is not None:
+            found.append(
+                Problem(
+                    "damaged_container",
+                    f"the file's structure breaks off at {self._broke_at:.1f} s",
+                )
+            )
+        if self._bad_packets:
+            found.append(
+                Problem(
+                    "undecodable_stretch",
+                    f"{self._bad_packets} packets did not decode"
+                    + (f" (about {self._bad_seconds:.1f} s)" if self._bad_seconds else ""),
+                )
+            )
+        if self._gaps:
+            found.append(
+                Problem(
+                    "gap", f"{self._gaps} holes in the timing, {self._gap_seconds:.1f} s in all"
+                )
+            )
+        if declared is not None and declared - duration > max(
+            _SHORTFALL_S, declared * _SHORTFALL_RATIO
+        ):
+            found.append(
+                Problem(
+                    "truncated",
+                    f"the header declares {declared:.1f} s but {duration:.1f} s decode",
+                )
+            )
+        return tuple(found)
 
 
 def _declared_duration(container: InputContainer, stream: AudioStream) -> float | None:
@@ -112,34 +262,3 @@ def _declared_duration(container: InputContainer, stream: AudioStream) -> float 
     if container.duration is not None:
         return container.duration / av.time_base
     return None
-
-
-def _stream_reaches(container: InputContainer, stream: AudioStream, declared: float) -> bool:
-    """Seek near the declared end and check the packets really run up to it."""
-    if stream.time_base is None or declared <= 0:
-        return False
-    target = max(0.0, declared - _TAIL_S)
-    try:
-        container.seek(int(target / stream.time_base), stream=stream, backward=True)
-        end = _last_packet_end(container, stream)
-    except (av.error.FFmpegError, ValueError, EOFError):
-        return False
-    return end is not None and end >= declared - _END_TOLERANCE_S
-
-
-def _demuxed_duration(container: InputContainer, stream: AudioStream) -> float:
-    container.seek(0, stream=stream)
-    end = _last_packet_end(container, stream)
-    if end is None:
-        raise UndecodableAudio("the audio stream holds no packets")
-    return end
-
-
-def _last_packet_end(container: InputContainer, stream: AudioStream) -> float | None:
-    end: float | None = None
-    for packet in container.demux(stream):
-        if packet.pts is None or packet.time_base is None:
-            continue
-        finish = float((packet.pts + (packet.duration or 0)) * packet.time_base)
-        end = finish if end is None else max(end, finish)
-    return end

@@ -15,6 +15,7 @@ from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
 from retrieval.handlers import (
     PUBLIC_ROUTE,
+    PeakSource,
     RecordingHandlers,
     RetentionHandlers,
     api_errors,
@@ -33,6 +34,7 @@ def create_api_app(
     audio: AudioOpener,
     audit: AuditSink,
     referrals: ReferralChanges,
+    peaks: PeakSource,
     holds: HoldOffice,
     signer: GrantSigner,
     journal: PlaybackJournal,
@@ -44,7 +46,7 @@ def create_api_app(
     """The API, mounted under ``/api/v1/``; every route needs a bearer token."""
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
     access = RecordingAccess(queries, audit, clock)
-    recordings = RecordingHandlers(access, referrals)
+    recordings = RecordingHandlers(access, referrals, peaks)
     keeping = HoldHandlers(access, holds)
     playback = PlaybackHandlers(
         access=access,

@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -38,7 +38,7 @@ from retrieval.policy import (
     visible_teams,
 )
 from retrieval.ranges import RangeNotSatisfiable
-from storage import AuditRecord, RecordingView, SearchQuery, Unavailable, in_force
+from storage import AuditRecord, Peaks, RecordingView, SearchQuery, Unavailable, in_force
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 MAX_JSON_BODY = 4096
@@ -116,14 +116,23 @@ def principal_of(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
+class PeakSource(Protocol):
+    """Where the waveform peaks of a stored recording come from."""
+
+    async def peaks(self, recording_id: uuid.UUID) -> Peaks | None: ...
+
+
 class RecordingHandlers:
     """``/api/v1/recordings``: search and metadata, within need to know, all audited."""
 
-    def __init__(self, access: RecordingAccess, referrals: ReferralChanges) -> None:
+    def __init__(
+        self, access: RecordingAccess, referrals: ReferralChanges, peaks: PeakSource
+    ) -> None:
         self._access = access
         self._queries = access.queries
         self._audit = access.audit
         self._referrals = referrals
+        self._peaks = peaks
 
     async def search(self, request: web.Request) -> web.Response:
         """``GET /api/v1/recordings``: newest first, one page, with a cursor to the next."""
@@ -165,10 +174,32 @@ class RecordingHandlers:
         return web.json_response(recording_json(view, principal, self._access.clock()))
 
     async def peaks(self, request: web.Request) -> web.Response:
-        """``GET /api/v1/recordings/{id}/peaks``: none yet; the audio pipeline computes them."""
+        """``GET /api/v1/recordings/{id}/peaks``: per channel, min and max per time bucket.
+
+        Values are -127..127 of full scale; bucket ``i`` starts at ``i / per_second``
+        seconds. A recording captured before peaks existed answers ``not_computed``.
+        """
         principal = principal_of(request)
-        view = await self._access.visible(principal, recording_id_from(request), "peaks")
-        return web.json_response({"id": str(view.id), "status": "not_computed", "peaks": []})
+        view = await self._access.visible(principal, recording_id_from(request), "recording.peaks")
+        found = await self._peaks.peaks(view.id)
+        await self._audit.record(
+            AuditRecord(actor=principal.actor, action="recording.peaks", recording_id=view.id)
+        )
+        if found is None:
+            return web.json_response({"id": str(view.id), "status": "not_computed", "peaks": []})
+        channels = [found.channel(index) for index in range(found.channels)]
+        return web.json_response(
+            {
+                "id": str(view.id),
+                "status": "ready",
+                "per_second": found.per_second,
+                "buckets": found.buckets,
+                "duration_s": view.duration_s,
+                "scale": 127,
+                "peaks": [{"min": low, "max": high} for low, high in channels],
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def link_referral(self, request: web.Request) -> web.Response:
         """``POST /api/v1/recordings/{id}/referrals/{ref}``: 201 linked, 200 already was."""
@@ -320,6 +351,10 @@ def recording_json(view: RecordingView, principal: Principal, now: datetime) -> 
             "sample_rate": view.sample_rate,
             "channels": view.channels,
             "duration_s": view.duration_s,
+            "declared_duration_s": view.declared_duration_s,
+            # Kept although damaged: what was wrong, for whoever relies on it as evidence.
+            "complete": not view.audio_problems,
+            "problems": [{"code": code, "detail": detail} for code, detail in view.audio_problems],
         },
         "retention_deadline": _rfc3339(view.retention_deadline),
         "holds": [

@@ -142,7 +142,7 @@ OPENAPI: dict[str, Any] = {
         },
         "/recordings/{id}/peaks": {
             "get": {
-                "summary": "Waveform peaks (status not_computed until computed)",
+                "summary": "Waveform peaks per channel (not_computed for recordings without)",
                 "parameters": [_ID],
                 "responses": _responses({"200": _json("Peaks", "The peaks")}, 403, 404, 410),
             }
@@ -267,7 +267,7 @@ OPENAPI: dict[str, Any] = {
                     "agent": {"type": ["string", "null"]},
                     "team": {"type": ["string", "null"]},
                     "referrals": {"type": "array", "items": {"type": "string"}},
-                    "audio": {"type": "object"},
+                    "audio": {"$ref": "#/components/schemas/AudioFacts"},
                     "retention_deadline": {"type": "string", "format": "date-time"},
                     "holds": {"type": "array", "items": {"$ref": "#/components/schemas/Hold"}},
                     "extra": {"type": "object"},
@@ -285,10 +285,61 @@ OPENAPI: dict[str, Any] = {
             },
             "Peaks": {
                 "type": "object",
+                "description": (
+                    "Per channel, the min and max of each time bucket, -scale..scale of full "
+                    "scale; bucket i starts at i / per_second seconds."
+                ),
                 "properties": {
                     "id": {"type": "string"},
-                    "status": {"type": "string"},
-                    "peaks": {"type": "array", "items": {"type": "number"}},
+                    "status": {"enum": ["ready", "not_computed"]},
+                    "per_second": {"type": "number"},
+                    "buckets": {"type": "integer"},
+                    "duration_s": {"type": ["number", "null"]},
+                    "scale": {"type": "integer"},
+                    "peaks": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "min": {"type": "array", "items": {"type": "integer"}},
+                                "max": {"type": "array", "items": {"type": "integer"}},
+                            },
+                        },
+                    },
+                },
+            },
+            "AudioFacts": {
+                "type": "object",
+                "description": (
+                    "What probing found. duration_s is what decodes; a damaged file is kept "
+                    "with complete false and its problems listed."
+                ),
+                "properties": {
+                    "container": {"type": "string"},
+                    "codec": {"type": "string"},
+                    "sample_rate": {"type": "integer"},
+                    "channels": {"type": "integer"},
+                    "duration_s": {"type": "number"},
+                    "declared_duration_s": {"type": ["number", "null"]},
+                    "complete": {"type": "boolean"},
+                    "problems": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "code": {
+                                    "enum": [
+                                        "truncated",
+                                        "undecodable_stretch",
+                                        "gap",
+                                        "damaged_container",
+                                        "duration_mismatch",
+                                    ]
+                                },
+                                "detail": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
             "ReferralLink": {

@@ -22,7 +22,15 @@ from retrieval.handlers import json_object, principal_of, recording_id_from
 from retrieval.journal import PlaybackJournal
 from retrieval.policy import may_download_original, purposes_for
 from retrieval.ranges import ByteRange, requested_range
-from storage import AuditRecord, IntegrityFailure, KeyringError, OpenAudio, RecordingView
+from storage import (
+    ORIGINAL,
+    PLAYBACK,
+    AuditRecord,
+    IntegrityFailure,
+    KeyringError,
+    OpenAudio,
+    RecordingView,
+)
 
 _GRANT_SHAPE = '{"purpose": ..., "reason": ...}'
 # How long a playability lookup is reused by the ranges that follow it.
@@ -32,7 +40,7 @@ VIEW_TTL_S = 2.0
 class AudioOpener(Protocol):
     """What playback needs from storage: a verified, readable recording."""
 
-    async def open(self, recording_id: uuid.UUID) -> OpenAudio | None: ...
+    async def open(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None: ...
 
 
 class PlaybackHandlers:
@@ -107,7 +115,7 @@ class PlaybackHandlers:
             raise Forbidden("this role may play recordings but not download the original")
         view = await self._playable(grant.recording_id)
         try:
-            audio = await self._audio.open(view.id)
+            audio = await self._audio.open(view.id, ORIGINAL if download else PLAYBACK)
         except (IntegrityFailure, KeyringError):
             await self._audit.record(
                 AuditRecord(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from storage.audit import AuditLog, AuditRecord, AuditTrail, verify_audit_chain
 from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
 from storage.catalog import RecordingCatalog, RecordingView, SearchQuery
+from storage.crypto import EncryptedFileReader
 from storage.database import (
     Database,
     check_database,
@@ -32,9 +33,12 @@ from storage.errors import (
 )
 from storage.holds import HoldView, RecordingHolds, in_force
 from storage.keyring import KeyWrapper, LocalKeyring
+from storage.peaks import PeakReader, Peaks
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.receipts import ReceiptSigner, verify_receipt
 from storage.recordings import (
+    ORIGINAL,
+    PLAYBACK,
     AudioFacts,
     CaptureInProgress,
     CaptureOutcome,
@@ -42,10 +46,13 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.referrals import ReferralLinks
+from storage.sealed_writer import SealedFile, SealedFileWriter
 from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 
 __all__ = [
+    "ORIGINAL",
+    "PLAYBACK",
     "AudioFacts",
     "AudioInfo",
     "AuditChainBroken",
@@ -57,6 +64,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "DueRecording",
+    "EncryptedFileReader",
     "EncryptedSpool",
     "FilesystemObjectStore",
     "HoldView",
@@ -71,6 +79,8 @@ __all__ = [
     "ObjectStore",
     "ObjectVersion",
     "OpenAudio",
+    "PeakReader",
+    "Peaks",
     "ReceiptSigner",
     "RecordingAudio",
     "RecordingCatalog",
@@ -82,6 +92,8 @@ __all__ = [
     "ReferralLinks",
     "RetentionFacts",
     "S3ObjectStore",
+    "SealedFile",
+    "SealedFileWriter",
     "SearchQuery",
     "SigningKey",
     "SpoolDirectory",

@@ -41,6 +41,8 @@ class RecordingView:
     sample_rate: int | None
     channels: int | None
     duration_s: float | None
+    declared_duration_s: float | None
+    audio_problems: tuple[tuple[str, str], ...]
     retention_deadline: datetime
     deleted_at: datetime | None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -150,6 +152,11 @@ def _view(row: Recording, holds: Sequence[HoldView]) -> RecordingView:
         sample_rate=row.sample_rate,
         channels=row.channels,
         duration_s=row.duration_s,
+        declared_duration_s=row.declared_duration_s,
+        audio_problems=tuple(
+            (str(problem.get("code")), str(problem.get("detail")))
+            for problem in row.audio_problems or ()
+        ),
         retention_deadline=row.retention_deadline,
         deleted_at=row.deleted_at,
         extra=dict(row.extra or {}),

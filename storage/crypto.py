@@ -120,6 +120,7 @@ class SegmentEncryptor:
         "_index",
         "_out",
         "_pinned",
+        "_placed",
         "_prefix",
         "_scratch",
     )
@@ -148,6 +149,7 @@ class SegmentEncryptor:
         self._pinned: memoryview | None = None
         self._index = 0
         self._done = False
+        self._placed: set[int] = set()
 
     @property
     def header(self) -> bytes:
@@ -213,6 +215,8 @@ class SegmentEncryptor:
         """Hand every segment that ``data`` completes to ``seal``, in order, with its nonce."""
         if self._done:
             raise ValueError("encryptor already finalized")
+        if self._placed:
+            raise ValueError("update cannot be mixed with seal_at")
         view = memoryview(data)
         if view.format != "B" or view.ndim != 1:
             view = view.cast("B")
@@ -261,10 +265,30 @@ class SegmentEncryptor:
         self._index = index
         self._hold(view[offset:])
 
+    def seal_at(self, index: int, plaintext: bytes | bytearray, *, final: bool) -> bytes:
+        """Seal one whole segment at ``index``, for writers that place segments themselves.
+
+        A muxer that patches its header after writing the rest needs segment 0 sealed
+        last; this makes that possible without ``update``. Each index may be sealed once
+        (a GCM nonce must never seal two plaintexts), and the two ways of encrypting one
+        object cannot be mixed.
+        """
+        if self._index or self._fill or self._pinned is not None or self._done:
+            raise ValueError("seal_at cannot be mixed with update or finalize")
+        if index in self._placed or not 0 <= index < _MAX_SEGMENTS:
+            raise ValueError(f"segment {index} is already sealed or out of range")
+        if len(plaintext) > SEGMENT_PLAINTEXT or (
+            not final and len(plaintext) != SEGMENT_PLAINTEXT
+        ):
+            raise ValueError("only the final segment may be shorter than a whole segment")
+        self._placed.add(index)
+        nonce = self._prefix + _NONCE_TAIL.pack(index, 1 if final else 0)
+        return self._aead.encrypt(nonce, bytes(plaintext), self._aad)
+
     def finalize(self) -> bytes:
         """Seal the held-back data as the final segment; the encryptor is spent afterwards."""
-        if self._done:
-            raise ValueError("encryptor already finalized")
+        if self._done or self._placed:
+            raise ValueError("encryptor already finalized, or used through seal_at")
         self._done = True
         pinned = self._pinned
         final = pinned if pinned is not None else memoryview(self._scratch)[: self._fill]

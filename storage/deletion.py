@@ -30,6 +30,7 @@ from storage.models import (
     DataKey,
     Recording,
     RecordingHold,
+    RecordingPeaks,
     RecordingReferral,
     RecordingState,
     StoredObject,
@@ -222,6 +223,9 @@ class RecordingDeleter:
             )
             await session.execute(
                 delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
+            )
+            await session.execute(
+                delete(RecordingPeaks).where(RecordingPeaks.recording_id.in_(finished))
             )
             now = self._clock()
             reasons = await _deletion_reasons(session, finished)

@@ -100,7 +100,11 @@ class Recording(Base):
     codec: Mapped[str | None] = mapped_column(String(32))
     sample_rate: Mapped[int | None] = mapped_column(Integer)
     channels: Mapped[int | None] = mapped_column(Integer)
+    # What decodes (the playable length); the header's own claim when it differs.
     duration_s: Mapped[float | None] = mapped_column(Float)
+    declared_duration_s: Mapped[float | None] = mapped_column(Float)
+    # What was wrong with audio that was kept anyway: [{"code": ..., "detail": ...}].
+    audio_problems: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)
     retention_deadline: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -151,7 +155,7 @@ class StoredObject(Base):
     recording_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("recording.id", ondelete="CASCADE"), index=True
     )
-    kind: Mapped[str] = mapped_column(String(16))  # "original" now; renditions later
+    kind: Mapped[str] = mapped_column(String(16))  # ObjectKind: "original" or "playback"
     object_key: Mapped[str] = mapped_column(String(255), unique=True)
     content_type: Mapped[str] = mapped_column(String(64))
     plaintext_size: Mapped[int] = mapped_column(BigInteger)
@@ -166,6 +170,23 @@ class StoredObject(Base):
     data_key: Mapped[DataKey | None] = relationship(
         back_populates="stored_object", cascade="all, delete-orphan", lazy="selectin"
     )
+
+
+class RecordingPeaks(Base):
+    """Waveform peaks of a recording, for drawing: min/max per channel per time bucket.
+
+    ``data`` holds signed bytes, bucket by bucket: for each channel its min then max,
+    scaled to -127..127. Deleted with the recording's personal data.
+    """
+
+    __tablename__ = "recording_peaks"
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recording.id", ondelete="CASCADE"), primary_key=True
+    )
+    per_second: Mapped[float] = mapped_column(Float)
+    channels: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RecordingHold(Base):

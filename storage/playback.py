@@ -22,6 +22,7 @@ from storage.database import Database
 from storage.errors import IntegrityFailure, ObjectMissing
 from storage.keyring import KeyWrapper, WrappedKey
 from storage.models import Recording, RecordingState, StoredObject
+from storage.recordings import ORIGINAL, PLAYBACK
 
 # Segments fetched and decrypted per step when streaming: 1 MiB of audio.
 _SEGMENTS_PER_READ = 16
@@ -71,7 +72,7 @@ class OpenAudio:
 
 
 class RecordingAudio:
-    """Opens the stored original of a recording for playback.
+    """Opens a stored object of a recording, its playback rendition or its original.
 
     A player asks for many ranges in a row; an opened, verified object is kept for
     ``keep_open`` so each range costs one ranged read, not a fresh open. The caller
@@ -95,43 +96,49 @@ class RecordingAudio:
         self._clock = clock
         self._keep_open_s = keep_open_s
         self._max_open = max_open
-        self._open: OrderedDict[uuid.UUID, tuple[float, OpenAudio]] = OrderedDict()
+        self._open: OrderedDict[tuple[uuid.UUID, str], tuple[float, OpenAudio]] = OrderedDict()
 
-    async def open(self, recording_id: uuid.UUID) -> OpenAudio | None:
+    async def open(self, recording_id: uuid.UUID, kind: str = PLAYBACK) -> OpenAudio | None:
         """The verified audio of a stored recording; None if there is none to play.
 
-        Raises IntegrityFailure when the object is missing, cut short, grown, or altered.
+        ``kind`` is PLAYBACK (the browser rendition; a recording captured before
+        renditions existed plays its original instead) or ORIGINAL. Raises
+        IntegrityFailure when the object is missing, cut short, grown, or altered.
         """
         now = self._clock()
-        kept = self._open.get(recording_id)
+        kept = self._open.get((recording_id, kind))
         if kept is not None and now - kept[0] < self._keep_open_s:
-            self._open.move_to_end(recording_id)
+            self._open.move_to_end((recording_id, kind))
             return kept[1]
-        audio = await self._open_verified(recording_id)
+        audio = await self._open_verified(recording_id, kind)
         if audio is not None:
-            self._open[recording_id] = (now, audio)
-            self._open.move_to_end(recording_id)
+            self._open[(recording_id, kind)] = (now, audio)
+            self._open.move_to_end((recording_id, kind))
             while len(self._open) > self._max_open:
                 self._open.popitem(last=False)
         return audio
 
     def forget(self, recording_id: uuid.UUID) -> None:
-        """Drop a kept object (the recording is being deleted)."""
-        self._open.pop(recording_id, None)
+        """Drop kept objects (the recording is being deleted)."""
+        for kind in (PLAYBACK, ORIGINAL):
+            self._open.pop((recording_id, kind), None)
 
-    async def _open_verified(self, recording_id: uuid.UUID) -> OpenAudio | None:
+    async def _open_verified(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None:
         async with self._database.read() as session:
-            stored = (
-                await session.execute(
-                    select(StoredObject)
-                    .join(Recording, Recording.id == StoredObject.recording_id)
-                    .where(
-                        StoredObject.recording_id == recording_id,
-                        StoredObject.kind == "original",
-                        Recording.state == RecordingState.STORED,
+            objects = {
+                stored.kind: stored
+                for stored in (
+                    await session.execute(
+                        select(StoredObject)
+                        .join(Recording, Recording.id == StoredObject.recording_id)
+                        .where(
+                            StoredObject.recording_id == recording_id,
+                            Recording.state == RecordingState.STORED,
+                        )
                     )
-                )
-            ).scalar_one_or_none()
+                ).scalars()
+            }
+            stored = objects.get(kind) or (objects.get(ORIGINAL) if kind == PLAYBACK else None)
             if stored is None or stored.data_key is None:
                 return None
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)

@@ -4,9 +4,10 @@ The order is what keeps "nothing half stored" true:
 
 1. claim: insert the recording as ``pending`` (the unique source id makes duplicates and
    concurrent duplicates meet here), with its object row but no key;
-2. put the encrypted spool into the object store, create-only;
-3. commit the wrapped data key, the referrals, the ``stored`` state and the audit event
-   in one transaction.
+2. put the encrypted objects (the original, then its playback rendition) into the
+   object store, create-only;
+3. commit the wrapped data keys, the peaks, the referrals, the ``stored`` state and the
+   audit event in one transaction.
 
 A failure after 1 removes the claim and the object; a crash leaves a pending row that
 ``reap_abandoned_captures`` removes, or that the source's next delivery of the same id
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -30,9 +32,11 @@ from storage.blobs import UNHELD_TAGS, ObjectStore
 from storage.database import Database
 from storage.errors import StorageError, Unavailable
 from storage.keyring import KeyWrapper
-from storage.models import DataKey, Recording, RecordingState, StoredObject
+from storage.models import DataKey, Recording, RecordingPeaks, RecordingState, StoredObject
+from storage.peaks import Peaks
 from storage.repository import RecordingRepository
-from storage.spool import EncryptedSpool
+from storage.sealed_writer import SealedFile
+from storage.spool import EncryptedSpool, SpoolFacts
 
 log = logging.getLogger(__name__)
 # Between claiming its id and committing, a capture only uploads one object; one that
@@ -55,6 +59,9 @@ class AudioFacts:
     channels: int
     duration_s: float
     content_type: str
+    declared_duration_s: float | None = None
+    # (code, detail) of each thing wrong with audio that was kept anyway.
+    problems: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,21 @@ class CaptureOutcome:
     recording_id: uuid.UUID
     retention_deadline: datetime
     created: bool
+
+
+ORIGINAL = "original"  # the file as the source sent it, byte for byte
+PLAYBACK = "playback"  # the browser rendition
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """An encrypted file on local disk, waiting to become a stored object of ``kind``."""
+
+    object_id: uuid.UUID
+    path: Path
+    data_key: bytes
+    facts: SpoolFacts
+    kind: str
 
 
 def object_key_for(object_id: uuid.UUID) -> str:
@@ -137,27 +159,50 @@ class RecordingStore:
             await asyncio.sleep(0.1)
 
     async def store_capture(
-        self, spool: EncryptedSpool, recording: NewRecording, audio: AudioFacts, *, actor: str
+        self,
+        spool: EncryptedSpool,
+        recording: NewRecording,
+        audio: AudioFacts,
+        *,
+        actor: str,
+        rendition: SealedFile | None = None,
+        peaks: Peaks | None = None,
     ) -> CaptureOutcome:
-        """Make a finished spool a durable, audited recording; idempotent per source id.
+        """Make a finished spool and its rendition a durable, audited recording.
 
-        Raises Unavailable (database or store) or CaptureInProgress; in every failure
-        case nothing stays visible and the caller may retry.
+        The capture path always gives a rendition and peaks; without them, playback
+        serves the original. Idempotent per source id. Raises Unavailable (database or store) or
+        CaptureInProgress; in every failure case nothing stays visible and the caller
+        may retry.
         """
+        files = [_Sealed(spool.object_id, spool.path, spool.data_key, spool.facts, ORIGINAL)]
+        if rendition is not None:
+            files.append(
+                _Sealed(
+                    rendition.object_id,
+                    rendition.path,
+                    rendition.data_key,
+                    rendition.facts,
+                    PLAYBACK,
+                )
+            )
         for _ in range(_CLAIM_ATTEMPTS):
             existing = await self.find_existing(recording.source, recording.source_recording_id)
             if existing is not None:
                 return existing
-            row = self._pending_row(spool, recording, audio)
+            row = self._pending_row(files, recording, audio, rendition)
             if await self._claim(row):
-                return await self._complete(row.id, spool, recording, actor)
+                return await self._complete(row.id, files, recording, peaks, actor)
             # Another delivery of the same id claimed it first: look again.
         raise CaptureInProgress(recording.source_recording_id)
 
     def _pending_row(
-        self, spool: EncryptedSpool, recording: NewRecording, audio: AudioFacts
+        self,
+        files: list[_Sealed],
+        recording: NewRecording,
+        audio: AudioFacts,
+        rendition: SealedFile | None,
     ) -> Recording:
-        facts = spool.facts
         now = self._clock()
         row = Recording(
             id=uuid.uuid4(),
@@ -177,33 +222,47 @@ class RecordingStore:
             sample_rate=audio.sample_rate,
             channels=audio.channels,
             duration_s=audio.duration_s,
+            declared_duration_s=audio.declared_duration_s,
+            audio_problems=[{"code": code, "detail": detail} for code, detail in audio.problems]
+            or None,
             retention_deadline=recording.retention_deadline,
             received_at=now,
         )
-        row.objects.append(
-            StoredObject(
-                id=spool.object_id,
-                kind="original",
-                object_key=object_key_for(spool.object_id),
-                content_type=audio.content_type,
-                plaintext_size=facts.plaintext_size,
-                plaintext_sha256=facts.plaintext_sha256,
-                ciphertext_size=facts.ciphertext_size,
-                created_at=now,
+        for sealed in files:
+            row.objects.append(
+                StoredObject(
+                    id=sealed.object_id,
+                    kind=sealed.kind,
+                    object_key=object_key_for(sealed.object_id),
+                    content_type=rendition.content_type
+                    if rendition is not None and sealed.kind == PLAYBACK
+                    else audio.content_type,
+                    plaintext_size=sealed.facts.plaintext_size,
+                    plaintext_sha256=sealed.facts.plaintext_sha256,
+                    ciphertext_size=sealed.facts.ciphertext_size,
+                    created_at=now,
+                )
             )
-        )
         return row
 
     async def _complete(
-        self, recording_id: uuid.UUID, spool: EncryptedSpool, recording: NewRecording, actor: str
+        self,
+        recording_id: uuid.UUID,
+        files: list[_Sealed],
+        recording: NewRecording,
+        peaks: Peaks | None,
+        actor: str,
     ) -> CaptureOutcome:
-        key = object_key_for(spool.object_id)
+        keys = [object_key_for(sealed.object_id) for sealed in files]
         try:
-            version_id = await self._objects.put_file(key, spool.path, tags=UNHELD_TAGS)
-            await self._commit(recording_id, spool, recording, version_id, actor)
+            versions = [
+                await self._objects.put_file(key, sealed.path, tags=UNHELD_TAGS)
+                for key, sealed in zip(keys, files, strict=True)
+            ]
+            await self._commit(recording_id, files, versions, recording, peaks, actor)
         except BaseException:
-            # The put may have landed even if it reported failure; deleting is idempotent.
-            await self._release_claim(recording_id, key=key)
+            # A put may have landed even if it reported failure; deleting is idempotent.
+            await self._release_claim(recording_id, keys=keys)
             raise
         return CaptureOutcome(recording_id, recording.retention_deadline, created=True)
 
@@ -221,12 +280,17 @@ class RecordingStore:
     async def _commit(
         self,
         recording_id: uuid.UUID,
-        spool: EncryptedSpool,
+        files: list[_Sealed],
+        versions: list[str | None],
         recording: NewRecording,
-        version_id: str | None,
+        peaks: Peaks | None,
         actor: str,
     ) -> None:
-        wrapped = self._keys.wrap(spool.data_key, spool.object_id)
+        wrapped = {
+            sealed.object_id: self._keys.wrap(sealed.data_key, sealed.object_id) for sealed in files
+        }
+        version_of = {sealed.object_id: v for sealed, v in zip(files, versions, strict=True)}
+        original = files[0]
         now = self._clock()
         async with self._database.transaction() as session:
             repository = RecordingRepository(session)
@@ -237,16 +301,22 @@ class RecordingStore:
             row.state = RecordingState.STORED
             row.stored_at = now
             for stored in row.objects:
-                if stored.id == spool.object_id:
-                    stored.version_id = version_id
-            session.add(
-                DataKey(
-                    object_id=spool.object_id,
-                    kek_id=wrapped.kek_id,
-                    wrapped=wrapped.blob,
-                    created_at=now,
+                stored.version_id = version_of[stored.id]
+                key = wrapped[stored.id]
+                session.add(
+                    DataKey(
+                        object_id=stored.id, kek_id=key.kek_id, wrapped=key.blob, created_at=now
+                    )
                 )
-            )
+            if peaks is not None:
+                session.add(
+                    RecordingPeaks(
+                        recording_id=recording_id,
+                        per_second=peaks.per_second,
+                        channels=peaks.channels,
+                        data=peaks.data,
+                    )
+                )
             await repository.link_referrals(recording_id, recording.referrals, by=actor, at=now)
             await self._audit.append(
                 session,
@@ -256,16 +326,17 @@ class RecordingStore:
                     recording_id=recording_id,
                     details={
                         "source_recording_id": recording.source_recording_id,
-                        "bytes": spool.facts.plaintext_size,
-                        "sha256": spool.facts.plaintext_sha256,
+                        "bytes": original.facts.plaintext_size,
+                        "sha256": original.facts.plaintext_sha256,
                     },
                 ),
             )
 
-    async def _release_claim(self, recording_id: uuid.UUID, *, key: str) -> None:
+    async def _release_claim(self, recording_id: uuid.UUID, *, keys: list[str]) -> None:
         # Best effort: if the database or store is down too, the reaper finishes the job.
         try:
-            await self._objects.delete(key)
+            for key in keys:
+                await self._objects.delete(key)
             async with self._database.transaction() as session:
                 await RecordingRepository(session).remove_pending(recording_id)
         except (Unavailable, OSError):

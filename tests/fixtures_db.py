@@ -28,6 +28,7 @@ POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not s
 _TABLES = (
     "data_key",
     "recording_hold",
+    "recording_peaks",
     "stored_object",
     "recording_referral",
     "referral",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import time
 import urllib.request
@@ -19,10 +20,13 @@ from sqlalchemy import func, select
 from config.app import Services, build_services, create_app
 from config.settings import Settings
 from retrieval import issue_dev_token
-from storage import load_signing_key
-from storage.models import AuditEvent, Recording
+from storage import EncryptedFileReader, load_signing_key
+from storage.keyring import WrappedKey
+from storage.models import AuditEvent, Recording, StoredObject
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 
+OBJECTS_PER_RECORDING = 2
+"""What a push stores: the original, byte for byte, and its playback rendition."""
 SCHEDULED_ACTIONS = ("retention.sweep", "retention.attestation")
 """Audit events the service writes on its own schedule, whatever the test does."""
 
@@ -60,6 +64,28 @@ class RunningService:
         response = await self.client.post("/webhooks/push/pbx", data=body, headers=headers)
         assert response.status == 201, await response.text()
         return uuid.UUID((await response.json())["id"])
+
+    async def stored(self, recording_id: uuid.UUID | str, kind: str) -> bytes:
+        """The plaintext of a recording's stored object of ``kind``, read behind the API."""
+        async with self.services.database.read() as session:
+            stored = (
+                await session.execute(
+                    select(StoredObject).where(
+                        StoredObject.recording_id == uuid.UUID(str(recording_id)),
+                        StoredObject.kind == kind,
+                    )
+                )
+            ).scalar_one()
+            assert stored.data_key is not None
+            wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
+        ciphertext = await self.services.objects.read_range(
+            stored.object_key, 0, stored.ciphertext_size
+        )
+        key = self.services.keyring.unwrap(wrapped, stored.id)
+        with EncryptedFileReader(
+            io.BytesIO(ciphertext), key, stored.id, stored.ciphertext_size
+        ) as reader:
+            return reader.read()
 
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""

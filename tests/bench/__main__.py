@@ -31,6 +31,16 @@ import aiohttp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
+from tests.bench.media import (
+    ffmpeg_available,
+    ffmpeg_seconds,
+    healthz_latencies,
+    probe_seconds,
+    rendition_seconds,
+    spool_file,
+    worker_peak_memory,
+    write_call_audio,
+)
 from tests.bench.playback import (
     audio_url,
     percentile,
@@ -40,11 +50,18 @@ from tests.bench.playback import (
     sustained_players,
 )
 from tests.bench.retention import measure_sweep, retention_rows
-from tests.bench.workload import PushFile, seconds_for_bytes, tone_second, wav_header, write_push
+from tests.bench.workload import (
+    PushFile,
+    seconds_for_bytes,
+    tone_second,
+    wav_header,
+    write_push,
+    write_push_of_file,
+)
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
-PARTS = frozenset({"ingest", "playback", "retention"})
+PARTS = frozenset({"ingest", "media", "playback", "retention"})
 _CHUNK = 1024 * 1024
 
 
@@ -382,6 +399,9 @@ async def run(quick: bool, parts: set[str]) -> None:
     print(f"- Python {platform.python_version()}; scratch directory on the data disk: {root}\n")
     if "ingest" in parts:
         await run_ingest(root, quick)
+    if "media" in parts:
+        print()
+        await run_media(root, quick)
     if "playback" in parts:
         print()
         row("playback measurement", "first byte", "whole response", "ratio to baseline", "goal")
@@ -392,6 +412,126 @@ async def run(quick: bool, parts: set[str]) -> None:
         print()
         await run_retention(root, quick)
     shutil.rmtree(root, ignore_errors=True)
+
+
+async def run_media(root: Path, quick: bool) -> None:
+    """Probe and rendition against ffmpeg, worker memory, event-loop latency under load."""
+    if not ffmpeg_available():
+        raise SystemExit("the media benchmark compares with ffmpeg: apt-get install ffmpeg")
+    minutes = 5 if quick else 60
+    seconds = minutes * 60
+    reps = 1 if quick else 3
+    row("media measurement", "callrec", "baseline (same run)", "ratio", "goal")
+    row("---", "---", "---", "---", "---")
+    files: dict[str, Path] = {}
+    for label, channels, codec in (
+        ("8 kHz mono mu-law WAV", 1, "pcm_mulaw"),
+        ("8 kHz two-channel PCM WAV", 2, "pcm_s16le"),
+    ):
+        source = root / f"{codec}-{channels}.wav"
+        write_call_audio(source, seconds=seconds, channels=channels, codec=codec)
+        files[label] = source
+        spool = await spool_file(source, root / "spool")
+        probes, null_decodes, ours, theirs = [], [], [], []
+        for _ in range(reps):
+            probes.append(probe_seconds(spool))
+            null_decodes.append(ffmpeg_null_decode(source))
+            took, size = rendition_seconds(spool, root)
+            ours.append(took)
+            took_cli, size_cli = ffmpeg_seconds(source, channels, root)
+            theirs.append(took_cli)
+        await spool.discard()
+        probe, null_decode = statistics.median(probes), statistics.median(null_decodes)
+        row(
+            f"probe (decode all, check, peaks) of {minutes}-min {label}, median of {reps}",
+            f"{probe:.2f} s ({seconds / probe:,.0f}x realtime)",
+            f"`ffmpeg -i in.wav -f null -`: {null_decode:.2f} s",
+            f"{null_decode / probe:.2f}x",
+            "measured",
+        )
+        mine, cli = statistics.median(ours), statistics.median(theirs)
+        row(
+            f"rendition (Opus {channels * 16} kbit/s in WebM, from the encrypted spool, "
+            f"encrypted out) of {minutes}-min {label}, median of {reps}",
+            f"{mine:.2f} s ({seconds / mine:,.0f}x realtime, {size * 8 / seconds / 1000:.1f} "
+            "kbit/s)",
+            f"ffmpeg CLI, same codec and options, file to file: {cli:.2f} s "
+            f"({size_cli * 8 / seconds / 1000:.1f} kbit/s)",
+            f"{cli / mine:.2f}x",
+            ">= 0.9x",
+        )
+    await run_media_memory(root, minutes)
+    await run_media_latency(root, files, seconds)
+
+
+def ffmpeg_null_decode(source: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), "-f", "null", "-"],
+        check=True,
+    )
+    return time.perf_counter() - started
+
+
+async def run_media_memory(root: Path, minutes: int) -> None:
+    """The worker's peak memory for one length of call and for twice that length."""
+    peaks: dict[int, float] = {}
+    for length in (minutes, 2 * minutes):
+        source = root / f"memory-{length}.wav"
+        write_call_audio(source, seconds=length * 60, channels=2, codec="pcm_s16le")
+        spool = await spool_file(source, root / "spool")
+        source.unlink()
+        _, peaks[length] = worker_peak_memory(spool, root)
+        await spool.discard()
+    row(
+        f"worker peak RSS, {2 * minutes}-min two-channel call",
+        f"{peaks[2 * minutes]:.0f} MB",
+        f"{minutes}-min call: {peaks[minutes]:.0f} MB",
+        f"{peaks[2 * minutes] / peaks[minutes]:.2f}x",
+        "flat (~1.0x)",
+    )
+
+
+async def run_media_latency(root: Path, files: dict[str, Path], seconds: int) -> None:
+    """``/healthz`` while four long recordings are received and processed at once."""
+    sources = [path for path in files.values() for _ in range(2)]
+    pushes = [
+        write_push_of_file(
+            root / f"long-{n}.body",
+            source,
+            recording_id=f"long-{n}-{time.time_ns()}",
+            seconds=seconds,
+            secret=SECRET.encode(),
+            timestamp=int(time.time()),
+        )
+        for n, source in enumerate(sources)
+    ]
+    with server(root, "server-media") as running:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3600)) as session:
+            idle_done: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(3.0, idle_done.set_result, None)
+            idle = await healthz_latencies(session, running.url, idle_done)
+            started = time.perf_counter()
+            work = asyncio.ensure_future(
+                asyncio.gather(*(send(session, running.url, push) for push in pushes))
+            )
+            busy = await healthz_latencies(session, running.url, work)
+            await work
+            took = time.perf_counter() - started
+        peak = running.memory_mb("VmHWM")
+    for push in pushes:
+        push.path.unlink()
+    row(
+        f"/healthz while 4 x {seconds // 60}-min recordings (2 mono, 2 two-channel) are "
+        f"received and processed ({took:.0f} s for all four), {len(busy)} requests",
+        f"p50 {percentile(busy, 0.5) * 1000:.1f} ms, p99 {percentile(busy, 0.99) * 1000:.1f} ms, "
+        f"max {max(busy) * 1000:.1f} ms",
+        f"idle server: p50 {percentile(idle, 0.5) * 1000:.1f} ms, "
+        f"p99 {percentile(idle, 0.99) * 1000:.1f} ms",
+        f"{percentile(busy, 0.99) / percentile(idle, 0.99):.1f}x",
+        "p99 < 50 ms",
+    )
+    row("server peak RSS during the four (workers not included)", f"{peak:.0f} MB", "-", "-", "-")
 
 
 async def run_retention(root: Path, quick: bool) -> None:

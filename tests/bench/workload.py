@@ -7,6 +7,8 @@ import hmac
 import json
 import math
 import struct
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,49 @@ def write_push(
 ) -> PushFile:
     """Write a signed push of a ``seconds``-long WAV to ``path``, signing as it writes."""
     second = tone_second(rate, channels)
-    audio_bytes = len(second) * seconds
+    block = second * max(1, _CHUNK // len(second))
+    per_block = len(block) // len(second)
+
+    def audio() -> Iterator[bytes]:
+        yield wav_header(len(second) * seconds, rate, channels)
+        remaining = seconds
+        while remaining:
+            count = min(remaining, per_block)
+            yield block[: count * len(second)]
+            remaining -= count
+
+    meta = metadata(recording_id=recording_id)
+    return _write_signed(path, meta, audio(), len(second) * seconds, secret, timestamp)
+
+
+def write_push_of_file(
+    path: Path, audio: Path, *, recording_id: str, seconds: int, secret: bytes, timestamp: int
+) -> PushFile:
+    """A signed push of an audio file already on disk, for a call of ``seconds``."""
+    started = time.gmtime(time.time() - seconds - 600)
+    ended = time.gmtime(time.time() - 600)
+    meta = metadata(
+        recording_id=recording_id,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
+        ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", ended),
+    )
+
+    def chunks() -> Iterator[bytes]:
+        with audio.open("rb") as reader:
+            while chunk := reader.read(_CHUNK):
+                yield chunk
+
+    return _write_signed(path, meta, chunks(), audio.stat().st_size, secret, timestamp)
+
+
+def _write_signed(
+    path: Path,
+    meta: dict[str, object],
+    audio: Iterator[bytes],
+    audio_bytes: int,
+    secret: bytes,
+    timestamp: int,
+) -> PushFile:
     mac = hmac.new(secret, f"{timestamp}.".encode(), hashlib.sha256)
     size = 0
     with path.open("wb") as out:
@@ -77,7 +121,7 @@ def write_push(
                 f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="metadata"\r\n'
                 "Content-Type: application/json\r\n\r\n"
             ).encode()
-            + json.dumps(metadata(recording_id=recording_id)).encode()
+            + json.dumps(meta).encode()
             + b"\r\n"
         )
         emit(
@@ -85,15 +129,9 @@ def write_push(
                 f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="audio"; '
                 'filename="call.wav"\r\nContent-Type: audio/wav\r\n\r\n'
             ).encode()
-            + wav_header(audio_bytes, rate, channels)
         )
-        block = second * max(1, _CHUNK // len(second))
-        per_block = len(block) // len(second)
-        remaining = seconds
-        while remaining:
-            count = min(remaining, per_block)
-            emit(block[: count * len(second)])
-            remaining -= count
+        for chunk in audio:
+            emit(chunk)
         emit(f"\r\n--{BOUNDARY}--\r\n".encode())
     headers = {
         "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",

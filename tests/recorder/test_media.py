@@ -1,38 +1,100 @@
-"""Probing audio: formats PBXs send are accepted with the right facts; anything else is not."""
+"""The media pass: every telephony format decodes to the right facts, a rendition and peaks;
+what holds no audio is refused with its reason; what decodes in part is kept and flagged."""
 
 from __future__ import annotations
 
 import io
-import math
+import os
+import re
 import struct
+import wave
 
 import av
-import av.audio.stream
+import av.video.stream
+import numpy as np
 import pytest
 
 from recorder.errors import UndecodableAudio
-from recorder.media import probe_audio
-from tests.push_support import make_wav
+from recorder.media import MediaReport, analyse
+from tests.audio_factory import BY_NAME, DECODER, DEMUXER, FORMATS, Format, decode, make_audio
+
+SECONDS = 6.0
+CASES = [
+    pytest.param(spec, channels, id=f"{spec.name}-{channels}ch")
+    for spec in FORMATS
+    for channels in (1, 2)
+    if not (spec.codec == "gsm_ms" and channels == 2)  # GSM 6.10 is mono only
+]
 
 
-def encode(container: str, codec: str, seconds: float, rate: int, layout: str = "mono") -> bytes:
-    """Real compressed audio, made with the same FFmpeg the service probes with."""
+def run(data: bytes, *, max_channels: int = 2) -> tuple[MediaReport, bytes]:
+    rendition = io.BytesIO()
+    report = analyse(io.BytesIO(data), max_channels=max_channels, rendition=rendition)
+    return report, rendition.getvalue()
+
+
+@pytest.mark.parametrize(("spec", "channels"), CASES)
+def test_each_format_is_probed_exactly_and_gets_a_rendition_and_peaks(
+    spec: Format, channels: int
+) -> None:
+    report, rendition = run(make_audio(spec, SECONDS, channels))
+
+    assert report.container == DEMUXER.get(spec.container, spec.container)
+    assert report.codec.startswith(DECODER.get(spec.codec, spec.codec))
+    assert (report.sample_rate, report.channels) == (spec.rate, channels)
+    assert report.duration_s == pytest.approx(SECONDS, rel=0.01)
+    assert report.problems == ()
+
+    played = decode(rendition)
+    assert (played.container, played.codec) == ("matroska,webm", "opus")
+    assert played.channels == channels
+    assert played.seconds == pytest.approx(SECONDS, rel=0.01)
+
+    assert report.peaks.channels == channels
+    assert report.peaks.per_second == 20
+    assert report.peaks.buckets == pytest.approx(SECONDS * 20, abs=1)
+
+
+def test_two_channels_stay_apart_in_the_rendition() -> None:
+    # Caller on one side, staff on the other: the tone on each channel only, never both.
+    _, rendition = run(make_audio(BY_NAME["pcm-wav"], 9.0, channels=2))
+    samples = decode(rendition).samples
+    third = samples.shape[1] // 3
+    margin = third // 10
+
+    def level(channel: int, part: int) -> float:
+        stretch = samples[channel, part * third + margin : (part + 1) * third - margin]
+        return float(np.sqrt(np.mean(stretch**2)))
+
+    # First third: the 425 Hz tone on the first channel, silence on the second.
+    assert level(0, 0) > 0.2
+    assert level(1, 0) < 0.002
+    # Middle third: the other way round.
+    assert level(0, 1) < 0.002
+    assert level(1, 1) > 0.2
+
+
+def test_peaks_follow_the_signal_on_each_channel() -> None:
+    report, _ = run(make_audio(BY_NAME["pcm-wav"], 9.0, channels=2))
+    signed = np.frombuffer(report.peaks.data, dtype=np.int8).reshape(-1, 2, 2)
+    first, second = signed[:, 0, :], signed[:, 1, :]
+    loud, quiet = slice(5, 55), slice(65, 115)  # well inside the first and middle thirds
+    assert first[loud, 1].min() > 40
+    assert first[loud, 0].max() < -40
+    assert np.abs(first[quiet]).max() <= 1
+    assert np.abs(second[loud]).max() <= 1
+    assert second[quiet, 1].min() > 40
+
+
+def _video_only() -> bytes:
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container) as output:
-        stream = output.add_stream(codec, rate=rate, layout=layout)
-        assert isinstance(stream, av.audio.stream.AudioStream)
-        samples = int(seconds * rate)
-        frame_size = 1152 if codec == "libmp3lame" else 960 if codec == "libopus" else 1024
-        channels = 1 if layout == "mono" else 2
-        for start in range(0, samples, frame_size):
-            count = min(frame_size, samples - start)
-            tone = [math.sin(2 * math.pi * 425 * (start + n) / rate) * 0.4 for n in range(count)]
-            planes = [tone] * channels
-            frame = av.AudioFrame(format="fltp", layout=layout, samples=count)
-            for plane, values in zip(frame.planes, planes, strict=True):
-                plane.update(b"".join(_f32(v) for v in values))
-            frame.rate = rate
-            frame.pts = start
+    with av.open(buffer, mode="w", format="matroska") as output:
+        stream = output.add_stream("mpeg4", rate=10)
+        assert isinstance(stream, av.video.stream.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(10):
+            frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            frame.pts = index
             for packet in stream.encode(frame):
                 output.mux(packet)
         for packet in stream.encode(None):
@@ -40,70 +102,92 @@ def encode(container: str, codec: str, seconds: float, rate: int, layout: str = 
     return buffer.getvalue()
 
 
-def _f32(value: float) -> bytes:
-    return struct.pack("<f", value)
+def _wav_with_data_size(data: bytes, size: int) -> bytes:
+    """The same WAV with its data chunk claiming ``size`` bytes."""
+    at = data.index(b"data")
+    return data[: at + 4] + struct.pack("<I", size) + data[at + 8 :]
 
 
-@pytest.mark.parametrize(
-    ("rate", "channels", "seconds"), [(8000, 1, 3.0), (16000, 2, 1.5), (48000, 2, 0.25)]
-)
-def test_wav_facts_are_exact(rate: int, channels: int, seconds: float) -> None:
-    facts = probe_audio(io.BytesIO(make_wav(seconds, rate=rate, channels=channels)))
-    assert (facts.container, facts.codec, facts.content_type) == ("wav", "pcm_s16le", "audio/wav")
-    assert (facts.sample_rate, facts.channels) == (rate, channels)
-    assert facts.duration_s == pytest.approx(seconds, abs=0.001)
-
-
-@pytest.mark.parametrize(
-    ("container", "codec", "rate", "content_type"),
-    [
-        ("mp3", "libmp3lame", 16000, "audio/mpeg"),
-        ("ogg", "libopus", 48000, "audio/ogg"),
-        ("flac", "flac", 8000, "audio/flac"),
-    ],
-)
-def test_compressed_telephony_formats_are_accepted(
-    container: str, codec: str, rate: int, content_type: str
-) -> None:
-    facts = probe_audio(io.BytesIO(encode(container, codec, 4.0, rate)))
-    assert facts.content_type == content_type
-    assert facts.sample_rate == rate
-    assert facts.channels == 1
-    assert facts.duration_s == pytest.approx(4.0, abs=0.1)
-
-
-def test_a_wav_cut_short_reports_the_length_it_really_has() -> None:
-    whole = make_wav(10)
-    # The header still claims ten seconds; only four seconds of samples arrived.
-    cut = whole[: 44 + 4 * 8000 * 2]
-    facts = probe_audio(io.BytesIO(cut))
-    assert facts.duration_s == pytest.approx(4.0, abs=0.05)
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"",
-        b"not audio at all\n" * 100,
-        bytes(range(256)) * 64,
-        make_wav(1)[:44],
-        b"%PDF-1.7\n" + bytes(4096),
-    ],
-    ids=["empty", "text", "noise", "header-only-wav", "pdf"],
-)
-def test_what_is_not_decodable_audio_is_refused(payload: bytes) -> None:
-    with pytest.raises(UndecodableAudio):
-        probe_audio(io.BytesIO(payload))
-
-
-def test_a_video_container_without_audio_is_refused() -> None:
+def _channels(count: int) -> bytes:
     buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format="matroska") as output:
-        stream = output.add_stream("ffv1", rate=1)
-        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
-        frame = av.VideoFrame(16, 16, "yuv420p")
-        frame.pts = 0
-        for packet in [*stream.encode(frame), *stream.encode(None)]:
-            output.mux(packet)
-    with pytest.raises(UndecodableAudio, match="no audio stream"):
-        probe_audio(io.BytesIO(buffer.getvalue()))
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(count)
+        writer.setsampwidth(2)
+        writer.setframerate(8000)
+        writer.writeframes(bytes(2 * count * 8000))
+    return buffer.getvalue()
+
+
+def _rate(data: bytes, rate: int) -> bytes:
+    return data[:24] + struct.pack("<I", rate) + data[28:]
+
+
+def _png() -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + bytes(13) + os.urandom(400)
+
+
+WAV = make_audio(BY_NAME["pcm-wav"], 2.0)
+NO_AUDIO = {
+    "random-bytes": (os.urandom(8000), "not audio"),
+    "text": (b"Call notes: nothing to see here.\n" * 200, "not audio"),
+    "image": (_png(), "not audio"),
+    "video-only": (_video_only(), "no audio stream"),
+    "zero-length-stream": (make_audio(BY_NAME["flac"], 0.0), "empty (zero duration)"),
+    "wav-header-no-data": (_wav_with_data_size(WAV, 0)[: WAV.index(b"data") + 8], "zero duration"),
+    "nine-channels": (_channels(9), "9 channels: at most 2"),
+    "absurd-sample-rate": (_rate(_channels(1), 2_000_000), "sample rate 2000000 Hz"),
+}
+
+
+@pytest.mark.parametrize(("data", "reason"), NO_AUDIO.values(), ids=NO_AUDIO.keys())
+def test_what_holds_no_usable_audio_is_refused_with_its_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(UndecodableAudio, match=re.escape(reason)):
+        run(data)
+
+
+def test_the_channel_limit_is_configurable() -> None:
+    report, _ = run(_channels(4), max_channels=4)
+    assert report.channels == 4
+    with pytest.raises(UndecodableAudio, match="4 channels: at most 2"):
+        run(_channels(4))
+
+
+def _corrupt_middle(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    start = len(damaged) // 3
+    damaged[start : start + 3000] = bytes(range(256)) * 11 + bytes(184)
+    return bytes(damaged)
+
+
+MP3 = make_audio(BY_NAME["mp3"], 20.0)
+OGG = make_audio(BY_NAME["ogg-opus"], 20.0)
+DAMAGED = {
+    # A header promising an hour over five seconds of samples.
+    "hour-header-over-5s": (
+        _wav_with_data_size(make_audio(BY_NAME["pcm-wav"], 5.0), 3600 * 8000 * 2),
+        5.0,
+        {"truncated"},
+    ),
+    "mp3-cut-mid-frame": (MP3[: len(MP3) // 2 + 7], 10.0, {"truncated"}),
+    "mp3-corrupt-stretch": (_corrupt_middle(MP3), 19.2, {"undecodable_stretch", "truncated"}),
+    "ogg-corrupt-stretch": (_corrupt_middle(OGG), 18.0, {"gap", "truncated"}),
+}
+
+
+@pytest.mark.parametrize(("data", "playable", "codes"), DAMAGED.values(), ids=DAMAGED.keys())
+def test_audio_that_decodes_in_part_is_kept_flagged_and_plays_that_part(
+    data: bytes, playable: float, codes: set[str]
+) -> None:
+    report, rendition = run(data)
+    assert {problem.code for problem in report.problems} == codes
+    assert report.duration_s == pytest.approx(playable, abs=0.3)
+    assert report.declared_duration_s is not None
+    assert report.declared_duration_s > report.duration_s
+    assert decode(rendition).seconds == pytest.approx(report.duration_s, rel=0.01)
+
+
+def test_the_header_claim_is_reported_beside_what_decodes() -> None:
+    report, _ = run(DAMAGED["hour-header-over-5s"][0])
+    assert report.declared_duration_s == 3600.0
+    (problem,) = report.problems
+    assert problem.detail == "the header declares 3600.0 s but 5.0 s decode"

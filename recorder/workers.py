@@ -1,0 +1,94 @@
+"""A bounded pool of worker processes for decoding and encoding audio.
+
+Why processes, not threads: decoding and encoding an hour of audio is seconds of CPU,
+much of it in Python-held code between FFmpeg calls. In a thread it would take the GIL
+from the event loop in 5 ms slices and every request would wait behind it. A worker
+process has its own interpreter, and a file that crashes FFmpeg takes down a worker,
+not the service.
+
+Workers come from a fork server that has already imported PyAV, so a new worker costs
+milliseconds. A burst of captures queues for the workers; the capture slots in front
+(``max_concurrent``) bound how many wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import multiprocessing
+import uuid
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from recorder.errors import MediaWorkerLost
+from recorder.media_jobs import MediaJob, MediaResult, run_media_job
+from storage import EncryptedSpool
+
+log = logging.getLogger(__name__)
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["recorder.media_jobs"])
+
+
+class MediaWorkers:
+    """Runs media jobs in worker processes; one instance per service."""
+
+    def __init__(self, *, spool_dir: Path, workers: int, max_channels: int) -> None:
+        self._spool_dir = spool_dir
+        self._workers = workers
+        self._max_channels = max_channels
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    async def process(self, spool: EncryptedSpool) -> MediaResult:
+        """Decode the finished spool and write its rendition; UndecodableAudio if unusable.
+
+        The rendition file belongs to the caller once this returns; if this fails or is
+        cancelled, it is removed (when the worker is done with it).
+        """
+        job = MediaJob(
+            spool_path=spool.path,
+            object_id=spool.object_id,
+            data_key=spool.data_key,
+            ciphertext_size=spool.facts.ciphertext_size,
+            rendition_path=self._spool_dir / f"{uuid.uuid4().hex}.rendition.spool",
+            max_channels=self._max_channels,
+        )
+        pool = self._ensure_pool()
+        future = pool.submit(run_media_job, job)
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            self._replace_broken(pool)
+            job.rendition_path.unlink(missing_ok=True)
+            log.error("a media worker died while processing a recording")
+            raise MediaWorkerLost(
+                "the audio could not be processed just now; retry shortly"
+            ) from None
+        except BaseException:
+            # A job still running cannot be stopped; its file is removed when it ends.
+            future.add_done_callback(lambda _: job.rendition_path.unlink(missing_ok=True))
+            raise
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (for operators' tools and tests)."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return [process.pid for process in processes.values() if process.pid is not None]
+
+    def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self._workers, mp_context=_CONTEXT
+            )
+        return self._pool
+
+    def _replace_broken(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
+        if self._pool is pool:
+            self._pool = None
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers after the jobs they hold; new jobs would start a new pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
