@@ -273,6 +273,8 @@ def create_app(services: Services) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        # Off the event loop: starting the fork server imports PyAV, about a second.
+        await asyncio.to_thread(services.media.start)
         swept = sweep_spool(services.settings.data_dir / "spool")
         if swept:
             log.warning("removed spool files left by an earlier process", extra={"count": swept})

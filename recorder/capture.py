@@ -1,5 +1,5 @@
 """The signed-push capture: spool encrypted while checking the signature, then validate,
-probe, store and audit.
+decode and render in a media worker, store and audit.
 
 Written against a small protocol of what it needs from storage, and free of aiohttp, so
 the same flow serves the webhook handler, tests and the benchmark.

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 192_000
+# No call is longer (metadata refuses longer ones); a small file that decodes to more
+# is a decompression bomb, stopped before it keeps a worker busy for hours.
+MAX_SECONDS = 25 * 3600
 # How much shorter than its header says a stream may decode before it counts as cut
 # short: a lossy stream's last packet rarely ends on the exact declared sample.
 _SHORTFALL_S = 0.5
@@ -67,7 +70,13 @@ class MediaReport:
     peaks: Peaks
 
 
-def analyse(source: IO[bytes], *, max_channels: int, rendition: Output | None) -> MediaReport:
+def analyse(
+    source: IO[bytes],
+    *,
+    max_channels: int,
+    rendition: Output | None,
+    max_seconds: float = MAX_SECONDS,
+) -> MediaReport:
     """Decode all of ``source``, writing the rendition to ``rendition``; raise if unusable.
 
     With no rendition, the pass only checks and measures (a probe, for the benchmark
@@ -86,7 +95,7 @@ def analyse(source: IO[bytes], *, max_channels: int, rendition: Output | None) -
         raise UndecodableAudio("the file is damaged beyond reading: no header decodes") from None
     with container:
         stream = _audio_stream(container, max_channels)
-        return _Pass(container, stream, demuxer, claimed).run(rendition)
+        return _Pass(container, stream, demuxer, claimed, max_seconds).run(rendition)
 
 
 def _audio_stream(container: InputContainer, max_channels: int) -> AudioStream:
@@ -116,6 +125,7 @@ class _Pass:
         stream: AudioStream,
         demuxer: str,
         claimed: float | None,
+        max_seconds: float,
     ) -> None:
         context = stream.codec_context
         self._claimed = claimed
@@ -131,6 +141,7 @@ class _Pass:
         )
         self._peaks = PeakBuilder(kept, self._rate)
         self._kept_channels = kept
+        self._max_samples = int(max_seconds * self._rate)
         self._samples = 0
         self._packets = 0
         self._bad_packets = 0
@@ -208,6 +219,11 @@ class _Pass:
         for normal in self._resampler.resample(frame):
             samples = cast("npt.NDArray[np.int16]", normal.to_ndarray())
             self._samples += normal.samples
+            if self._samples > self._max_samples:
+                raise UndecodableAudio(
+                    f"the audio decodes to more than {self._max_samples / self._rate / 3600:g} "
+                    "hours: no call is that long"
+                )
             self._peaks.add(samples)
             if writer is not None:
                 writer.add(normal)

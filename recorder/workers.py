@@ -30,6 +30,11 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["recorder.media_jobs"])
 
 
+def _ready() -> bool:
+    """A job that does nothing: proves a worker is up."""
+    return True
+
+
 class MediaWorkers:
     """Runs media jobs in worker processes; one instance per service."""
 
@@ -68,6 +73,14 @@ class MediaWorkers:
             # A job still running cannot be stopped; its file is removed when it ends.
             future.add_done_callback(lambda _: job.rendition_path.unlink(missing_ok=True))
             raise
+
+    def start(self) -> None:
+        """Start the fork server and one worker; blocking, so call it from a thread.
+
+        Done at start-up, not at the first capture: connecting to a fork server that is
+        still importing PyAV would hold the event loop for about a second.
+        """
+        self._ensure_pool().submit(_ready).result()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the running workers (for operators' tools and tests)."""

@@ -62,11 +62,17 @@ class OpenAudio:
         return plain[start - base : end - base]
 
     async def stream(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) in pieces of about 1 MiB, never the whole range at once."""
+        """Plaintext [start, end) in pieces of about 1 MiB, never the whole range at once.
+
+        A range of up to 1 MiB is one read wherever it falls (a player's typical request
+        would otherwise cost two reads whenever it crosses a 1 MiB boundary); longer ones
+        are read in pieces aligned to those boundaries, so no segment is decrypted twice.
+        """
         step = _SEGMENTS_PER_READ * SEGMENT_PLAINTEXT
         position = start
         while position < end:
-            boundary = min(end, (position // step + 1) * step)
+            aligned = min(end, (position // step + 1) * step)
+            boundary = end if end - position <= step else aligned
             yield await self.read(position, boundary)
             position = boundary
 

@@ -158,3 +158,35 @@ def ffmpeg_available() -> bool:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+# The formats weighed for the rendition: what browsers play (see recorder/rendition.py).
+CANDIDATES = (
+    ("Opus in WebM (chosen)", "webm", "libopus", 16_000),
+    ("Opus in Ogg", "ogg", "libopus", 16_000),
+    ("MP3 (LAME)", "mp3", "libmp3lame", 32_000),
+)
+
+
+def encode_candidate(
+    source: Path, target: Path, container: str, codec: str, bit_rate: int
+) -> tuple[float, int]:
+    """Plain PyAV, file to file, mono: the encoder's own time and the output's size."""
+    started = time.perf_counter()
+    with av.open(str(source)) as reader, av.open(str(target), "w", format=container) as writer:
+        stream = writer.add_stream(codec, rate=8000 if codec == "libopus" else 16000)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        stream.bit_rate = bit_rate
+        if codec == "libopus":
+            stream.codec_context.options = {"application": "voip"}
+        for frame in reader.decode(audio=0):
+            frame.pts = None
+            for packet in stream.encode(frame):
+                writer.mux(packet)
+        for packet in stream.encode(None):
+            writer.mux(packet)
+    took = time.perf_counter() - started
+    size = target.stat().st_size
+    target.unlink()
+    return took, size

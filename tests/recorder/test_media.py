@@ -191,3 +191,17 @@ def test_the_header_claim_is_reported_beside_what_decodes() -> None:
     assert report.declared_duration_s == 3600.0
     (problem,) = report.problems
     assert problem.detail == "the header declares 3600.0 s but 5.0 s decode"
+
+
+def test_audio_that_decodes_to_more_than_any_call_is_refused() -> None:
+    # A few kilobytes of FLAC silence can unpack to hours; the cap (25 hours in service,
+    # 3.6 seconds here) stops the decoding there.
+    report, _ = run(make_audio(BY_NAME["flac"], 6.0))
+    assert report.duration_s == 6.0
+    with pytest.raises(UndecodableAudio, match=re.escape("more than 0.001 hours")):
+        analyse(
+            io.BytesIO(make_audio(BY_NAME["flac"], 6.0)),
+            max_channels=2,
+            rendition=io.BytesIO(),
+            max_seconds=3.6,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import (
+    ORIGINAL,
+    PLAYBACK,
     AudioFacts,
     AuditTrail,
     CaptureInProgress,
@@ -25,7 +28,11 @@ from storage import (
     FilesystemObjectStore,
     LocalKeyring,
     NewRecording,
+    PeakReader,
+    Peaks,
+    RecordingAudio,
     RecordingStore,
+    SealedFileWriter,
     StoreUnavailable,
     create_engine,
     create_sessionmaker,
@@ -284,3 +291,67 @@ async def test_a_capture_taken_over_mid_upload_stops_without_a_trace(harness: Ha
         await store.store_capture(await harness.spool(), new_recording(), AUDIO, actor="s")
     assert await harness.rows_and_events() == (0, 0)
     assert await harness.object_keys() == []
+
+
+async def test_playback_serves_the_rendition_and_falls_back_to_the_original_without_one(
+    harness: Harness, tmp_path: Path
+) -> None:
+    store = harness.store()
+    original = b"RIFF original bytes " * 50
+    writer = SealedFileWriter(tmp_path / "rendition.spool", "audio/webm")
+    writer.write(b"\x1a\x45\xdf\xa3 rendition bytes")
+    with_rendition = await store.store_capture(
+        await harness.spool(original),
+        new_recording("with"),
+        AUDIO,
+        actor="source:pbx",
+        rendition=writer.seal(),
+        peaks=Peaks(20.0, 1, bytes([1, 2, 3, 4])),
+    )
+    without = await store.store_capture(
+        await harness.spool(original), new_recording("without"), AUDIO, actor="source:pbx"
+    )
+    audio = RecordingAudio(Database(harness.engine), harness.objects, harness.keyring)
+
+    async def served(recording_id: uuid.UUID, kind: str) -> tuple[str, bytes]:
+        opened = await audio.open(recording_id, kind)
+        assert opened is not None
+        return opened.info.content_type, await opened.read(0, opened.info.size)
+
+    assert await served(with_rendition.recording_id, PLAYBACK) == (
+        "audio/webm",
+        b"\x1a\x45\xdf\xa3 rendition bytes",
+    )
+    assert (await served(with_rendition.recording_id, ORIGINAL))[1] == original
+    # Captured before renditions existed: playback plays the original.
+    assert (await served(without.recording_id, PLAYBACK))[1] == original
+    assert await PeakReader(Database(harness.engine)).peaks(with_rendition.recording_id) == Peaks(
+        20.0, 1, bytes([1, 2, 3, 4])
+    )
+    assert await PeakReader(Database(harness.engine)).peaks(without.recording_id) is None
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (0, 3 * 2**20 + 5),  # everything, in aligned pieces
+        (2**20 - 100, 2**20 + 100),  # small, across a 1 MiB boundary: one read
+        (5, 2**20 + 7),  # just over 1 MiB, unaligned at both ends
+        (2**20, 2**21),  # exactly one aligned piece
+        (3 * 2**20, 3 * 2**20 + 5),  # the short tail
+    ],
+)
+async def test_streamed_ranges_are_exact_in_any_piece_layout(
+    harness: Harness, start: int, end: int
+) -> None:
+    payload = os.urandom(3 * 2**20 + 5)
+    stored = await harness.store().store_capture(
+        await harness.spool(payload), new_recording(), AUDIO, actor="source:pbx"
+    )
+    opened = await RecordingAudio(Database(harness.engine), harness.objects, harness.keyring).open(
+        stored.recording_id, ORIGINAL
+    )
+    assert opened is not None
+    pieces = [piece async for piece in opened.stream(start, end)]
+    assert b"".join(pieces) == payload[start:end]
+    assert all(len(piece) <= 2**20 + 65536 for piece in pieces)
