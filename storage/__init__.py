@@ -31,6 +31,7 @@ from storage.errors import (
     StoreUnavailable,
     Unavailable,
 )
+from storage.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
 from storage.holds import HoldView, RecordingHolds, in_force
 from storage.keyring import KeyWrapper, LocalKeyring
 from storage.peaks import PeakReader, Peaks
@@ -61,11 +62,13 @@ __all__ = [
     "AuditTrail",
     "CaptureInProgress",
     "CaptureOutcome",
+    "ClaimedFetch",
     "Database",
     "DatabaseUnavailable",
     "DueRecording",
     "EncryptedFileReader",
     "EncryptedSpool",
+    "FetchQueue",
     "FilesystemObjectStore",
     "HoldView",
     "IntegrityFailure",
@@ -81,6 +84,7 @@ __all__ = [
     "OpenAudio",
     "PeakReader",
     "Peaks",
+    "QueuedFetch",
     "ReceiptSigner",
     "RecordingAudio",
     "RecordingCatalog",

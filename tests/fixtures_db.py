@@ -33,6 +33,7 @@ _TABLES = (
     "recording_referral",
     "referral",
     "recording",
+    "fetch_job",
     "audit_event",
 )
 
