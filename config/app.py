@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import time
@@ -18,10 +19,22 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import storage
-from config.metrics import HttpMetrics, RetentionMetrics
+from config.metrics import FetchMetrics, HttpMetrics, RetentionMetrics
 from config.scheduler import SweepSchedule
 from config.settings import Settings
-from recorder import MediaWorkers, PushCapture, create_recorder_app
+from recorder import (
+    FetchWorkers,
+    MediaWorkers,
+    ProviderMedia,
+    ProviderOrigin,
+    PushCapture,
+    SafeFetcher,
+    SpooledCapture,
+    TwilioAccount,
+    TwilioCallbacks,
+    TwilioSignature,
+    create_recorder_app,
+)
 from retention import HoldDesk, attest_if_due, retention_status, sweep_expired_recordings
 from retrieval import (
     DevTokenVerifier,
@@ -36,6 +49,7 @@ from storage import (
     AuditLog,
     AuditTrail,
     Database,
+    FetchQueue,
     FilesystemObjectStore,
     LocalKeyring,
     ObjectStore,
@@ -80,6 +94,9 @@ class Services:
     recordings: RecordingStore
     capture: PushCapture
     media: MediaWorkers
+    fetch_queue: FetchQueue
+    fetch_workers: FetchWorkers
+    twilio: TwilioCallbacks | None
     spool: SpoolDirectory
     tokens: TokenVerifier
     catalog: RecordingCatalog
@@ -139,6 +156,45 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         max_concurrent=settings.max_concurrent_pushes,
     )
     audit_log = AuditLog(database, audit)
+    fetch_queue = FetchQueue(
+        database=database,
+        audit=audit,
+        clock=clock,
+        max_attempts=settings.fetch_max_attempts,
+        first_delay=settings.fetch_first_retry,
+    )
+    fetcher = SafeFetcher(provider_origins(settings), max_bytes=settings.max_upload_bytes)
+    fetch_workers = FetchWorkers(
+        queue=fetch_queue,
+        fetcher=fetcher,
+        storing=SpooledCapture(recordings, media),
+        recordings=recordings,
+        audit=audit_log,
+        providers={
+            TWILIO: ProviderMedia(
+                media_suffix=f".{settings.twilio_media_format}",
+                delete_suffix=".json" if settings.twilio_delete_recordings else None,
+            )
+        },
+        spool_dir=spool.path,
+        retention_period=settings.retention_period,
+        clock=clock,
+        workers=settings.fetch_workers,
+    )
+    twilio = None
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        twilio = TwilioCallbacks(
+            account=TwilioAccount(
+                account_sid=settings.twilio_account_sid,
+                signature=TwilioSignature(settings.twilio_auth_token.get_secret_value()),
+                api_base=settings.twilio_api_base,
+            ),
+            jobs=fetch_queue,
+            audit=audit_log,
+            url_allowed=lambda url: fetcher.allowed(TWILIO, url),
+            public_url=settings.public_url,
+            wake=fetch_workers.wake,
+        )
     receipts = ReceiptSigner(load_signing_key(settings.data_dir / "keyring" / RECEIPT_KEY))
     deleter = RecordingDeleter(
         database=database, objects=objects, audit=audit, receipts=receipts, clock=clock
@@ -158,6 +214,9 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         recordings=recordings,
         capture=capture,
         media=media,
+        fetch_queue=fetch_queue,
+        fetch_workers=fetch_workers,
+        twilio=twilio,
         spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
@@ -170,6 +229,22 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         receipts=receipts,
         clock=clock,
     )
+
+
+TWILIO = "twilio"
+
+
+def provider_origins(settings: Settings) -> dict[str, ProviderOrigin]:
+    """Where each configured provider's recordings may be fetched from, with credentials."""
+    origins = {}
+    if settings.twilio_account_sid and settings.twilio_auth_token:
+        pair = f"{settings.twilio_account_sid}:{settings.twilio_auth_token.get_secret_value()}"
+        origins[TWILIO] = ProviderOrigin(
+            settings.twilio_api_base,
+            authorization="Basic " + base64.b64encode(pair.encode()).decode(),
+            redirect_hosts=settings.twilio_storage_hosts,
+        )
+    return origins
 
 
 def build_verifier(settings: Settings) -> TokenVerifier:
@@ -251,6 +326,12 @@ def create_app(services: Services) -> web.Application:
         retention_metrics.show(await services.deleter.facts(now=now, cutoff=now + horizon), now)
 
     metrics.refresh_on_scrape(refresh_retention_gauges)
+    fetch_metrics = FetchMetrics(metrics.registry)
+
+    async def refresh_fetch_gauges() -> None:
+        fetch_metrics.show(await services.fetch_queue.counts())
+
+    metrics.refresh_on_scrape(refresh_fetch_gauges)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
@@ -315,13 +396,15 @@ def create_app(services: Services) -> web.Application:
 
         schedule = SweepSchedule(sweep, settings.retention_sweep_interval)
         schedule.start()
+        services.fetch_workers.start()
         yield
+        await services.fetch_workers.stop()
         await schedule.stop()
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handle)
-    app.add_subapp("/webhooks/", create_recorder_app(services.capture))
+    app.add_subapp("/webhooks/", create_recorder_app(services.capture, twilio=services.twilio))
     app.add_subapp(
         "/api/v1/",
         create_api_app(

@@ -267,3 +267,30 @@ def retention_status_command() -> None:
     report = _run(status)
     for name, value in report.items():
         click.echo(f"{name}: {json.dumps(value)}")
+
+
+@main.command("fetches")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+def fetches(limit: int) -> None:
+    """Provider fetches by state, and the jobs given up (dead letters) for an operator.
+
+    Exits 1 when any job is dead-lettered: a recording the platform announced is not here.
+    """
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def report() -> tuple[dict[str, int], list[dict[str, Any]]]:
+        services = build_services(settings)
+        try:
+            queue = services.fetch_queue
+            return await queue.counts(), await queue.dead_letters(limit)
+        finally:
+            await services.close()
+
+    counts, dead = _run(report)
+    for state, count in counts.items():
+        click.echo(f"{state}: {count}")
+    for letter in dead:
+        click.echo(json.dumps(letter))
+    if counts.get("dead"):
+        raise SystemExit(1)

@@ -154,3 +154,24 @@ class RetentionMetrics:
         self.held.set(facts.held)
         oldest = facts.oldest_unheld_started_at
         self.oldest_unheld_age.set(0 if oldest is None else (now - oldest).total_seconds())
+
+
+class FetchMetrics:
+    """The provider fetch queue: jobs per state, read from the database at each scrape.
+
+    Alert on ``callrec_fetch_jobs{state="dead"}`` above 0: a recording a platform
+    announced was not fetched, and exists only at the platform.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs = Gauge(
+            "callrec_fetch_jobs",
+            "Provider fetch jobs by state (queued, running, done, dead).",
+            ["state"],
+            registry=registry,
+        )
+
+    def show(self, counts: dict[str, int]) -> None:
+        """Set the gauges from the queue's counts."""
+        for state, count in counts.items():
+            self.jobs.labels(state=state).set(count)

@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # Where Twilio's media redirects may lead: host names (https, public addresses) or
+    # exact origins.
+    twilio_storage_hosts: Annotated[tuple[str, ...], NoDecode] = ("twilio.com",)
+    twilio_media_format: Literal["wav", "mp3"] = "wav"
+    # Delete Twilio's copy once ours is stored, so it does not outlive the period there.
+    twilio_delete_recordings: bool = True
+    # Background workers fetching provider recordings (0: this replica only queues).
+    fetch_workers: int = Field(default=2, ge=0, le=32)
+    fetch_max_attempts: int = Field(default=8, ge=1, le=50)
+    fetch_first_retry: timedelta = Field(
+        default=timedelta(seconds=5), gt=timedelta(0), le=timedelta(hours=1)
+    )
     max_upload_bytes: int = Field(default=1024**3, gt=0)
     max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
     # Worker processes that decode and encode audio; by default one per core but one.
@@ -121,6 +133,13 @@ class Settings(BaseSettings):
         allowed |= {"ES512", "EdDSA"}
         if not value or set(value) - allowed:
             raise ValueError("asymmetric JWS algorithms only, e.g. RS256,ES256")
+        return value
+
+    @field_validator("twilio_storage_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
     @field_validator("oidc_jwks_url")

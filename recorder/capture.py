@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from recorder.errors import (
     Busy,
@@ -21,51 +21,17 @@ from recorder.errors import (
     PayloadTooLarge,
     RecorderError,
     Unauthenticated,
-    UndecodableAudio,
 )
 from recorder.form import PushFormReader, boundary_of
-from recorder.media import MediaReport
-from recorder.media_jobs import MediaResult
-from recorder.metadata import PushMetadata, parse_push_metadata
+from recorder.metadata import parse_push_metadata
 from recorder.signatures import REFUSAL, PushSignatureCheck
-from storage import AudioFacts, CaptureOutcome, EncryptedSpool, NewRecording, Peaks, SealedFile
+from recorder.storing import CaptureSink, MediaProcessor, SpooledCapture
+from storage import EncryptedSpool, NewRecording
 
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENT = 32
 # Headers of an unknown source are judged against this, exactly like a known source's.
 _NO_SECRET = b"\x00" * 32
-# Audio this far from the call's length by its metadata is kept but flagged.
-_MISMATCH_S = 10.0
-_MISMATCH_RATIO = 0.1
-
-
-class CaptureSink(Protocol):
-    """What a capture needs from storage, and nothing more."""
-
-    async def find_existing(
-        self, source: str, source_recording_id: str
-    ) -> CaptureOutcome | None: ...
-
-    async def store_capture(
-        self,
-        spool: EncryptedSpool,
-        recording: NewRecording,
-        audio: AudioFacts,
-        *,
-        actor: str,
-        rendition: SealedFile,
-        peaks: Peaks,
-    ) -> CaptureOutcome: ...
-
-    async def record_discard(
-        self, *, actor: str, source_recording_id: str, reason: str
-    ) -> None: ...
-
-
-class MediaProcessor(Protocol):
-    """Decodes a finished spool and makes its rendition (workers.MediaWorkers)."""
-
-    async def process(self, spool: EncryptedSpool) -> MediaResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +73,7 @@ class PushCapture:
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
     ) -> None:
         self._recordings = recordings
-        self._media = media
+        self._storing = SpooledCapture(recordings, media)
         self._secrets = dict(secrets)
         self._spool_dir = spool_dir
         self._retention_period = retention_period
@@ -190,59 +156,23 @@ class PushCapture:
         if existing is not None:
             return PushResult("duplicate", existing.recording_id, existing.retention_deadline)
 
-        facts = await spool.finish()
-        if facts.plaintext_size == 0:
-            raise UndecodableAudio("the audio part is empty")
-        media = await self._media.process(spool)
-        try:
-            outcome = await self._recordings.store_capture(
-                spool,
-                NewRecording(
-                    source=delivery.source,
-                    source_recording_id=metadata.recording_id,
-                    started_at=metadata.started_at,
-                    ended_at=metadata.ended_at,
-                    retention_deadline=deadline,
-                    direction=metadata.direction,
-                    from_number=metadata.from_,
-                    to_number=metadata.to,
-                    agent=metadata.agent,
-                    team=metadata.team,
-                    referrals=tuple(metadata.referrals),
-                    extra=metadata.extra,
-                ),
-                audio_facts(media.report, metadata),
-                actor=actor,
-                rendition=media.rendition,
-                peaks=media.report.peaks,
-            )
-        finally:
-            # Stored by now (a link or an upload), or not to be stored at all.
-            media.rendition.path.unlink(missing_ok=True)
+        outcome = await self._storing.store(
+            spool,
+            NewRecording(
+                source=delivery.source,
+                source_recording_id=metadata.recording_id,
+                started_at=metadata.started_at,
+                ended_at=metadata.ended_at,
+                retention_deadline=deadline,
+                direction=metadata.direction,
+                from_number=metadata.from_,
+                to_number=metadata.to,
+                agent=metadata.agent,
+                team=metadata.team,
+                referrals=tuple(metadata.referrals),
+                extra=metadata.extra,
+            ),
+            actor=actor,
+        )
         status: Literal["stored", "duplicate"] = "stored" if outcome.created else "duplicate"
         return PushResult(status, outcome.recording_id, outcome.retention_deadline)
-
-
-def audio_facts(report: MediaReport, metadata: PushMetadata) -> AudioFacts:
-    """The facts to record: the report's, and whether the length fits the call's."""
-    problems = [(problem.code, problem.detail) for problem in report.problems]
-    if metadata.ended_at is not None:
-        expected = (metadata.ended_at - metadata.started_at).total_seconds()
-        if abs(report.duration_s - expected) > max(_MISMATCH_S, expected * _MISMATCH_RATIO):
-            problems.append(
-                (
-                    "duration_mismatch",
-                    f"the call lasted {expected:.0f} s by its metadata; "
-                    f"the audio lasts {report.duration_s:.0f} s",
-                )
-            )
-    return AudioFacts(
-        container=report.container,
-        codec=report.codec,
-        sample_rate=report.sample_rate,
-        channels=report.channels,
-        duration_s=report.duration_s,
-        content_type=report.content_type,
-        declared_duration_s=report.declared_duration_s,
-        problems=tuple(problems),
-    )

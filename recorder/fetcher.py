@@ -218,6 +218,27 @@ class SafeFetcher:
                 raise FetchFailed(f"network: {type(exc).__name__}") from None
         raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
 
+    async def delete(self, provider: str, url: str) -> int:
+        """DELETE ``url`` on the provider's own origin (its copy); the status it answered.
+
+        No redirect is followed: a delete is only ever meant for the origin itself.
+        """
+        origin = self._origins.get(provider)
+        if origin is None:
+            raise FetchRefused(f"no origin is configured for {provider}")
+        self._check(origin, url, first=True)
+        headers = {} if origin.authorization is None else {"Authorization": origin.authorization}
+        try:
+            async with self._client().delete(
+                url, headers=headers, allow_redirects=False
+            ) as response:
+                await response.read()
+                return response.status
+        except AddressRefused as exc:
+            raise FetchRefused(str(exc)) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise FetchFailed(f"network: {type(exc).__name__}") from None
+
     def _check(self, origin: ProviderOrigin, url: str, *, first: bool) -> None:
         target = _origin(url)
         if target == origin.origin:

@@ -26,6 +26,7 @@ from recorder.errors import (
     Unauthenticated,
     UndecodableAudio,
 )
+from recorder.twilio import TwilioCallbacks
 from storage import CaptureInProgress, Unavailable
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,16 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def create_recorder_app(capture: PushCapture) -> web.Application:
-    """The webhooks sub-application, mounted under ``/webhooks/``."""
+def create_recorder_app(
+    capture: PushCapture, *, twilio: TwilioCallbacks | None = None
+) -> web.Application:
+    """The webhooks sub-application, mounted under ``/webhooks/``.
+
+    ``/twilio`` answers 404 unless a Twilio account is configured.
+    """
     app = web.Application(middlewares=[webhook_errors])
     push = PushHandler(capture)
     app.router.add_post("/push/{source}", push.post)
+    if twilio is not None:
+        app.router.add_post("/twilio", twilio.post)
     return app

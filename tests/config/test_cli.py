@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -9,13 +10,15 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jwt
 import pytest
 from sqlalchemy import text
 
-from storage import create_engine, load_signing_key
+from config.settings import Settings
+from storage import AuditTrail, Database, FetchQueue, create_engine, load_signing_key
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
 
@@ -276,3 +279,37 @@ def test_token_issue_refuses_what_it_must_not_sign(
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+async def _dead_letter_one(data_dir: Path) -> None:
+    database = Database(create_engine(Settings(data_dir=data_dir).resolved_database_url))
+    clock = lambda: datetime.now(UTC)  # noqa: E731
+    queue = FetchQueue(database=database, audit=AuditTrail(clock), clock=clock, max_attempts=1)
+    try:
+        await queue.enqueue(
+            provider="twilio",
+            external_id="RE-dead",
+            url="https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE-dead",
+            details={},
+            actor="source:twilio",
+        )
+        job = await queue.claim()
+        assert job is not None
+        await queue.retry(job, "the provider answered 500")
+    finally:
+        await database.dispose()
+
+
+def test_fetches_lists_dead_letters_and_fails_while_there_are_any(tmp_path: Path) -> None:
+    env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
+    assert run("db", "upgrade", **env).returncode == 0
+    clean = run("fetches", **env)
+    assert clean.returncode == 0, clean.stderr
+    assert "dead: 0" in clean.stdout
+    asyncio.run(_dead_letter_one(tmp_path / "var"))
+    failing = run("fetches", **env)
+    assert failing.returncode == 1
+    assert "dead: 1" in failing.stdout
+    (letter,) = [json.loads(line) for line in failing.stdout.splitlines() if line.startswith("{")]
+    assert (letter["id"], letter["attempts"]) == ("RE-dead", 1)
+    assert "500" in letter["error"]

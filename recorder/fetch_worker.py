@@ -1,0 +1,217 @@
+"""Background workers that turn queued provider callbacks into stored recordings.
+
+Each worker claims a job, streams the recording from the provider (through the safe
+fetcher) into an encrypted spool, and stores it the way a push is stored. Then the job
+is done and the provider's own copy is deleted, audited. What may pass (network, 5xx,
+429, a store or database outage, a worker lost) is retried with back-off; what will not
+(refused URL, wrong credentials, not audio) is given up: dead-lettered and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from recorder.errors import MediaWorkerLost, UndecodableAudio
+from recorder.fetcher import FetchFailed, FetchRefused, SafeFetcher
+from recorder.storing import CaptureSink, SpooledCapture
+from storage import (
+    AuditRecord,
+    CaptureInProgress,
+    ClaimedFetch,
+    EncryptedSpool,
+    NewRecording,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+IDLE_POLL_S = 1.0
+
+
+class FetchJobsToWork(Protocol):
+    """The queue as workers see it (storage's FetchQueue)."""
+
+    async def claim(self) -> ClaimedFetch | None: ...
+
+    async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> None: ...
+
+    async def retry(
+        self, job: ClaimedFetch, error: str, *, retry_after: timedelta | None = None
+    ) -> bool: ...
+
+    async def give_up(self, job: ClaimedFetch, error: str) -> None: ...
+
+
+class WorkAudit(Protocol):
+    """Where the deletion of a provider's copy is recorded."""
+
+    async def record(self, record: AuditRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class ProviderMedia:
+    """How one provider's recording URLs become a download and a delete."""
+
+    media_suffix: str  # appended to the callback's URL: ".wav" for Twilio
+    delete_suffix: str | None  # appended for the DELETE of the provider's copy, or None
+
+
+class FetchWorkers:
+    """A few tasks working the fetch queue; ``wake`` starts one at once after a callback."""
+
+    def __init__(
+        self,
+        *,
+        queue: FetchJobsToWork,
+        fetcher: SafeFetcher,
+        storing: SpooledCapture,
+        recordings: CaptureSink,
+        audit: WorkAudit,
+        providers: dict[str, ProviderMedia],
+        spool_dir: Path,
+        retention_period: timedelta,
+        clock: Callable[[], datetime],
+        workers: int,
+    ) -> None:
+        self._queue = queue
+        self._fetcher = fetcher
+        self._storing = storing
+        self._recordings = recordings
+        self._audit = audit
+        self._providers = providers
+        self._spool_dir = spool_dir
+        self._period = retention_period
+        self._clock = clock
+        self._count = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """A job was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        """Start the worker tasks (none when configured with zero)."""
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"fetch-worker-{n}") for n in range(self._count)
+        ]
+
+    async def stop(self) -> None:
+        """Stop the workers; a job in flight is left to its lease and claimed again."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self._fetcher.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                worked = await self.work_one()
+            except Unavailable:
+                log.warning("the fetch queue is unavailable; trying again shortly")
+                worked = False
+            if not worked:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+
+    async def work_one(self) -> bool:
+        """Claim and work one due job; False when none was due."""
+        job = await self._queue.claim()
+        if job is None:
+            return False
+        media = self._providers.get(job.provider)
+        if media is None:
+            await self._queue.give_up(job, f"no provider {job.provider} is configured")
+            return True
+        recording = self._recording_of(job)
+        if recording.retention_deadline <= self._clock():
+            await self._recordings.record_discard(
+                actor=f"fetch:{job.provider}",
+                source_recording_id=job.external_id,
+                reason="past_retention",
+            )
+            await self._queue.succeed(job, None)
+            return True
+        spool = EncryptedSpool(self._spool_dir)
+        try:
+            await self._fetcher.fetch(job.provider, job.url + media.media_suffix, spool.write)
+            outcome = await self._storing.store(spool, recording, actor=f"fetch:{job.provider}")
+        except FetchFailed as exc:
+            await self._queue.retry(job, str(exc), retry_after=exc.retry_after)
+            return True
+        except (FetchRefused, UndecodableAudio) as exc:
+            await self._queue.give_up(job, str(exc))
+            return True
+        except (Unavailable, CaptureInProgress, MediaWorkerLost) as exc:
+            await self._queue.retry(job, type(exc).__name__)
+            return True
+        finally:
+            await spool.discard()
+        await self._queue.succeed(job, outcome.recording_id)
+        if media.delete_suffix is not None:
+            await self._delete_copy(job, media.delete_suffix, outcome.recording_id)
+        return True
+
+    def _recording_of(self, job: ClaimedFetch) -> NewRecording:
+        details = job.details
+        started = _instant(details.get("started_at")) or self._clock()
+        duration = details.get("duration_s")
+        ended = started + timedelta(seconds=duration) if isinstance(duration, int) else None
+        referrals = details.get("referrals")
+        return NewRecording(
+            source=job.provider,
+            source_recording_id=job.external_id,
+            started_at=started,
+            ended_at=ended,
+            retention_deadline=started + self._period,
+            team=_text(details.get("team")),
+            agent=_text(details.get("agent")),
+            referrals=tuple(referrals) if isinstance(referrals, list) else (),
+            extra={"call_sid": details["call_sid"]} if details.get("call_sid") else {},
+        )
+
+    async def _delete_copy(self, job: ClaimedFetch, suffix: str, recording_id: uuid.UUID) -> None:
+        try:
+            status = await self._fetcher.delete(job.provider, job.url + suffix)
+        except (FetchFailed, FetchRefused) as exc:
+            status, error = 0, str(exc)
+        else:
+            error = ""
+        deleted = status in (200, 204, 404)  # 404: already gone
+        if not deleted:
+            log.warning("could not delete the provider's copy", extra={"status": status})
+        await self._audit.record(
+            AuditRecord(
+                actor=f"fetch:{job.provider}",
+                action="provider.copy_deleted" if deleted else "provider.copy_delete_failed",
+                outcome="allow" if deleted else "error",
+                recording_id=recording_id,
+                details={"provider": job.provider, "id": job.external_id, "status": status}
+                | ({"error": error} if error else {}),
+            )
+        )
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
