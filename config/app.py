@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import re
 import time
@@ -24,15 +25,22 @@ from config.scheduler import SweepSchedule
 from config.settings import Settings
 from recorder import (
     FetchWorkers,
+    Intake,
     MediaWorkers,
-    ProviderMedia,
     ProviderOrigin,
     PushCapture,
     SafeFetcher,
     SpooledCapture,
+    TelnyxAccount,
+    TelnyxCallbacks,
+    TelnyxSignature,
     TwilioAccount,
     TwilioCallbacks,
     TwilioSignature,
+    VonageAccount,
+    VonageCallbacks,
+    VonageSignature,
+    application_token,
     create_recorder_app,
 )
 from retention import HoldDesk, attest_if_due, retention_status, sweep_expired_recordings
@@ -97,6 +105,8 @@ class Services:
     fetch_queue: FetchQueue
     fetch_workers: FetchWorkers
     twilio: TwilioCallbacks | None
+    telnyx: TelnyxCallbacks | None
+    vonage: VonageCallbacks | None
     spool: SpoolDirectory
     tokens: TokenVerifier
     catalog: RecordingCatalog
@@ -170,30 +180,52 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         storing=SpooledCapture(recordings, media),
         recordings=recordings,
         audit=audit_log,
-        providers={
-            TWILIO: ProviderMedia(
-                media_suffix=f".{settings.twilio_media_format}",
-                delete_suffix=".json" if settings.twilio_delete_recordings else None,
-            )
-        },
         spool_dir=spool.path,
         retention_period=settings.retention_period,
         clock=clock,
         workers=settings.fetch_workers,
     )
+
+    def intake(provider: str) -> Intake:
+        return Intake(
+            provider=provider,
+            jobs=fetch_queue,
+            audit=audit_log,
+            url_allowed=functools.partial(fetcher.allowed, provider),
+            clock=clock,
+            wake=fetch_workers.wake,
+        )
+
     twilio = None
     if settings.twilio_account_sid and settings.twilio_auth_token:
         twilio = TwilioCallbacks(
             account=TwilioAccount(
                 account_sid=settings.twilio_account_sid,
                 signature=TwilioSignature(settings.twilio_auth_token.get_secret_value()),
-                api_base=settings.twilio_api_base,
+                media_format=settings.twilio_media_format,
+                delete_after_store=settings.twilio_delete_recordings,
             ),
-            jobs=fetch_queue,
-            audit=audit_log,
-            url_allowed=lambda url: fetcher.allowed(TWILIO, url),
+            intake=intake(TWILIO),
             public_url=settings.public_url,
-            wake=fetch_workers.wake,
+        )
+    telnyx = None
+    if settings.telnyx_public_key:
+        telnyx = TelnyxCallbacks(
+            account=TelnyxAccount(
+                signature=TelnyxSignature(settings.telnyx_public_key),
+                media_format=settings.telnyx_media_format,
+                delete_base=settings.telnyx_api_base if settings.telnyx_api_key else None,
+            ),
+            intake=intake(TELNYX),
+        )
+    vonage = None
+    if settings.vonage_signature_secret:
+        vonage = VonageCallbacks(
+            account=VonageAccount(
+                VonageSignature(settings.vonage_signature_secret.get_secret_value()),
+                delete_after_store=settings.vonage_delete_recordings,
+            ),
+            intake=intake(VONAGE),
         )
     receipts = ReceiptSigner(load_signing_key(settings.data_dir / "keyring" / RECEIPT_KEY))
     deleter = RecordingDeleter(
@@ -217,6 +249,8 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         fetch_queue=fetch_queue,
         fetch_workers=fetch_workers,
         twilio=twilio,
+        telnyx=telnyx,
+        vonage=vonage,
         spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
@@ -232,6 +266,8 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
 
 
 TWILIO = "twilio"
+TELNYX = "telnyx"
+VONAGE = "vonage"
 
 
 def provider_origins(settings: Settings) -> dict[str, ProviderOrigin]:
@@ -243,6 +279,26 @@ def provider_origins(settings: Settings) -> dict[str, ProviderOrigin]:
             settings.twilio_api_base,
             authorization="Basic " + base64.b64encode(pair.encode()).decode(),
             redirect_hosts=settings.twilio_storage_hosts,
+        )
+    if settings.telnyx_public_key:
+        key = settings.telnyx_api_key
+        origins[TELNYX] = ProviderOrigin(
+            settings.telnyx_api_base,
+            authorization=None if key is None else f"Bearer {key.get_secret_value()}",
+            redirect_hosts=settings.telnyx_storage_hosts,
+            storage_urls=True,
+        )
+    if (
+        settings.vonage_signature_secret
+        and settings.vonage_application_id
+        and settings.vonage_private_key
+    ):
+        origins[VONAGE] = ProviderOrigin(
+            settings.vonage_api_base,
+            authorization=application_token(
+                settings.vonage_application_id, settings.vonage_private_key.get_secret_value()
+            ),
+            credential_hosts=settings.vonage_hosts,
         )
     return origins
 
@@ -404,7 +460,15 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.handle)
-    app.add_subapp("/webhooks/", create_recorder_app(services.capture, twilio=services.twilio))
+    app.add_subapp(
+        "/webhooks/",
+        create_recorder_app(
+            services.capture,
+            twilio=services.twilio,
+            telnyx=services.telnyx,
+            vonage=services.vonage,
+        ),
+    )
     app.add_subapp(
         "/api/v1/",
         create_api_app(

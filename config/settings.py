@@ -55,6 +55,24 @@ class Settings(BaseSettings):
     twilio_media_format: Literal["wav", "mp3"] = "wav"
     # Delete Twilio's copy once ours is stored, so it does not outlive the period there.
     twilio_delete_recordings: bool = True
+    # The account's Ed25519 public key (base64), from the Telnyx portal: enables the webhook.
+    telnyx_public_key: str | None = None
+    # For deleting Telnyx's copy once stored (none: the copy is left to Telnyx's own expiry).
+    telnyx_api_key: SecretStr | None = None
+    telnyx_api_base: str = "https://api.telnyx.com"
+    # Where Telnyx's pre-signed recording URLs may point: host names or exact origins.
+    telnyx_storage_hosts: Annotated[tuple[str, ...], NoDecode] = ("telnyx.com", "s3.amazonaws.com")
+    telnyx_media_format: Literal["wav", "mp3"] = "wav"
+    # The account's signature secret (signed webhooks): enables the Vonage webhook.
+    vonage_signature_secret: SecretStr | None = None
+    # The application whose private key signs the JWT that downloads its recordings.
+    vonage_application_id: str | None = None
+    vonage_private_key: SecretStr | None = None
+    vonage_api_base: str = "https://api.nexmo.com"
+    # Vonage's own hosts a recording_url may name (regional API hosts); https, public.
+    vonage_hosts: Annotated[tuple[str, ...], NoDecode] = ("nexmo.com", "vonage.com")
+    # Vonage documents no delete for recording files: off unless the account accepts one.
+    vonage_delete_recordings: bool = False
     # Background workers fetching provider recordings (0: this replica only queues).
     fetch_workers: int = Field(default=2, ge=0, le=32)
     fetch_max_attempts: int = Field(default=8, ge=1, le=50)
@@ -135,7 +153,7 @@ class Settings(BaseSettings):
             raise ValueError("asymmetric JWS algorithms only, e.g. RS256,ES256")
         return value
 
-    @field_validator("twilio_storage_hosts", mode="before")
+    @field_validator("twilio_storage_hosts", "telnyx_storage_hosts", "vonage_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -161,6 +179,16 @@ class Settings(BaseSettings):
                     raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in oidc auth mode")
         return self
 
+    @model_validator(mode="after")
+    def _vonage_is_complete(self) -> Settings:
+        if self.vonage_signature_secret is not None:
+            for name in ("vonage_application_id", "vonage_private_key"):
+                if not getattr(self, name):
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name.upper()} is required to fetch Vonage recordings"
+                    )
+        return self
+
     @field_validator("store_url")
     @classmethod
     def _known_store(cls, value: str | None) -> str | None:
@@ -170,7 +198,7 @@ class Settings(BaseSettings):
             raise ValueError("s3:// URLs need a bucket: s3://bucket/prefix")
         return value
 
-    @field_validator("twilio_api_base", "public_url")
+    @field_validator("twilio_api_base", "telnyx_api_base", "vonage_api_base", "public_url")
     @classmethod
     def _http_origin(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

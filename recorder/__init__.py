@@ -3,30 +3,42 @@
 Imports storage only; never retrieval, retention or config.
 """
 
+from recorder.callbacks import Intake
 from recorder.capture import PushCapture, PushDelivery, PushResult
-from recorder.fetch_worker import FetchWorkers, ProviderMedia
+from recorder.fetch_worker import FetchWorkers
 from recorder.fetcher import ProviderOrigin, SafeFetcher
 from recorder.handlers import create_recorder_app
 from recorder.signatures import sign_push
 from recorder.storing import CaptureSink, SpooledCapture
+from recorder.telnyx import TelnyxAccount, TelnyxCallbacks
+from recorder.telnyx_signature import TelnyxSignature
 from recorder.twilio import TwilioAccount, TwilioCallbacks
 from recorder.twilio_signature import TwilioSignature
+from recorder.vonage import VonageAccount, VonageCallbacks, application_token
+from recorder.vonage_signature import VonageSignature
 from recorder.workers import MediaWorkers
 
 __all__ = [
     "CaptureSink",
     "FetchWorkers",
+    "Intake",
     "MediaWorkers",
-    "ProviderMedia",
     "ProviderOrigin",
     "PushCapture",
     "PushDelivery",
     "PushResult",
     "SafeFetcher",
     "SpooledCapture",
+    "TelnyxAccount",
+    "TelnyxCallbacks",
+    "TelnyxSignature",
     "TwilioAccount",
     "TwilioCallbacks",
     "TwilioSignature",
+    "VonageAccount",
+    "VonageCallbacks",
+    "VonageSignature",
+    "application_token",
     "create_recorder_app",
     "sign_push",
 ]

@@ -1,10 +1,13 @@
 """Background workers that turn queued provider callbacks into stored recordings.
 
-Each worker claims a job, streams the recording from the provider (through the safe
+Each worker claims a job, streams the recording from the job's URL (through the safe
 fetcher) into an encrypted spool, and stores it the way a push is stored. Then the job
-is done and the provider's own copy is deleted, audited. What may pass (network, 5xx,
-429, a store or database outage, a worker lost) is retried with back-off; what will not
-(refused URL, wrong credentials, not audio) is given up: dead-lettered and audited.
+is done and the provider's own copy is deleted (when the job names a delete URL),
+audited. Nothing here is specific to a provider: each webhook queues the URLs it needs.
+
+What may pass (network, 5xx, 429, a store or database outage, a worker lost) is retried
+with back-off; what will not (refused URL, wrong credentials, not audio) is given up:
+dead-lettered and audited.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from recorder.callbacks import iso_instant
 from recorder.errors import MediaWorkerLost, UndecodableAudio
 from recorder.fetcher import FetchFailed, FetchRefused, SafeFetcher
 from recorder.storing import CaptureSink, SpooledCapture
@@ -55,12 +58,8 @@ class WorkAudit(Protocol):
     async def record(self, record: AuditRecord) -> None: ...
 
 
-@dataclass(frozen=True)
-class ProviderMedia:
-    """How one provider's recording URLs become a download and a delete."""
-
-    media_suffix: str  # appended to the callback's URL: ".wav" for Twilio
-    delete_suffix: str | None  # appended for the DELETE of the provider's copy, or None
+DELETE_URL = "delete_url"
+"""The key, in a job's details, of the URL that deletes the provider's copy (if any)."""
 
 
 class FetchWorkers:
@@ -74,7 +73,6 @@ class FetchWorkers:
         storing: SpooledCapture,
         recordings: CaptureSink,
         audit: WorkAudit,
-        providers: dict[str, ProviderMedia],
         spool_dir: Path,
         retention_period: timedelta,
         clock: Callable[[], datetime],
@@ -85,7 +83,6 @@ class FetchWorkers:
         self._storing = storing
         self._recordings = recordings
         self._audit = audit
-        self._providers = providers
         self._spool_dir = spool_dir
         self._period = retention_period
         self._clock = clock
@@ -130,10 +127,6 @@ class FetchWorkers:
         job = await self._queue.claim()
         if job is None:
             return False
-        media = self._providers.get(job.provider)
-        if media is None:
-            await self._queue.give_up(job, f"no provider {job.provider} is configured")
-            return True
         recording = self._recording_of(job)
         if recording.retention_deadline <= self._clock():
             await self._recordings.record_discard(
@@ -145,7 +138,7 @@ class FetchWorkers:
             return True
         spool = EncryptedSpool(self._spool_dir)
         try:
-            await self._fetcher.fetch(job.provider, job.url + media.media_suffix, spool.write)
+            await self._fetcher.fetch(job.provider, job.url, spool.write)
             outcome = await self._storing.store(spool, recording, actor=f"fetch:{job.provider}")
         except FetchFailed as exc:
             await self._queue.retry(job, str(exc), retry_after=exc.retry_after)
@@ -159,13 +152,14 @@ class FetchWorkers:
         finally:
             await spool.discard()
         await self._queue.succeed(job, outcome.recording_id)
-        if media.delete_suffix is not None:
-            await self._delete_copy(job, media.delete_suffix, outcome.recording_id)
+        delete_url = job.details.get(DELETE_URL)
+        if isinstance(delete_url, str):
+            await self._delete_copy(job, delete_url, outcome.recording_id)
         return True
 
     def _recording_of(self, job: ClaimedFetch) -> NewRecording:
         details = job.details
-        started = _instant(details.get("started_at")) or self._clock()
+        started = iso_instant(details.get("started_at")) or self._clock()
         duration = details.get("duration_s")
         ended = started + timedelta(seconds=duration) if isinstance(duration, int) else None
         referrals = details.get("referrals")
@@ -181,9 +175,9 @@ class FetchWorkers:
             extra={"call_sid": details["call_sid"]} if details.get("call_sid") else {},
         )
 
-    async def _delete_copy(self, job: ClaimedFetch, suffix: str, recording_id: uuid.UUID) -> None:
+    async def _delete_copy(self, job: ClaimedFetch, url: str, recording_id: uuid.UUID) -> None:
         try:
-            status = await self._fetcher.delete(job.provider, job.url + suffix)
+            status = await self._fetcher.delete(job.provider, url)
         except (FetchFailed, FetchRefused) as exc:
             status, error = 0, str(exc)
         else:
@@ -201,16 +195,6 @@ class FetchWorkers:
                 | ({"error": error} if error else {}),
             )
         )
-
-
-def _instant(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _text(value: object) -> str | None:

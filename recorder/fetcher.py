@@ -59,12 +59,35 @@ class ProviderOrigin:
 
     base: str
     # Sent only to ``base``'s own origin, never across a redirect.
-    authorization: str | None = field(default=None, repr=False)
+    # A fixed header value, or a function making a fresh one per request (Vonage's
+    # short-lived application JWT).
+    authorization: str | Callable[[], str] | None = field(default=None, repr=False)
     # Where a redirect may lead (the provider's storage): a host name, matched exactly
     # or as a suffix after a dot ("twilio.com" allows "media.twilio.com") and reached
     # over https at public addresses only; or an exact origin ("https://host:port"),
     # trusted like ``base`` (no credentials are sent to it).
     redirect_hosts: tuple[str, ...] = ()
+    # Whether a job's own URL may already be on the storage (Telnyx sends pre-signed
+    # storage URLs), not only reached from ``base`` by a redirect.
+    storage_urls: bool = False
+    # Hosts of the provider's own API, besides ``base``, that a job's URL may name and
+    # that get the credentials (Vonage's regional hosts); host-name suffixes, https only.
+    # Credentials never go to a redirect's target on another origin.
+    credential_hosts: tuple[str, ...] = ()
+
+    def header(self) -> str | None:
+        """The Authorization header value to send, made fresh if it is made per request."""
+        if callable(self.authorization):
+            return self.authorization()
+        return self.authorization
+
+    def gets_credentials(self, url: str, *, first: bool) -> bool:
+        """Whether a request to ``url`` carries the credentials."""
+        target = _origin(url)
+        if target == self.origin:
+            return True
+        scheme, host, _ = target
+        return first and scheme == "https" and _host_allowed(host, self.credential_hosts)
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -172,14 +195,15 @@ class SafeFetcher:
             self._session = None
 
     def allowed(self, provider: str, url: str) -> bool:
-        """Whether ``url`` is on the provider's configured origin (checked before queueing)."""
+        """Whether ``url`` may be fetched for ``provider`` (checked before queueing)."""
         origin = self._origins.get(provider)
         if origin is None:
             return False
         try:
-            return _origin(url) == origin.origin
+            self._check(origin, url, first=True)
         except FetchRefused:
             return False
+        return True
 
     async def fetch(
         self,
@@ -197,8 +221,9 @@ class SafeFetcher:
         for _ in range(MAX_REDIRECTS + 1):
             self._check(origin, current, first=current == url)
             headers = {}
-            if origin.authorization is not None and _origin(current) == origin.origin:
-                headers["Authorization"] = origin.authorization
+            header = origin.header()
+            if header is not None and origin.gets_credentials(current, first=current == url):
+                headers["Authorization"] = header
             try:
                 async with self._client().request(
                     method, current, headers=headers, allow_redirects=False
@@ -221,13 +246,16 @@ class SafeFetcher:
     async def delete(self, provider: str, url: str) -> int:
         """DELETE ``url`` on the provider's own origin (its copy); the status it answered.
 
-        No redirect is followed: a delete is only ever meant for the origin itself.
+        No redirect is followed: a delete is only ever meant for the provider's own API
+        (its configured origin, or a host that gets its credentials).
         """
         origin = self._origins.get(provider)
         if origin is None:
             raise FetchRefused(f"no origin is configured for {provider}")
-        self._check(origin, url, first=True)
-        headers = {} if origin.authorization is None else {"Authorization": origin.authorization}
+        if not origin.gets_credentials(url, first=True):
+            raise FetchRefused("a delete goes to the provider's own API hosts only")
+        header = origin.header()
+        headers = {} if header is None else {"Authorization": header}
         try:
             async with self._client().delete(
                 url, headers=headers, allow_redirects=False
@@ -243,16 +271,18 @@ class SafeFetcher:
         target = _origin(url)
         if target == origin.origin:
             return
-        if not first and target in origin.storage_origins:
-            return
         scheme, host, _ = target
-        if not first and scheme == "https" and _host_allowed(host, origin.storage_names):
-            try:
-                literal = ipaddress.ip_address(host.strip("[]"))
-            except ValueError:
-                return  # a name: its addresses are checked as it resolves
-            if _public(str(literal)):
+        if first and scheme == "https" and _host_allowed(host, origin.credential_hosts):
+            literal = _literal(host)
+            if literal is None or _public(literal):
                 return
+        storage = not first or origin.storage_urls
+        if storage and target in origin.storage_origins:
+            return
+        if storage and scheme == "https" and _host_allowed(host, origin.storage_names):
+            literal = _literal(host)
+            if literal is None or _public(literal):
+                return  # a name's addresses are checked as it resolves
         raise FetchRefused("the URL is not on the provider's configured origin or storage")
 
     async def _receive(
@@ -277,6 +307,14 @@ class SafeFetcher:
         if response.content_length is not None and size != response.content_length:
             raise FetchFailed("the download stopped short")
         return Fetched(content_type, size)
+
+
+def _literal(host: str) -> str | None:
+    """The host as an IP address string if it is one (an IP literal), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
 
 
 def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:

@@ -26,7 +26,9 @@ from recorder.errors import (
     Unauthenticated,
     UndecodableAudio,
 )
+from recorder.telnyx import TelnyxCallbacks
 from recorder.twilio import TwilioCallbacks
+from recorder.vonage import VonageCallbacks
 from storage import CaptureInProgress, Unavailable
 
 log = logging.getLogger(__name__)
@@ -138,15 +140,23 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 
 def create_recorder_app(
-    capture: PushCapture, *, twilio: TwilioCallbacks | None = None
+    capture: PushCapture,
+    *,
+    twilio: TwilioCallbacks | None = None,
+    telnyx: TelnyxCallbacks | None = None,
+    vonage: VonageCallbacks | None = None,
 ) -> web.Application:
     """The webhooks sub-application, mounted under ``/webhooks/``.
 
-    ``/twilio`` answers 404 unless a Twilio account is configured.
+    ``/twilio``, ``/telnyx`` and ``/vonage`` answer 404 unless that provider is configured.
     """
     app = web.Application(middlewares=[webhook_errors])
     push = PushHandler(capture)
     app.router.add_post("/push/{source}", push.post)
     if twilio is not None:
         app.router.add_post("/twilio", twilio.post)
+    if telnyx is not None:
+        app.router.add_post("/telnyx", telnyx.post)
+    if vonage is not None:
+        app.router.add_post("/vonage", vonage.post)
     return app

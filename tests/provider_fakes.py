@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import jwt
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -125,3 +126,67 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+TELNYX_API_KEY = "KEY-fake-telnyx-0123456789"
+
+
+@dataclass
+class FakeTelnyx:
+    """Telnyx's recordings API: ``DELETE /v2/recordings/{id}`` behind a Bearer API key."""
+
+    deleted: list[str] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    url: str = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_delete("/v2/recordings/{rid}", self._delete)
+        return app
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        self.seen.append(Seen(request.method, request.path, request.headers.get("Authorization")))
+        if request.headers.get("Authorization") != f"Bearer {TELNYX_API_KEY}":
+            return web.json_response({"errors": [{"code": "10009"}]}, status=401)
+        self.deleted.append(request.match_info["rid"])
+        return web.json_response({"data": {"id": request.match_info["rid"]}})
+
+
+@dataclass
+class FakeVonage:
+    """Vonage's media API: ``GET`` (and, where accepted, ``DELETE``) ``/v1/files/{uuid}``
+    behind an application JWT (RS256)."""
+
+    public_key_pem: str
+    application_id: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    tokens: list[dict[str, object]] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    refused: int = 0
+    url: str = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/v1/files/{uuid}", self._get)
+        app.router.add_delete("/v1/files/{uuid}", self._get)
+        return app
+
+    async def _get(self, request: web.Request) -> web.Response:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        try:
+            claims = jwt.decode(token, self.public_key_pem, algorithms=["RS256"])
+        except jwt.PyJWTError:
+            self.refused += 1
+            return web.json_response({"title": "Unauthorized"}, status=401)
+        if scheme != "Bearer" or claims.get("application_id") != self.application_id:
+            self.refused += 1
+            return web.json_response({"title": "Unauthorized"}, status=401)
+        self.tokens.append(claims)
+        body = self.files.get(request.match_info["uuid"])
+        if body is None:
+            return web.json_response({"title": "Not found"}, status=404)
+        if request.method == "DELETE":
+            del self.files[request.match_info["uuid"]]
+            self.deleted.append(request.match_info["uuid"])
+            return web.Response(status=204)
+        return web.Response(body=body, content_type="audio/mpeg")

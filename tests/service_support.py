@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import subprocess
 import time
@@ -22,7 +23,7 @@ from config.settings import Settings
 from retrieval import issue_dev_token
 from storage import EncryptedFileReader, load_signing_key
 from storage.keyring import WrappedKey
-from storage.models import AuditEvent, Recording, StoredObject
+from storage.models import AuditEvent, FetchJob, Recording, StoredObject
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 
 OBJECTS_PER_RECORDING = 2
@@ -86,6 +87,34 @@ class RunningService:
             io.BytesIO(ciphertext), key, stored.id, stored.ciphertext_size
         ) as reader:
             return reader.read()
+
+    async def fetch_job(self, external_id: str) -> FetchJob | None:
+        """The provider fetch job for a provider's recording id, if one was queued."""
+        async with self.services.database.read() as session:
+            return (
+                await session.execute(select(FetchJob).where(FetchJob.external_id == external_id))
+            ).scalar_one_or_none()
+
+    async def fetch_settled(
+        self, external_id: str, state: str = "done", timeout_s: float = 20.0
+    ) -> FetchJob:
+        """Wait until the fetch job reaches ``state`` (the workers run in the background)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = await self.fetch_job(external_id)
+            if job is not None and job.state == state:
+                return job
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"the fetch of {external_id} never became {state}")
+
+    async def search_referral(self, referral: str, *teams: str) -> list[dict[str, Any]]:
+        """What a supervisor of ``teams`` finds by a referral."""
+        token = self.token("supervisor", *teams)
+        response = await self.client.get(
+            f"/api/v1/recordings?referral={referral}", headers={"Authorization": f"Bearer {token}"}
+        )
+        found: list[dict[str, Any]] = (await response.json())["recordings"]
+        return found
 
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""

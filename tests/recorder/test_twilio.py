@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from recorder import TwilioSignature
-from storage.models import AuditEvent, FetchJob
+from storage.models import AuditEvent
 from tests.audio_factory import BY_NAME, make_audio
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeStorage, FakeTwilio, serving
 from tests.service_support import RunningService, running_service
@@ -94,32 +94,6 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
         await asyncio.sleep(0.05)
 
 
-async def job_state(service: RunningService, rid: str) -> FetchJob | None:
-    async with service.services.database.read() as session:
-        return (
-            await session.execute(select(FetchJob).where(FetchJob.external_id == rid))
-        ).scalar_one_or_none()
-
-
-async def done(service: RunningService, rid: str, state: str = "done") -> FetchJob:
-    async def settled() -> FetchJob | None:
-        job = await job_state(service, rid)
-        return job if job is not None and job.state == state else None
-
-    found: FetchJob = await wait_for(settled)
-    return found
-
-
-async def search_by_referral(service: RunningService, referral: str) -> list[dict[str, Any]]:
-    token = service.token("supervisor", "mash-children")
-    response = await service.client.get(
-        f"/api/v1/recordings?referral={referral}", headers={"Authorization": f"Bearer {token}"}
-    )
-    body = await response.json()
-    found: list[dict[str, Any]] = body["recordings"]
-    return found
-
-
 async def actions(service: RunningService) -> list[str]:
     async with service.services.database.read() as session:
         return list(
@@ -136,10 +110,10 @@ async def test_a_signed_callback_is_fetched_stored_searchable_and_deleted_at_twi
     ) as service:
         status, body = await send(service, callback("RE1", twilio))
         assert (status, body["status"]) == (200, "queued")
-        job = await done(service, "RE1")
+        job = await service.fetch_settled("RE1")
         assert job.details is None  # what the callback said now lives with the recording
 
-        (found,) = await search_by_referral(service, "MASH-2026-007001")
+        (found,) = await service.search_referral("MASH-2026-007001", "mash-children")
         assert found["id"] == str(job.recording_id)
         assert (found["source"], found["source_recording_id"]) == ("twilio", "RE1")
         assert (found["team"], found["agent"]) == ("mash-children", "staff-0421")
@@ -167,7 +141,7 @@ async def test_a_repeated_callback_fetches_and_stores_once(
         answers = await asyncio.gather(*(send(service, callback("RE2", twilio)) for _ in range(5)))
         assert {status for status, _ in answers} == {200}
         assert len({body["job"] for _, body in answers}) == 1
-        await done(service, "RE2")
+        await service.fetch_settled("RE2")
         status, _ = await send(service, callback("RE2", twilio))
         assert status == 200
         await asyncio.sleep(0.3)
@@ -209,7 +183,7 @@ async def test_an_unsigned_or_tampered_callback_is_401_and_queues_nothing(
         sign = signer(tamper)
         status, body = await send(service, form, sign=sign)
         assert (status, body["error"]) == (401, "unauthenticated")
-        assert await job_state(service, "RE3") is None
+        assert await service.fetch_job("RE3") is None
         assert twilio.seen == []
 
 
@@ -225,7 +199,7 @@ async def test_absent_and_failed_recordings_are_recorded_and_nothing_is_fetched(
             )
             assert (answer, body["status"]) == (200, status)
         assert (await actions(service)).count("recording.not_recorded") == 2
-        assert await job_state(service, "RE4") is None
+        assert await service.fetch_job("RE4") is None
         assert twilio.seen == []
 
 
@@ -238,7 +212,7 @@ async def test_a_provider_failing_three_times_is_retried_and_stored_once(
         tmp_path / "var", database_url, **twilio_settings(twilio)
     ) as service:
         assert (await send(service, callback("RE6", twilio)))[0] == 200
-        job = await done(service, "RE6")
+        job = await service.fetch_settled("RE6")
         assert job.attempts == 4
         assert [seen.method for seen in twilio.seen] == ["GET"] * 4 + ["DELETE"]
         assert (await service.counts())["recordings"] == 1
@@ -252,7 +226,7 @@ async def test_a_provider_failing_forever_dead_letters_the_job_visibly_and_audit
     settings = twilio_settings(twilio, fetch_max_attempts=3)
     async with running_service(tmp_path / "var", database_url, **settings) as service:
         assert (await send(service, callback("RE7", twilio)))[0] == 200
-        job = await done(service, "RE7", state="dead")
+        job = await service.fetch_settled("RE7", "dead")
         assert job.attempts == 3
         assert "500" in (job.last_error or "")
         counts = await service.services.fetch_queue.counts()
@@ -280,8 +254,8 @@ async def test_a_callback_acknowledged_before_a_crash_is_fetched_after_the_resta
     async with running_service(
         tmp_path / "var", database_url, **twilio_settings(twilio)
     ) as service:
-        await done(service, "RE8")
-        (found,) = await search_by_referral(service, "MASH-2026-007001")
+        await service.fetch_settled("RE8")
+        (found,) = await service.search_referral("MASH-2026-007001", "mash-children")
         assert await service.stored(found["id"], "original") == AUDIO
 
 
@@ -296,7 +270,7 @@ async def test_an_off_origin_redirect_is_refused_and_nothing_is_fetched_from_it(
             tmp_path / "var", database_url, **twilio_settings(twilio)
         ) as service:
             assert (await send(service, callback("RE9", twilio)))[0] == 200
-            job = await done(service, "RE9", state="dead")
+            job = await service.fetch_settled("RE9", "dead")
             assert "configured origin" in (job.last_error or "")
     assert elsewhere.seen == []
 
@@ -317,5 +291,5 @@ async def test_a_recording_url_at_a_private_address_is_refused_before_queueing(
     ) as service:
         status, body = await send(service, callback("RE10", twilio, RecordingUrl=url))
         assert (status, body["error"]) == (422, "invalid_metadata")
-        assert await job_state(service, "RE10") is None
+        assert await service.fetch_job("RE10") is None
         assert "fetch.refused" in await actions(service)
