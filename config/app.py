@@ -172,6 +172,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         clock=clock,
         max_attempts=settings.fetch_max_attempts,
         first_delay=settings.fetch_first_retry,
+        lease=settings.fetch_lease,
     )
     fetcher = SafeFetcher(provider_origins(settings), max_bytes=settings.max_upload_bytes)
     fetch_workers = FetchWorkers(
