@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from aiohttp import web
@@ -120,7 +120,16 @@ class Intake:
         return web.json_response({"status": status})
 
     async def queue(self, external_id: str, url: str, details: dict[str, Any]) -> web.Response:
-        """Commit the fetch job (or find the one already queued), then answer 200."""
+        """Commit the fetch job (or find the one already queued), then answer 200.
+
+        A callback that does not say when the call started is taken to have arrived as
+        it ended: the start is estimated from its duration, and marked as estimated.
+        """
+        if "started_at" not in details:
+            duration = details.get("duration_s")
+            seconds = duration if isinstance(duration, int) else 0
+            details["started_at"] = (self.clock() - timedelta(seconds=seconds)).isoformat()
+            details["started_at_estimated"] = True
         queued = await self.jobs.enqueue(
             provider=self.provider,
             external_id=external_id,

@@ -117,6 +117,11 @@ class FetchWorkers:
             except Unavailable:
                 log.warning("the fetch queue is unavailable; trying again shortly")
                 worked = False
+            except Exception:
+                # A worker that died would stop fetching until a restart; its job is
+                # left to its lease and claimed again.
+                log.exception("a fetch worker failed; it carries on")
+                worked = False
             if not worked:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -159,6 +164,8 @@ class FetchWorkers:
 
     def _recording_of(self, job: ClaimedFetch) -> NewRecording:
         details = job.details
+        # The intake always records a start (the provider's, or one estimated when the
+        # callback arrived), so the deadline does not move from one attempt to the next.
         started = iso_instant(details.get("started_at")) or self._clock()
         duration = details.get("duration_s")
         ended = started + timedelta(seconds=duration) if isinstance(duration, int) else None

@@ -293,3 +293,23 @@ async def test_a_recording_url_at_a_private_address_is_refused_before_queueing(
         assert (status, body["error"]) == (422, "invalid_metadata")
         assert await service.fetch_job("RE10") is None
         assert "fetch.refused" in await actions(service)
+
+
+async def test_a_callback_without_a_start_time_is_dated_from_its_arrival(
+    tmp_path: Path, database_url: str, twilio: FakeTwilio
+) -> None:
+    twilio.recordings["RE11"] = AUDIO
+    form = callback("RE11", twilio, RecordingDuration="60")
+    del form["RecordingStartTime"]
+    async with running_service(
+        tmp_path / "var", database_url, **twilio_settings(twilio)
+    ) as service:
+        arrived = datetime.now(UTC)
+        assert (await send(service, form))[0] == 200
+        await service.fetch_settled("RE11")
+        (found,) = await service.search_referral("MASH-2026-007001", "mash-children")
+        started = datetime.fromisoformat(found["started_at"])
+        # Taken to have ended as the callback arrived: it started a minute before.
+        assert abs(started - (arrived - timedelta(seconds=60))) < timedelta(seconds=5)
+        deadline = datetime.fromisoformat(found["retention_deadline"])
+        assert deadline - started == timedelta(days=90)
