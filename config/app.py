@@ -59,6 +59,8 @@ from storage import (
     Database,
     FetchQueue,
     FilesystemObjectStore,
+    KeyChain,
+    KmsKeyWrapper,
     LocalKeyring,
     ObjectStore,
     PeakReader,
@@ -97,7 +99,7 @@ class Services:
     settings: Settings
     database: Database
     objects: ObjectStore
-    keyring: LocalKeyring
+    keyring: KeyChain
     audit: AuditTrail
     recordings: RecordingStore
     capture: PushCapture
@@ -140,7 +142,12 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
     """Wire the parts; constructors are lazy, nothing connects until first use."""
     database = Database(create_engine(settings.resolved_database_url))
     objects = build_object_store(settings.resolved_store_url)
-    keyring = LocalKeyring.open(settings.data_dir / "keyring")
+    local_keys = LocalKeyring.open(settings.data_dir / "keyring")
+    keyring = (
+        KeyChain(KmsKeyWrapper.connect(settings.kms_key_id), [local_keys])
+        if settings.kms_key_id
+        else KeyChain(local_keys)
+    )
     audit = AuditTrail(clock)
     recordings = RecordingStore(
         database=database,
@@ -411,6 +418,9 @@ def create_app(services: Services) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        # Fail closed: a key-encryption key that cannot wrap and unwrap stops start-up,
+        # rather than the first capture.
+        await asyncio.to_thread(services.keyring.check)
         # Off the event loop: starting the fork server imports PyAV, about a second.
         await asyncio.to_thread(services.media.start)
         swept = sweep_spool(services.settings.data_dir / "spool")

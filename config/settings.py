@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     retention_period: timedelta = MAX_RETENTION_PERIOD
     auth_mode: Literal["dev", "oidc"] = "dev"
     push_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # A KMS key (id, ARN or alias) for wrapping data keys; endpoint and credentials from
+    # the AWS environment. Keys the local keyring wrapped before stay readable.
+    kms_key_id: str | None = None
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_api_base: str = "https://api.twilio.com"

@@ -34,6 +34,7 @@ from storage.errors import (
 from storage.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
 from storage.holds import HoldView, RecordingHolds, in_force
 from storage.keyring import KeyWrapper, LocalKeyring
+from storage.kms import KeyChain, KmsKeyWrapper
 from storage.peaks import PeakReader, Peaks
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.receipts import ReceiptSigner, verify_receipt
@@ -72,8 +73,10 @@ __all__ = [
     "FilesystemObjectStore",
     "HoldView",
     "IntegrityFailure",
+    "KeyChain",
     "KeyWrapper",
     "KeyringError",
+    "KmsKeyWrapper",
     "LocalKeyring",
     "NewRecording",
     "NotStored",

@@ -149,6 +149,10 @@ class LocalKeyring:
         """The KEK that new wraps use."""
         return self._current
 
+    def knows(self, kek_id: str) -> bool:
+        """Whether a key wrapped under ``kek_id`` is this keyring's to open."""
+        return kek_id in self._keys
+
     def rotate(self) -> str:
         """Create a new KEK and make it current; older KEKs stay so old wraps still open."""
         kek_id = uuid.uuid4().hex

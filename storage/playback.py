@@ -8,6 +8,7 @@ needs, with one ranged read from the object store.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -155,7 +156,8 @@ class RecordingAudio:
             raise IntegrityFailure("the recording's object is missing from the store") from None
         if actual != stored.ciphertext_size:
             raise IntegrityFailure("the stored object's size differs from the recorded size")
-        data_key = self._keys.unwrap(wrapped, stored.id)
+        # In a thread: the key-encryption key may be a KMS across the network.
+        data_key = await asyncio.to_thread(self._keys.unwrap, wrapped, stored.id)
         header = await self._objects.read_range(key, 0, HEADER_LENGTH)
         decryptor = SegmentDecryptor(data_key, stored.id, header, stored.ciphertext_size)
         final = decryptor.segment_count - 1

@@ -286,8 +286,12 @@ class RecordingStore:
         peaks: Peaks | None,
         actor: str,
     ) -> None:
+        # In a thread: the key-encryption key may be a KMS across the network.
         wrapped = {
-            sealed.object_id: self._keys.wrap(sealed.data_key, sealed.object_id) for sealed in files
+            sealed.object_id: await asyncio.to_thread(
+                self._keys.wrap, sealed.data_key, sealed.object_id
+            )
+            for sealed in files
         }
         version_of = {sealed.object_id: v for sealed, v in zip(files, versions, strict=True)}
         original = files[0]

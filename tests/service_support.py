@@ -176,7 +176,13 @@ async def running_service(
     options.update(settings)
     services = build_services(Settings(**options), **({"clock": clock} if clock else {}))
     client = TestClient(TestServer(create_app(services)))
-    await client.start_server()
+    try:
+        await client.start_server()
+    except BaseException:
+        # Start-up refused (fail closed): release what was built before saying so.
+        await client.close()
+        await services.close()
+        raise
     try:
         yield RunningService(client, services, data_dir)
     finally:

@@ -1,0 +1,146 @@
+"""Key-encryption keys held in a KMS (AWS KMS, or any service speaking its API).
+
+Each data key is sent to the KMS to be encrypted under the configured key, with an
+encryption context naming the object it belongs to: the KMS refuses to decrypt it for
+any other object, and records every use in its own audit log (CloudTrail). The KMS key
+never leaves the KMS; a recording whose wrapped key the KMS will not open is unreadable.
+
+``KeyChain`` lets a service move to a KMS without losing what the local keyring wrapped:
+new data keys go to the current provider, and each wrapped key is opened by the provider
+whose key it names.
+
+Blocking (boto3); storage calls these from a worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from storage.errors import KeyringError
+from storage.keyring import WrappedKey
+
+if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
+_KEY_LENGTH = 32
+_CONTEXT_KEY = "callrec:object"
+KMS_PREFIX = "kms-"
+
+
+class KeyProvider(Protocol):
+    """A key-encryption-key provider that can say which wrapped keys are its own."""
+
+    @property
+    def current_kek_id(self) -> str: ...
+
+    def knows(self, kek_id: str) -> bool: ...
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey: ...
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes: ...
+
+
+class KmsKeyWrapper:
+    """Wraps data keys with one KMS key, each bound to its object by encryption context."""
+
+    def __init__(self, client: KMSClient, key_id: str) -> None:
+        self._client = client
+        self._key_id = key_id
+        # A short, stable name for the KMS key in the database (ARNs are long, and the
+        # key's id is not a secret but need not be repeated on every row either).
+        self._kek_id = KMS_PREFIX + hashlib.sha256(key_id.encode()).hexdigest()[:32]
+
+    @classmethod
+    def connect(cls, key_id: str) -> KmsKeyWrapper:
+        """A wrapper for ``key_id``; endpoint and credentials from the AWS environment."""
+        import boto3
+
+        return cls(boto3.client("kms"), key_id)
+
+    def __repr__(self) -> str:
+        return f"KmsKeyWrapper(kek_id={self._kek_id!r})"
+
+    @property
+    def current_kek_id(self) -> str:
+        return self._kek_id
+
+    def knows(self, kek_id: str) -> bool:
+        return kek_id == self._kek_id
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+        """Have the KMS encrypt ``dek`` for ``object_id``; KeyringError if it will not."""
+        if len(dek) != _KEY_LENGTH:
+            raise ValueError("a data key is exactly 32 bytes")
+        answer = self._call(
+            "encrypt", KeyId=self._key_id, Plaintext=dek, EncryptionContext=_context(object_id)
+        )
+        return WrappedKey(self._kek_id, bytes(answer["CiphertextBlob"]))
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+        """The data key, if the KMS opens it for ``object_id`` under our key."""
+        if wrapped.kek_id != self._kek_id:
+            raise KeyringError(f"wrapped under {wrapped.kek_id}, not this KMS key")
+        answer = self._call(
+            "decrypt",
+            KeyId=self._key_id,
+            CiphertextBlob=wrapped.blob,
+            EncryptionContext=_context(object_id),
+        )
+        dek = bytes(answer["Plaintext"])
+        if len(dek) != _KEY_LENGTH:
+            raise KeyringError("the KMS returned something that is not a data key")
+        return dek
+
+    def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            answer: dict[str, Any] = getattr(self._client, operation)(**arguments)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "error")
+            # Never the message: it may quote the ciphertext or the key's ARN.
+            raise KeyringError(f"the KMS refused to {operation}: {code}") from None
+        except BotoCoreError as exc:
+            raise KeyringError(f"the KMS could not be reached ({type(exc).__name__})") from None
+        return answer
+
+
+class KeyChain:
+    """New wraps with the current provider; each unwrap by the provider whose key it is."""
+
+    def __init__(self, current: KeyProvider, older: Sequence[KeyProvider] = ()) -> None:
+        self._current = current
+        self._all = [current, *older]
+
+    def __repr__(self) -> str:
+        return f"KeyChain(current={self._current!r}, providers={len(self._all)})"
+
+    @property
+    def current_kek_id(self) -> str:
+        return self._current.current_kek_id
+
+    def knows(self, kek_id: str) -> bool:
+        return any(provider.knows(kek_id) for provider in self._all)
+
+    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+        return self._current.wrap(dek, object_id)
+
+    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+        for provider in self._all:
+            if provider.knows(wrapped.kek_id):
+                return provider.unwrap(wrapped, object_id)
+        raise KeyringError(f"no configured provider holds key-encryption key {wrapped.kek_id}")
+
+    def check(self) -> None:
+        """Wrap and unwrap a throw-away key: fail closed at start-up, not at a capture."""
+        probe, object_id = os.urandom(_KEY_LENGTH), uuid.uuid4()
+        if self.unwrap(self.wrap(probe, object_id), object_id) != probe:
+            raise KeyringError("the current key-encryption key does not round-trip")
+
+
+def _context(object_id: uuid.UUID) -> dict[str, str]:
+    return {_CONTEXT_KEY: str(object_id)}
