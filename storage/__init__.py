@@ -48,6 +48,7 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.referrals import ReferralLinks
+from storage.scrubber import Scrubber, ScrubReport
 from storage.sealed_writer import SealedFile, SealedFileWriter
 from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
@@ -99,6 +100,8 @@ __all__ = [
     "ReferralLinks",
     "RetentionFacts",
     "S3ObjectStore",
+    "ScrubReport",
+    "Scrubber",
     "SealedFile",
     "SealedFileWriter",
     "SearchQuery",

@@ -313,3 +313,22 @@ def test_fetches_lists_dead_letters_and_fails_while_there_are_any(tmp_path: Path
     (letter,) = [json.loads(line) for line in failing.stdout.splitlines() if line.startswith("{")]
     assert (letter["id"], letter["attempts"]) == ("RE-dead", 1)
     assert "500" in letter["error"]
+
+
+def test_verify_exits_non_zero_while_the_store_holds_what_it_should_not(tmp_path: Path) -> None:
+    env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
+    assert run("db", "upgrade", **env).returncode == 0
+    clean = run("verify", **env)
+    assert clean.returncode == 0, clean.stderr
+    assert "objects: 0, bytes: 0, problems: 0" in clean.stdout
+    stray = tmp_path / "var" / "objects" / "recordings" / "ab" / ("ab" * 16)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"not ours")
+    dirty = run("verify", **env)
+    assert dirty.returncode == 1
+    (finding,) = [json.loads(line) for line in dirty.stdout.splitlines() if line.startswith("{")]
+    assert finding == {
+        "problem": "orphaned",
+        "object_key": f"recordings/ab/{'ab' * 16}",
+        "recording_id": None,
+    }
