@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 import storage
-from config.metrics import FetchMetrics, HttpMetrics, RetentionMetrics
+from config.metrics import FetchMetrics, HttpMetrics, IntegrityMetrics, RetentionMetrics
 from config.scheduler import SweepSchedule
 from config.settings import Settings
 from recorder import (
@@ -71,6 +71,7 @@ from storage import (
     RecordingHolds,
     RecordingStore,
     ReferralLinks,
+    Scrubber,
     SpoolDirectory,
     StorageError,
     check_database,
@@ -391,6 +392,7 @@ def create_app(services: Services) -> web.Application:
 
     metrics.refresh_on_scrape(refresh_retention_gauges)
     fetch_metrics = FetchMetrics(metrics.registry)
+    integrity_metrics = IntegrityMetrics(metrics.registry)
 
     async def refresh_fetch_gauges() -> None:
         fetch_metrics.show(await services.fetch_queue.counts())
@@ -463,9 +465,29 @@ def create_app(services: Services) -> web.Application:
 
         schedule = SweepSchedule(sweep, settings.retention_sweep_interval)
         schedule.start()
+
+        async def scrub() -> None:
+            report = await Scrubber(
+                database=services.database,
+                objects=services.objects,
+                keys=services.keyring,
+                audit=services.audit,
+            ).run(sample=settings.integrity_scrub_sample)
+            problems: dict[str, int] = {}
+            for finding in report.findings:
+                problems[finding.problem] = problems.get(finding.problem, 0) + 1
+            integrity_metrics.show(report.objects, problems, time.time())
+            if not report.ok:
+                log.error("integrity scrub found damage", extra={"problems": problems})
+
+        scrubs = SweepSchedule(
+            scrub, settings.integrity_scrub_interval, name="integrity scrub", run_at_start=False
+        )
+        scrubs.start()
         services.fetch_workers.start()
         yield
         await services.fetch_workers.stop()
+        await scrubs.stop()
         await schedule.stop()
 
     app.router.add_get("/healthz", healthz)

@@ -175,3 +175,36 @@ class FetchMetrics:
         """Set the gauges from the queue's counts."""
         for state, count in counts.items():
             self.jobs.labels(state=state).set(count)
+
+
+class IntegrityMetrics:
+    """The scheduled scrub's findings: alert on any problem above 0."""
+
+    PROBLEMS = ("missing", "size", "key", "corrupt", "hash", "orphaned")
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.problems = Gauge(
+            "callrec_integrity_problems",
+            "Objects found wrong by the last scheduled integrity scrub, by problem.",
+            ["problem"],
+            registry=registry,
+        )
+        self.checked = Counter(
+            "callrec_integrity_objects_checked_total",
+            "Stored objects read back and verified by scheduled scrubs.",
+            registry=registry,
+        )
+        self.last_run = Gauge(
+            "callrec_integrity_last_run_timestamp_seconds",
+            "Unix time at which a scheduled scrub last finished.",
+            registry=registry,
+        )
+        for problem in self.PROBLEMS:
+            self.problems.labels(problem=problem).set(0)
+
+    def show(self, objects: int, problems: dict[str, int], at: float) -> None:
+        """Record one scrub's result."""
+        self.checked.inc(objects)
+        for problem in self.PROBLEMS:
+            self.problems.labels(problem=problem).set(problems.get(problem, 0))
+        self.last_run.set(at)

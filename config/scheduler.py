@@ -1,5 +1,6 @@
-"""The retention sweep on a schedule: once at start-up (catch-up after downtime), then every
-interval. The only module that imports APScheduler."""
+"""Background work on a schedule: the retention sweep (once at start-up, catching up after
+downtime, then every interval) and the sampled integrity scrub. The only module that
+imports APScheduler."""
 
 from __future__ import annotations
 
@@ -17,18 +18,26 @@ log = logging.getLogger(__name__)
 class SweepSchedule:
     """Runs the sweep now and every interval, one at a time; ``stop`` waits for a running one."""
 
-    def __init__(self, sweep: Callable[[], Awaitable[object]], interval: timedelta) -> None:
+    def __init__(
+        self,
+        sweep: Callable[[], Awaitable[object]],
+        interval: timedelta,
+        *,
+        name: str = "retention sweep",
+        run_at_start: bool = True,
+    ) -> None:
         self._sweep = sweep
+        self._name = name
         self._running = asyncio.Lock()
         self._stopped = False
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._scheduler.add_job(
             self._guarded,
             IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC),
-            next_run_time=datetime.now(UTC),
+            next_run_time=datetime.now(UTC) if run_at_start else datetime.now(UTC) + interval,
             max_instances=1,
             coalesce=True,
-            id="retention-sweep",
+            id=name.replace(" ", "-"),
         )
 
     def start(self) -> None:
@@ -53,4 +62,4 @@ class SweepSchedule:
                 await self._sweep()
             except Exception:
                 # The next run tries again; a failed sweep must not end the schedule.
-                log.exception("retention sweep failed")
+                log.exception("%s failed", self._name)

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     hold_max_review: timedelta = Field(
         default=timedelta(days=90), ge=timedelta(days=1), le=timedelta(days=366)
     )
+    # The service checks this many stored objects, chosen at random, every interval
+    # (`callrec verify` checks them all).
+    integrity_scrub_interval: timedelta = Field(
+        default=timedelta(hours=6), ge=timedelta(seconds=1), le=timedelta(days=7)
+    )
+    integrity_scrub_sample: int = Field(default=100, ge=1, le=100_000)
     grant_lifetime: timedelta = Field(
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )

@@ -28,7 +28,7 @@ from tests.push_support import SECRET, make_wav, metadata, push_body, push_heade
 
 OBJECTS_PER_RECORDING = 2
 """What a push stores: the original, byte for byte, and its playback rendition."""
-SCHEDULED_ACTIONS = ("retention.sweep", "retention.attestation")
+SCHEDULED_ACTIONS = ("retention.sweep", "retention.attestation", "integrity.scrub")
 """Audit events the service writes on its own schedule, whatever the test does."""
 
 

@@ -31,6 +31,7 @@ import aiohttp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
+from tests.bench.integrity import measure_scrub
 from tests.bench.media import (
     CANDIDATES,
     encode_candidate,
@@ -63,7 +64,7 @@ from tests.bench.workload import (
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
-PARTS = frozenset({"ingest", "media", "playback", "retention"})
+PARTS = frozenset({"ingest", "integrity", "media", "playback", "retention"})
 _CHUNK = 1024 * 1024
 
 
@@ -421,6 +422,9 @@ async def run(quick: bool, parts: set[str]) -> None:
     if "retention" in parts:
         print()
         await run_retention(root, quick)
+    if "integrity" in parts:
+        print()
+        await run_integrity(quick)
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -556,6 +560,23 @@ async def run_media_latency(root: Path, files: dict[str, Path], seconds: int) ->
         "p99 < 50 ms",
     )
     row("server peak RSS during the four (workers not included)", f"{peak:.0f} MB", "-", "-", "-")
+
+
+async def run_integrity(quick: bool) -> None:
+    """The integrity scrub against plain decryption of the same bytes."""
+    objects, size = (20, 4 * 1024 * 1024) if quick else (100, 8 * 1024 * 1024)
+    figures = await measure_scrub(objects, size)
+    row("integrity measurement", "callrec", "baseline (same run)", "ratio", "goal")
+    row("---", "---", "---", "---", "---")
+    row(
+        f"scrub of {objects} objects of {size >> 20} MiB (filesystem, SQLite): read, "
+        "authenticate, hash, compare",
+        mb_s(figures.plaintext_bytes, figures.scrub_s),
+        "read and authenticate the same files, nothing else: "
+        + mb_s(figures.plaintext_bytes, figures.plain_s),
+        f"{figures.plain_s / figures.scrub_s:.2f}x",
+        "measured",
+    )
 
 
 async def run_retention(root: Path, quick: bool) -> None:

@@ -4,6 +4,8 @@ non-zero while anything is wrong."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,35 @@ async def test_a_sampled_scrub_reads_that_many_and_looks_for_no_orphans(
         report = await scrubber_of(service).run(sample=sample)
         assert report.objects == min(sample, 4)
         assert report.ok
+
+
+async def test_the_service_scrubs_a_sample_on_a_schedule_and_counts_what_it_finds(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_service(
+        tmp_path / "var",
+        database_url,
+        integrity_scrub_interval=timedelta(seconds=1),
+        integrity_scrub_sample=10,
+    ) as service:
+        rid = await push(service, "watched", 2)
+        (await originals(service))[rid].unlink()
+        wanted = 'callrec_integrity_problems{problem="missing"} 1.0'
+        for _ in range(100):
+            scraped = await (await service.client.get("/metrics")).text()
+            if wanted in scraped:
+                break
+            await asyncio.sleep(0.1)
+        assert wanted in scraped
+        assert 'callrec_integrity_problems{problem="corrupt"} 0.0' in scraped
+        async with service.services.database.read() as session:
+            outcomes = (
+                (
+                    await session.execute(
+                        select(AuditEvent.outcome).where(AuditEvent.action == "integrity.scrub")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert "error" in outcomes
