@@ -445,6 +445,11 @@ def create_app(services: Services) -> web.Application:
                     on_batch=lambda _kind, _ids: None,  # counts only: memory stays flat
                 )
                 attestation = await attest_if_due(services.deleter, now=services.clock())
+                # A dead letter keeps the callback's labels for an operator, but not
+                # past the retention period.
+                await services.fetch_queue.forget_details(
+                    before=services.clock() - settings.retention_period
+                )
             except BaseException:
                 retention_metrics.sweep_failed(time.perf_counter() - started)
                 raise

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import AuditRecord, AuditTrail
@@ -234,6 +234,16 @@ class FetchQueue:
                     },
                 ),
             )
+
+    async def forget_details(self, *, before: datetime) -> int:
+        """Clear what callbacks said (referrals, team, agent, call ids) from jobs last
+        touched before ``before``: a dead letter must not keep it past the retention
+        period. The job itself stays, so a late repeat of the callback is still known."""
+        async with self._database.transaction() as session:
+            result = await session.execute(
+                update(FetchJob).where(FetchJob.updated_at < before).values(details=null())
+            )
+        return int(getattr(result, "rowcount", 0) or 0)  # jobs touched, cleared or not
 
     async def job(self, job_id: uuid.UUID) -> dict[str, Any] | None:
         """One job's state, attempts, last error and recording, for operators and tests."""

@@ -18,7 +18,7 @@ from storage import (
     create_engine,
     verify_audit_chain,
 )
-from storage.models import AuditEvent
+from storage.models import AuditEvent, FetchJob
 
 
 class Clock:
@@ -226,3 +226,27 @@ async def test_workers_in_separate_connections_never_claim_the_same_job(
     finally:
         for db in databases:
             await db.dispose()
+
+
+async def test_a_dead_letter_forgets_the_callbacks_labels_after_the_retention_period(
+    database: Database,
+) -> None:
+    clock = Clock()
+    queue = queue_on(database, clock, max_attempts=1)
+    queued = await enqueue(queue)
+    job = await queue.claim()
+    assert job is not None
+    await queue.give_up(job, "403")
+    clock.now += timedelta(days=89)
+    await queue.forget_details(before=clock.now - timedelta(days=90))
+    async with database.read() as session:
+        row = await session.get(FetchJob, queued.id)
+        assert row is not None
+        assert row.details == {"referral": "MASH-2026-000001"}  # not yet
+    clock.now += timedelta(days=2)
+    await queue.forget_details(before=clock.now - timedelta(days=90))
+    async with database.read() as session:
+        row = await session.get(FetchJob, queued.id)
+        assert row is not None
+        assert row.details is None
+        assert (row.state, row.external_id) == ("dead", "RE1")  # still known, still visible
