@@ -478,9 +478,7 @@ def create_app(services: Services) -> web.Application:
                 keys=services.keyring,
                 audit=services.audit,
             ).run(sample=settings.integrity_scrub_sample)
-            problems: dict[str, int] = {}
-            for finding in report.findings:
-                problems[finding.problem] = problems.get(finding.problem, 0) + 1
+            problems = report.problems()
             integrity_metrics.show(report.objects, problems, time.time())
             if not report.ok:
                 log.error("integrity scrub found damage", extra={"problems": problems})

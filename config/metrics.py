@@ -20,7 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from storage import RetentionFacts
+from storage import SCRUB_PROBLEMS, RetentionFacts
 
 log = logging.getLogger(__name__)
 _SCRAPE_REFRESH_TIMEOUT_S = 5.0
@@ -180,8 +180,6 @@ class FetchMetrics:
 class IntegrityMetrics:
     """The scheduled scrub's findings: alert on any problem above 0."""
 
-    PROBLEMS = ("missing", "size", "key", "corrupt", "hash", "orphaned")
-
     def __init__(self, registry: CollectorRegistry) -> None:
         self.problems = Gauge(
             "callrec_integrity_problems",
@@ -199,12 +197,12 @@ class IntegrityMetrics:
             "Unix time at which a scheduled scrub last finished.",
             registry=registry,
         )
-        for problem in self.PROBLEMS:
+        for problem in SCRUB_PROBLEMS:
             self.problems.labels(problem=problem).set(0)
 
     def show(self, objects: int, problems: dict[str, int], at: float) -> None:
         """Record one scrub's result."""
         self.checked.inc(objects)
-        for problem in self.PROBLEMS:
+        for problem in SCRUB_PROBLEMS:
             self.problems.labels(problem=problem).set(problems.get(problem, 0))
         self.last_run.set(at)

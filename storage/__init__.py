@@ -48,6 +48,7 @@ from storage.recordings import (
     RecordingStore,
 )
 from storage.referrals import ReferralLinks
+from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
 from storage.sealed_writer import SealedFile, SealedFileWriter
 from storage.signing import SigningKey, load_secret, load_signing_key
@@ -56,6 +57,7 @@ from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spoo
 __all__ = [
     "ORIGINAL",
     "PLAYBACK",
+    "SCRUB_PROBLEMS",
     "AudioFacts",
     "AudioInfo",
     "AuditChainBroken",

@@ -30,6 +30,8 @@ from storage.models import DataKey, Recording, RecordingState, StoredObject
 _SEGMENTS_PER_READ = 16  # 1 MiB of plaintext per read
 _LISTED = 100
 SCRUB_ACTION = "integrity.scrub"
+# Everything a scrub can find wrong with an object.
+PROBLEMS = ("missing", "size", "key", "corrupt", "hash", "orphaned")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class Finding:
 
     object_key: str
     recording_id: uuid.UUID | None
-    problem: str  # missing, size, key, corrupt, hash, orphaned
+    problem: str  # one of PROBLEMS
 
 
 @dataclass
@@ -52,6 +54,13 @@ class ScrubReport:
     @property
     def ok(self) -> bool:
         return not self.findings
+
+    def problems(self) -> dict[str, int]:
+        """How many findings of each kind (kinds with none left out)."""
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[finding.problem] = counts.get(finding.problem, 0) + 1
+        return counts
 
 
 class Scrubber:
@@ -147,9 +156,6 @@ class Scrubber:
         ]
 
     async def _record(self, report: ScrubReport, sample: int | None) -> None:
-        counts: dict[str, int] = {}
-        for finding in report.findings:
-            counts[finding.problem] = counts.get(finding.problem, 0) + 1
         async with self._database.transaction() as session:
             await self._audit.append(
                 session,
@@ -161,7 +167,7 @@ class Scrubber:
                         "objects": report.objects,
                         "bytes": report.bytes,
                         "sample": sample,
-                        "problems": counts,
+                        "problems": report.problems(),
                         "findings": [
                             {
                                 "object_key": finding.object_key,
