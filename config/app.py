@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,6 +57,7 @@ from storage import (
     AuditLog,
     AuditTrail,
     Database,
+    EpochKeys,
     FetchQueue,
     FilesystemObjectStore,
     KeyChain,
@@ -101,6 +102,7 @@ class Services:
     database: Database
     objects: ObjectStore
     keyring: KeyChain
+    keys: EpochKeys
     audit: AuditTrail
     recordings: RecordingStore
     capture: PushCapture
@@ -150,10 +152,18 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         else KeyChain(local_keys)
     )
     audit = AuditTrail(clock)
+    keys = EpochKeys(
+        database=database,
+        material=build_object_store(settings.resolved_epoch_key_store_url),
+        root=keyring,
+        audit=audit,
+        clock=clock,
+        retention_period=settings.retention_period,
+    )
     recordings = RecordingStore(
         database=database,
         objects=objects,
-        keys=keyring,
+        keys=keys,
         audit=audit,
         clock=clock,
     )
@@ -251,6 +261,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         database=database,
         objects=objects,
         keyring=keyring,
+        keys=keys,
         audit=audit,
         recordings=recordings,
         capture=capture,
@@ -263,7 +274,7 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         spool=spool,
         tokens=build_verifier(settings),
         catalog=RecordingCatalog(database),
-        audio=RecordingAudio(database, objects, keyring),
+        audio=RecordingAudio(database, objects, keys),
         grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
         audit_log=audit_log,
         journal=PlaybackJournal(audit_log),
@@ -275,6 +286,10 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
 
 
 TWILIO = "twilio"
+KEYS_ACTOR = "keys"
+# How often the service looks whether a rotation is due and whether anything is left to
+# re-wrap or retire; the rotation itself follows CALLREC_KEY_ROTATION_INTERVAL.
+KEY_UPKEEP_INTERVAL = timedelta(hours=1)
 TELNYX = "telnyx"
 VONAGE = "vonage"
 
@@ -420,9 +435,9 @@ def create_app(services: Services) -> web.Application:
         return web.json_response({"status": "ready"})
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
-        # Fail closed: a key-encryption key that cannot wrap and unwrap stops start-up,
-        # rather than the first capture.
-        await asyncio.to_thread(services.keyring.check)
+        # Fail closed: a key-encryption key that cannot wrap and unwrap, or an epoch-key
+        # store that does not answer, stops start-up rather than the first capture.
+        await services.keys.check()
         # Off the event loop: starting the fork server imports PyAV, about a second.
         await asyncio.to_thread(services.media.start)
         swept = sweep_spool(services.settings.data_dir / "spool")
@@ -450,6 +465,8 @@ def create_app(services: Services) -> web.Application:
                 await services.fetch_queue.forget_details(
                     before=services.clock() - settings.retention_period
                 )
+                # A week whose recordings are all gone loses its key, in every backup too.
+                shredded = await services.keys.shred_spent_epochs()
             except BaseException:
                 retention_metrics.sweep_failed(time.perf_counter() - started)
                 raise
@@ -460,7 +477,11 @@ def create_app(services: Services) -> web.Application:
             )
             log.info(
                 "retention sweep",
-                extra={"deleted": report.deleted_count, "resumed": report.resumed_count},
+                extra={
+                    "deleted": report.deleted_count,
+                    "resumed": report.resumed_count,
+                    "epochs_shredded": shredded.destroyed,
+                },
             )
             if attestation is not None and attestation["overdue_unheld"]:
                 log.error(
@@ -475,7 +496,7 @@ def create_app(services: Services) -> web.Application:
             report = await Scrubber(
                 database=services.database,
                 objects=services.objects,
-                keys=services.keyring,
+                keys=services.keys,
                 audit=services.audit,
             ).run(sample=settings.integrity_scrub_sample)
             problems = report.problems()
@@ -487,9 +508,29 @@ def create_app(services: Services) -> web.Application:
             scrub, settings.integrity_scrub_interval, name="integrity scrub", run_at_start=False
         )
         scrubs.start()
+
+        async def maintain_keys() -> None:
+            every = settings.key_rotation_interval
+            last = await services.keys.last_rotation()
+            if every and (last is None or services.clock() - last >= every):
+                await services.keys.rotate(actor=KEYS_ACTOR)
+            # Re-wraps what an earlier rotation left (a run cut short, a process that
+            # wrapped under the old generation), then retires what nothing uses.
+            report = await services.keys.rewrap(actor=KEYS_ACTOR)
+            if report.rewrapped or report.retired:
+                log.info(
+                    "keys re-wrapped",
+                    extra={"data_keys": report.rewrapped, "retired": len(report.retired)},
+                )
+
+        key_upkeep = SweepSchedule(
+            maintain_keys, KEY_UPKEEP_INTERVAL, name="key upkeep", run_at_start=False
+        )
+        key_upkeep.start()
         services.fetch_workers.start()
         yield
         await services.fetch_workers.stop()
+        await key_upkeep.stop()
         await scrubs.stop()
         await schedule.stop()
 

@@ -21,8 +21,11 @@ from retention import SweepReport, attest_if_due, retention_status, sweep_expire
 from retrieval import ROLES, issue_dev_token
 from storage import (
     AuditChainBroken,
+    KeyStatus,
+    RewrapReport,
     Scrubber,
     ScrubReport,
+    ShredReport,
     StorageError,
     Unavailable,
     load_signing_key,
@@ -31,6 +34,8 @@ from storage import (
 )
 
 T = TypeVar("T")
+# Who the audit trail names for work done from the command line.
+CLI_ACTOR = "cli"
 
 
 def _settings() -> Settings:
@@ -224,10 +229,12 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
                 )
             if not dry_run:
                 report.attestation = await attest_if_due(services.deleter, now=utc_now())
+                shredded.append(await services.keys.shred_spent_epochs())
             return report
         finally:
             await services.close()
 
+    shredded: list[ShredReport] = []
     report = _run(sweep)
     if dry_run:
         for due in report.due:
@@ -240,6 +247,11 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
         f"{report.deleted_count} recordings deleted, {report.resumed_count} interrupted deletions "
         f"finished (cutoff {report.cutoff.isoformat()})"
     )
+    for shred in shredded:
+        for epoch in shred.destroyed:
+            click.echo(f"epoch {epoch}: every recording gone, its key destroyed")
+        if shred.moved_to_hold:
+            click.echo(f"{shred.moved_to_hold} held data keys re-wrapped under the hold key")
     if report.attestation is not None:
         overdue = report.attestation["overdue_unheld"]
         click.echo(f"attestation written: {overdue} unheld recordings past their deadline")
@@ -320,7 +332,7 @@ def verify(sample: int | None) -> None:
             scrubber = Scrubber(
                 database=services.database,
                 objects=services.objects,
-                keys=services.keyring,
+                keys=services.keys,
                 audit=services.audit,
             )
             with Progress("objects") as progress:
@@ -346,3 +358,105 @@ def verify(sample: int | None) -> None:
     )
     if not report.ok:
         raise SystemExit(1)
+
+
+@main.group()
+def keys() -> None:
+    """Key rotation and re-wrapping; audio is never re-encrypted."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Make a new key-encryption key current; new recordings use it.
+
+    With the local keyring a new root key version is made; a KMS rotates its own key
+    material. Either way new data keys go under a new generation of epoch keys. Run
+    `callrec keys rewrap` afterwards to move the existing ones.
+    """
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def rotate() -> tuple[int, str]:
+        services = build_services(settings)
+        try:
+            await services.keys.check()
+            generation = await services.keys.rotate(actor=CLI_ACTOR)
+            return generation, services.keyring.current_kek_id
+        finally:
+            await services.close()
+
+    generation, root = _run(rotate)
+    click.echo(f"generation {generation} is current (root key {root})")
+
+
+@keys.command("rewrap")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 5000),
+    default=500,
+    show_default=True,
+    help="Data keys re-wrapped per commit.",
+)
+def keys_rewrap(batch_size: int) -> None:
+    """Re-wrap every data key under the current generation, then retire unused keys.
+
+    Resumable: each batch is its own commit, so after a crash or Ctrl-C run it again and
+    it carries on. Recordings stay playable throughout; audio is never re-encrypted. Old
+    key versions are retired only when nothing uses them, and not within ten minutes of
+    the rotation.
+    """
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def rewrap() -> RewrapReport:
+        services = build_services(settings)
+        try:
+            await services.keys.check()
+            with Progress("data keys", total=await services.keys.stale_count()) as progress:
+                return await services.keys.rewrap(
+                    actor=CLI_ACTOR, batch_size=batch_size, progress=progress.advance
+                )
+        finally:
+            await services.close()
+
+    report = _run(rewrap)
+    click.echo(f"{report.rewrapped} data keys re-wrapped under generation {report.generation}")
+    for retired in report.retired:
+        click.echo(f"retired {retired}")
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """The current generation, each live epoch key and how many data keys it wraps."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+
+    async def status() -> KeyStatus:
+        services = build_services(settings)
+        try:
+            return await services.keys.status()
+        finally:
+            await services.close()
+
+    report = _run(status)
+    click.echo(
+        json.dumps(
+            {
+                "generation": report.generation,
+                "rotated_at": None if report.rotated_at is None else report.rotated_at.isoformat(),
+                "root_kek_id": report.root_kek_id,
+                "stale_data_keys": report.stale,
+                "epoch_keys_destroyed": report.destroyed,
+                "epoch_keys": [
+                    {
+                        "epoch": key.epoch,
+                        "generation": key.generation,
+                        "key_id": key.key_id,
+                        "data_keys": key.data_keys,
+                    }
+                    for key in report.epoch_keys
+                ],
+            },
+            indent=2,
+        )
+    )

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     database_url: SecretStr | None = None
     store_url: str | None = None
+    # Where epoch keys live: never the database, and not backed up with it, or a restored
+    # backup could open the keys of deleted recordings. Same URL forms as the store.
+    epoch_key_store_url: str | None = None
     public_url: str | None = None
     retention_period: timedelta = MAX_RETENTION_PERIOD
     auth_mode: Literal["dev", "oidc"] = "dev"
@@ -115,6 +118,9 @@ class Settings(BaseSettings):
         default=timedelta(hours=6), ge=timedelta(seconds=1), le=timedelta(days=7)
     )
     integrity_scrub_sample: int = Field(default=100, ge=1, le=100_000)
+    # How often the service rotates keys by itself (then re-wraps every data key under the
+    # new generation and retires what nothing uses); P0D turns scheduled rotation off.
+    key_rotation_interval: timedelta = Field(default=timedelta(days=90), ge=timedelta(0))
     grant_lifetime: timedelta = Field(
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )
@@ -202,7 +208,7 @@ class Settings(BaseSettings):
                     )
         return self
 
-    @field_validator("store_url")
+    @field_validator("store_url", "epoch_key_store_url")
     @classmethod
     def _known_store(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("file://", "s3://")):
@@ -252,6 +258,11 @@ class Settings(BaseSettings):
     def resolved_store_url(self) -> str:
         """The object store URL; a directory in the data directory by default."""
         return self.store_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def resolved_epoch_key_store_url(self) -> str:
+        """The epoch-key store URL; its own directory in the data directory by default."""
+        return self.epoch_key_store_url or f"file://{(self.data_dir / 'epoch-keys').resolve()}"
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -18,6 +18,15 @@ from storage.database import (
     upgrade_database,
 )
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
+from storage.epochs import (
+    HOLD_EPOCH,
+    DataKeys,
+    EpochKeys,
+    KeyStatus,
+    RewrapReport,
+    ShredReport,
+    epoch_of,
+)
 from storage.errors import (
     AuditChainBroken,
     DatabaseUnavailable,
@@ -33,8 +42,9 @@ from storage.errors import (
 )
 from storage.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
 from storage.holds import HoldView, RecordingHolds, in_force
+from storage.key_providers import KeyChain, KeyProvider
 from storage.keyring import KeyWrapper, LocalKeyring
-from storage.kms import KeyChain, KmsKeyWrapper
+from storage.kms import KmsKeyWrapper
 from storage.peaks import PeakReader, Peaks
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.receipts import ReceiptSigner, verify_receipt
@@ -55,6 +65,7 @@ from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 
 __all__ = [
+    "HOLD_EPOCH",
     "ORIGINAL",
     "PLAYBACK",
     "SCRUB_PROBLEMS",
@@ -67,16 +78,20 @@ __all__ = [
     "CaptureInProgress",
     "CaptureOutcome",
     "ClaimedFetch",
+    "DataKeys",
     "Database",
     "DatabaseUnavailable",
     "DueRecording",
     "EncryptedFileReader",
     "EncryptedSpool",
+    "EpochKeys",
     "FetchQueue",
     "FilesystemObjectStore",
     "HoldView",
     "IntegrityFailure",
     "KeyChain",
+    "KeyProvider",
+    "KeyStatus",
     "KeyWrapper",
     "KeyringError",
     "KmsKeyWrapper",
@@ -101,12 +116,14 @@ __all__ = [
     "RecordingView",
     "ReferralLinks",
     "RetentionFacts",
+    "RewrapReport",
     "S3ObjectStore",
     "ScrubReport",
     "Scrubber",
     "SealedFile",
     "SealedFileWriter",
     "SearchQuery",
+    "ShredReport",
     "SigningKey",
     "SpoolDirectory",
     "SpoolFacts",
@@ -116,6 +133,7 @@ __all__ = [
     "check_database",
     "create_engine",
     "create_sessionmaker",
+    "epoch_of",
     "in_force",
     "load_secret",
     "load_signing_key",

@@ -21,7 +21,7 @@ from storage.durable_files import (
 )
 from storage.errors import KeyringError
 
-__all__ = ["KeyWrapper", "LocalKeyring", "WrappedKey"]
+__all__ = ["KeyWrapper", "LocalKeyring", "WrappedKey", "blob_kek_raw", "open_key", "seal_key"]
 
 _KEY_LENGTH: Final = 32
 _NONCE_LENGTH: Final = 12
@@ -71,6 +71,38 @@ def _parse_kek_id(text: str) -> str | None:
 
 def _aad(object_id: uuid.UUID, kek_raw: bytes) -> bytes:
     return _WRAP_INFO + object_id.bytes + kek_raw
+
+
+def seal_key(kek: AESGCM, kek_raw: bytes, dek: bytes, object_id: uuid.UUID) -> bytes:
+    """The wrap blob of ``dek`` under ``kek`` (whose 16-byte id is ``kek_raw``).
+
+    Bound to the object and to the KEK's id, so a blob moved to another row, or relabelled
+    as another KEK's, fails authentication. Shared by every AES-GCM wrapping key here.
+    """
+    if len(dek) != _KEY_LENGTH:
+        raise ValueError("a data key is exactly 32 bytes")
+    nonce = os.urandom(_NONCE_LENGTH)
+    sealed = kek.encrypt(nonce, dek, _aad(object_id, kek_raw))
+    return bytes([_BLOB_VERSION]) + kek_raw + nonce + sealed
+
+
+def blob_kek_raw(blob: bytes) -> bytes:
+    """The 16-byte KEK id a wrap blob names; KeyringError if it is no wrap blob of ours."""
+    if len(blob) != _BLOB_LENGTH or blob[0] != _BLOB_VERSION:
+        raise KeyringError("wrapped key has an unknown format")
+    return blob[1:17]
+
+
+def open_key(kek: AESGCM, blob: bytes, object_id: uuid.UUID) -> bytes:
+    """The data key in ``blob``; KeyringError unless it was sealed by ``kek`` for ``object_id``."""
+    kek_raw = blob_kek_raw(blob)
+    nonce = blob[17 : 17 + _NONCE_LENGTH]
+    try:
+        return kek.decrypt(nonce, blob[17 + _NONCE_LENGTH :], _aad(object_id, kek_raw))
+    except InvalidTag:
+        raise KeyringError(
+            "wrapped key failed authentication (wrong object, wrong KEK or altered)"
+        ) from None
 
 
 class LocalKeyring:
@@ -151,6 +183,9 @@ class LocalKeyring:
 
     def knows(self, kek_id: str) -> bool:
         """Whether a key wrapped under ``kek_id`` is this keyring's to open."""
+        if kek_id not in self._keys and _parse_kek_id(kek_id) is not None:
+            # Perhaps made by a rotation in another process since this one started.
+            self.refresh()
         return kek_id in self._keys
 
     def rotate(self) -> str:
@@ -170,31 +205,46 @@ class LocalKeyring:
         self._current = kek_id
         return kek_id
 
+    def refresh(self) -> None:
+        """Re-read the directory: another process (``callrec keys rotate``) may have added
+        a key and moved ``current``; a running service picks both up here."""
+        fresh = LocalKeyring.open(self._directory, create=False)
+        self._keys, self._current = fresh._keys, fresh._current
+
+    def retire(self, kek_id: str) -> bool:
+        """Delete a KEK that is not current; what it wrapped can never be opened again.
+
+        The caller proves nothing uses it first. Returns False if it was not here.
+        """
+        if kek_id == self._current:
+            raise KeyringError("the current key-encryption key cannot be retired")
+        if self._keys.pop(kek_id, None) is None:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            (self._directory / f"{kek_id}{_KEY_SUFFIX}").unlink()
+        fsync_directory(self._directory)
+        return True
+
+    def kek_ids(self) -> list[str]:
+        """Every KEK version held here, current included."""
+        return sorted(self._keys)
+
     def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
         """Seal ``dek`` under the current KEK, bound to ``object_id`` and to the KEK's id."""
-        if len(dek) != _KEY_LENGTH:
-            raise ValueError("a data key is exactly 32 bytes")
         kek_raw = uuid.UUID(hex=self._current).bytes
-        nonce = os.urandom(_NONCE_LENGTH)
-        sealed = self._keys[self._current].encrypt(nonce, dek, _aad(object_id, kek_raw))
-        return WrappedKey(self._current, bytes([_BLOB_VERSION]) + kek_raw + nonce + sealed)
+        return WrappedKey(
+            self._current, seal_key(self._keys[self._current], kek_raw, dek, object_id)
+        )
 
     def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
         """Return the data key, refusing anything not wrapped by us for this very object."""
-        blob = wrapped.blob
-        if len(blob) != _BLOB_LENGTH or blob[0] != _BLOB_VERSION:
-            raise KeyringError("wrapped key has an unknown format")
-        kek_raw = blob[1:17]
-        kek_id = uuid.UUID(bytes=kek_raw).hex
+        kek_id = uuid.UUID(bytes=blob_kek_raw(wrapped.blob)).hex
         if kek_id != wrapped.kek_id:
             raise KeyringError("wrapped key names a different KEK than its record")
         kek = self._keys.get(kek_id)
         if kek is None:
+            self.refresh()
+            kek = self._keys.get(kek_id)
+        if kek is None:
             raise KeyringError(f"key-encryption key {kek_id} is not in the keyring")
-        nonce = blob[17 : 17 + _NONCE_LENGTH]
-        try:
-            return kek.decrypt(nonce, blob[17 + _NONCE_LENGTH :], _aad(object_id, kek_raw))
-        except InvalidTag:
-            raise KeyringError(
-                "wrapped key failed authentication (wrong object, wrong KEK or altered)"
-            ) from None
+        return open_key(kek, wrapped.blob, object_id)

@@ -5,20 +5,14 @@ encryption context naming the object it belongs to: the KMS refuses to decrypt i
 any other object, and records every use in its own audit log (CloudTrail). The KMS key
 never leaves the KMS; a recording whose wrapped key the KMS will not open is unreadable.
 
-``KeyChain`` lets a service move to a KMS without losing what the local keyring wrapped:
-new data keys go to the current provider, and each wrapped key is opened by the provider
-whose key it names.
-
 Blocking (boto3); storage calls these from a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from storage.errors import KeyringError
 from storage.keyring import WrappedKey
@@ -29,19 +23,6 @@ if TYPE_CHECKING:
 _KEY_LENGTH = 32
 _CONTEXT_KEY = "callrec:object"
 KMS_PREFIX = "kms-"
-
-
-class KeyProvider(Protocol):
-    """A key-encryption-key provider that can say which wrapped keys are its own."""
-
-    @property
-    def current_kek_id(self) -> str: ...
-
-    def knows(self, kek_id: str) -> bool: ...
-
-    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey: ...
-
-    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes: ...
 
 
 class KmsKeyWrapper:
@@ -70,6 +51,25 @@ class KmsKeyWrapper:
 
     def knows(self, kek_id: str) -> bool:
         return kek_id == self._kek_id
+
+    def kek_ids(self) -> list[str]:
+        return [self._kek_id]
+
+    def refresh(self) -> None:
+        """Nothing to re-read: the KMS holds every version."""
+
+    def rotate(self) -> str:
+        """Nothing to do here: the KMS rotates its key's backing material itself.
+
+        With automatic rotation (or RotateKeyOnDemand) turned on in the KMS, new wraps use
+        the new material and old wraps still open; moving to another KMS key altogether is
+        a change of CALLREC_KMS_KEY_ID, with the old key kept as an older provider.
+        """
+        return self._kek_id
+
+    def retire(self, kek_id: str) -> bool:
+        """Never: retiring a KMS key is ScheduleKeyDeletion, an operator's decision in the KMS."""
+        return False
 
     def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
         """Have the KMS encrypt ``dek`` for ``object_id``; KeyringError if it will not."""
@@ -107,39 +107,6 @@ class KmsKeyWrapper:
         except BotoCoreError as exc:
             raise KeyringError(f"the KMS could not be reached ({type(exc).__name__})") from None
         return answer
-
-
-class KeyChain:
-    """New wraps with the current provider; each unwrap by the provider whose key it is."""
-
-    def __init__(self, current: KeyProvider, older: Sequence[KeyProvider] = ()) -> None:
-        self._current = current
-        self._all = [current, *older]
-
-    def __repr__(self) -> str:
-        return f"KeyChain(current={self._current!r}, providers={len(self._all)})"
-
-    @property
-    def current_kek_id(self) -> str:
-        return self._current.current_kek_id
-
-    def knows(self, kek_id: str) -> bool:
-        return any(provider.knows(kek_id) for provider in self._all)
-
-    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
-        return self._current.wrap(dek, object_id)
-
-    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
-        for provider in self._all:
-            if provider.knows(wrapped.kek_id):
-                return provider.unwrap(wrapped, object_id)
-        raise KeyringError(f"no configured provider holds key-encryption key {wrapped.kek_id}")
-
-    def check(self) -> None:
-        """Wrap and unwrap a throw-away key: fail closed at start-up, not at a capture."""
-        probe, object_id = os.urandom(_KEY_LENGTH), uuid.uuid4()
-        if self.unwrap(self.wrap(probe, object_id), object_id) != probe:
-            raise KeyringError("the current key-encryption key does not round-trip")
 
 
 def _context(object_id: uuid.UUID) -> dict[str, str]:

@@ -249,9 +249,14 @@ class FetchJob(Base):
 
 
 class DataKey(Base):
-    """The wrapped data key of one object; it lives only here, so deleting it shreds the object."""
+    """The wrapped data key of one object; it lives only here, so deleting it shreds the object.
+
+    ``kek_id`` names the key it is wrapped under: an epoch key (``ep-...``, see EpochKey),
+    or, for keys wrapped before epochs existed, a root key-encryption key.
+    """
 
     __tablename__ = "data_key"
+    __table_args__ = (Index("ix_data_key_kek_id", "kek_id"),)
 
     object_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("stored_object.id", ondelete="CASCADE"), primary_key=True
@@ -261,6 +266,37 @@ class DataKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     stored_object: Mapped[StoredObject] = relationship(back_populates="data_key")
+
+
+class EpochKey(Base):
+    """What is known about one epoch key: never the key itself.
+
+    The key, wrapped by the root key-encryption key, lives in the epoch-key store outside
+    this database, so destroying it there shreds every data key of its epoch in every copy
+    of this database as well. ``epoch`` is an ISO week of call start (``2026-W48``) or
+    ``hold``; ``generation`` is the rotation it belongs to.
+    """
+
+    __tablename__ = "epoch_key"
+    __table_args__ = (Index("ix_epoch_key_epoch", "epoch", "generation"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(16))
+    generation: Mapped[int] = mapped_column(Integer)
+    root_kek_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KeyRotation(Base):
+    """One rotation: from ``rotated_at``, new data keys go under epoch keys of ``generation``."""
+
+    __tablename__ = "key_rotation"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root_kek_id: Mapped[str] = mapped_column(String(64))
+    rotated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_by: Mapped[str] = mapped_column(String(200))
 
 
 class AuditEvent(Base):

@@ -8,7 +8,6 @@ needs, with one ranged read from the object store.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -20,8 +19,9 @@ from sqlalchemy import select
 from storage.blobs import ObjectStore
 from storage.crypto import HEADER_LENGTH, SEGMENT_PLAINTEXT, SegmentDecryptor
 from storage.database import Database
+from storage.epochs import DataKeys
 from storage.errors import IntegrityFailure, ObjectMissing
-from storage.keyring import KeyWrapper, WrappedKey
+from storage.keyring import WrappedKey
 from storage.models import Recording, RecordingState, StoredObject
 from storage.recordings import ORIGINAL, PLAYBACK
 
@@ -91,7 +91,7 @@ class RecordingAudio:
         self,
         database: Database,
         objects: ObjectStore,
-        keys: KeyWrapper,
+        keys: DataKeys,
         *,
         clock: Callable[[], float] = time.monotonic,
         keep_open_s: float = 60.0,
@@ -156,8 +156,7 @@ class RecordingAudio:
             raise IntegrityFailure("the recording's object is missing from the store") from None
         if actual != stored.ciphertext_size:
             raise IntegrityFailure("the stored object's size differs from the recorded size")
-        # In a thread: the key-encryption key may be a KMS across the network.
-        data_key = await asyncio.to_thread(self._keys.unwrap, wrapped, stored.id)
+        data_key = await self._keys.unwrap(wrapped, stored.id)
         header = await self._objects.read_range(key, 0, HEADER_LENGTH)
         decryptor = SegmentDecryptor(data_key, stored.id, header, stored.ciphertext_size)
         final = decryptor.segment_count - 1

@@ -30,8 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import UNHELD_TAGS, ObjectStore
 from storage.database import Database
+from storage.epochs import DataKeys
 from storage.errors import StorageError, Unavailable
-from storage.keyring import KeyWrapper
 from storage.models import DataKey, Recording, RecordingPeaks, RecordingState, StoredObject
 from storage.peaks import Peaks
 from storage.repository import RecordingRepository
@@ -119,7 +119,7 @@ class RecordingStore:
         *,
         database: Database,
         objects: ObjectStore,
-        keys: KeyWrapper,
+        keys: DataKeys,
         audit: AuditTrail,
         clock: Callable[[], datetime],
         duplicate_wait: timedelta = timedelta(seconds=30),
@@ -286,10 +286,9 @@ class RecordingStore:
         peaks: Peaks | None,
         actor: str,
     ) -> None:
-        # In a thread: the key-encryption key may be a KMS across the network.
         wrapped = {
-            sealed.object_id: await asyncio.to_thread(
-                self._keys.wrap, sealed.data_key, sealed.object_id
+            sealed.object_id: await self._keys.wrap(
+                sealed.data_key, sealed.object_id, started_at=recording.started_at
             )
             for sealed in files
         }

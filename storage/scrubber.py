@@ -11,7 +11,6 @@ Objects are streamed a few segments at a time: memory does not grow with their s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -23,8 +22,9 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import ObjectStore
 from storage.crypto import HEADER_LENGTH, SegmentDecryptor
 from storage.database import Database
+from storage.epochs import DataKeys
 from storage.errors import IntegrityFailure, KeyringError, ObjectMissing
-from storage.keyring import KeyWrapper, WrappedKey
+from storage.keyring import WrappedKey
 from storage.models import DataKey, Recording, RecordingState, StoredObject
 
 _SEGMENTS_PER_READ = 16  # 1 MiB of plaintext per read
@@ -67,7 +67,7 @@ class Scrubber:
     """Checks stored objects against what the database recorded of them."""
 
     def __init__(
-        self, *, database: Database, objects: ObjectStore, keys: KeyWrapper, audit: AuditTrail
+        self, *, database: Database, objects: ObjectStore, keys: DataKeys, audit: AuditTrail
     ) -> None:
         self._database = database
         self._objects = objects
@@ -123,7 +123,7 @@ class Scrubber:
         if wrapped is None:
             return "key"
         try:
-            data_key = await asyncio.to_thread(self._keys.unwrap, wrapped, stored.id)
+            data_key = await self._keys.unwrap(wrapped, stored.id)
         except KeyringError:
             return "key"
         digest = hashlib.sha256()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
+import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -20,21 +22,16 @@ import pytest
 from sqlalchemy import text
 
 from storage import create_engine, upgrade_database
+from storage.models import Base
 
 # The machine's PostgreSQL (trust auth); a different one can be named for local runs.
 POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not service settings
     "CALLREC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
-_TABLES = (
-    "data_key",
-    "recording_hold",
-    "recording_peaks",
-    "stored_object",
-    "recording_referral",
-    "referral",
-    "recording",
-    "fetch_job",
-    "audit_event",
+# Every table the models define, so a new table is cleaned without anyone remembering to
+# add it here; the audit head is reset rather than emptied.
+_TABLES = tuple(
+    table.name for table in reversed(Base.metadata.sorted_tables) if table.name != "audit_head"
 )
 
 
@@ -125,3 +122,45 @@ async def _clean_postgres(url: str) -> None:
                 await connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def database_backup(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[str]]]:
+    """Take a real backup of a test database, restorable as a database of its own.
+
+    SQLite through its online backup API; PostgreSQL with pg_dump into a new database,
+    as an operator's nightly dump would be restored. Returns the copy's URL.
+    """
+    made: list[str] = []
+
+    def copy_sqlite(source: str, target: Path) -> None:
+        with sqlite3.connect(source) as live, sqlite3.connect(target) as copy:
+            live.backup(copy)
+
+    def dump_and_restore(plain: str, into: str) -> None:
+        dump = subprocess.run(
+            ["pg_dump", "--no-owner", plain], capture_output=True, check=True, timeout=120
+        )
+        subprocess.run(
+            ["psql", "--quiet", "-v", "ON_ERROR_STOP=1", into],
+            input=dump.stdout,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+
+    async def backup(url: str) -> str:
+        if url.startswith("sqlite"):
+            target = tmp_path / f"backup-{uuid.uuid4().hex[:8]}.db"
+            await asyncio.to_thread(copy_sqlite, url.split(":///", 1)[1], target)
+            return f"sqlite+aiosqlite:///{target}"
+        name = f"callrec_backup_{uuid.uuid4().hex[:12]}"
+        await _admin(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        plain = url.replace("postgresql+asyncpg://", "postgresql://")
+        await asyncio.to_thread(dump_and_restore, plain, plain.rsplit("/", 1)[0] + "/" + name)
+        return url.rsplit("/", 1)[0] + "/" + name
+
+    yield backup
+    for name in made:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

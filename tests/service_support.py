@@ -28,8 +28,13 @@ from tests.push_support import SECRET, make_wav, metadata, push_body, push_heade
 
 OBJECTS_PER_RECORDING = 2
 """What a push stores: the original, byte for byte, and its playback rendition."""
-SCHEDULED_ACTIONS = ("retention.sweep", "retention.attestation", "integrity.scrub")
-"""Audit events the service writes on its own schedule, whatever the test does."""
+SCHEDULED_ACTIONS = (
+    "retention.sweep",
+    "retention.attestation",
+    "integrity.scrub",
+    "keys.epoch_key_created",
+)
+"""Audit events the service writes on its own (on a schedule, or a week's first capture)."""
 
 
 @dataclass
@@ -82,7 +87,7 @@ class RunningService:
         ciphertext = await self.services.objects.read_range(
             stored.object_key, 0, stored.ciphertext_size
         )
-        key = self.services.keyring.unwrap(wrapped, stored.id)
+        key = await self.services.keys.unwrap(wrapped, stored.id)
         with EncryptedFileReader(
             io.BytesIO(ciphertext), key, stored.id, stored.ciphertext_size
         ) as reader:

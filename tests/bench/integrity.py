@@ -21,7 +21,9 @@ from storage import (
     AuditTrail,
     Database,
     EncryptedSpool,
+    EpochKeys,
     FilesystemObjectStore,
+    KeyChain,
     LocalKeyring,
     NewRecording,
     RecordingStore,
@@ -52,8 +54,15 @@ async def measure_scrub(objects: int, object_bytes: int) -> ScrubFigures:
         database = Database(engine)
         objects_dir = root / "objects"
         store = FilesystemObjectStore(objects_dir)
-        keyring = LocalKeyring.open(root / "keyring")
         clock = lambda: datetime.now(UTC)  # noqa: E731
+        keyring = EpochKeys(
+            database=database,
+            material=FilesystemObjectStore(root / "epoch-keys"),
+            root=KeyChain(LocalKeyring.open(root / "keyring")),
+            audit=AuditTrail(clock),
+            clock=clock,
+            retention_period=timedelta(days=90),
+        )
         recordings = RecordingStore(
             database=database, objects=store, keys=keyring, audit=AuditTrail(clock), clock=clock
         )

@@ -93,7 +93,7 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
     assert b"WAVE" not in ciphertext
     assert audio[1000:1064] not in ciphertext
     # ...and yet the stored key opens it to exactly the bytes that were pushed.
-    data_key = service.services.keyring.unwrap(
+    data_key = await service.services.keys.unwrap(
         WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped), stored.id
     )
     path = service.data_dir / "objects" / stored.object_key

@@ -25,7 +25,9 @@ from storage import (
     Database,
     DatabaseUnavailable,
     EncryptedSpool,
+    EpochKeys,
     FilesystemObjectStore,
+    KeyChain,
     LocalKeyring,
     NewRecording,
     PeakReader,
@@ -56,7 +58,7 @@ class Clock:
 class Harness:
     engine: AsyncEngine
     objects: FilesystemObjectStore
-    keyring: LocalKeyring
+    keys: EpochKeys
     clock: Clock
     spool_dir: Path
 
@@ -64,7 +66,7 @@ class Harness:
         return RecordingStore(
             database=Database(self.engine),
             objects=objects or self.objects,  # type: ignore[arg-type]
-            keys=keys or self.keyring,  # type: ignore[arg-type]
+            keys=keys or self.keys,  # type: ignore[arg-type]
             audit=AuditTrail(self.clock),
             clock=self.clock,
         )
@@ -78,7 +80,12 @@ class Harness:
     async def rows_and_events(self) -> tuple[int, int]:
         async with create_sessionmaker(self.engine)() as session:
             rows = (await session.execute(select(func.count(Recording.id)))).scalar_one()
-            events = (await session.execute(select(func.count(AuditEvent.seq)))).scalar_one()
+            # The recording's own events (creating an epoch key is audited too).
+            events = (
+                await session.execute(
+                    select(func.count(AuditEvent.seq)).where(AuditEvent.action.like("recording.%"))
+                )
+            ).scalar_one()
         return rows, events
 
     async def object_keys(self) -> list[str]:
@@ -88,11 +95,20 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
     engine = create_engine(database_url)
+    clock = Clock()
+    keys = EpochKeys(
+        database=Database(engine),
+        material=FilesystemObjectStore(tmp_path / "epoch-keys"),
+        root=KeyChain(LocalKeyring.open(tmp_path / "keyring")),
+        audit=AuditTrail(clock),
+        clock=clock,
+        retention_period=timedelta(days=90),
+    )
     yield Harness(
         engine,
         FilesystemObjectStore(tmp_path / "objects"),
-        LocalKeyring.open(tmp_path / "keyring"),
-        Clock(),
+        keys,
+        clock,
         tmp_path / "spool",
     )
     await engine.dispose()
@@ -129,10 +145,10 @@ class FailingKeys:
 
     current_kek_id = "unreachable"
 
-    def wrap(self, dek: bytes, object_id: uuid.UUID) -> WrappedKey:
+    async def wrap(self, dek: bytes, object_id: uuid.UUID, *, started_at: datetime) -> WrappedKey:
         raise DatabaseUnavailable("the key service is down")
 
-    def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
+    async def unwrap(self, wrapped: WrappedKey, object_id: uuid.UUID) -> bytes:
         raise AssertionError("not used")
 
 
@@ -311,7 +327,7 @@ async def test_playback_serves_the_rendition_and_falls_back_to_the_original_with
     without = await store.store_capture(
         await harness.spool(original), new_recording("without"), AUDIO, actor="source:pbx"
     )
-    audio = RecordingAudio(Database(harness.engine), harness.objects, harness.keyring)
+    audio = RecordingAudio(Database(harness.engine), harness.objects, harness.keys)
 
     async def served(recording_id: uuid.UUID, kind: str) -> tuple[str, bytes]:
         opened = await audio.open(recording_id, kind)
@@ -348,7 +364,7 @@ async def test_streamed_ranges_are_exact_in_any_piece_layout(
     stored = await harness.store().store_capture(
         await harness.spool(payload), new_recording(), AUDIO, actor="source:pbx"
     )
-    opened = await RecordingAudio(Database(harness.engine), harness.objects, harness.keyring).open(
+    opened = await RecordingAudio(Database(harness.engine), harness.objects, harness.keys).open(
         stored.recording_id, ORIGINAL
     )
     assert opened is not None

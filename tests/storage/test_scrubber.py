@@ -44,7 +44,7 @@ def scrubber_of(service: RunningService) -> Scrubber:
     return Scrubber(
         database=services.database,
         objects=services.objects,
-        keys=services.keyring,
+        keys=services.keys,
         audit=services.audit,
     )
 
