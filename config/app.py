@@ -465,8 +465,6 @@ def create_app(services: Services) -> web.Application:
                 await services.fetch_queue.forget_details(
                     before=services.clock() - settings.retention_period
                 )
-                # A week whose recordings are all gone loses its key, in every backup too.
-                shredded = await services.keys.shred_spent_epochs()
             except BaseException:
                 retention_metrics.sweep_failed(time.perf_counter() - started)
                 raise
@@ -477,12 +475,23 @@ def create_app(services: Services) -> web.Application:
             )
             log.info(
                 "retention sweep",
-                extra={
-                    "deleted": report.deleted_count,
-                    "resumed": report.resumed_count,
-                    "epochs_shredded": shredded.destroyed,
-                },
+                extra={"deleted": report.deleted_count, "resumed": report.resumed_count},
             )
+            # A week whose recordings are all gone loses its key, in every backup too. Its
+            # own failure (a KMS out of reach) is not the sweep's: it is tried again next time.
+            try:
+                shredded = await services.keys.shred_spent_epochs()
+            except StorageError:
+                log.error("could not destroy the keys of spent weeks", exc_info=True)
+            else:
+                if shredded.destroyed or shredded.moved_to_hold:
+                    log.info(
+                        "epoch keys destroyed",
+                        extra={
+                            "epochs": shredded.destroyed,
+                            "moved_to_hold": shredded.moved_to_hold,
+                        },
+                    )
             if attestation is not None and attestation["overdue_unheld"]:
                 log.error(
                     "retention attestation failed: recordings outlive their deadline",
@@ -510,10 +519,11 @@ def create_app(services: Services) -> web.Application:
         scrubs.start()
 
         async def maintain_keys() -> None:
-            every = settings.key_rotation_interval
-            last = await services.keys.last_rotation()
-            if every and (last is None or services.clock() - last >= every):
-                await services.keys.rotate(actor=KEYS_ACTOR)
+            rotated = await services.keys.rotate_if_due(
+                settings.key_rotation_interval, actor=KEYS_ACTOR
+            )
+            if rotated is not None:
+                log.info("keys rotated", extra={"generation": rotated})
             # Re-wraps what an earlier rotation left (a run cut short, a process that
             # wrapped under the old generation), then retires what nothing uses.
             report = await services.keys.rewrap(actor=KEYS_ACTOR)

@@ -202,13 +202,21 @@ class EpochKeys:
         async with self._database.read() as session:
             return await _generation(session)
 
-    async def last_rotation(self) -> datetime | None:
-        """When the current generation began; None before the first rotation."""
+    async def rotate_if_due(self, every: timedelta, *, actor: str) -> int | None:
+        """Rotate when the current generation is ``every`` old; the new generation, or None.
+
+        Before the first rotation the age is counted from the first epoch key, so a new
+        installation is not rotated on its first day. ``every`` of zero never rotates.
+        """
+        if not every:
+            return None
         async with self._database.read() as session:
-            rotated: datetime | None = await session.scalar(
+            since = await session.scalar(
                 select(KeyRotation.rotated_at).order_by(KeyRotation.generation.desc()).limit(1)
-            )
-            return rotated
+            ) or await session.scalar(select(func.min(EpochKey.created_at)))
+        if since is None or self._clock() - since < every:
+            return None
+        return await self.rotate(actor=actor)
 
     async def rotate(self, *, actor: str) -> int:
         """Make a new root version current (where the provider has versions) and a new
@@ -282,6 +290,8 @@ class EpochKeys:
     ) -> int:
         after: uuid.UUID | None = None
         moved = 0
+        # Each epoch's target key, looked up once per pass rather than once per row.
+        targets: dict[str, tuple[str, AESGCM]] = {}
         while True:
             async with self._database.read() as session:
                 query = (
@@ -308,7 +318,10 @@ class EpochKeys:
             changes = []
             for object_id, kek_id, blob, started_at, epoch in rows:
                 dek = await self.unwrap(WrappedKey(kek_id, blob), object_id)
-                new_id, kek = await self._current_key(self._home(epoch or epoch_of(started_at)))
+                home = self._home(epoch or epoch_of(started_at))
+                if home not in targets:
+                    targets[home] = await self._current_key(home)
+                new_id, kek = targets[home]
                 changes.append(
                     {
                         "b_object": object_id,

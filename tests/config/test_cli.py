@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,32 +18,16 @@ from sqlalchemy import text
 
 from config.settings import Settings
 from storage import AuditTrail, Database, FetchQueue, create_engine, load_signing_key
+from tests.cli_support import CALLREC, clean_environment, run
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
 
-CALLREC = [sys.executable, "-m", "config"]
 OIDC = {
     "CALLREC_AUTH_MODE": "oidc",
     "CALLREC_OIDC_ISSUER": "https://login.example.test/hub",
     "CALLREC_OIDC_AUDIENCE": "api://callrec",
     "CALLREC_OIDC_JWKS_URL": "https://login.example.test/keys",
 }
-
-
-def clean_environment(**settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
-    return env | settings
-
-
-def run(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CALLREC, *args],
-        env=clean_environment(**settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_the_console_script_is_installed() -> None:
@@ -68,6 +51,12 @@ def test_the_console_script_is_installed() -> None:
         ["retention"],
         ["retention", "run"],
         ["retention", "status"],
+        ["fetches"],
+        ["verify"],
+        ["keys"],
+        ["keys", "rotate"],
+        ["keys", "rewrap"],
+        ["keys", "status"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:

@@ -236,7 +236,7 @@ async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: 
         due_id = await push(service, "almost", almost)
         await push(service, "fresh", datetime.now(UTC) - timedelta(hours=1))
     env = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
-    from tests.config.test_cli import run
+    from tests.cli_support import run
 
     dry = run("retention", "run", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr
@@ -297,7 +297,7 @@ async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: 
 async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
     tmp_path: Path, database_url: str
 ) -> None:
-    from tests.config.test_cli import run
+    from tests.cli_support import run
 
     data_dir = tmp_path / "var"
     async with running_service(data_dir, database_url) as service:

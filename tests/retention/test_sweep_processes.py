@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.models import AuditEvent, Recording
-from tests.config.test_cli import CALLREC, clean_environment
+from tests.cli_support import CALLREC, clean_environment
 from tests.service_support import RunningService, running_service
 
 DUE = 240

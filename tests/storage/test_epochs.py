@@ -333,3 +333,24 @@ async def test_object_rows_name_their_epoch_key_not_the_key_itself(
         assert stored.data_key.kek_id == row.id
         # The database holds no key material for the epoch: no binary column at all.
         assert not [c for c in EpochKey.__table__.columns if isinstance(c.type, LargeBinary)]
+
+
+async def test_scheduled_rotation_comes_when_the_generation_is_old_enough(
+    tmp_path: Path, database_url: str
+) -> None:
+    clock = Clock(WEEK_23)
+    async with service_parts(tmp_path / "var", database_url, clock) as services:
+        keys = services.keys
+        # Nothing stored yet: nothing to count the age from.
+        assert await keys.rotate_if_due(timedelta(days=90), actor="keys") is None
+        await capture(services, "first", WEEK_23)
+        clock.now += timedelta(days=89)
+        assert await keys.rotate_if_due(timedelta(days=90), actor="keys") is None
+        clock.now += timedelta(days=1)
+        assert await keys.rotate_if_due(timedelta(0), actor="keys") is None  # turned off
+        assert await keys.rotate_if_due(timedelta(days=90), actor="keys") == 1
+        assert await keys.rotate_if_due(timedelta(days=90), actor="keys") is None
+        clock.now += timedelta(days=90)
+        assert await keys.rotate_if_due(timedelta(days=90), actor="keys") == 2
+        rotations = await actions(services, "keys.rotated")
+        assert [event.actor for event in rotations] == ["keys", "keys"]

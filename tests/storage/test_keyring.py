@@ -225,6 +225,37 @@ def test_rotation_makes_a_new_current_key_and_old_wraps_still_open(
     assert reopened.unwrap(new_wrap, OBJECT_ID) == new_dek
 
 
+def test_a_rotation_by_another_process_is_seen_without_a_restart(keyring_dir: Path) -> None:
+    serving = LocalKeyring.open(keyring_dir)
+    command = LocalKeyring.open(keyring_dir, create=False)
+    new_id = command.rotate()
+    dek = new_data_key()
+    made_elsewhere = command.wrap(dek, OBJECT_ID)
+
+    assert serving.current_kek_id != new_id
+    assert serving.knows(new_id)
+    assert serving.unwrap(made_elsewhere, OBJECT_ID) == dek
+    assert serving.current_kek_id == new_id
+
+
+def test_retiring_deletes_an_old_key_for_good_and_never_the_current_one(
+    keyring: LocalKeyring, keyring_dir: Path
+) -> None:
+    old_id = keyring.current_kek_id
+    old_wrap = keyring.wrap(new_data_key(), OBJECT_ID)
+    new_id = keyring.rotate()
+
+    with pytest.raises(KeyringError, match="current"):
+        keyring.retire(new_id)
+    assert keyring.retire(old_id)
+    assert not (keyring_dir / f"{old_id}.key").exists()
+    assert keyring.kek_ids() == [new_id]
+    assert not keyring.retire(old_id)
+    for reader in (keyring, LocalKeyring.open(keyring_dir, create=False)):
+        with pytest.raises(KeyringError, match="not in the keyring"):
+            reader.unwrap(old_wrap, OBJECT_ID)
+
+
 def test_key_material_never_appears_in_repr_or_errors(
     keyring: LocalKeyring, keyring_dir: Path
 ) -> None:

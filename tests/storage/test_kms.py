@@ -10,9 +10,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from sqlalchemy import select
 
 from storage import KeyChain, KeyringError, KmsKeyWrapper, LocalKeyring
 from storage.crypto import new_data_key
+from storage.models import EpochKey
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service
 
@@ -63,6 +65,13 @@ def test_a_chain_wraps_with_the_kms_and_still_opens_what_the_keyring_wrapped(
     assert chain.unwrap(after, object_id) == dek
 
 
+def test_a_kms_rotates_its_own_material_and_is_never_retired_from_here(kms_key: str) -> None:
+    kms = KmsKeyWrapper.connect(kms_key)
+    assert kms.rotate() == kms.current_kek_id
+    assert kms.kek_ids() == [kms.current_kek_id]
+    assert not kms.retire(kms.current_kek_id)
+
+
 def test_a_kms_that_cannot_be_used_is_a_clear_error_never_a_fallback(
     s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -87,6 +96,14 @@ async def test_the_service_stores_and_plays_with_kms_and_refuses_to_start_withou
         assert pushed.status == 201
         recording_id = (await pushed.json())["id"]
         assert await service.stored(recording_id, "original") == make_wav(1)
+        # The week's epoch key is wrapped by the KMS, not by the local keyring.
+        (epoch_key,) = (await service.services.keys.status()).epoch_keys
+        async with service.services.database.read() as session:
+            root = await session.scalar(
+                select(EpochKey.root_kek_id).where(EpochKey.id == epoch_key.key_id)
+            )
+        assert root is not None
+        assert root.startswith("kms-")
     with pytest.raises(KeyringError):
         async with running_service(
             tmp_path / "var",
