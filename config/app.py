@@ -563,6 +563,7 @@ def create_app(services: Services) -> web.Application:
             queries=services.catalog,
             audio=services.audio,
             audit=services.audit_log,
+            trail=services.audit_log,
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             peaks=PeakReader(services.database),
             holds=services.holds,

@@ -25,6 +25,7 @@ from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
+from retrieval.trail import AuditHandlers, AuditReader
 
 
 def create_api_app(
@@ -33,6 +34,7 @@ def create_api_app(
     queries: RecordingQueries,
     audio: AudioOpener,
     audit: AuditSink,
+    trail: AuditReader,
     referrals: ReferralChanges,
     peaks: PeakSource,
     holds: HoldOffice,
@@ -71,6 +73,7 @@ def create_api_app(
     app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)
     app.router.add_post("/recordings/{id}/grants", playback.grant)
     app.router.add_get("/play/{grant}", playback.play)
+    app.router.add_get("/audit", AuditHandlers(trail, audit).events)
     app.router.add_get("/retention", RetentionHandlers(access, retention_report).status)
 
     async def write_sessions(_app: web.Application) -> AsyncIterator[None]:

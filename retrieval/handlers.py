@@ -83,7 +83,7 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             410,
             "gone",
             exc.detail,
-            {"status": exc.status, "deleted_at": _rfc3339(exc.deleted_at)},
+            {"status": exc.status, "deleted_at": rfc3339(exc.deleted_at)},
         )
     except RetrievalError as exc:
         status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
@@ -320,11 +320,7 @@ def _cursor_position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
 
 
 def rfc3339(moment: datetime | None) -> str | None:
-    """An aware time as RFC 3339 with a Z."""
-    return _rfc3339(moment)
-
-
-def _rfc3339(moment: datetime | None) -> str | None:
+    """A UTC instant as the API writes it: ISO 8601 with a Z."""
     if moment is None:
         return None
     return moment.isoformat().replace("+00:00", "Z")
@@ -337,8 +333,8 @@ def recording_json(view: RecordingView, principal: Principal, now: datetime) -> 
         "status": view.state,
         "source": view.source,
         "source_recording_id": view.source_recording_id,
-        "started_at": _rfc3339(view.started_at),
-        "ended_at": _rfc3339(view.ended_at),
+        "started_at": rfc3339(view.started_at),
+        "ended_at": rfc3339(view.ended_at),
         "direction": view.direction,
         "from": view.from_number,
         "to": view.to_number,
@@ -356,12 +352,12 @@ def recording_json(view: RecordingView, principal: Principal, now: datetime) -> 
             "complete": not view.audio_problems,
             "problems": [{"code": code, "detail": detail} for code, detail in view.audio_problems],
         },
-        "retention_deadline": _rfc3339(view.retention_deadline),
+        "retention_deadline": rfc3339(view.retention_deadline),
         "holds": [
             {
                 "type": hold.kind,
-                "review_by": _rfc3339(hold.review_by),
-                "placed_at": _rfc3339(hold.placed_at),
+                "review_by": rfc3339(hold.review_by),
+                "placed_at": rfc3339(hold.placed_at),
                 **(
                     {"reason": hold.reason, "placed_by": hold.placed_by}
                     if may_manage_holds(principal)

@@ -185,6 +185,28 @@ OPENAPI: dict[str, Any] = {
                 ),
             }
         },
+        "/audit": {
+            "get": {
+                "summary": "The audit trail, oldest first (auditor, DPO; the read is audited)",
+                "parameters": [
+                    _query("recording", "only events about this recording (UUID)"),
+                    _query("actor", "only events by this actor (e.g. user:alice)"),
+                    _query("action", "only this action (e.g. recording.grant)"),
+                    _query("after", "events after this sequence number (the last one seen)"),
+                    _query("limit", "page size, 1-500 (default 100)"),
+                ],
+                "responses": _responses(
+                    {
+                        "200": {
+                            "description": "Events and next_after, the cursor to the next page",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                    400,
+                    403,
+                ),
+            }
+        },
         "/retention": {
             "get": {
                 "summary": "Last and next sweep, due and overdue counts, holds",

@@ -88,3 +88,12 @@ def may_manage_holds(principal: Principal) -> bool:
 def may_erase(principal: Principal) -> bool:
     """Whether the person may erase a recording early."""
     return bool(principal.roles & ERASERS)
+
+
+# Who reads the audit trail itself.
+AUDIT_READERS: Final = frozenset({"auditor", "dpo"})
+
+
+def may_read_audit(principal: Principal) -> bool:
+    """Whether the person may read the audit trail."""
+    return bool(principal.roles & AUDIT_READERS)

@@ -6,7 +6,14 @@ none of its siblings.
 
 from typing import TYPE_CHECKING
 
-from storage.audit import AuditLog, AuditRecord, AuditTrail, verify_audit_chain
+from storage.audit import (
+    AuditEntry,
+    AuditLog,
+    AuditQuery,
+    AuditRecord,
+    AuditTrail,
+    verify_audit_chain,
+)
 from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
 from storage.catalog import RecordingCatalog, RecordingView, SearchQuery
 from storage.crypto import EncryptedFileReader
@@ -72,7 +79,9 @@ __all__ = [
     "AudioFacts",
     "AudioInfo",
     "AuditChainBroken",
+    "AuditEntry",
     "AuditLog",
+    "AuditQuery",
     "AuditRecord",
     "AuditTrail",
     "CaptureInProgress",

@@ -209,3 +209,55 @@ class AuditLog:
         """Append ``record`` and commit it."""
         async with self._database.transaction() as session:
             await self._trail.append(session, record)
+
+    async def events(self, query: AuditQuery) -> list[AuditEntry]:
+        """Events matching ``query``, oldest first, after ``query.after_seq``, one page."""
+        statement = select(AuditEvent).where(AuditEvent.seq > query.after_seq)
+        if query.recording_id is not None:
+            statement = statement.where(AuditEvent.recording_id == query.recording_id)
+        if query.actor is not None:
+            statement = statement.where(AuditEvent.actor == query.actor)
+        if query.action is not None:
+            statement = statement.where(AuditEvent.action == query.action)
+        async with self._database.read() as session:
+            rows = (
+                await session.execute(statement.order_by(AuditEvent.seq).limit(query.limit))
+            ).scalars()
+            return [
+                AuditEntry(
+                    seq=row.seq,
+                    occurred_at=row.occurred_at,
+                    actor=row.actor,
+                    action=row.action,
+                    recording_id=row.recording_id,
+                    purpose=row.purpose,
+                    outcome=row.outcome,
+                    details=dict(row.details or {}),
+                )
+                for row in rows
+            ]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Which events an auditor asks for: any of recording, actor, action; a page after a seq."""
+
+    recording_id: uuid.UUID | None = None
+    actor: str | None = None
+    action: str | None = None
+    after_seq: int = 0
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One event as the audit view shows it (the chain's hashes stay behind)."""
+
+    seq: int
+    occurred_at: datetime
+    actor: str
+    action: str
+    recording_id: uuid.UUID | None
+    purpose: str | None
+    outcome: str
+    details: dict[str, Any]

@@ -18,6 +18,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         queries=unused,
         audio=unused,
         audit=unused,
+        trail=unused,
         referrals=unused,
         peaks=unused,
         holds=unused,

@@ -1,0 +1,126 @@
+"""``GET /api/v1/audit``: the audit trail for those who check it, filtered and paged.
+
+Reading the trail is itself recorded in it, so who looked at whose access is on the
+record too.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from retrieval.access import AuditSink
+from retrieval.errors import BadRequest, Forbidden
+from retrieval.handlers import principal_of, rfc3339
+from retrieval.policy import may_read_audit
+from storage import AuditEntry, AuditQuery, AuditRecord
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+_PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
+_ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
+
+
+class AuditReader(Protocol):
+    """Where the trail is read from."""
+
+    async def events(self, query: AuditQuery) -> list[AuditEntry]: ...
+
+
+class AuditHandlers:
+    """The trail, oldest first; ``after`` is the last sequence number already seen."""
+
+    def __init__(self, reader: AuditReader, audit: AuditSink) -> None:
+        self._reader = reader
+        self._audit = audit
+
+    async def events(self, request: web.Request) -> web.Response:
+        """``GET /api/v1/audit?recording=&actor=&action=&after=&limit=``."""
+        principal = principal_of(request)
+        if not may_read_audit(principal):
+            await self._audit.record(
+                AuditRecord(
+                    actor=principal.actor,
+                    action="audit.read",
+                    outcome="deny",
+                    details={"reason": "role"},
+                )
+            )
+            raise Forbidden("this role does not read the audit trail")
+        query = _query(request.query)
+        # One more than a page, to know whether another follows.
+        found = await self._reader.events(
+            AuditQuery(
+                recording_id=query.recording_id,
+                actor=query.actor,
+                action=query.action,
+                after_seq=query.after_seq,
+                limit=query.limit + 1,
+            )
+        )
+        page = found[: query.limit]
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action="audit.read",
+                recording_id=query.recording_id,
+                details={"filters": dict(request.query), "results": len(page)},
+            )
+        )
+        return web.json_response(
+            {
+                "events": [_event_json(entry) for entry in page],
+                "next_after": page[-1].seq if len(found) > query.limit else None,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+
+def _query(params: Mapping[str, str]) -> AuditQuery:
+    unknown = set(params) - _PARAMETERS
+    if unknown:
+        raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r}")
+    recording_id = None
+    if "recording" in params:
+        try:
+            recording_id = uuid.UUID(params["recording"])
+        except ValueError:
+            raise BadRequest("recording is a recording id (a UUID)") from None
+    actor = params.get("actor")
+    if actor is not None and not 0 < len(actor) <= 200:
+        raise BadRequest("actor is 1 to 200 characters")
+    action = params.get("action")
+    if action is not None and not _ACTION.fullmatch(action):
+        raise BadRequest("action looks like recording.grant")
+    return AuditQuery(
+        recording_id=recording_id,
+        actor=actor,
+        action=action,
+        after_seq=_whole(params.get("after"), "after", 0, 2**62, 0),
+        limit=_whole(params.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT),
+    )
+
+
+def _whole(raw: str | None, name: str, low: int, high: int, default: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} is a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _event_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "seq": entry.seq,
+        "occurred_at": rfc3339(entry.occurred_at),
+        "actor": entry.actor,
+        "action": entry.action,
+        "recording_id": None if entry.recording_id is None else str(entry.recording_id),
+        "purpose": entry.purpose,
+        "outcome": entry.outcome,
+        "details": entry.details,
+    }
