@@ -23,13 +23,18 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # Debian tools the tests drive: ffmpeg (with libgsm) makes the GSM 6.10 fixtures and is
-# the benchmark's baseline. Installed when missing and possible (root with apt-get);
-# otherwise the tests that need it skip, which CI=true turns into failures.
+# the benchmark's baseline; chromium is the real browser the review page is tested in
+# (driven by Playwright, no browser download). Installed when missing and possible (root
+# with apt-get); otherwise the tests that need them skip, which CI=true turns into failures.
+SYSTEM_PACKAGES := ffmpeg chromium
 system-tools:
-	@command -v ffmpeg >/dev/null || { \
+	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null; \
-	  else echo "ffmpeg is missing: tests that need it will skip"; fi; }
+	    echo "installing$$missing from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing (tests that need them will skip)"; fi; \
+	fi
 
 test: lint system-tools
 	$(BIN)/pytest

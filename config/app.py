@@ -50,7 +50,10 @@ from retrieval import (
     OidcSettings,
     OidcTokenVerifier,
     PlaybackJournal,
+    ReviewPages,
+    SessionRules,
     TokenVerifier,
+    WebSessions,
     create_api_app,
 )
 from storage import (
@@ -73,6 +76,7 @@ from storage import (
     RecordingStore,
     ReferralLinks,
     Scrubber,
+    SessionStore,
     SpoolDirectory,
     StorageError,
     check_database,
@@ -114,6 +118,7 @@ class Services:
     vonage: VonageCallbacks | None
     spool: SpoolDirectory
     tokens: TokenVerifier
+    sessions: WebSessions
     catalog: RecordingCatalog
     audio: RecordingAudio
     grants: GrantSigner
@@ -273,11 +278,15 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         vonage=vonage,
         spool=spool,
         tokens=build_verifier(settings),
+        sessions=WebSessions(
+            SessionStore(database, clock),
+            SessionRules(idle=settings.session_idle_timeout, lifetime=settings.session_max_age),
+        ),
         catalog=RecordingCatalog(database),
         audio=RecordingAudio(database, objects, keys),
         grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
         audit_log=audit_log,
-        journal=PlaybackJournal(audit_log),
+        journal=PlaybackJournal(audit_log, idle_s=settings.playback_summary_after.total_seconds()),
         deleter=deleter,
         holds=holds,
         receipts=receipts,
@@ -579,8 +588,14 @@ def create_app(services: Services) -> web.Application:
             clock=services.clock,
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,
+            sessions=services.sessions,
         ),
     )
+    ReviewPages(
+        sessions=services.sessions,
+        tokens=services.tokens,
+        auth_mode=services.settings.auth_mode,
+    ).add_routes(app)
     app.cleanup_ctx.append(lifecycle)
 
     async def close_services(_app: web.Application) -> None:

@@ -89,7 +89,8 @@ def serve(host: str, port: int) -> None:
     if settings.auth_mode == "dev":
         click.echo(
             "dev auth: get a token with `.venv/bin/callrec token issue --subject you "
-            "--role supervisor --team mash-children`",
+            "--role supervisor --team mash-children` and paste it into the sign-in form at "
+            f"{public}/ (or send it as a bearer token to the API)",
             err=True,
         )
     if not settings.push_secrets:

@@ -121,6 +121,18 @@ class Settings(BaseSettings):
     # How often the service rotates keys by itself (then re-wraps every data key under the
     # new generation and retires what nothing uses); P0D turns scheduled rotation off.
     key_rotation_interval: timedelta = Field(default=timedelta(days=90), ge=timedelta(0))
+    # The review page's sessions: ended after this long unused, and at most this long.
+    session_idle_timeout: timedelta = Field(
+        default=timedelta(minutes=15), ge=timedelta(minutes=1), le=timedelta(hours=12)
+    )
+    session_max_age: timedelta = Field(
+        default=timedelta(hours=8), ge=timedelta(minutes=5), le=timedelta(hours=24)
+    )
+    # A listening session's played ranges are written to the audit trail, merged, once it
+    # has been idle this long (its first range is written before any audio is served).
+    playback_summary_after: timedelta = Field(
+        default=timedelta(seconds=30), ge=timedelta(seconds=1), le=timedelta(minutes=10)
+    )
     grant_lifetime: timedelta = Field(
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )

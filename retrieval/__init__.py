@@ -16,7 +16,9 @@ from retrieval.errors import RetrievalError, Unauthenticated
 from retrieval.grants import GrantSigner
 from retrieval.journal import PlaybackJournal
 from retrieval.roles import PURPOSES, ROLES
+from retrieval.sessions import SessionRules, WebSessions
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
+from retrieval.web import ReviewPages
 
 __all__ = [
     "AUDIENCE",
@@ -30,8 +32,11 @@ __all__ = [
     "PlaybackJournal",
     "Principal",
     "RetrievalError",
+    "ReviewPages",
+    "SessionRules",
     "TokenVerifier",
     "Unauthenticated",
+    "WebSessions",
     "bearer_token",
     "create_api_app",
     "issue_dev_token",

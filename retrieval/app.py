@@ -25,6 +25,7 @@ from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
 from retrieval.openapi import OPENAPI
 from retrieval.playback import AudioOpener, PlaybackHandlers
+from retrieval.sessions import WebSessions
 from retrieval.trail import AuditHandlers, AuditReader
 
 
@@ -44,9 +45,11 @@ def create_api_app(
     clock: Callable[[], datetime],
     grant_lifetime: timedelta,
     public_url: str | None,
+    sessions: WebSessions | None = None,
 ) -> web.Application:
-    """The API, mounted under ``/api/v1/``; every route needs a bearer token."""
-    app = web.Application(middlewares=[api_errors, authenticate_with(tokens)])
+    """The API, mounted under ``/api/v1/``; every route needs a bearer token or, from the
+    review page, its session cookie."""
+    app = web.Application(middlewares=[api_errors, authenticate_with(tokens, sessions)])
     access = RecordingAccess(queries, audit, clock)
     recordings = RecordingHandlers(access, referrals, peaks)
     keeping = HoldHandlers(access, holds)

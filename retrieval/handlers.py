@@ -38,6 +38,7 @@ from retrieval.policy import (
     visible_teams,
 )
 from retrieval.ranges import RangeNotSatisfiable
+from retrieval.sessions import CSRF_HEADER, SAFE_METHODS, WebSessions, csrf_matches
 from storage import AuditRecord, Peaks, RecordingView, SearchQuery, Unavailable, in_force
 
 PRINCIPAL = web.RequestKey("principal", Principal)
@@ -97,15 +98,32 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return response
 
 
-def authenticate_with(tokens: TokenVerifier) -> Callable[..., Any]:
-    """Middleware: every API request carries a verified Principal, or is a 401."""
+def authenticate_with(
+    tokens: TokenVerifier, sessions: WebSessions | None = None
+) -> Callable[..., Any]:
+    """Middleware: every API request carries a verified Principal, or is a 401.
+
+    A bearer token, or else the review page's session cookie; with the cookie, a request
+    that changes anything must carry the session's CSRF token too (403 otherwise).
+    """
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.route.name == PUBLIC_ROUTE:
             return await handler(request)
-        token = bearer_token(request.headers.get("Authorization"))
-        request[PRINCIPAL] = await tokens.verify(token)
+        authorization = request.headers.get("Authorization")
+        found = None
+        if authorization is None and sessions is not None:
+            found = await sessions.current(request)
+        if found is None:
+            request[PRINCIPAL] = await tokens.verify(bearer_token(authorization))
+            return await handler(request)
+        principal, facts = found
+        if request.method not in SAFE_METHODS and not csrf_matches(
+            facts, request.headers.get(CSRF_HEADER)
+        ):
+            raise Forbidden("a request made with the page's session needs its CSRF token")
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     return authenticate

@@ -70,6 +70,7 @@ from storage.scrubber import Scrubber, ScrubReport
 from storage.sealed_writer import SealedFile, SealedFileWriter
 from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
+from storage.web_sessions import SessionFacts, SessionStore
 
 __all__ = [
     "HOLD_EPOCH",
@@ -132,6 +133,8 @@ __all__ = [
     "SealedFile",
     "SealedFileWriter",
     "SearchQuery",
+    "SessionFacts",
+    "SessionStore",
     "ShredReport",
     "SigningKey",
     "SpoolDirectory",

@@ -299,6 +299,26 @@ class KeyRotation(Base):
     rotated_by: Mapped[str] = mapped_column(String(200))
 
 
+class WebSession(Base):
+    """A signed-in person's session on the review page; the cookie holds the secret.
+
+    ``id`` is the SHA-256 of the cookie's value, so a copy of this table opens no session.
+    """
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_expires", "expires_at"),)
+
+    id: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    teams: Mapped[list[str]] = mapped_column(JSON)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AuditEvent(Base):
     """One append-only, hash-chained audit event (see audit.py for the hashing)."""
 

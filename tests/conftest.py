@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fixtures_db", "tests.fixtures_s3"]
+pytest_plugins = ["tests.fixtures_db", "tests.fixtures_s3", "tests.fixtures_browser"]

@@ -164,3 +164,11 @@ def database_backup(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[str]]]
     yield backup
     for name in made:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty SQLite database: for tests that need one backend, not both."""
+    path = tmp_path / "callrec.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite+aiosqlite:///{path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import subprocess
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
@@ -180,7 +182,13 @@ async def running_service(
     }
     options.update(settings)
     services = build_services(Settings(**options), **({"clock": clock} if clock else {}))
-    client = TestClient(TestServer(create_app(services)))
+    port = free_port()
+    # Browsers treat http://127.0.0.1 as a secure origin and send the page's Secure
+    # session cookie there; the test client's cookie jar is told to do the same.
+    jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{port}"])
+    client = TestClient(
+        TestServer(create_app(services), host="127.0.0.1", port=port), cookie_jar=jar
+    )
     try:
         await client.start_server()
     except BaseException:
@@ -192,6 +200,14 @@ async def running_service(
         yield RunningService(client, services, data_dir)
     finally:
         await client.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody is listening on (at the moment of asking)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def wait_until_healthy(

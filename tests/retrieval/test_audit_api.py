@@ -52,7 +52,9 @@ async def test_an_auditor_sees_a_recordings_grant_and_filters_by_actor_and_actio
     assert all(event["recording_id"] == str(recording) for event in body["events"])
     assert str(other) not in str(body)
 
-    status, body = await audit(service, auditor, actor="callrec-dev|sup-1", action="recording.grant")
+    status, body = await audit(
+        service, auditor, actor="callrec-dev|sup-1", action="recording.grant"
+    )
     assert status == 200
     assert [event["recording_id"] for event in body["events"]] == [str(recording)]
 

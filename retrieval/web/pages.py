@@ -1,0 +1,255 @@
+"""The review page: sign-in, sign-out and the HTML shells whose scripts call the API.
+
+Pages are rendered on the server from autoescaped templates and carry no inline script;
+each loads its own module from ``/static/``, which talks to ``/api/v1`` with the session
+cookie and the CSRF token the page hands it in a ``data-`` attribute. Every page and
+answer here is ``no-store``, framed by nobody, and under a strict Content Security Policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any, Final
+
+import jinja2
+from aiohttp import web
+
+from retrieval.auth import Principal, TokenVerifier
+from retrieval.errors import Unauthenticated
+from retrieval.policy import (
+    may_edit_referrals,
+    may_erase,
+    may_manage_holds,
+    may_read_audit,
+    may_read_retention,
+    may_search,
+    purposes_for,
+)
+from retrieval.sessions import WebSessions
+from storage import SessionFacts
+
+_HERE = Path(__file__).parent
+SIGN_IN_COOKIE: Final = "callrec_sign_in"
+# No inline script or style anywhere; media only from this origin (the grant's URL).
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+PAGE_HEADERS: Final = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_STATIC: Final = {
+    "app.css": "text/css",
+    "common.js": "text/javascript",
+    "search.js": "text/javascript",
+    "recording.js": "text/javascript",
+    "player.js": "text/javascript",
+    "audit.js": "text/javascript",
+    "retention.js": "text/javascript",
+}
+_MAX_TOKEN = 8192
+
+
+class ReviewPages:
+    """The page routes; ``auth_mode`` decides what the sign-in page offers."""
+
+    def __init__(self, *, sessions: WebSessions, tokens: TokenVerifier, auth_mode: str) -> None:
+        self._sessions = sessions
+        self._tokens = tokens
+        self._auth_mode = auth_mode
+        self._templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(_HERE / "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount the pages at ``/`` beside the API and operations routes."""
+        app.router.add_get("/", self.search)
+        app.router.add_get("/recordings/{id}", self.recording)
+        app.router.add_get("/audit", self.audit)
+        app.router.add_get("/retention", self.retention)
+        app.router.add_get("/sign-in", self.sign_in_form)
+        app.router.add_post("/sign-in", self.sign_in)
+        app.router.add_post("/sign-out", self.sign_out)
+        app.router.add_get("/static/{name}", self.static)
+
+    # -- pages -------------------------------------------------------------------------
+
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        """Search, for the roles that look recordings up; others go to their own page."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        if not may_search(principal):
+            if may_read_audit(principal):
+                return _redirect("/audit")
+            if may_read_retention(principal):
+                return _redirect("/retention")
+        return self._page("search.html", principal, facts, script="search.js")
+
+    async def recording(self, request: web.Request) -> web.StreamResponse:
+        """One recording: its facts, listening, holds; what shows depends on the role."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        try:
+            recording_id = uuid.UUID(request.match_info["id"])
+        except ValueError:
+            raise web.HTTPNotFound(headers=PAGE_HEADERS) from None
+        principal, facts = found
+        return self._page(
+            "recording.html",
+            principal,
+            facts,
+            script="recording.js",
+            recording_id=str(recording_id),
+        )
+
+    async def audit(self, request: web.Request) -> web.StreamResponse:
+        """The audit trail view (auditors and the DPO)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        return self._page("audit.html", principal, facts, script="audit.js")
+
+    async def retention(self, request: web.Request) -> web.StreamResponse:
+        """The retention status view (retention operators and auditors)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        return self._page("retention.html", principal, facts, script="retention.js")
+
+    # -- signing in and out ------------------------------------------------------------
+
+    async def sign_in_form(self, request: web.Request) -> web.StreamResponse:
+        """The sign-in form, with a one-time value against cross-site sign-in (login CSRF)."""
+        nonce = secrets.token_urlsafe(24)
+        response = self._render(
+            "sign_in.html", auth_mode=self._auth_mode, nonce=nonce, error=None, status=200
+        )
+        response.set_cookie(
+            SIGN_IN_COOKIE, nonce, path="/sign-in", secure=True, httponly=True, samesite="Strict"
+        )
+        return response
+
+    async def sign_in(self, request: web.Request) -> web.StreamResponse:
+        """Exchange a dev token for a session; the token goes no further than this check."""
+        if self._auth_mode != "dev":
+            raise web.HTTPNotFound(headers=PAGE_HEADERS)
+        form = await _small_form(request)
+        expected = request.cookies.get(SIGN_IN_COOKIE, "")
+        offered = str(form.get("nonce", ""))
+        if not expected or not hmac.compare_digest(expected, offered):
+            return self._sign_in_error("The sign-in form expired; please try again.", 403)
+        token = str(form.get("token", "")).strip()
+        if not token or len(token) > _MAX_TOKEN:
+            return self._sign_in_error("Paste the token `callrec token issue` printed.", 422)
+        try:
+            principal = await self._tokens.verify(token)
+        except Unauthenticated:
+            return self._sign_in_error("That token is not valid (or has expired).", 401)
+        response = _redirect("/")
+        await self._sessions.start(principal, response)
+        response.del_cookie(SIGN_IN_COOKIE, path="/sign-in")
+        return response
+
+    async def sign_out(self, request: web.Request) -> web.StreamResponse:
+        """End the session (the form carries its CSRF token); back to the sign-in page."""
+        found = await self._sessions.current(request)
+        form = await _small_form(request)
+        if found is not None and not hmac.compare_digest(
+            str(form.get("csrf_token", "")), found[1].csrf_token
+        ):
+            return web.Response(status=403, text="missing CSRF token", headers=PAGE_HEADERS)
+        response = _redirect("/sign-in")
+        await self._sessions.end(request, response)
+        return response
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        """One of the page's own files; nothing else is reachable here."""
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        return web.FileResponse(
+            _HERE / "static" / name,
+            headers={
+                "Content-Type": _STATIC[name],
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def _page(
+        self,
+        template: str,
+        principal: Principal,
+        facts: SessionFacts,
+        *,
+        script: str,
+        **context: Any,
+    ) -> web.Response:
+        return self._render(
+            template,
+            status=200,
+            script=script,
+            csrf_token=facts.csrf_token,
+            who=principal.subject,
+            roles=sorted(principal.roles),
+            can=_abilities(principal),
+            purposes=sorted(purposes_for(principal)),
+            **context,
+        )
+
+    def _sign_in_error(self, message: str, status: int) -> web.Response:
+        return self._render(
+            "sign_in.html", auth_mode=self._auth_mode, nonce="", error=message, status=status
+        )
+
+    def _render(self, template: str, *, status: int, **context: Any) -> web.Response:
+        body = self._templates.get_template(template).render(**context)
+        return web.Response(
+            text=body, status=status, content_type="text/html", headers=PAGE_HEADERS
+        )
+
+
+def _abilities(principal: Principal) -> dict[str, bool]:
+    """What the page may offer; the API decides again on every request."""
+    return {
+        "search": may_search(principal),
+        "listen": bool(purposes_for(principal)),
+        "referrals": may_edit_referrals(principal),
+        "holds": may_manage_holds(principal),
+        "erase": may_erase(principal),
+        "audit": may_read_audit(principal),
+        "retention": may_read_retention(principal),
+    }
+
+
+def _to_sign_in() -> web.StreamResponse:
+    return _redirect("/sign-in")
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={**PAGE_HEADERS, "Location": location})
+
+
+async def _small_form(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > 2 * _MAX_TOKEN:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=2 * _MAX_TOKEN, actual_size=request.content_length
+        )
+    return dict(await request.post())

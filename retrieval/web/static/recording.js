@@ -1,0 +1,112 @@
+// One recording: its facts, referrals, listening through a grant, holds and erasure.
+import { ApiError, api, can, clock, daysUntil, el, fields, guard, say, when } from "./common.js";
+import { Player } from "./player.js";
+
+const id = document.body.dataset.recording;
+const $ = (name) => document.getElementById(name);
+let recording = null;
+
+function fact(label, value) {
+  return [el("dt", {}, label), el("dd", {}, value ?? "–")];
+}
+
+function render() {
+  const days = daysUntil(recording.retention_deadline);
+  $("title").textContent = `Call of ${when(recording.started_at)}`;
+  const problems = recording.audio.problems.map((p) => p.detail).join("; ");
+  $("facts").replaceChildren(
+    ...fact("Started", when(recording.started_at)),
+    ...fact("Ended", when(recording.ended_at)),
+    ...fact("Direction", recording.direction),
+    ...fact("Team", recording.team),
+    ...fact("Agent", recording.agent),
+    ...fact("From", recording.from),
+    ...fact("To", recording.to),
+    ...fact("Length", clock(recording.audio.duration_s)),
+    ...fact("Channels", recording.audio.channels),
+    ...fact("Audio", recording.audio.complete ? "complete" : `kept with problems: ${problems}`),
+    ...fact("Deleted on", `${when(recording.retention_deadline)} (${days <= 0 ? "due now" : `in ${days} days`})`),
+    ...fact("Holds", recording.holds.length
+      ? recording.holds.map((h) => `${h.type.replaceAll("_", " ")} until ${when(h.review_by)}`).join("; ")
+      : "none"),
+  );
+  $("referrals").replaceChildren(...recording.referrals.map((reference) => el("li", {},
+    reference,
+    can("referrals")
+      ? el("button", { type: "button", "data-reference": reference, "aria-label": `Unlink ${reference}` }, "Unlink")
+      : null)));
+}
+
+async function load() {
+  try {
+    recording = await api(`/recordings/${id}`);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 410)) {
+      $("title").textContent = error.status === 410 ? "This recording has been deleted" : "No such recording";
+      document.querySelectorAll("section").forEach((section) => { section.hidden = true; });
+    }
+    throw error;
+  }
+  render();
+}
+
+$("referrals")?.addEventListener("click", guard(async (event) => {
+  const reference = event.target.closest("button")?.dataset.reference;
+  if (!reference) return;
+  await api(`/recordings/${id}/referrals/${encodeURIComponent(reference)}`, { method: "DELETE" });
+  await load();
+  say(`Unlinked ${reference}`);
+}));
+
+$("link")?.addEventListener("submit", guard(async (event) => {
+  const reference = fields(event.target).reference;
+  await api(`/recordings/${id}/referrals/${encodeURIComponent(reference)}`, { method: "POST" });
+  event.target.reset();
+  await load();
+  say(`Linked ${reference}`);
+}));
+
+if ($("ask")) {
+  const player = new Player({
+    audio: $("audio"), canvas: $("waveform"), play: $("play"), back: $("back"),
+    forward: $("forward"), speed: $("speed"), channel: $("channel"), elapsed: $("elapsed"),
+  });
+  $("ask").addEventListener("submit", guard(async (event) => {
+    const asked = fields(event.target);
+    const granted = await api(`/recordings/${id}/grants`, { method: "POST", json: asked });
+    const peaks = await api(`/recordings/${id}/peaks`);
+    player.load(granted.audio_url, {
+      durationS: recording.audio.duration_s,
+      channels: recording.audio.channels,
+      peaks: peaks.status === "ready" ? peaks.peaks : null,
+    });
+    $("player").hidden = false;
+    event.target.hidden = true;
+    $("play").focus();
+    say(`Listening for ${asked.purpose.replaceAll("_", " ")}; this link works until ${when(granted.expires_at)}`);
+  }));
+}
+
+$("hold")?.addEventListener("submit", guard(async (event) => {
+  const asked = fields(event.target);
+  await api(`/recordings/${id}/hold`, { method: "POST", json: asked });
+  event.target.reset();
+  await load();
+  say("Hold placed");
+}));
+
+$("release")?.addEventListener("submit", guard(async (event) => {
+  await api(`/recordings/${id}/hold`, { method: "DELETE", json: fields(event.target) });
+  event.target.reset();
+  await load();
+  say("Holds released");
+}));
+
+$("erase")?.addEventListener("submit", guard(async (event) => {
+  if (!window.confirm("Erase this recording now? This cannot be undone.")) return;
+  await api(`/recordings/${id}`, { method: "DELETE", json: fields(event.target) });
+  say("The recording was erased");
+  await load().catch(() => {});
+}));
+
+load().catch((error) => say(error.message, { error: true }));

@@ -1,0 +1,251 @@
+"""The review page in a real headless Chromium: sign in, search, listen, seek, hold, audit.
+
+The service runs for real (HTTP on a local port, SQLite, the filesystem store, media
+workers); the browser is Debian's chromium driven by Playwright. Screenshots of the pages
+are saved to test-artefacts/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page, Request
+
+from tests.audio_factory import noisy_wav
+from tests.push_support import metadata, push_body, push_headers
+from tests.service_support import RunningService, running_service
+
+REFERRAL = "MASH-2026-007731"
+REASON = "weekly quality review of call handling"
+# Long enough that the browser cannot hold it all at once: a seek to 75% must be fetched.
+LONG_CALL_S = 20 * 60
+
+
+@dataclass
+class Site:
+    service: RunningService
+    base: str
+    long_call: str = ""
+    short_call: str = ""
+    requests: list[tuple[float, str, str | None]] = field(default_factory=list)
+
+
+async def push(service: RunningService, source_id: str, seconds: float, **fields: Any) -> str:
+    started = time.gmtime(time.time() - 3600)
+    ended = time.gmtime(time.time() - 3600 + seconds)
+    meta = metadata(
+        recording_id=source_id,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
+        ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", ended),
+        **fields,
+    )
+    body = push_body(meta, noisy_wav(seconds))
+    response = await service.client.post(
+        "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
+    )
+    assert response.status == 201, await response.text()
+    answer: dict[str, str] = await response.json()
+    return answer["id"]
+
+
+@pytest.fixture(scope="module")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> AsyncIterator[Site]:
+    root = tmp_path_factory.mktemp("review-page")
+    database = root / "callrec.db"
+    shutil.copyfile(sqlite_template, database)
+    async with running_service(
+        root / "var",
+        f"sqlite+aiosqlite:///{database}",
+        # Played ranges reach the trail two seconds after listening stops (30 s by default).
+        playback_summary_after=timedelta(seconds=2),
+    ) as service:
+        base = str(service.client.make_url("")).rstrip("/")
+        found = Site(service, base)
+        found.long_call = await push(service, "long-call", LONG_CALL_S, referrals=[REFERRAL])
+        found.short_call = await push(service, "short-call", 30, referrals=["MASH-2026-000009"])
+        yield found
+
+
+async def signed_in(browser: Browser, site: Site, role: str, *teams: str, subject: str) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{site.base}/sign-in")
+    await page.get_by_label("Token").fill(site.service.token(role, *teams, subject=subject))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_load_state("networkidle")
+    return page
+
+
+def watch_audio_requests(page: Page, site: Site) -> None:
+    def seen(request: Request) -> None:
+        if "/api/v1/play/" in request.url:
+            site.requests.append((time.monotonic(), request.url, request.headers.get("range")))
+
+    page.on("request", seen)
+
+
+async def wait_until(page: Page, expression: str, timeout_s: float = 20.0) -> None:
+    """Poll ``expression`` in the page (the page's CSP forbids Playwright's eval-based wait)."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        await asyncio.sleep(0.1)
+
+
+async def current_time(page: Page) -> float:
+    value = await page.evaluate("document.getElementById('audio').currentTime")
+    return float(value)
+
+
+async def test_a_supervisor_finds_a_call_listens_and_seeks_from_the_waveform(
+    browser: Browser, site: Site, artefacts: Path
+) -> None:
+    page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-1")
+    assert page.url == f"{site.base}/"
+    cookies = await page.context.cookies()
+    (session,) = [cookie for cookie in cookies if cookie["name"] == "callrec_session"]
+    assert session["httpOnly"]
+    assert session["secure"]
+    assert session["sameSite"] == "Strict"
+    assert await page.evaluate("window.localStorage.length + window.sessionStorage.length") == 0
+
+    await page.get_by_label("Referral").fill(REFERRAL)
+    await page.get_by_role("button", name="Search").click()
+    results = page.locator("#results tbody tr")
+    await results.first.wait_for()
+    assert await results.count() == 1
+    await page.screenshot(path=artefacts / "search.png", full_page=True)
+    await results.first.get_by_role("link").click()
+    await page.wait_for_url(f"{site.base}/recordings/{site.long_call}")
+    await page.locator("#facts dd").first.wait_for()
+    assert REFERRAL in await page.locator("#referrals").inner_text()
+
+    watch_audio_requests(page, site)
+    # A hub's reviewer is not on loopback: at a realistic link speed the browser holds only
+    # what it has played and a little more, so a seek far ahead must be fetched.
+    network = await page.context.new_cdp_session(page)
+    await network.send("Network.enable")
+    await network.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 20,
+            "downloadThroughput": 256 * 1024,
+            "uploadThroughput": 256 * 1024,
+        },
+    )
+    await page.get_by_label("Purpose").select_option("quality_review")
+    await page.get_by_label("Reason (recorded in the audit trail)").fill(REASON)
+    await page.get_by_role("button", name="Listen").click()
+    await page.locator("#player").wait_for(state="visible")
+    assert page.url == f"{site.base}/recordings/{site.long_call}"  # no token in the URL
+    await page.get_by_role("button", name="Play").click()
+    await wait_until(page, "document.getElementById('audio').currentTime > 1")
+    await page.screenshot(path=artefacts / "recording.png", full_page=True)
+
+    clicked_at = time.monotonic()
+    canvas = page.locator("#waveform")
+    box = await canvas.bounding_box()
+    assert box is not None
+    await page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + box["height"] / 2)
+    duration = float(await page.evaluate("document.getElementById('audio').duration"))
+    assert abs(duration - LONG_CALL_S) < 5
+    await wait_until(page, f"document.getElementById('audio').currentTime > {0.74 * duration}")
+    first = await current_time(page)
+    await asyncio.sleep(1.5)
+    assert await current_time(page) > first  # playback continues from there
+    later = [(url, ranged) for at, url, ranged in site.requests if at >= clicked_at and ranged]
+    offsets = [
+        int(match.group(1))
+        for _, ranged in later
+        if (match := re.match(r"bytes=(\d+)-", ranged or ""))
+    ]
+    assert offsets, f"no Range request after the seek: {site.requests}"
+    assert max(offsets) > 0
+
+
+async def test_another_teams_supervisor_cannot_find_it_and_an_operator_cannot_hear_it(
+    browser: Browser, site: Site
+) -> None:
+    other = await signed_in(browser, site, "supervisor", "mash-adults", subject="sup-9")
+    await other.get_by_label("Referral").fill(REFERRAL)
+    await other.get_by_role("button", name="Search").click()
+    await other.locator("#empty").wait_for(state="visible")
+    assert await other.locator("#results tbody tr").count() == 0
+    await other.goto(f"{site.base}/recordings/{site.long_call}")
+    await other.get_by_role("heading", name="No such recording").wait_for()
+    assert await other.get_by_role("button", name="Listen").count() == 0
+
+    # A link someone else was granted, tried from the operator's own session.
+    supervisor = site.service.token("supervisor", "mash-children", subject="sup-1")
+    granted = await site.service.client.post(
+        f"/api/v1/recordings/{site.short_call}/grants",
+        json={"purpose": "quality_review", "reason": REASON},
+        headers={"Authorization": f"Bearer {supervisor}"},
+    )
+    audio_url = (await granted.json())["audio_url"]
+    operator = await signed_in(browser, site, "retention_operator", subject="ops-1")
+    assert operator.url == f"{site.base}/retention"
+    await operator.locator("#retention dd").first.wait_for()
+    await operator.goto(f"{site.base}/recordings/{site.short_call}")
+    await operator.locator("#title").wait_for()
+    assert await operator.get_by_role("button", name="Listen").count() == 0
+    assert await operator.locator("audio").count() == 0
+    answer = await operator.context.request.get(audio_url)
+    assert answer.status in {401, 403, 404}
+    assert answer.headers["content-type"].startswith("application/json")
+    assert (await answer.body())[:4] != b"\x1a\x45\xdf\xa3"  # no WebM, not a byte of audio
+
+
+async def test_a_hold_and_a_listen_show_in_the_auditors_view(
+    browser: Browser, site: Site, artefacts: Path
+) -> None:
+    reviewer = await signed_in(browser, site, "safety_reviewer", subject="safety-1")
+    await reviewer.goto(f"{site.base}/recordings/{site.short_call}")
+    await reviewer.locator("#facts dd").first.wait_for()
+    await reviewer.get_by_label("Purpose").select_option("staff_safety")
+    await reviewer.get_by_label("Reason (recorded in the audit trail)").fill(
+        "incident 2026-118: threats made to the call handler"
+    )
+    await reviewer.get_by_role("button", name="Listen").click()
+    await reviewer.get_by_role("button", name="Play").click()
+    await wait_until(reviewer, "document.getElementById('audio').currentTime > 1")
+    await reviewer.get_by_role("button", name="Pause").click()
+
+    review_by = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    await reviewer.get_by_label("Type").select_option("staff_safety_incident")
+    await reviewer.get_by_label("Reason", exact=True).fill("incident 2026-118 under review")
+    await reviewer.get_by_label("Review by").fill(review_by)
+    await reviewer.get_by_role("button", name="Place hold").click()
+    await reviewer.get_by_text("Hold placed").wait_for()
+    assert "staff safety incident" in await reviewer.locator("#facts").inner_text()
+    await reviewer.context.close()  # stops the audio; its ranges are summarised when idle
+
+    auditor = await signed_in(browser, site, "auditor", subject="aud-1")
+    assert auditor.url == f"{site.base}/audit"
+    await auditor.get_by_label("Recording id").fill(site.short_call)
+    wanted = {"recording.grant", "recording.played", "hold.placed"}
+    shown: set[str] = set()
+    for _ in range(40):  # the played ranges arrive once the listening has been idle 2 s
+        await auditor.get_by_role("button", name="Show").click()
+        await auditor.locator("#status").filter(has_text="events shown").wait_for()
+        shown = set(await auditor.locator("#events tbody td:nth-child(4)").all_inner_texts())
+        if wanted <= shown:
+            break
+        await asyncio.sleep(0.5)
+    assert wanted <= shown, shown
+    played = auditor.locator("#events tbody tr", has_text="recording.played")
+    assert "seconds" in await played.first.inner_text()
+    await auditor.screenshot(path=artefacts / "audit.png", full_page=True)
