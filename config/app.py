@@ -47,7 +47,9 @@ from retention import HoldDesk, attest_if_due, retention_status, sweep_expired_r
 from retrieval import (
     DevTokenVerifier,
     GrantSigner,
+    OidcClient,
     OidcSettings,
+    OidcSignIn,
     OidcTokenVerifier,
     PlaybackJournal,
     ReviewPages,
@@ -119,6 +121,7 @@ class Services:
     spool: SpoolDirectory
     tokens: TokenVerifier
     sessions: WebSessions
+    oidc_sign_in: OidcSignIn | None
     catalog: RecordingCatalog
     audio: RecordingAudio
     grants: GrantSigner
@@ -252,6 +255,8 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
             intake=intake(VONAGE),
         )
     receipts = ReceiptSigner(load_signing_key(settings.data_dir / "keyring" / RECEIPT_KEY))
+    grant_secret = load_secret(settings.data_dir / "keyring" / GRANT_KEY)
+    tokens = build_verifier(settings)
     deleter = RecordingDeleter(
         database=database, objects=objects, audit=audit, receipts=receipts, clock=clock
     )
@@ -277,14 +282,15 @@ def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_no
         telnyx=telnyx,
         vonage=vonage,
         spool=spool,
-        tokens=build_verifier(settings),
+        tokens=tokens,
         sessions=WebSessions(
             SessionStore(database, clock),
             SessionRules(idle=settings.session_idle_timeout, lifetime=settings.session_max_age),
         ),
         catalog=RecordingCatalog(database),
         audio=RecordingAudio(database, objects, keys),
-        grants=GrantSigner(load_secret(settings.data_dir / "keyring" / GRANT_KEY)),
+        grants=GrantSigner(grant_secret),
+        oidc_sign_in=build_oidc_sign_in(settings, tokens, grant_secret),
         audit_log=audit_log,
         journal=PlaybackJournal(audit_log, idle_s=settings.playback_summary_after.total_seconds()),
         deleter=deleter,
@@ -355,6 +361,36 @@ def build_verifier(settings: Settings) -> TokenVerifier:
             team_claim=settings.oidc_team_claim,
             leeway=settings.token_leeway,
         )
+    )
+
+
+def build_oidc_sign_in(
+    settings: Settings, tokens: TokenVerifier, signing_key: bytes
+) -> OidcSignIn | None:
+    """The page's sign-in through the IdP, when oidc mode has a client configured."""
+    if settings.auth_mode != "oidc" or not (
+        settings.oidc_client_id
+        and settings.oidc_authorization_url
+        and settings.oidc_token_url
+        and settings.oidc_issuer
+        and settings.oidc_jwks_url
+    ):
+        return None
+    secret = settings.oidc_client_secret
+    return OidcSignIn(
+        OidcClient(
+            issuer=settings.oidc_issuer,
+            client_id=settings.oidc_client_id,
+            authorization_url=settings.oidc_authorization_url,
+            token_url=settings.oidc_token_url,
+            jwks_url=settings.oidc_jwks_url,
+            public_url=settings.public_url,
+            scopes=settings.oidc_scopes,
+            client_secret=None if secret is None else secret.get_secret_value(),
+            algorithms=settings.oidc_algorithms,
+        ),
+        tokens,
+        signing_key,
     )
 
 
@@ -595,6 +631,7 @@ def create_app(services: Services) -> web.Application:
         sessions=services.sessions,
         tokens=services.tokens,
         auth_mode=services.settings.auth_mode,
+        oidc=services.oidc_sign_in,
     ).add_routes(app)
     app.cleanup_ctx.append(lifecycle)
 

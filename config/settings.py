@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     oidc_audience: str | None = None
     oidc_jwks_url: str | None = None
     oidc_algorithms: Annotated[tuple[str, ...], NoDecode] = ("RS256", "ES256")
+    # The review page's sign-in (authorization code with PKCE); without these the page
+    # cannot sign anyone in while the API still takes the IdP's tokens.
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_authorization_url: str | None = None
+    oidc_token_url: str | None = None
+    oidc_scopes: Annotated[tuple[str, ...], NoDecode] = ("openid", "profile")
     oidc_role_claim: str = "roles"
     oidc_team_claim: str = "teams"
     token_leeway: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
@@ -173,6 +180,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"the secret of {name!r} is shorter than 16 characters")
         return value
 
+    @field_validator("oidc_scopes", mode="before")
+    @classmethod
+    def _scope_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part for part in value.replace(",", " ").split() if part)
+        return value
+
     @field_validator("oidc_algorithms", mode="before")
     @classmethod
     def _parse_algorithms(cls, value: Any) -> Any:
@@ -191,7 +205,7 @@ class Settings(BaseSettings):
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("oidc_jwks_url")
+    @field_validator("oidc_jwks_url", "oidc_authorization_url", "oidc_token_url")
     @classmethod
     def _https_jwks(cls, value: str | None) -> str | None:
         # Keys fetched over plain HTTP could be swapped in transit; loopback is for tests.
@@ -208,6 +222,13 @@ class Settings(BaseSettings):
             for name in ("oidc_issuer", "oidc_audience", "oidc_jwks_url"):
                 if not getattr(self, name):
                     raise ValueError(f"{ENV_PREFIX}{name.upper()} is required in oidc auth mode")
+            page = ("oidc_client_id", "oidc_authorization_url", "oidc_token_url")
+            given = [name for name in page if getattr(self, name)]
+            if given and len(given) != len(page):
+                missing = next(name for name in page if not getattr(self, name))
+                raise ValueError(
+                    f"{ENV_PREFIX}{missing.upper()} is required for the page's sign-in"
+                )
         return self
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from retrieval.journal import PlaybackJournal
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.sessions import SessionRules, WebSessions
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
-from retrieval.web import ReviewPages
+from retrieval.web import OidcClient, OidcSignIn, ReviewPages
 
 __all__ = [
     "AUDIENCE",
@@ -27,7 +27,9 @@ __all__ = [
     "ROLES",
     "DevTokenVerifier",
     "GrantSigner",
+    "OidcClient",
     "OidcSettings",
+    "OidcSignIn",
     "OidcTokenVerifier",
     "PlaybackJournal",
     "Principal",

@@ -29,6 +29,7 @@ from retrieval.policy import (
     purposes_for,
 )
 from retrieval.sessions import WebSessions
+from retrieval.web.oidc_sign_in import CALLBACK_PATH, OidcSignIn, SignInRefused
 from storage import SessionFacts
 
 _HERE = Path(__file__).parent
@@ -61,10 +62,18 @@ _MAX_TOKEN = 8192
 class ReviewPages:
     """The page routes; ``auth_mode`` decides what the sign-in page offers."""
 
-    def __init__(self, *, sessions: WebSessions, tokens: TokenVerifier, auth_mode: str) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: WebSessions,
+        tokens: TokenVerifier,
+        auth_mode: str,
+        oidc: OidcSignIn | None = None,
+    ) -> None:
         self._sessions = sessions
         self._tokens = tokens
         self._auth_mode = auth_mode
+        self._oidc = oidc
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
             autoescape=True,
@@ -80,6 +89,8 @@ class ReviewPages:
         app.router.add_get("/sign-in", self.sign_in_form)
         app.router.add_post("/sign-in", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
+        app.router.add_get("/sign-in/oidc", self.oidc_begin)
+        app.router.add_get(CALLBACK_PATH, self.oidc_finish)
         app.router.add_get("/static/{name}", self.static)
 
     # -- pages -------------------------------------------------------------------------
@@ -137,7 +148,12 @@ class ReviewPages:
         """The sign-in form, with a one-time value against cross-site sign-in (login CSRF)."""
         nonce = secrets.token_urlsafe(24)
         response = self._render(
-            "sign_in.html", auth_mode=self._auth_mode, nonce=nonce, error=None, status=200
+            "sign_in.html",
+            auth_mode=self._auth_mode,
+            oidc=self._oidc is not None,
+            nonce=nonce,
+            error=None,
+            status=200,
         )
         response.set_cookie(
             SIGN_IN_COOKIE, nonce, path="/sign-in", secure=True, httponly=True, samesite="Strict"
@@ -163,6 +179,31 @@ class ReviewPages:
         response = _redirect("/")
         await self._sessions.start(principal, response)
         response.del_cookie(SIGN_IN_COOKIE, path="/sign-in")
+        return response
+
+    async def oidc_begin(self, request: web.Request) -> web.StreamResponse:
+        """Off to the identity provider, with state, nonce and a PKCE challenge."""
+        if self._oidc is None:
+            raise web.HTTPNotFound(headers=PAGE_HEADERS)
+        response = self._oidc.begin(request)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+    async def oidc_finish(self, request: web.Request) -> web.StreamResponse:
+        """Back from the identity provider: verify everything, then start the session."""
+        if self._oidc is None:
+            raise web.HTTPNotFound(headers=PAGE_HEADERS)
+        try:
+            principal = await self._oidc.finish(request)
+        except SignInRefused as refused:
+            response = self._sign_in_error(refused.message, refused.status)
+            self._oidc.forget(response)
+            return response
+        # A page that moves on by itself rather than a redirect: the session cookie is
+        # SameSite=Strict, and a navigation that began at the IdP would not carry it.
+        response = self._render("signed_in.html", status=200)
+        await self._sessions.start(principal, response)
+        self._oidc.forget(response)
         return response
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
@@ -216,7 +257,12 @@ class ReviewPages:
 
     def _sign_in_error(self, message: str, status: int) -> web.Response:
         return self._render(
-            "sign_in.html", auth_mode=self._auth_mode, nonce="", error=message, status=status
+            "sign_in.html",
+            auth_mode=self._auth_mode,
+            oidc=self._oidc is not None,
+            nonce="",
+            error=message,
+            status=status,
         )
 
     def _render(self, template: str, *, status: int, **context: Any) -> web.Response:

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +16,7 @@ import jwt
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from retrieval import issue_dev_token
 from retrieval.auth import (
@@ -31,9 +28,8 @@ from retrieval.auth import (
 )
 from retrieval.errors import Unauthenticated
 from storage import SigningKey, load_signing_key
+from tests.oidc_provider import AUDIENCE, ISSUER, IdentityProvider
 
-ISSUER = "https://login.example.test/hub"
-AUDIENCE = "api://callrec"
 NOW = datetime.now(UTC)
 
 
@@ -182,58 +178,6 @@ def test_the_bearer_token_is_taken_from_the_header() -> None:
 
 
 # OIDC mode, against a JWKS served over HTTP by a local identity provider.
-
-
-class IdentityProvider:
-    """A local IdP: RSA keys it can rotate, served as a JWKS over real HTTP."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.published: list[str] = []
-        self.fetches = 0
-        self.rotate()
-
-    def rotate(self) -> str:
-        kid = uuid.uuid4().hex[:12]
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.published = [kid]
-        return kid
-
-    @property
-    def current(self) -> str:
-        return self.published[-1]
-
-    async def jwks(self, _request: web.Request) -> web.Response:
-        self.fetches += 1
-        keys = []
-        for kid in self.published:
-            jwk = RSAAlgorithm.to_jwk(self.keys[kid].public_key(), as_dict=True)
-            keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
-        return web.json_response({"keys": keys})
-
-    def token(self, kid: str | None = None, **changes: Any) -> str:
-        kid = kid or self.current
-        claims = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": "7b0e4c1a-entra-object-id",
-            "roles": ["supervisor"],
-            "groups": ["mash-children", "mash-adults"],
-            "iat": int(time.time()),
-            "exp": int(time.time()) + 600,
-        }
-        claims.update(changes)
-        claims = {key: value for key, value in claims.items() if value is not None}
-        return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
-
-    def public_pem(self) -> bytes:
-        return (
-            self.keys[self.current]
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
 
 
 @pytest.fixture
