@@ -8,54 +8,30 @@ are saved to test-artefacts/.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 import shutil
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, Request
+from playwright.async_api import Browser
 
-from tests.audio_factory import noisy_wav
-from tests.push_support import metadata, push_body, push_headers
-from tests.service_support import RunningService, running_service
+from tests.retrieval.page_support import (
+    Site,
+    current_time,
+    push,
+    signed_in,
+    wait_until,
+    watch_audio_requests,
+)
+from tests.service_support import running_service
 
 REFERRAL = "MASH-2026-007731"
 REASON = "weekly quality review of call handling"
 # Long enough that the browser cannot hold it all at once: a seek to 75% must be fetched.
 LONG_CALL_S = 20 * 60
-
-
-@dataclass
-class Site:
-    service: RunningService
-    base: str
-    long_call: str = ""
-    short_call: str = ""
-    requests: list[tuple[float, str, str | None]] = field(default_factory=list)
-
-
-async def push(service: RunningService, source_id: str, seconds: float, **fields: Any) -> str:
-    started = time.gmtime(time.time() - 3600)
-    ended = time.gmtime(time.time() - 3600 + seconds)
-    meta = metadata(
-        recording_id=source_id,
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
-        ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", ended),
-        **fields,
-    )
-    body = push_body(meta, noisy_wav(seconds))
-    response = await service.client.post(
-        "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
-    )
-    assert response.status == 201, await response.text()
-    answer: dict[str, str] = await response.json()
-    return answer["id"]
 
 
 @pytest.fixture(scope="module")
@@ -76,37 +52,6 @@ async def site(
         found.long_call = await push(service, "long-call", LONG_CALL_S, referrals=[REFERRAL])
         found.short_call = await push(service, "short-call", 30, referrals=["MASH-2026-000009"])
         yield found
-
-
-async def signed_in(browser: Browser, site: Site, role: str, *teams: str, subject: str) -> Page:
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    await page.goto(f"{site.base}/sign-in")
-    await page.get_by_label("Token").fill(site.service.token(role, *teams, subject=subject))
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_load_state("networkidle")
-    return page
-
-
-def watch_audio_requests(page: Page, site: Site) -> None:
-    def seen(request: Request) -> None:
-        if "/api/v1/play/" in request.url:
-            site.requests.append((time.monotonic(), request.url, request.headers.get("range")))
-
-    page.on("request", seen)
-
-
-async def wait_until(page: Page, expression: str, timeout_s: float = 20.0) -> None:
-    """Poll ``expression`` in the page (the page's CSP forbids Playwright's eval-based wait)."""
-    deadline = time.monotonic() + timeout_s
-    while not await page.evaluate(expression):
-        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
-        await asyncio.sleep(0.1)
-
-
-async def current_time(page: Page) -> float:
-    value = await page.evaluate("document.getElementById('audio').currentTime")
-    return float(value)
 
 
 async def test_a_supervisor_finds_a_call_listens_and_seeks_from_the_waveform(

@@ -1,0 +1,82 @@
+"""Shared by the browser tests of the review page: a site, pushes, signing in, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from playwright.async_api import Browser, Page, Request
+
+from tests.audio_factory import noisy_wav
+from tests.push_support import metadata, push_body, push_headers
+from tests.service_support import RunningService
+
+
+@dataclass
+class Site:
+    service: RunningService
+    base: str
+    long_call: str = ""
+    short_call: str = ""
+    requests: list[tuple[float, str, str | None]] = field(default_factory=list)
+
+
+async def push(
+    service: RunningService,
+    source_id: str,
+    seconds: float,
+    *,
+    ago: timedelta = timedelta(hours=1),
+    **fields: Any,
+) -> str:
+    """Push a call of ``seconds`` of stereo noise that started ``ago``; its id."""
+    started = time.gmtime(time.time() - ago.total_seconds())
+    ended = time.gmtime(time.time() - ago.total_seconds() + seconds)
+    meta = metadata(
+        recording_id=source_id,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", started),
+        ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", ended),
+        **fields,
+    )
+    body = push_body(meta, noisy_wav(seconds))
+    response = await service.client.post(
+        "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
+    )
+    assert response.status == 201, await response.text()
+    answer: dict[str, str] = await response.json()
+    return answer["id"]
+
+
+async def signed_in(browser: Browser, site: Site, role: str, *teams: str, subject: str) -> Page:
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.goto(f"{site.base}/sign-in")
+    await page.get_by_label("Token").fill(site.service.token(role, *teams, subject=subject))
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_load_state("networkidle")
+    return page
+
+
+def watch_audio_requests(page: Page, site: Site) -> None:
+    def seen(request: Request) -> None:
+        if "/api/v1/play/" in request.url:
+            site.requests.append((time.monotonic(), request.url, request.headers.get("range")))
+
+    page.on("request", seen)
+
+
+async def wait_until(page: Page, expression: str, timeout_s: float = 20.0) -> None:
+    """Poll ``expression`` in the page (the page's CSP forbids Playwright's eval-based wait)."""
+    deadline = time.monotonic() + timeout_s
+    while not await page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout_s} s: {expression}"
+        await asyncio.sleep(0.1)
+
+
+async def current_time(page: Page) -> float:
+    value = await page.evaluate("document.getElementById('audio').currentTime")
+    return float(value)

@@ -1,0 +1,169 @@
+"""The review page's controls and manners in Chromium: the player's buttons and keys, one
+channel of two, referrals, erasure, deadline marks, accessibility and a narrow window."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.retrieval.page_support import Site, current_time, push, signed_in, wait_until
+from tests.service_support import running_service
+
+REASON = "weekly quality review of call handling"
+# Checks run inside the page through the DevTools protocol (the page's CSP binds the
+# page's own scripts, not this): every control named, WCAG AA contrast for text.
+ACCESSIBILITY_AUDIT = (Path(__file__).parent / "accessibility_audit.js").read_text()
+
+
+@pytest.fixture(scope="module")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
+) -> AsyncIterator[Site]:
+    root = tmp_path_factory.mktemp("review-page-use")
+    database = root / "callrec.db"
+    shutil.copyfile(sqlite_template, database)
+    async with running_service(root / "var", f"sqlite+aiosqlite:///{database}") as service:
+        found = Site(service, str(service.client.make_url("")).rstrip("/"))
+        found.short_call = await push(service, "two-channel", 40, referrals=["MASH-2026-000301"])
+        found.long_call = await push(
+            service, "nearly-due", 5, ago=timedelta(days=86), referrals=["MASH-2026-000302"]
+        )
+        yield found
+
+
+async def listening(page: Page, site: Site, recording_id: str) -> None:
+    await page.goto(f"{site.base}/recordings/{recording_id}")
+    await page.locator("#facts dd").first.wait_for()
+    await page.get_by_label("Reason (recorded in the audit trail)").fill(REASON)
+    await page.get_by_role("button", name="Listen").click()
+    await page.locator("#player").wait_for(state="visible")
+
+
+async def audio(page: Page, prop: str) -> Any:
+    return await page.evaluate(f"document.getElementById('audio').{prop}")
+
+
+async def test_the_player_skips_changes_speed_plays_one_channel_and_answers_keys(
+    browser: Browser, site: Site
+) -> None:
+    page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-2")
+    await listening(page, site, site.short_call)
+    await page.get_by_role("button", name="Play").click()
+    await wait_until(page, "document.getElementById('audio').currentTime > 0.3")
+
+    before = await current_time(page)
+    await page.get_by_role("button", name="Forward 10 seconds").click()
+    assert await current_time(page) >= before + 9.5
+    ahead = await current_time(page)
+    await page.get_by_role("button", name="Back 10 seconds").click()
+    assert await current_time(page) <= ahead - 9.5
+
+    await page.get_by_label("Speed").select_option("2")
+    assert await audio(page, "playbackRate") == 2
+    await page.get_by_label("Speed").select_option("0.5")
+    assert await audio(page, "playbackRate") == 0.5
+
+    channel = page.get_by_label("Hear")
+    assert await channel.is_enabled()  # a two-channel call
+    await channel.select_option("1")
+    start = await current_time(page)
+    await wait_until(page, f"document.getElementById('audio').currentTime > {start + 0.2}")
+    assert "0:" in await page.locator("#elapsed").inner_text()
+    assert await page.locator("#status.error").count() == 0
+
+    # Keys work when no field has the focus: K pauses, L skips ahead, K plays again.
+    await page.get_by_role("heading", level=1).click()
+    await page.keyboard.press("k")
+    await wait_until(page, "document.getElementById('audio').paused")
+    await page.get_by_role("button", name="Play", exact=True).wait_for()
+    paused_at = await current_time(page)
+    await page.keyboard.press("l")
+    assert await current_time(page) >= paused_at + 9.5
+    await page.keyboard.press("j")
+    assert await current_time(page) <= paused_at + 0.5
+    await page.keyboard.press("k")
+    await wait_until(page, "!document.getElementById('audio').paused")
+    await page.context.close()
+
+
+async def test_referrals_are_linked_and_unlinked_on_the_page(browser: Browser, site: Site) -> None:
+    page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-3")
+    await page.goto(f"{site.base}/recordings/{site.short_call}")
+    await page.locator("#facts dd").first.wait_for()
+    await page.get_by_label("Link a referral").fill("MASH-2026-009999")
+    await page.get_by_role("button", name="Link", exact=True).click()
+    chips = page.locator("#referrals li")
+    await chips.filter(has_text="MASH-2026-009999").wait_for()
+    await page.get_by_role("button", name="Unlink MASH-2026-009999").click()
+    await chips.filter(has_text="MASH-2026-009999").wait_for(state="detached")
+    assert await chips.filter(has_text="MASH-2026-000301").count() == 1
+    await page.context.close()
+
+
+async def test_calls_near_their_deletion_are_marked_in_the_search(
+    browser: Browser, site: Site
+) -> None:
+    page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-4")
+    await page.get_by_role("button", name="Search").click()
+    rows = page.locator("#results tbody tr")
+    await rows.first.wait_for()
+    soon = rows.filter(has_text="MASH-2026-000302")
+    assert await soon.locator("td.soon").count() == 1
+    assert "in 3 days" in await soon.inner_text()
+    fresh = rows.filter(has_text="MASH-2026-000301")
+    assert await fresh.locator("td.soon").count() == 0
+    await page.context.close()
+
+
+async def test_the_dpo_erases_a_recording_and_it_is_gone(browser: Browser, site: Site) -> None:
+    doomed = await push(site.service, "erase-me", 3, referrals=["MASH-2026-000303"])
+    page = await signed_in(browser, site, "dpo", subject="dpo-1")
+    await page.goto(f"{site.base}/recordings/{doomed}")
+    await page.locator("#facts dd").first.wait_for()
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.get_by_label("Reason (erasure cannot be undone)").fill(
+        "subject erasure request 2026-77 upheld"
+    )
+    await page.get_by_role("button", name="Erase this recording").click()
+    await page.get_by_role("heading", name="This recording has been deleted").wait_for()
+    answer = await page.context.request.get(f"{site.base}/api/v1/recordings/{doomed}")
+    assert answer.status == 410
+    await page.context.close()
+
+
+@pytest.mark.parametrize("width", [1280, 360])
+async def test_pages_are_labelled_legible_and_fit_the_window(
+    browser: Browser, site: Site, width: int
+) -> None:
+    page = await signed_in(browser, site, "safety_reviewer", subject="safety-2")
+    await page.set_viewport_size({"width": width, "height": 800})
+    await page.get_by_role("button", name="Search").click()
+    await page.locator("#results tbody tr").first.wait_for()
+    assert await page.evaluate(ACCESSIBILITY_AUDIT) == []
+    await listening(page, site, site.short_call)
+    auditor = await signed_in(browser, site, "auditor", subject="aud-2")
+    await auditor.set_viewport_size({"width": width, "height": 800})
+    await auditor.get_by_role("button", name="Show").click()
+    await auditor.locator("#events tbody tr").first.wait_for()
+    for shown in (page, auditor):
+        assert await shown.evaluate(ACCESSIBILITY_AUDIT) == []
+        overflow = await shown.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        if shown is page:  # the audit table may scroll sideways on a phone; pages may not
+            assert overflow <= 0
+    # On a fresh page the first Tab reaches the skip link, which moves the focus to the
+    # content.
+    await page.reload()
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent.trim()") == "Skip to content"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
+    await page.context.close()
+    await auditor.context.close()
