@@ -176,12 +176,17 @@ async def test_a_hold_and_a_listen_show_in_the_auditors_view(
     await reviewer.get_by_role("button", name="Place hold").click()
     await reviewer.get_by_text("Hold placed").wait_for()
     assert "staff safety incident" in await reviewer.locator("#facts").inner_text()
+    await reviewer.get_by_label("Reason for release").fill("incident 2026-118 closed, no action")
+    await reviewer.get_by_role("button", name="Release holds").click()
+    await reviewer.get_by_text("Holds released").wait_for()
+    facts = reviewer.locator("#facts")
+    assert "staff safety incident" not in await facts.inner_text()
     await reviewer.context.close()  # stops the audio; its ranges are summarised when idle
 
     auditor = await signed_in(browser, site, "auditor", subject="aud-1")
     assert auditor.url == f"{site.base}/audit"
     await auditor.get_by_label("Recording id").fill(site.short_call)
-    wanted = {"recording.grant", "recording.played", "hold.placed"}
+    wanted = {"recording.grant", "recording.played", "hold.placed", "hold.released"}
     shown: set[str] = set()
     for _ in range(40):  # the played ranges arrive once the listening has been idle 2 s
         await auditor.get_by_role("button", name="Show").click()
@@ -194,3 +199,6 @@ async def test_a_hold_and_a_listen_show_in_the_auditors_view(
     played = auditor.locator("#events tbody tr", has_text="recording.played")
     assert "seconds" in await played.first.inner_text()
     await auditor.screenshot(path=artefacts / "audit.png", full_page=True)
+    await auditor.goto(f"{site.base}/recordings/{site.short_call}")
+    await auditor.locator("#title").wait_for()
+    assert await auditor.get_by_role("button", name="Listen").count() == 0

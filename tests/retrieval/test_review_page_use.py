@@ -121,6 +121,22 @@ async def test_calls_near_their_deletion_are_marked_in_the_search(
     await page.context.close()
 
 
+async def test_results_come_a_page_at_a_time(browser: Browser, site: Site) -> None:
+    for n in range(11):
+        await push(site.service, f"paged-{n}", 1, agent="staff-paged")
+    page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-5")
+    await page.get_by_label("Agent").fill("staff-paged")
+    await page.get_by_label("Per page").select_option("10")
+    await page.get_by_role("button", name="Search").click()
+    rows = page.locator("#results tbody tr")
+    await page.get_by_text("10 recordings shown; more available").wait_for()
+    await page.get_by_role("button", name="More results").click()
+    await page.get_by_text("11 recordings shown").wait_for()
+    assert await rows.count() == 11
+    assert await page.get_by_role("button", name="More results").is_hidden()
+    await page.context.close()
+
+
 async def test_the_dpo_erases_a_recording_and_it_is_gone(browser: Browser, site: Site) -> None:
     doomed = await push(site.service, "erase-me", 3, referrals=["MASH-2026-000303"])
     page = await signed_in(browser, site, "dpo", subject="dpo-1")
