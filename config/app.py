@@ -631,6 +631,7 @@ def create_app(services: Services) -> web.Application:
         sessions=services.sessions,
         tokens=services.tokens,
         auth_mode=services.settings.auth_mode,
+        audit=services.audit_log,
         oidc=services.oidc_sign_in,
     ).add_routes(app)
     app.cleanup_ctx.append(lifecycle)

@@ -17,6 +17,7 @@ from typing import Any, Final
 import jinja2
 from aiohttp import web
 
+from retrieval.access import AuditSink
 from retrieval.auth import Principal, TokenVerifier
 from retrieval.errors import Unauthenticated
 from retrieval.policy import (
@@ -30,7 +31,7 @@ from retrieval.policy import (
 )
 from retrieval.sessions import WebSessions
 from retrieval.web.oidc_sign_in import CALLBACK_PATH, OidcSignIn, SignInRefused
-from storage import SessionFacts
+from storage import AuditRecord, SessionFacts
 
 _HERE = Path(__file__).parent
 SIGN_IN_COOKIE: Final = "callrec_sign_in"
@@ -68,8 +69,10 @@ class ReviewPages:
         sessions: WebSessions,
         tokens: TokenVerifier,
         auth_mode: str,
+        audit: AuditSink,
         oidc: OidcSignIn | None = None,
     ) -> None:
+        self._audit = audit
         self._sessions = sessions
         self._tokens = tokens
         self._auth_mode = auth_mode
@@ -174,10 +177,11 @@ class ReviewPages:
             return self._sign_in_error("Paste the token `callrec token issue` printed.", 422)
         try:
             principal = await self._tokens.verify(token)
-        except Unauthenticated:
+        except Unauthenticated as refused:
+            await self._refused(refused.detail)
             return self._sign_in_error("That token is not valid (or has expired).", 401)
         response = _redirect("/")
-        await self._sessions.start(principal, response)
+        await self._start(request, principal, response, "dev_token")
         response.del_cookie(SIGN_IN_COOKIE, path="/sign-in")
         return response
 
@@ -196,15 +200,44 @@ class ReviewPages:
         try:
             principal = await self._oidc.finish(request)
         except SignInRefused as refused:
+            await self._refused(refused.message)
             response = self._sign_in_error(refused.message, refused.status)
             self._oidc.forget(response)
             return response
         # A page that moves on by itself rather than a redirect: the session cookie is
         # SameSite=Strict, and a navigation that began at the IdP would not carry it.
         response = self._render("signed_in.html", status=200)
-        await self._sessions.start(principal, response)
+        await self._start(request, principal, response, "oidc")
         self._oidc.forget(response)
         return response
+
+    async def _start(
+        self, request: web.Request, principal: Principal, response: web.Response, how: str
+    ) -> None:
+        # A session already on this browser ends: every sign-in gets a fresh id.
+        await self._sessions.end(request, response)
+        facts = await self._sessions.start(principal, response)
+        await self._audit.record(
+            AuditRecord(
+                actor=principal.actor,
+                action="session.signed_in",
+                details={
+                    "method": how,
+                    "roles": sorted(principal.roles),
+                    "expires_at": facts.expires_at.isoformat(),
+                },
+            )
+        )
+
+    async def _refused(self, why: str) -> None:
+        await self._audit.record(
+            AuditRecord(
+                actor="anonymous",
+                action="session.signed_in",
+                outcome="deny",
+                details={"reason": why[:200]},
+            )
+        )
 
     async def sign_out(self, request: web.Request) -> web.StreamResponse:
         """End the session (the form carries its CSRF token); back to the sign-in page."""
@@ -216,6 +249,8 @@ class ReviewPages:
             return web.Response(status=403, text="missing CSRF token", headers=PAGE_HEADERS)
         response = _redirect("/sign-in")
         await self._sessions.end(request, response)
+        if found is not None:
+            await self._audit.record(AuditRecord(actor=found[0].actor, action="session.signed_out"))
         return response
 
     async def static(self, request: web.Request) -> web.StreamResponse:

@@ -72,10 +72,22 @@ async def test_the_player_skips_changes_speed_plays_one_channel_and_answers_keys
     channel = page.get_by_label("Hear")
     assert await channel.is_enabled()  # a two-channel call
     await channel.select_option("1")
+    assert await page.get_attribute("#audio", "data-heard") == "1"
     start = await current_time(page)
     await wait_until(page, f"document.getElementById('audio').currentTime > {start + 0.2}")
     assert "0:" in await page.locator("#elapsed").inner_text()
     assert await page.locator("#status.error").count() == 0
+
+    # Dragging along the waveform seeks as it goes; letting go leaves it there.
+    box = await page.locator("#waveform").bounding_box()
+    assert box is not None
+    middle = box["y"] + box["height"] / 2
+    await page.mouse.move(box["x"] + 0.2 * box["width"], middle)
+    await page.mouse.down()
+    await page.mouse.move(box["x"] + 0.6 * box["width"], middle, steps=8)
+    await page.mouse.up()
+    duration = float(await audio(page, "duration"))
+    assert abs(await current_time(page) - 0.6 * duration) < 1.5
 
     # Keys work when no field has the focus: K pauses, L skips ahead, K plays again.
     await page.get_by_role("heading", level=1).click()

@@ -14,8 +14,10 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from retrieval.web import CONTENT_SECURITY_POLICY
+from storage.models import AuditEvent
 from tests.service_support import RunningService, running_service
 
 
@@ -162,3 +164,38 @@ async def test_static_files_are_only_the_pages_own(desk: Desk) -> None:
     assert script.headers["Content-Type"].startswith("text/javascript")
     for name in ("../pages.py", "%2e%2e%2fpages.py", "pages.py", "nope.js"):
         assert (await client.get(f"/static/{name}")).status == 404
+
+
+async def test_signing_in_and_out_is_on_the_record_and_a_new_sign_in_replaces_the_old(
+    desk: Desk,
+) -> None:
+    client = desk.service.client
+    first, _ = await sign_in(desk)
+    second, csrf = await sign_in(desk)
+    assert first != second
+    # The first session ended when the second began on the same browser.
+    stale = await client.get(
+        "/api/v1/recordings",
+        cookies={"callrec_session": first},
+    )
+    assert stale.status == 401
+    form = await client.get("/sign-in")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
+    assert nonce is not None
+    refused = await client.post("/sign-in", data={"nonce": nonce.group(1), "token": "a.b.c"})
+    assert refused.status == 401
+    await client.post("/sign-out", data={"csrf_token": csrf})
+    async with desk.service.services.database.read() as session:
+        events = (
+            await session.execute(
+                select(AuditEvent.action, AuditEvent.actor, AuditEvent.outcome)
+                .where(AuditEvent.action.like("session.%"))
+                .order_by(AuditEvent.seq)
+            )
+        ).all()
+    assert [tuple(event) for event in events] == [
+        ("session.signed_in", "callrec-dev|sup-1", "allow"),
+        ("session.signed_in", "callrec-dev|sup-1", "allow"),
+        ("session.signed_in", "anonymous", "deny"),
+        ("session.signed_out", "callrec-dev|sup-1", "allow"),
+    ]

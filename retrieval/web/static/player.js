@@ -78,6 +78,8 @@ export class Player {
       merger.connect(context.destination);
     }
     context.resume();
+    // What is routed, for whoever inspects the page (and its tests).
+    this.audio.dataset.heard = choice;
   }
 
   bindWaveform() {
