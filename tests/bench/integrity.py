@@ -25,10 +25,7 @@ from storage import (
     AuditTrail,
     Database,
     EncryptedSpool,
-    EpochKeys,
     FilesystemObjectStore,
-    KeyChain,
-    LocalKeyring,
     NewRecording,
     ObjectStore,
     RecordingStore,
@@ -38,6 +35,7 @@ from storage import (
 )
 from storage.crypto import HEADER_LENGTH, SegmentDecryptor
 from storage.recordings import object_key_for
+from tests.key_support import local_epoch_keys
 
 _AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 
@@ -70,14 +68,7 @@ async def measure_scrub(
             else storage.S3ObjectStore.connect("bench", prefix, endpoint_url=s3_endpoint)
         )
         clock = lambda: datetime.now(UTC)  # noqa: E731
-        keyring = EpochKeys(
-            database=database,
-            material=FilesystemObjectStore(root / "epoch-keys"),
-            root=KeyChain(LocalKeyring.open(root / "keyring")),
-            audit=AuditTrail(clock),
-            clock=clock,
-            retention_period=timedelta(days=90),
-        )
+        keyring = local_epoch_keys(database, root, clock)
         recordings = RecordingStore(
             database=database, objects=store, keys=keyring, audit=AuditTrail(clock), clock=clock
         )

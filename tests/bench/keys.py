@@ -18,17 +18,14 @@ from pathlib import Path
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from storage import (
-    AuditTrail,
     Database,
     EpochKeys,
-    FilesystemObjectStore,
-    KeyChain,
-    LocalKeyring,
     create_engine,
 )
 from storage.models import DataKey, Recording, StoredObject
 from storage.recordings import object_key_for
 from tests.bench.retention import drop_database, fresh_database
+from tests.key_support import local_epoch_keys
 
 _SEED_CHUNK = 5000
 _BATCH = 500
@@ -54,14 +51,7 @@ async def measure_rewrap(count: int) -> RewrapFigures:
         with tempfile.TemporaryDirectory(prefix="callrec-rewrap-") as scratch:
             root = Path(scratch)
             clock = lambda: datetime.now(UTC)  # noqa: E731
-            keys = EpochKeys(
-                database=database,
-                material=FilesystemObjectStore(root / "epoch-keys"),
-                root=KeyChain(LocalKeyring.open(root / "keyring")),
-                audit=AuditTrail(clock),
-                clock=clock,
-                retention_period=timedelta(days=90),
-            )
+            keys = local_epoch_keys(database, root, clock)
             begun = time.perf_counter()
             await _seed(database, keys, count)
             seed_s = time.perf_counter() - begun

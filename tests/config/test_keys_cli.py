@@ -22,16 +22,13 @@ from config.app import Services, build_services
 from config.settings import Settings
 from storage import (
     ORIGINAL,
-    AudioFacts,
-    EncryptedSpool,
-    NewRecording,
     RecordingAudio,
     epoch_of,
 )
 from tests.cli_support import CALLREC, clean_environment, run
+from tests.key_support import store_recording
 
 RECORDINGS = 1_000
-AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 
 
 @asynccontextmanager
@@ -48,23 +45,7 @@ def payload(n: int) -> bytes:
 
 
 async def store_one(services: Services, started: datetime, n: int = 0) -> uuid.UUID:
-    """One recording of ``payload(n)``, through the service's storage."""
-    spool = EncryptedSpool(services.spool.path)
-    await spool.write(payload(n))
-    await spool.finish()
-    outcome = await services.recordings.store_capture(
-        spool,
-        NewRecording(
-            source="pbx",
-            source_recording_id=f"call-{n}",
-            started_at=started,
-            retention_deadline=started + timedelta(days=90),
-        ),
-        AUDIO,
-        actor="source:pbx",
-    )
-    await spool.discard()
-    return outcome.recording_id
+    return await store_recording(services, f"call-{n}", started, payload(n))
 
 
 async def store_many(services: Services, count: int) -> dict[uuid.UUID, int]:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, Page, Request
 
 from tests.audio_factory import noisy_wav
 from tests.push_support import metadata, push_body, push_headers
-from tests.service_support import RunningService
+from tests.service_support import RunningService, running_service
 
 
 @dataclass
@@ -80,3 +84,14 @@ async def wait_until(page: Page, expression: str, timeout_s: float = 20.0) -> No
 async def current_time(page: Page) -> float:
     value = await page.evaluate("document.getElementById('audio').currentTime")
     return float(value)
+
+
+@asynccontextmanager
+async def page_site(root: Path, sqlite_template: Path, **settings: Any) -> AsyncIterator[Site]:
+    """The service on a copy of the migrated SQLite template, for a module of page tests."""
+    database = root / "callrec.db"
+    shutil.copyfile(sqlite_template, database)
+    async with running_service(
+        root / "var", f"sqlite+aiosqlite:///{database}", **settings
+    ) as service:
+        yield Site(service, str(service.client.make_url("")).rstrip("/"))

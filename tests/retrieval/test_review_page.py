@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -21,12 +20,12 @@ from playwright.async_api import Browser
 from tests.retrieval.page_support import (
     Site,
     current_time,
+    page_site,
     push,
     signed_in,
     wait_until,
     watch_audio_requests,
 )
-from tests.service_support import running_service
 
 REFERRAL = "MASH-2026-007731"
 REASON = "weekly quality review of call handling"
@@ -38,17 +37,13 @@ LONG_CALL_S = 20 * 60
 async def site(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> AsyncIterator[Site]:
-    root = tmp_path_factory.mktemp("review-page")
-    database = root / "callrec.db"
-    shutil.copyfile(sqlite_template, database)
-    async with running_service(
-        root / "var",
-        f"sqlite+aiosqlite:///{database}",
+    async with page_site(
+        tmp_path_factory.mktemp("review-page"),
+        sqlite_template,
         # Played ranges reach the trail two seconds after listening stops (30 s by default).
         playback_summary_after=timedelta(seconds=2),
-    ) as service:
-        base = str(service.client.make_url("")).rstrip("/")
-        found = Site(service, base)
+    ) as found:
+        service = found.service
         found.long_call = await push(service, "long-call", LONG_CALL_S, referrals=[REFERRAL])
         found.short_call = await push(service, "short-call", 30, referrals=["MASH-2026-000009"])
         yield found

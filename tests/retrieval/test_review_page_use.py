@@ -3,7 +3,6 @@ channel of two, referrals, erasure, deadline marks, accessibility and a narrow w
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,8 +11,14 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
-from tests.retrieval.page_support import Site, current_time, push, signed_in, wait_until
-from tests.service_support import running_service
+from tests.retrieval.page_support import (
+    Site,
+    current_time,
+    page_site,
+    push,
+    signed_in,
+    wait_until,
+)
 
 REASON = "weekly quality review of call handling"
 # Checks run inside the page through the DevTools protocol (the page's CSP binds the
@@ -25,11 +30,8 @@ ACCESSIBILITY_AUDIT = (Path(__file__).parent / "accessibility_audit.js").read_te
 async def site(
     tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
 ) -> AsyncIterator[Site]:
-    root = tmp_path_factory.mktemp("review-page-use")
-    database = root / "callrec.db"
-    shutil.copyfile(sqlite_template, database)
-    async with running_service(root / "var", f"sqlite+aiosqlite:///{database}") as service:
-        found = Site(service, str(service.client.make_url("")).rstrip("/"))
+    async with page_site(tmp_path_factory.mktemp("review-page-use"), sqlite_template) as found:
+        service = found.service
         found.short_call = await push(service, "two-channel", 40, referrals=["MASH-2026-000301"])
         found.long_call = await push(
             service, "nearly-due", 5, ago=timedelta(days=86), referrals=["MASH-2026-000302"]

@@ -42,16 +42,22 @@ async def desk(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Desk]:
         yield Desk(service, clock)
 
 
-async def sign_in(desk: Desk, role: str = "supervisor", *teams: str) -> tuple[str, str]:
-    """Sign in through the form; the session cookie's value and the page's CSRF token."""
-    client = desk.service.client
-    form = await client.get("/sign-in")
+async def form_nonce(desk: Desk) -> str:
+    """The one-time value of a fresh sign-in form (its cookie goes into the jar)."""
+    form = await desk.service.client.get("/sign-in")
     assert form.status == 200
     nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
     assert nonce is not None
+    return nonce.group(1)
+
+
+async def sign_in(desk: Desk, role: str = "supervisor", *teams: str) -> tuple[str, str]:
+    """Sign in through the form; the session cookie's value and the page's CSRF token."""
+    client = desk.service.client
+    nonce = await form_nonce(desk)
     token = desk.service.token(role, *(teams or ("mash-children",)), subject="sup-1")
     answer = await client.post(
-        "/sign-in", data={"nonce": nonce.group(1), "token": token}, allow_redirects=False
+        "/sign-in", data={"nonce": nonce, "token": token}, allow_redirects=False
     )
     assert answer.status == 303
     assert answer.headers["Location"] == "/"
@@ -98,10 +104,7 @@ async def test_a_bad_token_or_a_forged_form_does_not_sign_in(desk: Desk) -> None
         "/sign-in", data={"nonce": "guessed", "token": desk.service.token("dpo")}
     )
     assert forged.status == 403
-    form = await client.get("/sign-in")
-    nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
-    assert nonce is not None
-    bad = await client.post("/sign-in", data={"nonce": nonce.group(1), "token": "not.a.jwt"})
+    bad = await client.post("/sign-in", data={"nonce": await form_nonce(desk), "token": "x.y"})
     assert bad.status == 401
     assert "not valid" in await bad.text()
     assert (await client.get("/api/v1/recordings")).status == 401
@@ -179,10 +182,7 @@ async def test_signing_in_and_out_is_on_the_record_and_a_new_sign_in_replaces_th
         cookies={"callrec_session": first},
     )
     assert stale.status == 401
-    form = await client.get("/sign-in")
-    nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
-    assert nonce is not None
-    refused = await client.post("/sign-in", data={"nonce": nonce.group(1), "token": "a.b.c"})
+    refused = await client.post("/sign-in", data={"nonce": await form_nonce(desk), "token": "a.b"})
     assert refused.status == 401
     await client.post("/sign-out", data={"csrf_token": csrf})
     async with desk.service.services.database.read() as session:

@@ -25,18 +25,14 @@ from config.settings import Settings
 from retention import sweep_expired_recordings
 from storage import (
     ORIGINAL,
-    AudioFacts,
-    EncryptedSpool,
     KeyringError,
-    NewRecording,
     RecordingAudio,
     epoch_of,
 )
 from storage.keyring import WrappedKey
 from storage.models import AuditEvent, DataKey, EpochKey, StoredObject
+from tests.key_support import store_recording
 
-AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
-PERIOD = timedelta(days=90)
 WEEK_23 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday: 2026-W23
 
 
@@ -65,22 +61,7 @@ def payload(name: str) -> bytes:
 
 
 async def capture(services: Services, name: str, started_at: datetime) -> uuid.UUID:
-    spool = EncryptedSpool(services.spool.path)
-    await spool.write(payload(name))
-    await spool.finish()
-    outcome = await services.recordings.store_capture(
-        spool,
-        NewRecording(
-            source="pbx",
-            source_recording_id=name,
-            started_at=started_at,
-            retention_deadline=started_at + PERIOD,
-        ),
-        AUDIO,
-        actor="source:pbx",
-    )
-    await spool.discard()
-    return outcome.recording_id
+    return await store_recording(services, name, started_at, payload(name))
 
 
 async def plays(services: Services, recording_id: uuid.UUID, name: str) -> bool:

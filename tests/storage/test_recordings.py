@@ -27,8 +27,6 @@ from storage import (
     EncryptedSpool,
     EpochKeys,
     FilesystemObjectStore,
-    KeyChain,
-    LocalKeyring,
     NewRecording,
     PeakReader,
     Peaks,
@@ -42,6 +40,7 @@ from storage import (
 from storage.keyring import WrappedKey
 from storage.models import AuditEvent, Recording, RecordingState, Referral
 from storage.repository import RecordingRepository
+from tests.key_support import local_epoch_keys
 
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 
@@ -96,14 +95,7 @@ class Harness:
 async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
     engine = create_engine(database_url)
     clock = Clock()
-    keys = EpochKeys(
-        database=Database(engine),
-        material=FilesystemObjectStore(tmp_path / "epoch-keys"),
-        root=KeyChain(LocalKeyring.open(tmp_path / "keyring")),
-        audit=AuditTrail(clock),
-        clock=clock,
-        retention_period=timedelta(days=90),
-    )
+    keys = local_epoch_keys(Database(engine), tmp_path, clock)
     yield Harness(
         engine,
         FilesystemObjectStore(tmp_path / "objects"),
