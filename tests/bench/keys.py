@@ -23,8 +23,7 @@ from storage import (
     create_engine,
 )
 from storage.models import DataKey, Recording, StoredObject
-from storage.recordings import object_key_for
-from tests.bench.retention import drop_database, fresh_database
+from tests.bench.retention import drop_database, fresh_database, stored_rows
 from tests.key_support import local_epoch_keys
 
 _SEED_CHUNK = 5000
@@ -75,31 +74,9 @@ async def _seed(database: Database, keys: EpochKeys, count: int) -> None:
         for n in range(first, min(first + _SEED_CHUNK, count)):
             recording_id, object_id = uuid.uuid4(), uuid.uuid4()
             started = now - timedelta(days=7 * (n % _WEEKS), minutes=n % 600)
-            recordings.append(
-                {
-                    "id": recording_id,
-                    "source": "bench",
-                    "source_recording_id": f"bench-{n}",
-                    "state": "stored",
-                    "started_at": started,
-                    "retention_deadline": started + timedelta(days=90),
-                    "received_at": started,
-                    "stored_at": started,
-                }
-            )
-            objects.append(
-                {
-                    "id": object_id,
-                    "recording_id": recording_id,
-                    "kind": "original",
-                    "object_key": object_key_for(object_id),
-                    "content_type": "audio/wav",
-                    "plaintext_size": 1024,
-                    "plaintext_sha256": os.urandom(32).hex(),
-                    "ciphertext_size": 1024,
-                    "created_at": started,
-                }
-            )
+            recording, stored = stored_rows(n, started, recording_id, object_id, 1024)
+            recordings.append(recording)
+            objects.append(stored)
             wrapped = await keys.wrap(os.urandom(32), object_id, started_at=started)
             data_keys.append(
                 {

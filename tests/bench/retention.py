@@ -90,6 +90,43 @@ async def drop_database(name: str) -> None:
     await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Who was on the call: deletion removes these with the rest of the personal data.
+PARTIES = {
+    "from_number": "+441632960000",
+    "to_number": "+441632960001",
+    "agent": "agent-1",
+    "team": "mash-children",
+}
+
+
+def stored_rows(
+    n: int, started: datetime, recording_id: uuid.UUID, object_id: uuid.UUID, size: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The rows of one stored recording and its original object, for bulk seeding."""
+    recording = {
+        "id": recording_id,
+        "source": "bench",
+        "source_recording_id": f"bench-{n}",
+        "state": "stored",
+        "started_at": started,
+        "retention_deadline": started + timedelta(days=90),
+        "received_at": started,
+        "stored_at": started,
+    }
+    stored = {
+        "id": object_id,
+        "recording_id": recording_id,
+        "kind": "original",
+        "object_key": object_key_for(object_id),
+        "content_type": "audio/wav",
+        "plaintext_size": size,
+        "plaintext_sha256": os.urandom(32).hex(),
+        "ciphertext_size": size,
+        "created_at": started,
+    }
+    return recording, stored
+
+
 async def seed_rows(url: str, count: int) -> list[str]:
     """``count`` stored recordings a day past their deadline; their object keys."""
     now = datetime.now(UTC)
@@ -103,35 +140,9 @@ async def seed_rows(url: str, count: int) -> list[str]:
                 recording_id, object_id = uuid.uuid4(), uuid.uuid4()
                 key = object_key_for(object_id)
                 keys.append(key)
-                recordings.append(
-                    {
-                        "id": recording_id,
-                        "source": "bench",
-                        "source_recording_id": f"bench-{n}",
-                        "state": "stored",
-                        "started_at": started,
-                        "from_number": "+441632960000",
-                        "to_number": "+441632960001",
-                        "agent": "agent-1",
-                        "team": "mash-children",
-                        "retention_deadline": started + timedelta(days=90),
-                        "received_at": started,
-                        "stored_at": started,
-                    }
-                )
-                objects.append(
-                    {
-                        "id": object_id,
-                        "recording_id": recording_id,
-                        "kind": "original",
-                        "object_key": key,
-                        "content_type": "audio/wav",
-                        "plaintext_size": len(OBJECT),
-                        "plaintext_sha256": os.urandom(32).hex(),
-                        "ciphertext_size": len(OBJECT),
-                        "created_at": started,
-                    }
-                )
+                recording, stored = stored_rows(n, started, recording_id, object_id, len(OBJECT))
+                recordings.append(recording | PARTIES)
+                objects.append(stored)
                 data_keys.append(
                     {
                         "object_id": object_id,
