@@ -168,11 +168,6 @@ class EpochKeys:
     def __repr__(self) -> str:
         return f"EpochKeys(root={self._root!r}, material={self._material!r})"
 
-    @property
-    def root(self) -> KeyChain:
-        """The root key-encryption keys (for start-up checks and rotation)."""
-        return self._root
-
     # -- wrapping ----------------------------------------------------------------------
 
     async def wrap(self, dek: bytes, object_id: uuid.UUID, *, started_at: datetime) -> WrappedKey:
@@ -689,7 +684,10 @@ def _material_key(key_id: str) -> str:
 
 def _object_id(key_id: str) -> uuid.UUID:
     """The id an epoch key's root wrap is bound to: its own."""
-    return uuid.UUID(hex=key_id.removeprefix(EPOCH_KEY_PREFIX))
+    try:
+        return uuid.UUID(hex=key_id.removeprefix(EPOCH_KEY_PREFIX))
+    except ValueError:
+        raise KeyringError("a wrapped key names an epoch key id that is not one") from None
 
 
 def _raw_id(key_id: str) -> bytes:

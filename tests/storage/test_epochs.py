@@ -285,6 +285,8 @@ async def test_a_damaged_or_misfiled_wrap_is_refused_never_opened(
             await services.keys.unwrap(WrappedKey(first.kek_id, bytes(flipped)), first_object)
         with pytest.raises(KeyringError):
             await services.keys.unwrap(WrappedKey("ep-" + "0" * 32, first.blob), first_object)
+        with pytest.raises(KeyringError):
+            await services.keys.unwrap(WrappedKey("ep-not-an-id", first.blob), first_object)
         material = tmp_path / "var" / "epoch-keys" / first.kek_id
         material.chmod(0o600)
         material.write_bytes(b"{not json")
