@@ -70,12 +70,23 @@ from storage.scrubber import Scrubber, ScrubReport
 from storage.sealed_writer import SealedFile, SealedFileWriter
 from storage.signing import SigningKey, load_secret, load_signing_key
 from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
+from storage.vocabulary import (
+    HOLD_KINDS,
+    PAST_RETENTION,
+    RETENTION_ACTOR,
+    past_retention,
+    retention_deadline,
+    rfc3339,
+)
 from storage.web_sessions import SessionFacts, SessionStore
 
 __all__ = [
     "HOLD_EPOCH",
+    "HOLD_KINDS",
     "ORIGINAL",
+    "PAST_RETENTION",
     "PLAYBACK",
+    "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
     "AudioFacts",
     "AudioInfo",
@@ -149,6 +160,9 @@ __all__ = [
     "in_force",
     "load_secret",
     "load_signing_key",
+    "past_retention",
+    "retention_deadline",
+    "rfc3339",
     "sweep_spool",
     "upgrade_database",
     "verify_audit_chain",

@@ -1,0 +1,33 @@
+"""The names and two small rules that capture, retention and retrieval must agree on.
+
+Only what several features share lives here: a rule that one feature owns stays in that
+feature. Kept free of I/O and of any other storage module, so anything may import it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+HOLD_KINDS = ("staff_safety_incident", "subject_access_pending", "legal")
+"""Why a recording may outlive its deadline: the only kinds of hold the hub's policy allows."""
+
+RETENTION_ACTOR = "retention"
+"""The actor the audit trail names for what the retention cycle does by itself."""
+
+PAST_RETENTION = "past_retention"
+"""Why a delivery is discarded rather than stored: its call is already past its deadline."""
+
+
+def retention_deadline(started_at: datetime, period: timedelta) -> datetime:
+    """When a call that started at ``started_at`` must be gone: fixed once, at capture."""
+    return started_at + period
+
+
+def past_retention(started_at: datetime, period: timedelta, now: datetime) -> bool:
+    """True when a call arriving ``now`` is already due for deletion, so is not stored."""
+    return retention_deadline(started_at, period) <= now
+
+
+def rfc3339(moment: datetime) -> str:
+    """An aware moment as RFC 3339 text in UTC with a ``Z``: the one way times are written."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
