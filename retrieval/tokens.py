@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import jwt
 
 from retrieval.roles import ROLES
-from storage.signing import SigningKey
+from storage import SigningKey
 
 DEV_ISSUER = "callrec-dev"
 AUDIENCE = "callrec"

@@ -14,26 +14,23 @@ from storage.audit import (
     AuditTrail,
     verify_audit_chain,
 )
-from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
-from storage.catalog import RecordingCatalog, RecordingView, SearchQuery
-from storage.crypto import EncryptedFileReader
-from storage.database import (
+from storage.crypto.file_reader import EncryptedFileReader
+from storage.crypto.sealed_writer import SealedFile, SealedFileWriter
+from storage.crypto.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
+from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject, open_verified
+from storage.db.catalog import RecordingCatalog, RecordingView, SearchQuery
+from storage.db.database import (
     Database,
     check_database,
     create_engine,
     create_sessionmaker,
     upgrade_database,
 )
+from storage.db.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
+from storage.db.peaks import PeakReader, Peaks
+from storage.db.referrals import ReferralLinks
+from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
-from storage.epochs import (
-    HOLD_EPOCH,
-    DataKeys,
-    EpochKeys,
-    KeyStatus,
-    RewrapReport,
-    ShredReport,
-    epoch_of,
-)
 from storage.errors import (
     AuditChainBroken,
     DatabaseUnavailable,
@@ -47,14 +44,24 @@ from storage.errors import (
     StoreUnavailable,
     Unavailable,
 )
-from storage.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
 from storage.holds import HoldView, RecordingHolds, in_force
-from storage.key_providers import KeyChain, KeyProvider
-from storage.keyring import KeyWrapper, LocalKeyring
-from storage.kms import KmsKeyWrapper
-from storage.peaks import PeakReader, Peaks
+from storage.keys.epochs import (
+    HOLD_EPOCH,
+    DataKeys,
+    EpochKeys,
+    KeyStatus,
+    RewrapReport,
+    ShredReport,
+    epoch_of,
+)
+from storage.keys.keyring import KeyWrapper, LocalKeyring
+from storage.keys.kms import KmsKeyWrapper
+from storage.keys.providers import KeyChain, KeyProvider
+from storage.keys.receipts import ReceiptSigner, verify_receipt
+from storage.keys.signing import SigningKey, load_secret, load_signing_key
+from storage.objects.filesystem import FilesystemObjectStore
+from storage.objects.store import ObjectStore, ObjectVersion
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
-from storage.receipts import ReceiptSigner, verify_receipt
 from storage.recordings import (
     ORIGINAL,
     PLAYBACK,
@@ -64,12 +71,8 @@ from storage.recordings import (
     NewRecording,
     RecordingStore,
 )
-from storage.referrals import ReferralLinks
 from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
-from storage.sealed_writer import SealedFile, SealedFileWriter
-from storage.signing import SigningKey, load_secret, load_signing_key
-from storage.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 from storage.vocabulary import (
     HOLD_KINDS,
     PAST_RETENTION,
@@ -78,7 +81,6 @@ from storage.vocabulary import (
     retention_deadline,
     rfc3339,
 )
-from storage.web_sessions import SessionFacts, SessionStore
 
 __all__ = [
     "HOLD_EPOCH",
@@ -152,7 +154,9 @@ __all__ = [
     "SpoolFacts",
     "StorageError",
     "StoreUnavailable",
+    "StoredCiphertext",
     "Unavailable",
+    "VerifiedObject",
     "check_database",
     "create_engine",
     "create_sessionmaker",
@@ -160,6 +164,7 @@ __all__ = [
     "in_force",
     "load_secret",
     "load_signing_key",
+    "open_verified",
     "past_retention",
     "retention_deadline",
     "rfc3339",
@@ -170,14 +175,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from storage.s3 import S3ObjectStore
+    from storage.objects.s3 import S3ObjectStore
 
 
 def __getattr__(name: str) -> object:
     # boto3 costs about 10 MB and a tenth of a second at start-up; a service on the
     # filesystem store never pays for it.
     if name == "S3ObjectStore":
-        from storage.s3 import S3ObjectStore
+        from storage.objects.s3 import S3ObjectStore
 
         return S3ObjectStore
     raise AttributeError(f"module 'storage' has no attribute {name!r}")

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.database import Database
+from storage.db.database import Database
+from storage.db.models import AuditEvent, AuditHead
 from storage.errors import AuditChainBroken
-from storage.models import AuditEvent, AuditHead
 
 GENESIS = bytes(32)
 _LEAF_PREFIX = b"\x00"

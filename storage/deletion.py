@@ -21,11 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import ObjectStore, ObjectVersion
-from storage.database import Database
-from storage.errors import RecordingHeld
-from storage.holds import held_at, hold_in_force
-from storage.models import (
+from storage.db.database import Database
+from storage.db.models import (
     AuditEvent,
     DataKey,
     Recording,
@@ -35,7 +32,10 @@ from storage.models import (
     RecordingState,
     StoredObject,
 )
-from storage.receipts import ReceiptSigner
+from storage.errors import RecordingHeld
+from storage.holds import held_at, hold_in_force
+from storage.keys.receipts import ReceiptSigner
+from storage.objects.store import ObjectStore, ObjectVersion
 
 RECEIPT_ACTION = "recording.deleted"
 SWEEP_ACTION = "retention.sweep"

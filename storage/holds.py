@@ -18,10 +18,10 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import HELD_TAGS, UNHELD_TAGS, ObjectStore
-from storage.database import Database
+from storage.db.database import Database
+from storage.db.models import Recording, RecordingHold, RecordingState, StoredObject
 from storage.errors import NotStored, Unavailable
-from storage.models import Recording, RecordingHold, RecordingState, StoredObject
+from storage.objects.store import HELD_TAGS, UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from storage.blobs import ObjectStore
-from storage.crypto import HEADER_LENGTH, SEGMENT_PLAINTEXT, SegmentDecryptor
-from storage.database import Database
-from storage.epochs import DataKeys
+from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject
+from storage.db.database import Database
+from storage.db.models import Recording, RecordingState, StoredObject
 from storage.errors import IntegrityFailure, ObjectMissing
-from storage.keyring import WrappedKey
-from storage.models import Recording, RecordingState, StoredObject
+from storage.keys.epochs import DataKeys
+from storage.keys.keyring import WrappedKey
+from storage.objects.store import ObjectStore
 from storage.recordings import ORIGINAL, PLAYBACK
-
-# Segments fetched and decrypted per step when streaming: 1 MiB of audio.
-_SEGMENTS_PER_READ = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,39 +40,19 @@ class AudioInfo:
 class OpenAudio:
     """One opened, verified object; read plaintext ranges from it."""
 
-    def __init__(
-        self, info: AudioInfo, key: str, objects: ObjectStore, decryptor: SegmentDecryptor
-    ):
+    def __init__(self, info: AudioInfo, verified: VerifiedObject) -> None:
         self.info = info
-        self._key = key
-        self._objects = objects
-        self._decryptor = decryptor
+        self._verified = verified
 
     async def read(self, start: int, end: int) -> bytes:
         """Plaintext bytes [start, end); IntegrityFailure if any segment fails to verify."""
         if start >= end:
             return b""
-        first, last = self._decryptor.segments_for(start, end)
-        span_start, span_end = self._decryptor.ciphertext_span(first, last)
-        ciphertext = await self._objects.read_range(self._key, span_start, span_end)
-        plain = self._decryptor.decrypt_segments(first, ciphertext)
-        base = first * SEGMENT_PLAINTEXT
-        return plain[start - base : end - base]
+        return await self._verified.read(start, end)
 
-    async def stream(self, start: int, end: int) -> AsyncIterator[bytes]:
-        """Plaintext [start, end) in pieces of about 1 MiB, never the whole range at once.
-
-        A range of up to 1 MiB is one read wherever it falls (a player's typical request
-        would otherwise cost two reads whenever it crosses a 1 MiB boundary); longer ones
-        are read in pieces aligned to those boundaries, so no segment is decrypted twice.
-        """
-        step = _SEGMENTS_PER_READ * SEGMENT_PLAINTEXT
-        position = start
-        while position < end:
-            aligned = min(end, (position // step + 1) * step)
-            boundary = end if end - position <= step else aligned
-            yield await self.read(position, boundary)
-            position = boundary
+    def stream(self, start: int, end: int) -> AsyncIterator[bytes]:
+        """Plaintext [start, end) in pieces of about 1 MiB, never the whole range at once."""
+        return self._verified.stream(start, end)
 
 
 class RecordingAudio:
@@ -149,25 +126,22 @@ class RecordingAudio:
             if stored is None or stored.data_key is None:
                 return None
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
-        key = stored.object_key
+        ciphertext = StoredCiphertext(
+            self._objects, stored.object_key, stored.id, stored.ciphertext_size
+        )
         try:
-            actual = await self._objects.size(key)
+            await ciphertext.check_size()
         except ObjectMissing:
             raise IntegrityFailure("the recording's object is missing from the store") from None
-        if actual != stored.ciphertext_size:
-            raise IntegrityFailure("the stored object's size differs from the recorded size")
         data_key = await self._keys.unwrap(wrapped, stored.id)
-        header = await self._objects.read_range(key, 0, HEADER_LENGTH)
-        decryptor = SegmentDecryptor(data_key, stored.id, header, stored.ciphertext_size)
-        final = decryptor.segment_count - 1
-        span_start, span_end = decryptor.ciphertext_span(final, final)
-        decryptor.decrypt_segments(final, await self._objects.read_range(key, span_start, span_end))
+        verified = await ciphertext.open(data_key)
+        await verified.check_final_segment()
         info = AudioInfo(
             recording_id=recording_id,
             object_id=stored.id,
             content_type=stored.content_type,
-            size=decryptor.plaintext_length,
+            size=verified.plaintext_length,
             # Strong: the object never changes, and a new format would be a new object.
             etag=f'"{stored.id.hex}-sgrc1"',
         )
-        return OpenAudio(info, key, self._objects, decryptor)
+        return OpenAudio(info, verified)

@@ -28,15 +28,15 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import UNHELD_TAGS, ObjectStore
-from storage.database import Database
-from storage.epochs import DataKeys
+from storage.crypto.sealed_writer import SealedFile
+from storage.crypto.spool import EncryptedSpool, SpoolFacts
+from storage.db.database import Database
+from storage.db.models import DataKey, Recording, RecordingPeaks, RecordingState, StoredObject
+from storage.db.peaks import Peaks
+from storage.db.repository import RecordingRepository
 from storage.errors import StorageError, Unavailable
-from storage.models import DataKey, Recording, RecordingPeaks, RecordingState, StoredObject
-from storage.peaks import Peaks
-from storage.repository import RecordingRepository
-from storage.sealed_writer import SealedFile
-from storage.spool import EncryptedSpool, SpoolFacts
+from storage.keys.epochs import DataKeys
+from storage.objects.store import UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
 # Between claiming its id and committing, a capture only uploads one object; one that

@@ -19,15 +19,14 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.blobs import ObjectStore
-from storage.crypto import HEADER_LENGTH, SegmentDecryptor
-from storage.database import Database
-from storage.epochs import DataKeys
+from storage.crypto.verified_reader import StoredCiphertext
+from storage.db.database import Database
+from storage.db.models import DataKey, Recording, RecordingState, StoredObject
 from storage.errors import IntegrityFailure, KeyringError, ObjectMissing
-from storage.keyring import WrappedKey
-from storage.models import DataKey, Recording, RecordingState, StoredObject
+from storage.keys.epochs import DataKeys
+from storage.keys.keyring import WrappedKey
+from storage.objects.store import ObjectStore
 
-_SEGMENTS_PER_READ = 16  # 1 MiB of plaintext per read
 _LISTED = 100
 SCRUB_ACTION = "integrity.scrub"
 # Everything a scrub can find wrong with an object.
@@ -114,11 +113,14 @@ class Scrubber:
     async def _check(
         self, stored: StoredObject, wrapped: WrappedKey | None, report: ScrubReport
     ) -> str | None:
+        ciphertext = StoredCiphertext(
+            self._objects, stored.object_key, stored.id, stored.ciphertext_size
+        )
         try:
-            size = await self._objects.size(stored.object_key)
+            await ciphertext.check_size()
         except ObjectMissing:
             return "missing"
-        if size != stored.ciphertext_size:
+        except IntegrityFailure:
             return "size"
         if wrapped is None:
             return "key"
@@ -128,19 +130,13 @@ class Scrubber:
             return "key"
         digest = hashlib.sha256()
         try:
-            header = await self._objects.read_range(stored.object_key, 0, HEADER_LENGTH)
-            decryptor = SegmentDecryptor(data_key, stored.id, header, stored.ciphertext_size)
-            first = 0
-            while first < decryptor.segment_count:
-                last = min(first + _SEGMENTS_PER_READ, decryptor.segment_count) - 1
-                start, end = decryptor.ciphertext_span(first, last)
-                chunk = await self._objects.read_range(stored.object_key, start, end)
-                digest.update(decryptor.decrypt_segments(first, chunk))
-                first = last + 1
+            verified = await ciphertext.open(data_key)
+            async for piece in verified.plaintext():
+                digest.update(piece)
         except (IntegrityFailure, ObjectMissing):
             return "corrupt"
-        report.bytes += decryptor.plaintext_length
-        if decryptor.plaintext_length != stored.plaintext_size:
+        report.bytes += verified.plaintext_length
+        if verified.plaintext_length != stored.plaintext_size:
             return "hash"
         if digest.hexdigest() != stored.plaintext_sha256:
             return "hash"

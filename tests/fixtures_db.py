@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from storage import create_engine, upgrade_database
-from storage.models import Base
+from storage.db.models import Base
 
 # The machine's PostgreSQL (trust auth); a different one can be named for local runs.
 POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not service settings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import socket
 import subprocess
 import time
@@ -23,9 +22,9 @@ from sqlalchemy import func, select
 from config.app import Services, build_services, create_app
 from config.settings import Settings
 from retrieval import issue_dev_token
-from storage import EncryptedFileReader, load_signing_key
-from storage.keyring import WrappedKey
-from storage.models import AuditEvent, FetchJob, Recording, StoredObject
+from storage import StoredCiphertext, load_signing_key, open_verified
+from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
+from storage.keys.keyring import WrappedKey
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 
 OBJECTS_PER_RECORDING = 2
@@ -86,14 +85,11 @@ class RunningService:
             ).scalar_one()
             assert stored.data_key is not None
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
-        ciphertext = await self.services.objects.read_range(
-            stored.object_key, 0, stored.ciphertext_size
-        )
         key = await self.services.keys.unwrap(wrapped, stored.id)
-        with EncryptedFileReader(
-            io.BytesIO(ciphertext), key, stored.id, stored.ciphertext_size
-        ) as reader:
-            return reader.read()
+        ciphertext = StoredCiphertext(
+            self.services.objects, stored.object_key, stored.id, stored.ciphertext_size
+        )
+        return await (await open_verified(ciphertext, key)).read_all()
 
     async def fetch_job(self, external_id: str) -> FetchJob | None:
         """The provider fetch job for a provider's recording id, if one was queued."""

@@ -30,7 +30,8 @@ from pathlib import Path
 import aiohttp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from storage.crypto import SEGMENT_PLAINTEXT, SegmentEncryptor, new_data_key
+from storage.crypto.encryptor import SegmentEncryptor
+from storage.crypto.format import SEGMENT_PLAINTEXT, new_data_key
 from tests.bench.integrity import measure_scrub
 from tests.bench.keys import measure_rewrap
 from tests.bench.media import (

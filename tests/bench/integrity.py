@@ -33,7 +33,8 @@ from storage import (
     create_engine,
     upgrade_database,
 )
-from storage.crypto import HEADER_LENGTH, SegmentDecryptor
+from storage.crypto.decryptor import SegmentDecryptor
+from storage.crypto.format import HEADER_LENGTH
 from storage.recordings import object_key_for
 from tests.key_support import local_epoch_keys
 

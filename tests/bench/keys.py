@@ -22,7 +22,7 @@ from storage import (
     EpochKeys,
     create_engine,
 )
-from storage.models import DataKey, Recording, StoredObject
+from storage.db.models import DataKey, Recording, StoredObject
 from tests.bench.retention import drop_database, fresh_database, stored_rows
 from tests.key_support import local_epoch_keys
 

@@ -26,8 +26,8 @@ import asyncpg
 from sqlalchemy import insert
 
 from storage import create_engine, upgrade_database
+from storage.db.models import DataKey, Recording, StoredObject
 from storage.durable_files import fsync_directory
-from storage.models import DataKey, Recording, StoredObject
 from storage.recordings import object_key_for
 
 ADMIN_DSN = os.environ.get(  # noqa: TID251 - the benchmark's own database server

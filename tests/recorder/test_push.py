@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from storage import verify_audit_chain
-from storage.crypto import EncryptedFileReader
-from storage.keyring import WrappedKey
-from storage.models import AuditEvent, Recording, RecordingState
+from storage.crypto.file_reader import EncryptedFileReader
+from storage.db.models import AuditEvent, Recording, RecordingState
+from storage.keys.keyring import WrappedKey
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import SCHEDULED_ACTIONS, RunningService, running_service
 

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from storage.models import AuditEvent
+from storage.db.models import AuditEvent
 from tests.audio_factory import BY_NAME, make_audio
 from tests.provider_fakes import TELNYX_API_KEY, FakeStorage, FakeTelnyx, serving
 from tests.service_support import RunningService, running_service

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from recorder import TwilioSignature
-from storage.models import AuditEvent
+from storage.db.models import AuditEvent
 from tests.audio_factory import BY_NAME, make_audio
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeStorage, FakeTwilio, serving
 from tests.service_support import RunningService, running_service

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from retention import sweep_expired_recordings
 from storage import verify_receipt
-from storage.models import AuditEvent, Recording
+from storage.db.models import AuditEvent, Recording
 from tests.service_support import (
     OBJECTS_PER_RECORDING,
     FakeClock,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from config.settings import MAX_RETENTION_PERIOD
-from storage.blobs import HELD_TAGS, RETENTION_TAG, UNHELD_TAGS
+from storage.objects.store import HELD_TAGS, RETENTION_TAG, UNHELD_TAGS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from retention import attest_if_due, sweep_expired_recordings
-from storage.models import AuditEvent
+from storage.db.models import AuditEvent
 from tests.service_support import FakeClock, RunningService, running_service
 
 HORIZON = timedelta(minutes=20)

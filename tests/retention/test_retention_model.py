@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 
 from retention import HOLD_KINDS, sweep_expired_recordings
 from storage import create_engine, upgrade_database, verify_receipt
-from storage.models import AuditEvent, Recording
+from storage.db.models import AuditEvent, Recording
 from tests.service_support import FakeClock, RunningService, running_service
 
 HORIZON = timedelta(minutes=20)  # the default sweep interval plus margin

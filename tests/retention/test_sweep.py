@@ -22,7 +22,7 @@ from storage import (
     verify_audit_chain,
     verify_receipt,
 )
-from storage.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
+from storage.db.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
 from tests.service_support import OBJECTS_PER_RECORDING, RunningService, running_service
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ from storage import (
     verify_audit_chain,
     verify_receipt,
 )
-from storage.models import AuditEvent, DataKey, Recording
+from storage.db.models import AuditEvent, DataKey, Recording
 from tests.service_support import OBJECTS_PER_RECORDING, RunningService, running_service
 
 HORIZON = timedelta(minutes=20)

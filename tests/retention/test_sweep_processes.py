@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import AuditEvent, Recording
+from storage.db.models import AuditEvent, Recording
 from tests.cli_support import CALLREC, clean_environment
 from tests.service_support import RunningService, running_service
 

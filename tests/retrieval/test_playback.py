@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from storage import PLAYBACK, DatabaseUnavailable
-from storage.models import AuditEvent, StoredObject
+from storage.db.models import AuditEvent, StoredObject
 from tests.audio_factory import noisy_wav
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service

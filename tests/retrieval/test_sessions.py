@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from retrieval.web import CONTENT_SECURITY_POLICY
-from storage.models import AuditEvent
+from storage.db.models import AuditEvent
 from tests.service_support import RunningService, running_service
 
 

@@ -16,23 +16,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.crypto import (
+from storage.crypto.decryptor import SegmentDecryptor
+from storage.crypto.encryptor import SegmentEncryptor
+from storage.crypto.file_reader import EncryptedFileReader
+from storage.crypto.format import (
     HEADER_LENGTH,
     SEGMENT_CIPHERTEXT,
     SEGMENT_PLAINTEXT,
     TAG_LENGTH,
-    EncryptedFileReader,
-    SegmentDecryptor,
-    SegmentEncryptor,
     ciphertext_length,
     new_data_key,
     plaintext_length,
 )
+from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject
 from storage.errors import IntegrityFailure
 
 P = SEGMENT_PLAINTEXT
 C = SEGMENT_CIPHERTEXT
-Fetch = Callable[[int, int], bytes]
+Read = Callable[[int, int], bytes]
 
 
 def _plaintext(size: int, seed: int = 0) -> bytes:
@@ -52,26 +53,54 @@ def _encrypt(
     return b"".join(parts)
 
 
-def _fetcher(blob: bytes, log: list[tuple[int, int]] | None = None) -> Fetch:
-    """A fetch that behaves like an object-store range read, optionally logging spans."""
+class _OneObject:
+    """An object store holding one object, optionally logging the spans read from it."""
 
-    def fetch(start: int, end: int) -> bytes:
-        if log is not None:
-            log.append((start, end))
-        return blob[start:end]
+    def __init__(
+        self, blob: bytes, log: list[tuple[int, int]] | None = None, read: Read | None = None
+    ) -> None:
+        self._blob = blob
+        self._log = log
+        self._read = read
 
-    return fetch
+    async def size(self, key: str) -> int:
+        return len(self._blob)
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        if self._log is not None:
+            self._log.append((start, end))
+        return self._read(start, end) if self._read is not None else self._blob[start:end]
 
 
 def _open(blob: bytes, dek: bytes, object_id: uuid.UUID, length: int) -> SegmentDecryptor:
     return SegmentDecryptor(dek, object_id, blob[:HEADER_LENGTH], length)
 
 
-def _read_all(blob: bytes, dek: bytes, object_id: uuid.UUID, length: int) -> bytes:
+async def _opened(
+    blob: bytes,
+    dek: bytes,
+    object_id: uuid.UUID,
+    length: int,
+    *,
+    log: list[tuple[int, int]] | None = None,
+    read: Read | None = None,
+) -> VerifiedObject:
+    """The stored-object reader over ``blob``, trusting ``length`` as the recorded size."""
+    return await StoredCiphertext(_OneObject(blob, log, read), "object", object_id, length).open(
+        dek
+    )
+
+
+async def _check_final(blob: bytes, dek: bytes, object_id: uuid.UUID, length: int) -> None:
+    """Open ``blob`` and check its final segment, as playback does before serving it."""
+    await (await _opened(blob, dek, object_id, length)).check_final_segment()
+
+
+async def _read_all(blob: bytes, dek: bytes, object_id: uuid.UUID, length: int) -> bytes:
     """Decode the way a server must: header, commitment and final segment before any byte."""
-    decryptor = _open(blob, dek, object_id, length)
-    decryptor.check_final_segment(_fetcher(blob))
-    return decryptor.plaintext_range(0, decryptor.plaintext_length, _fetcher(blob))
+    opened = await _opened(blob, dek, object_id, length)
+    await opened.check_final_segment()
+    return await opened.read(0, opened.plaintext_length)
 
 
 def _flip(blob: bytes, offset: int, mask: int = 0x01) -> bytes:
@@ -94,13 +123,13 @@ SIZES = [0, 1, P - 1, P, P + 1, 3 * P, 3 * P + 7]
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_plaintext_of_any_size_round_trips(size: int) -> None:
+async def test_plaintext_of_any_size_round_trips(size: int) -> None:
     plaintext = _plaintext(size, seed=size)
     blob = _encrypt(plaintext, DEK, OBJECT_ID)
 
     assert len(blob) == ciphertext_length(size)
     assert plaintext_length(len(blob)) == size
-    assert _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
+    assert await _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
 
 
 @pytest.mark.parametrize(
@@ -123,7 +152,7 @@ def test_segment_count_follows_from_the_length_alone(size: int, segments: int) -
     seed=st.integers(min_value=0, max_value=2**32),
     data=st.data(),
 )
-def test_any_chunking_of_updates_decrypts_to_the_same_plaintext(
+async def test_any_chunking_of_updates_decrypts_to_the_same_plaintext(
     size: int, seed: int, data: st.DataObject
 ) -> None:
     plaintext = _plaintext(size, seed)
@@ -132,7 +161,7 @@ def test_any_chunking_of_updates_decrypts_to_the_same_plaintext(
     blob = _encrypt(plaintext, DEK, OBJECT_ID, cuts)
 
     assert len(blob) == ciphertext_length(size)
-    assert _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
+    assert await _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
 
 
 @settings(max_examples=40, deadline=None)
@@ -141,7 +170,7 @@ def test_any_chunking_of_updates_decrypts_to_the_same_plaintext(
     seed=st.integers(min_value=0, max_value=2**32),
     data=st.data(),
 )
-def test_every_update_form_decrypts_to_the_same_plaintext(
+async def test_every_update_form_decrypts_to_the_same_plaintext(
     size: int, seed: int, data: st.DataObject
 ) -> None:
     plaintext = _plaintext(size, seed)
@@ -157,7 +186,7 @@ def test_every_update_form_decrypts_to_the_same_plaintext(
         sealed.append(encryptor.finalize())
         blob = b"".join(sealed)
         assert len(blob) == ciphertext_length(size), form
-        assert _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext, form
+        assert await _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext, form
 
 
 def test_update_view_reuses_its_buffer_between_calls() -> None:
@@ -178,7 +207,7 @@ def test_update_holds_back_a_full_segment_until_more_data_arrives() -> None:
     assert len(encryptor.finalize()) == 1 + TAG_LENGTH
 
 
-def test_mutating_a_buffer_after_update_does_not_change_what_is_encrypted() -> None:
+async def test_mutating_a_buffer_after_update_does_not_change_what_is_encrypted() -> None:
     """Callers reuse read buffers; the held-back tail must be a copy, not a reference."""
     plaintext = _plaintext(P + 100, seed=7)
     buffer = bytearray(plaintext)
@@ -188,15 +217,15 @@ def test_mutating_a_buffer_after_update_does_not_change_what_is_encrypted() -> N
     parts.append(encryptor.finalize())
     blob = b"".join(parts)
 
-    assert _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
+    assert await _read_all(blob, DEK, OBJECT_ID, len(blob)) == plaintext
 
 
-def test_update_accepts_memoryviews_of_any_item_size_as_raw_bytes() -> None:
+async def test_update_accepts_memoryviews_of_any_item_size_as_raw_bytes() -> None:
     words = array.array("H", range(40_000))
     encryptor = SegmentEncryptor(DEK, OBJECT_ID)
     blob = encryptor.header + encryptor.update(memoryview(words)) + encryptor.finalize()
 
-    assert _read_all(blob, DEK, OBJECT_ID, len(blob)) == words.tobytes()
+    assert await _read_all(blob, DEK, OBJECT_ID, len(blob)) == words.tobytes()
 
 
 def test_encryptor_refuses_use_after_finalize() -> None:
@@ -268,14 +297,15 @@ def test_segment_and_span_mapping_matches_the_layout() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_any_range_decrypts_correctly_reading_only_its_segments(data: st.DataObject) -> None:
+async def test_any_range_decrypts_correctly_reading_only_its_segments(data: st.DataObject) -> None:
     size = len(THREE_AND_A_BIT)
     start = data.draw(st.integers(min_value=0, max_value=size), label="start")
     end = data.draw(st.integers(min_value=start, max_value=size), label="end")
     log: list[tuple[int, int]] = []
-    decryptor = _open(THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
+    opened = await _opened(THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT), log=log)
+    del log[:]  # the header read
 
-    got = decryptor.plaintext_range(start, end, _fetcher(THREE_AND_A_BIT_CT, log))
+    got = await opened.read(start, end)
 
     assert got == THREE_AND_A_BIT[start:end]
     if start == end:
@@ -286,11 +316,12 @@ def test_any_range_decrypts_correctly_reading_only_its_segments(data: st.DataObj
         assert log == [(HEADER_LENGTH + first * C, span_end)]
 
 
-def test_final_segment_check_reads_only_the_final_segment() -> None:
+async def test_final_segment_check_reads_only_the_final_segment() -> None:
     log: list[tuple[int, int]] = []
-    decryptor = _open(THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
+    opened = await _opened(THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT), log=log)
+    del log[:]  # the header read
 
-    decryptor.check_final_segment(_fetcher(THREE_AND_A_BIT_CT, log))
+    await opened.check_final_segment()
 
     assert log == [(HEADER_LENGTH + 3 * C, len(THREE_AND_A_BIT_CT))]
 
@@ -298,22 +329,22 @@ def test_final_segment_check_reads_only_the_final_segment() -> None:
 # --- tampering -------------------------------------------------------------------------
 
 
-def test_truncation_at_a_segment_boundary_is_caught_by_the_final_segment_check() -> None:
+async def test_truncation_at_a_segment_boundary_is_caught_by_the_final_segment_check() -> None:
     """The first segments are intact, so an early range still reads; only the check catches it."""
     truncated = THREE_AND_A_BIT_CT[: HEADER_LENGTH + 2 * C]
-    decryptor = _open(truncated, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
+    opened = await _opened(truncated, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
 
-    assert decryptor.plaintext_range(0, 10, _fetcher(truncated)) == THREE_AND_A_BIT[:10]
+    assert await opened.read(0, 10) == THREE_AND_A_BIT[:10]
     with pytest.raises(IntegrityFailure):
-        decryptor.check_final_segment(_fetcher(truncated))
+        await opened.check_final_segment()
 
 
-def test_truncation_at_a_segment_boundary_fails_even_with_the_store_reported_length() -> None:
+async def test_truncation_at_a_segment_boundary_fails_even_with_the_store_reported_length() -> None:
     """The last flag in the nonce: a former middle segment cannot pass as the final one."""
     truncated = THREE_AND_A_BIT_CT[: HEADER_LENGTH + 2 * C]
 
     with pytest.raises(IntegrityFailure):
-        _read_all(truncated, DEK, OBJECT_ID, len(truncated))
+        await _read_all(truncated, DEK, OBJECT_ID, len(truncated))
 
 
 def test_truncated_object_is_rejected_by_the_file_reader_before_any_byte(tmp_path: Path) -> None:
@@ -333,29 +364,29 @@ def test_file_reader_checks_the_final_segment_on_open(tmp_path: Path) -> None:
         EncryptedFileReader(path, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
 
 
-def test_truncation_mid_segment_is_rejected() -> None:
+async def test_truncation_mid_segment_is_rejected() -> None:
     truncated = THREE_AND_A_BIT_CT[: HEADER_LENGTH + C + 100]
-    decryptor = _open(truncated, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
+    opened = await _opened(truncated, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
 
     with pytest.raises(IntegrityFailure):
-        decryptor.check_final_segment(_fetcher(truncated))
+        await opened.check_final_segment()
     with pytest.raises(IntegrityFailure):
-        decryptor.plaintext_range(P, P + 10, _fetcher(truncated))
+        await opened.read(P, P + 10)
     with pytest.raises(IntegrityFailure):
-        _read_all(truncated, DEK, OBJECT_ID, len(truncated))
+        await _read_all(truncated, DEK, OBJECT_ID, len(truncated))
 
 
-def test_reordered_segments_are_rejected() -> None:
+async def test_reordered_segments_are_rejected() -> None:
     blob = THREE_AND_A_BIT_CT
     swapped = (
         blob[:HEADER_LENGTH] + _segment(blob, 1) + _segment(blob, 0) + blob[HEADER_LENGTH + 2 * C :]
     )
-    decryptor = _open(swapped, DEK, OBJECT_ID, len(swapped))
+    opened = await _opened(swapped, DEK, OBJECT_ID, len(swapped))
 
     with pytest.raises(IntegrityFailure):
-        decryptor.plaintext_range(0, 10, _fetcher(swapped))
+        await opened.read(0, 10)
     with pytest.raises(IntegrityFailure):
-        decryptor.plaintext_range(P, P + 10, _fetcher(swapped))
+        await opened.read(P, P + 10)
 
 
 def _splice(donor: bytes, index: int) -> bytes:
@@ -363,23 +394,23 @@ def _splice(donor: bytes, index: int) -> bytes:
     return THREE_AND_A_BIT_CT[:start] + _segment(donor, index) + THREE_AND_A_BIT_CT[start + C :]
 
 
-def test_a_segment_spliced_from_another_object_under_the_same_key_is_rejected() -> None:
+async def test_a_segment_spliced_from_another_object_under_the_same_key_is_rejected() -> None:
     donor = _encrypt(THREE_AND_A_BIT, DEK, uuid.uuid4())
     spliced = _splice(donor, 1)
-    decryptor = _open(spliced, DEK, OBJECT_ID, len(spliced))
+    opened = await _opened(spliced, DEK, OBJECT_ID, len(spliced))
 
-    assert decryptor.plaintext_range(0, 10, _fetcher(spliced)) == THREE_AND_A_BIT[:10]
+    assert await opened.read(0, 10) == THREE_AND_A_BIT[:10]
     with pytest.raises(IntegrityFailure):
-        decryptor.plaintext_range(P, P + 10, _fetcher(spliced))
+        await opened.read(P, P + 10)
 
 
-def test_a_segment_spliced_from_another_object_under_another_key_is_rejected() -> None:
+async def test_a_segment_spliced_from_another_object_under_another_key_is_rejected() -> None:
     donor = _encrypt(THREE_AND_A_BIT, new_data_key(), OBJECT_ID)
     spliced = _splice(donor, 1)
-    decryptor = _open(spliced, DEK, OBJECT_ID, len(spliced))
+    opened = await _opened(spliced, DEK, OBJECT_ID, len(spliced))
 
     with pytest.raises(IntegrityFailure):
-        decryptor.plaintext_range(P, P + 10, _fetcher(spliced))
+        await opened.read(P, P + 10)
 
 
 HEADER_FIELDS = {
@@ -399,11 +430,11 @@ HEADER_FIELDS = {
 
 
 @pytest.mark.parametrize("offset", HEADER_FIELDS.values(), ids=HEADER_FIELDS.keys())
-def test_a_bit_flip_in_any_header_field_is_rejected(offset: int) -> None:
+async def test_a_bit_flip_in_any_header_field_is_rejected(offset: int) -> None:
     flipped = _flip(THREE_AND_A_BIT_CT, offset)
 
     with pytest.raises(IntegrityFailure):
-        _read_all(flipped, DEK, OBJECT_ID, len(flipped))
+        await _read_all(flipped, DEK, OBJECT_ID, len(flipped))
 
 
 @pytest.mark.parametrize(
@@ -419,12 +450,12 @@ def test_header_fields_other_than_the_nonce_prefix_fail_before_any_fetch(offset:
         _open(flipped, DEK, OBJECT_ID, len(flipped))
 
 
-def test_a_bit_flip_anywhere_in_the_header_is_rejected_before_any_segment_is_read() -> None:
+async def test_a_bit_flip_anywhere_in_the_header_is_rejected_before_any_segment_is_read() -> None:
     """The nonce prefix is not in the commitment, but it is in every segment's AAD and nonce."""
     for offset in range(HEADER_LENGTH):
         flipped = _flip(THREE_AND_A_BIT_CT, offset, 0x80)
         with pytest.raises(IntegrityFailure):
-            _open(flipped, DEK, OBJECT_ID, len(flipped)).check_final_segment(_fetcher(flipped))
+            await _check_final(flipped, DEK, OBJECT_ID, len(flipped))
 
 
 def test_header_problems_are_reported_without_key_material() -> None:
@@ -444,29 +475,29 @@ def test_a_header_of_the_wrong_length_is_rejected() -> None:
         SegmentDecryptor(DEK, OBJECT_ID, THREE_AND_A_BIT_CT[:79], len(THREE_AND_A_BIT_CT))
 
 
-def test_a_bit_flip_in_a_segment_body_is_rejected() -> None:
+async def test_a_bit_flip_in_a_segment_body_is_rejected() -> None:
     flipped = _flip(THREE_AND_A_BIT_CT, HEADER_LENGTH + C + 1000)
-    decryptor = _open(flipped, DEK, OBJECT_ID, len(flipped))
+    opened = await _opened(flipped, DEK, OBJECT_ID, len(flipped))
 
-    assert decryptor.plaintext_range(0, P, _fetcher(flipped)) == THREE_AND_A_BIT[:P]
+    assert await opened.read(0, P) == THREE_AND_A_BIT[:P]
     with pytest.raises(IntegrityFailure, match="segment 1"):
-        decryptor.plaintext_range(P, 2 * P, _fetcher(flipped))
+        await opened.read(P, 2 * P)
 
 
-def test_a_bit_flip_in_a_tag_is_rejected() -> None:
+async def test_a_bit_flip_in_a_tag_is_rejected() -> None:
     flipped = _flip(THREE_AND_A_BIT_CT, HEADER_LENGTH + C - 1)
-    decryptor = _open(flipped, DEK, OBJECT_ID, len(flipped))
+    opened = await _opened(flipped, DEK, OBJECT_ID, len(flipped))
 
     with pytest.raises(IntegrityFailure, match="segment 0"):
-        decryptor.plaintext_range(0, 1, _fetcher(flipped))
+        await opened.read(0, 1)
 
 
-def test_no_plaintext_is_returned_when_a_later_segment_in_the_range_fails() -> None:
+async def test_no_plaintext_is_returned_when_a_later_segment_in_the_range_fails() -> None:
     flipped = _flip(THREE_AND_A_BIT_CT, HEADER_LENGTH + 2 * C + 5)
-    decryptor = _open(flipped, DEK, OBJECT_ID, len(flipped))
+    opened = await _opened(flipped, DEK, OBJECT_ID, len(flipped))
 
     with pytest.raises(IntegrityFailure, match="segment 2"):
-        decryptor.plaintext_range(0, 3 * P, _fetcher(flipped))
+        await opened.read(0, 3 * P)
 
 
 def test_a_wrong_data_key_is_rejected_by_the_commitment() -> None:
@@ -479,15 +510,18 @@ def test_a_wrong_object_id_is_rejected_by_the_commitment() -> None:
         _open(THREE_AND_A_BIT_CT, DEK, uuid.uuid4(), len(THREE_AND_A_BIT_CT))
 
 
-def test_a_store_read_longer_than_the_requested_span_is_refused() -> None:
+async def test_a_store_read_longer_than_the_requested_span_is_refused() -> None:
     """Even when the extra bytes are genuine segments: a store ignoring ranges is broken."""
-    decryptor = _open(THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT))
 
     def overlong(start: int, end: int) -> bytes:
-        return THREE_AND_A_BIT_CT[start : end + C]
+        # Honest for the header, so it is the segment read that is refused.
+        return THREE_AND_A_BIT_CT[start : end + (C if start else 0)]
 
+    opened = await _opened(
+        THREE_AND_A_BIT_CT, DEK, OBJECT_ID, len(THREE_AND_A_BIT_CT), read=overlong
+    )
     with pytest.raises(IntegrityFailure, match="wrong length"):
-        decryptor.plaintext_range(0, 10, overlong)
+        await opened.read(0, 10)
 
 
 def test_ciphertext_that_is_not_whole_segments_is_reported_as_such() -> None:
@@ -509,7 +543,7 @@ def test_segments_decrypted_under_the_wrong_index_are_rejected() -> None:
         decryptor.decrypt_segments(0, _segment(THREE_AND_A_BIT_CT, 1))
 
 
-def test_appended_garbage_is_rejected(tmp_path: Path) -> None:
+async def test_appended_garbage_is_rejected(tmp_path: Path) -> None:
     """Garbage past the trusted length is never read, so the reads cannot notice it.
 
     What catches it: the file reader compares the file size with the trusted length;
@@ -526,14 +560,15 @@ def test_appended_garbage_is_rejected(tmp_path: Path) -> None:
         EncryptedFileReader(path, DEK, OBJECT_ID, trusted)
 
     def to_the_end(start: int, end: int) -> bytes:
-        return garbage[start:]
+        # Honest for the header, so it is the final segment's read that is refused.
+        return garbage[start:] if start else garbage[:end]
 
-    decryptor = _open(garbage, DEK, OBJECT_ID, trusted)
+    opened = await _opened(garbage, DEK, OBJECT_ID, trusted, read=to_the_end)
     with pytest.raises(IntegrityFailure, match="wrong length"):
-        decryptor.check_final_segment(to_the_end)
+        await opened.check_final_segment()
 
     with pytest.raises(IntegrityFailure):
-        _read_all(garbage, DEK, OBJECT_ID, len(garbage))
+        await _read_all(garbage, DEK, OBJECT_ID, len(garbage))
 
 
 # --- EncryptedFileReader ------------------------------------------------------------------

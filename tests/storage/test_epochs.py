@@ -29,8 +29,8 @@ from storage import (
     RecordingAudio,
     epoch_of,
 )
-from storage.keyring import WrappedKey
-from storage.models import AuditEvent, DataKey, EpochKey, StoredObject
+from storage.db.models import AuditEvent, DataKey, EpochKey, StoredObject
+from storage.keys.keyring import WrappedKey
 from tests.key_support import store_recording
 
 WEEK_23 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday: 2026-W23

@@ -18,7 +18,7 @@ from storage import (
     create_engine,
     verify_audit_chain,
 )
-from storage.models import AuditEvent, FetchJob
+from storage.db.models import AuditEvent, FetchJob
 
 
 class Clock:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.crypto import new_data_key
+from storage.crypto.format import new_data_key
 from storage.errors import KeyringError
-from storage.keyring import KeyWrapper, LocalKeyring, WrappedKey
+from storage.keys.keyring import KeyWrapper, LocalKeyring, WrappedKey
 
 OBJECT_ID = uuid.UUID("6f1c2a9e-33d4-4b8e-a1f0-5c7d9e2b4a61")
 

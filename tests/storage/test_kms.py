@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from storage import KeyChain, KeyringError, KmsKeyWrapper, LocalKeyring
-from storage.crypto import new_data_key
-from storage.models import EpochKey
+from storage.crypto.format import new_data_key
+from storage.db.models import EpochKey
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service
 

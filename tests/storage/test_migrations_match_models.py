@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from storage import create_engine
-from storage.models import Base
+from storage.db.models import Base
 
 
 def _differences(connection: Connection) -> list[Any]:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from storage.blobs import FilesystemObjectStore, ObjectStore, ObjectVersion
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
-from storage.s3 import S3ObjectStore
+from storage.objects.filesystem import FilesystemObjectStore
+from storage.objects.s3 import S3ObjectStore
+from storage.objects.store import ObjectStore, ObjectVersion
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

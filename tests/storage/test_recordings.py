@@ -37,9 +37,9 @@ from storage import (
     create_engine,
     create_sessionmaker,
 )
-from storage.keyring import WrappedKey
-from storage.models import AuditEvent, Recording, RecordingState, Referral
-from storage.repository import RecordingRepository
+from storage.db.models import AuditEvent, Recording, RecordingState, Referral
+from storage.db.repository import RecordingRepository
+from storage.keys.keyring import WrappedKey
 from tests.key_support import local_epoch_keys
 
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from storage import Scrubber
-from storage.models import AuditEvent, StoredObject
+from storage.db.models import AuditEvent, StoredObject
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage import EncryptedFileReader, SealedFileWriter
-from storage.crypto import SEGMENT_PLAINTEXT
+from storage.crypto.format import SEGMENT_PLAINTEXT
 
 
 def opened(path: Path, writer: SealedFileWriter) -> bytes:

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 
-from storage.database import Database
+from storage.db.database import Database
+from storage.db.models import Recording, RecordingReferral, RecordingState, Referral
 from storage.holds import HoldView, held_at, unreleased_holds
-from storage.models import Recording, RecordingReferral, RecordingState, Referral
 
 
 @dataclass(frozen=True, slots=True)

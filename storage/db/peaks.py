@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from storage.database import Database
-from storage.models import Recording, RecordingPeaks, RecordingState
+from storage.db.database import Database
+from storage.db.models import Recording, RecordingPeaks, RecordingState
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
-"""Alembic environment: runs migrations on a connection handed in by storage.database."""
+"""Alembic environment: runs migrations on a connection handed in by storage.db.database."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from storage.models import Base
+from storage.db.models import Base
 
 connection = context.config.attributes.get("connection")
 if connection is None:

@@ -15,7 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from storage.errors import KeyringError
-from storage.keyring import WrappedKey
+from storage.keys.keyring import WrappedKey
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient

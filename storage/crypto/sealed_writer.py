@@ -22,15 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage.crypto import (
-    HEADER_LENGTH,
-    SEGMENT_CIPHERTEXT,
-    SEGMENT_PLAINTEXT,
-    EncryptedFileReader,
-    SegmentEncryptor,
-    new_data_key,
-)
-from storage.spool import SpoolFacts
+from storage.crypto.encryptor import SegmentEncryptor
+from storage.crypto.file_reader import EncryptedFileReader
+from storage.crypto.format import HEADER_LENGTH, SEGMENT_CIPHERTEXT, SEGMENT_PLAINTEXT, new_data_key
+from storage.crypto.spool import SpoolFacts
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer

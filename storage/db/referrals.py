@@ -10,9 +10,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.database import Database
-from storage.models import RecordingReferral, Referral
-from storage.repository import RecordingRepository
+from storage.db.database import Database
+from storage.db.models import RecordingReferral, Referral
+from storage.db.repository import RecordingRepository
 
 
 class ReferralLinks:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from storage.audit import canonical_details
-from storage.signing import SigningKey
+from storage.keys.signing import SigningKey
 
 RECEIPT_VERSION = 1
 _SIGNATURE = "signature"

@@ -21,8 +21,8 @@ from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.audit import AuditRecord, AuditTrail
-from storage.database import Database
-from storage.models import FetchJob, FetchState
+from storage.db.database import Database
+from storage.db.models import FetchJob, FetchState
 
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8

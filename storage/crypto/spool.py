@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.crypto import EncryptedFileReader, SegmentEncryptor, new_data_key
+from storage.crypto.encryptor import SegmentEncryptor
+from storage.crypto.file_reader import EncryptedFileReader
+from storage.crypto.format import new_data_key
 from storage.errors import StoreUnavailable
 
 # Batch small network chunks into one thread hop; large enough to amortise the hop,

@@ -16,8 +16,8 @@ from typing import Final
 
 from sqlalchemy import delete
 
-from storage.database import Database
-from storage.models import WebSession
+from storage.db.database import Database
+from storage.db.models import WebSession
 
 # last_seen_at is written at most this often, not on every request of a playing page.
 _TOUCH_EVERY: Final = timedelta(seconds=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -15,12 +14,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.blobs import ObjectVersion, validate_key, validate_range
-from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
+from storage.errors import ObjectMissing, StoreUnavailable
+from storage.objects.s3_errors import NOT_FOUND, error_code, unavailable
+from storage.objects.s3_uploads import S3Uploads
+from storage.objects.store import ObjectVersion, validate_key, validate_range
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -30,7 +31,6 @@ MAX_PARTS = 10_000
 """S3's limit on parts in one multipart upload."""
 
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects request accepts
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 # What DeleteObjects reports for a version already gone: the deletion it asked for holds.
 _ALREADY_GONE = frozenset({"NoSuchKey", "NoSuchVersion"})
 
@@ -59,6 +59,7 @@ class S3ObjectStore:
         self._bucket = bucket
         self._prefix = f"{validate_key(prefix)}/" if prefix else ""
         self._part_size = part_size
+        self._uploads = S3Uploads(client, bucket, part_size)
 
     @classmethod
     def connect(
@@ -103,10 +104,10 @@ class S3ObjectStore:
         tagging = urlencode(dict(tags or {}))
         size = (await aiofiles.os.stat(path)).st_size
         if size < self._part_size:
-            return await self._put_single(key, name, path, tagging)
+            return await self._uploads.put_single(key, name, path, tagging)
         if -(-size // self._part_size) > MAX_PARTS:
             raise ValueError(f"{path} needs more than {MAX_PARTS} parts of {self._part_size}")
-        return await self._put_multipart(key, name, path, tagging)
+        return await self._uploads.put_multipart(key, name, path, tagging)
 
     async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         """PutObjectTagging on the current version (the only one this service writes)."""
@@ -120,11 +121,11 @@ class S3ObjectStore:
                 Tagging={"TagSet": tag_set},  # type: ignore[typeddict-item]
             )
         except ClientError as exc:
-            if _code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 raise ObjectMissing(key) from exc
-            raise self._unavailable("PutObjectTagging", exc) from exc
+            raise unavailable(self._bucket, "PutObjectTagging", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("PutObjectTagging", exc) from exc
+            raise unavailable(self._bucket, "PutObjectTagging", exc) from exc
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """GET with an HTTP Range; S3 itself shortens a range that runs past the end."""
@@ -147,15 +148,15 @@ class S3ObjectStore:
             finally:
                 body.close()
         except ClientError as exc:
-            code = _code(exc)
-            if code in _NOT_FOUND:
+            code = error_code(exc)
+            if code in NOT_FOUND:
                 raise ObjectMissing(key) from exc
             if code == "InvalidRange":
                 # The range starts at or past the end of the object: nothing is there to read.
                 return b""
-            raise self._unavailable("GetObject", exc) from exc
+            raise unavailable(self._bucket, "GetObject", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("GetObject", exc) from exc
+            raise unavailable(self._bucket, "GetObject", exc) from exc
 
     async def size(self, key: str) -> int:
         """HEAD the object.
@@ -167,11 +168,11 @@ class S3ObjectStore:
         try:
             head = await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=name)
         except ClientError as exc:
-            if _code(exc) in _NOT_FOUND:
+            if error_code(exc) in NOT_FOUND:
                 raise ObjectMissing(key) from exc
-            raise self._unavailable("HeadObject", exc) from exc
+            raise unavailable(self._bucket, "HeadObject", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("HeadObject", exc) from exc
+            raise unavailable(self._bucket, "HeadObject", exc) from exc
         return head["ContentLength"]
 
     async def delete(self, key: str) -> None:
@@ -192,9 +193,9 @@ class S3ObjectStore:
             else:
                 await asyncio.to_thread(self._client.delete_object, Bucket=self._bucket, Key=name)
         except ClientError as exc:
-            raise self._unavailable("DeleteObject", exc) from exc
+            raise unavailable(self._bucket, "DeleteObject", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("DeleteObject", exc) from exc
+            raise unavailable(self._bucket, "DeleteObject", exc) from exc
 
     async def delete_many(self, objects: Sequence[ObjectVersion]) -> None:
         """DeleteObjects, up to 1,000 per request, naming each version where it is known.
@@ -220,9 +221,9 @@ class S3ObjectStore:
                     await self._delete_versions(item.key, name)
             await self._delete_targets(targets)
         except ClientError as exc:
-            raise self._unavailable("DeleteObjects", exc) from exc
+            raise unavailable(self._bucket, "DeleteObjects", exc) from exc
         except BotoCoreError as exc:
-            raise self._unavailable("DeleteObjects", exc) from exc
+            raise unavailable(self._bucket, "DeleteObjects", exc) from exc
 
     async def exists(self, key: str) -> bool:
         """HEAD the object; see ``size`` for why a missing bucket reads as False."""
@@ -240,7 +241,7 @@ class S3ObjectStore:
             try:
                 page = await asyncio.to_thread(_next_or_none, pages)
             except (ClientError, BotoCoreError) as exc:
-                raise self._unavailable("ListObjectsV2", exc) from exc
+                raise unavailable(self._bucket, "ListObjectsV2", exc) from exc
             if page is None:
                 return
             for entry in page.get("Contents", []):
@@ -253,7 +254,7 @@ class S3ObjectStore:
         try:
             await asyncio.to_thread(self._client.head_bucket, Bucket=self._bucket)
         except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("HeadBucket", exc) from exc
+            raise unavailable(self._bucket, "HeadBucket", exc) from exc
 
     async def close(self) -> None:
         """Close the client's connection pool."""
@@ -261,110 +262,6 @@ class S3ObjectStore:
 
     def _name(self, key: str) -> str:
         return self._prefix + validate_key(key)
-
-    def _unavailable(self, operation: str, exc: Exception) -> StoreUnavailable:
-        """Describe a failure by error code and status only.
-
-        Server messages and botocore's text can echo request details (access key ids,
-        signing strings, endpoint URLs), so none of it is copied into our message.
-        """
-        if isinstance(exc, ClientError):
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
-            detail = f"{_code(exc) or 'error'} (HTTP {status})"
-        else:
-            detail = type(exc).__name__
-        return StoreUnavailable(f"S3 {operation} on bucket {self._bucket!r} failed: {detail}")
-
-    async def _put_single(self, key: str, name: str, path: Path, tagging: str) -> str | None:
-        async with aiofiles.open(path, "rb") as source:
-            data = await source.read()
-        try:
-            response = await asyncio.to_thread(
-                self._client.put_object,
-                Bucket=self._bucket,
-                Key=name,
-                Body=data,
-                IfNoneMatch="*",
-                Tagging=tagging,
-            )
-        except ClientError as exc:
-            raise self._translate_write(key, "PutObject", exc) from exc
-        except BotoCoreError as exc:
-            raise self._unavailable("PutObject", exc) from exc
-        return _version_of(response)
-
-    async def _put_multipart(self, key: str, name: str, path: Path, tagging: str) -> str | None:
-        """Upload parts, then complete create-only; abort on any failure or cancellation.
-
-        An unfinished upload is invisible but billed and keeps the bytes, so it is aborted
-        here; a bucket lifecycle rule aborting stale uploads covers a crashed process.
-        """
-        try:
-            created = await asyncio.to_thread(
-                self._client.create_multipart_upload,
-                Bucket=self._bucket,
-                Key=name,
-                Tagging=tagging,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("CreateMultipartUpload", exc) from exc
-        upload_id = created["UploadId"]
-        try:
-            return await self._upload_parts(key, name, path, upload_id)
-        except BaseException:
-            await self._abort(name, upload_id)
-            raise
-
-    async def _upload_parts(self, key: str, name: str, path: Path, upload_id: str) -> str | None:
-        parts: list[CompletedPartTypeDef] = []
-        try:
-            async with aiofiles.open(path, "rb") as source:
-                while chunk := await source.read(self._part_size):
-                    number = len(parts) + 1
-                    uploaded = await asyncio.to_thread(
-                        self._client.upload_part,
-                        Bucket=self._bucket,
-                        Key=name,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                    )
-                    parts.append({"ETag": uploaded["ETag"], "PartNumber": number})
-        except (ClientError, BotoCoreError) as exc:
-            raise self._unavailable("UploadPart", exc) from exc
-        try:
-            completed = await asyncio.to_thread(
-                self._client.complete_multipart_upload,
-                Bucket=self._bucket,
-                Key=name,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            raise self._translate_write(key, "CompleteMultipartUpload", exc) from exc
-        except BotoCoreError as exc:
-            raise self._unavailable("CompleteMultipartUpload", exc) from exc
-        return _version_of(completed)
-
-    async def _abort(self, name: str, upload_id: str) -> None:
-        # The error that made us abort is the one worth reporting; a lifecycle rule
-        # removes the upload if this abort did not.
-        with contextlib.suppress(ClientError, BotoCoreError):
-            await asyncio.to_thread(
-                self._client.abort_multipart_upload,
-                Bucket=self._bucket,
-                Key=name,
-                UploadId=upload_id,
-            )
-
-    def _translate_write(self, key: str, operation: str, exc: ClientError) -> Exception:
-        """Map a conditional write's refusal to ObjectExists; everything else is unavailability."""
-        if _code(exc) == "PreconditionFailed":
-            return ObjectExists(key)
-        # 409 ConditionalRequestConflict (a concurrent write to the same key) also lands
-        # here: a retry will either succeed or find the key taken.
-        return self._unavailable(operation, exc)
 
     async def _delete_versions(self, key: str, name: str) -> None:
         paginator = self._client.get_paginator("list_object_versions")
@@ -394,16 +291,6 @@ class S3ObjectStore:
                     f"S3 DeleteObjects on bucket {self._bucket!r} left {len(errors)} "
                     f"object version(s) undeleted: {code}"
                 )
-
-
-def _version_of(response: Mapping[str, object]) -> str | None:
-    # "null" is S3's name for the one version of an object written while unversioned.
-    version = response.get("VersionId")
-    return version if isinstance(version, str) and version != "null" else None
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _next_or_none(items: Iterator[_T]) -> _T | None:

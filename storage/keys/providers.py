@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from storage.errors import KeyringError
-from storage.keyring import WrappedKey
+from storage.keys.keyring import WrappedKey
 
 _KEY_LENGTH = 32
 

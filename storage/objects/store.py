@@ -1,0 +1,121 @@
+"""The object-store interface every backend implements, and the key rules they share."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+MAX_KEY_LENGTH = 1024
+"""S3's limit on key length, applied to every backend so keys stay portable between them."""
+
+RETENTION_TAG = "callrec-retention"
+"""The object tag an S3 lifecycle rule filters on (deploy/s3-lifecycle.json)."""
+UNHELD_TAGS = {RETENTION_TAG: "standard"}
+"""Tags of an object whose recording may expire: the lifecycle rule's backstop applies."""
+HELD_TAGS = {RETENTION_TAG: "held"}
+"""Tags of an object under a hold: the lifecycle rule passes it by."""
+
+_KEY_CHARACTERS = re.compile(r"[a-z0-9/_.-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One stored object as deletion names it: its key and, where the store has them, version."""
+
+    key: str
+    version_id: str | None = None
+
+
+class ObjectStore(Protocol):
+    """Where encrypted objects live; callers never learn which backend it is."""
+
+    async def put_file(
+        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+    ) -> str | None:
+        """Store the file at ``path`` under ``key``, durably, without ever overwriting.
+
+        Raises ObjectExists when the key is taken, because an object is immutable once
+        written: replacing it would break the integrity guarantees kept about it elsewhere.
+        Returns the store's version id of the new object where it has one (a versioned
+        S3 bucket), so a later deletion can name that exact version. ``tags`` label the
+        object for the store's own rules (an S3 lifecycle backstop); stores without tags
+        ignore them.
+        """
+        ...
+
+    async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
+        """Replace the object's tags (a hold placed or released); a no-op without tags."""
+        ...
+
+    async def read_range(self, key: str, start: int, end: int) -> bytes:
+        """Return bytes ``[start, end)``; shorter only where the object ends first.
+
+        Ranged reads let playback and verification stream large recordings without
+        holding them in memory. Raises ObjectMissing when there is no such object.
+        """
+        ...
+
+    async def size(self, key: str) -> int:
+        """Return the object's length in bytes; ObjectMissing when it is absent."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object and every older version of it; a missing object is fine.
+
+        Deletion is a legal obligation here, so a copy left behind as an old version
+        counts as not deleted. Idempotent so that an interrupted deletion can be retried.
+        """
+        ...
+
+    async def delete_many(self, objects: Sequence[ObjectVersion]) -> None:
+        """Delete many objects as ``delete`` does, in as few requests as the store allows.
+
+        A sweep deletes thousands at a time; one request per object would bound it by
+        round trips rather than by the store.
+        """
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Say whether an object is stored under ``key``."""
+        ...
+
+    def iter_keys(self) -> AsyncIterator[str]:
+        """Yield every key in the store, so objects unknown to the database can be found."""
+        ...
+
+    async def check(self) -> None:
+        """Raise StoreUnavailable unless the store can be reached (and, where cheap, written)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative key, else raise ValueError.
+
+    Keys become file paths and S3 object names, so anything that could climb out of the
+    store (``..``, a leading ``/``) or mean different things on different backends (case,
+    spaces, empty segments) is refused before it reaches either. Segments starting with a
+    dot are reserved for the filesystem store's own temporary and probe files.
+    """
+    shown = key[:80]
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"object key must be 1 to {MAX_KEY_LENGTH} characters: {shown!r}")
+    if _KEY_CHARACTERS.fullmatch(key) is None:
+        raise ValueError(f"object key may only contain a-z 0-9 / _ . -: {shown!r}")
+    if key.startswith("/") or ".." in key:
+        raise ValueError(f"object key must be relative and contain no '..': {shown!r}")
+    if any(not segment or segment.startswith(".") for segment in key.split("/")):
+        raise ValueError(f"object key has an empty or dot-led segment: {shown!r}")
+    return key
+
+
+def validate_range(start: int, end: int) -> None:
+    """Raise ValueError for a range no backend could serve, before any I/O is spent on it."""
+    if start < 0 or end < start:
+        raise ValueError(f"invalid byte range [{start}, {end})")
