@@ -23,14 +23,14 @@ from sqlalchemy.orm import raiseload
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import (
+    PERSONAL_ROWS,
     AuditEvent,
     DataKey,
     Recording,
     RecordingHold,
-    RecordingPeaks,
-    RecordingReferral,
     RecordingState,
     StoredObject,
+    personal_columns,
 )
 from storage.errors import RecordingHeld
 from storage.holds import held_at, hold_in_force
@@ -218,23 +218,18 @@ class RecordingDeleter:
             if not rows:
                 return
             finished = [row.id for row in rows]
-            await session.execute(
-                delete(RecordingReferral).where(RecordingReferral.recording_id.in_(finished))
-            )
+            for personal in PERSONAL_ROWS:
+                await session.execute(delete(personal).where(personal.recording_id.in_(finished)))
             await session.execute(
                 delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
-            )
-            await session.execute(
-                delete(RecordingPeaks).where(RecordingPeaks.recording_id.in_(finished))
             )
             now = self._clock()
             reasons = await _deletion_reasons(session, finished)
             receipts = []
+            personal_fields = personal_columns()
             for row in rows:
-                row.from_number = None
-                row.to_number = None
-                row.agent = None
-                row.extra = None
+                for name in personal_fields:
+                    setattr(row, name, None)
                 row.state = RecordingState.DELETED
                 row.deleted_at = now
                 receipts.append(

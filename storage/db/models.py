@@ -118,6 +118,32 @@ class Recording(Base):
     )
 
 
+PERSONAL_FIELDS: tuple[str, ...] = ("from_number", "to_number", "agent", "extra")
+"""The columns of ``Recording`` that are personal data: who called whom, who took the call,
+and whatever else the provider sent about it. Deletion nulls exactly these, and what stays
+is the tombstone (source, times, deadline, team, audio facts) that proves the deletion.
+Every name must be a nullable column; ``personal_columns`` refuses anything else, at import
+and at every deletion. Linked rows that are personal (referral links, waveform peaks) are
+in ``PERSONAL_ROWS``."""
+
+
+def personal_columns() -> tuple[str, ...]:
+    """``PERSONAL_FIELDS``, each checked to be a nullable column of ``Recording``.
+
+    A name that is no column, or a column that cannot be NULL, would otherwise leave
+    personal data behind in silence; it is a ValueError instead.
+    """
+    columns = Recording.__mapper__.columns
+    for name in PERSONAL_FIELDS:
+        if name not in columns:
+            raise ValueError(f"PERSONAL_FIELDS names {name!r}, which is not a recording column")
+        if not columns[name].nullable:
+            raise ValueError(
+                f"PERSONAL_FIELDS names {name!r}, which is NOT NULL: it cannot be emptied"
+            )
+    return PERSONAL_FIELDS
+
+
 class Referral(Base):
     """A safeguarding referral, known by the hub's own reference (e.g. MASH-2026-004211)."""
 
@@ -187,6 +213,16 @@ class RecordingPeaks(Base):
     per_second: Mapped[float] = mapped_column(Float)
     channels: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+PERSONAL_ROWS: tuple[type[RecordingReferral] | type[RecordingPeaks], ...] = (
+    RecordingReferral,
+    RecordingPeaks,
+)
+"""Rows about a recording that are personal (which cases it belongs to, what its audio
+looks like); deletion deletes every one of them, keyed by ``recording_id``."""
+
+personal_columns()
 
 
 class RecordingHold(Base):
