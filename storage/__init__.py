@@ -1,5 +1,11 @@
 """Persistence: encrypted objects, their keys, recording metadata and the audit trail.
 
+Its rooms: ``objects`` (where ciphertext lives: filesystem, S3), ``crypto`` (the SGRC
+format, the spool and sealed writer, the one verified reader), ``keys`` (root, epoch and
+signing keys) and ``db`` (engine, models, migrations, repositories). The modules at this
+level are what works on whole recordings across them: capture, playback, the scrub,
+holds, deletion, the audit trail and the shared vocabulary.
+
 Other packages import from here, never from the modules inside; this package imports
 none of its siblings.
 """
