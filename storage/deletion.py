@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, func, select
@@ -36,13 +36,13 @@ from storage.models import (
     StoredObject,
 )
 from storage.receipts import ReceiptSigner
+from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
 RECEIPT_ACTION = "recording.deleted"
 SWEEP_ACTION = "retention.sweep"
 ATTESTATION_ACTION = "retention.attestation"
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
-_LISTED_HOLDS = 1000  # an attestation names at most this many held recordings
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,16 +239,16 @@ class RecordingDeleter:
                 row.deleted_at = now
                 receipts.append(
                     AuditRecord(
-                        actor="retention",
+                        actor=RETENTION_ACTOR,
                         action=RECEIPT_ACTION,
                         recording_id=row.id,
                         details=self._receipts.sign(
                             {
                                 "recording_id": str(row.id),
                                 "source": row.source,
-                                "started_at": _iso(row.started_at),
-                                "retention_deadline": _iso(row.retention_deadline),
-                                "deleted_at": _iso(now),
+                                "started_at": rfc3339(row.started_at),
+                                "retention_deadline": rfc3339(row.retention_deadline),
+                                "deleted_at": rfc3339(now),
                                 "reason": reasons.get(row.id, "unknown"),
                                 # What was destroyed, identified by its hashes alone.
                                 "objects": len(hashes.get(row.id, [])),
@@ -259,78 +259,54 @@ class RecordingDeleter:
                 )
             await self._audit.append_many(session, receipts)
 
-    async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None:
-        """Leave the sweep itself on the record, so its schedule can be proved."""
-        async with self._database.transaction() as session:
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    actor="retention",
-                    action=SWEEP_ACTION,
-                    details={"cutoff": _iso(cutoff), "deleted": deleted, "resumed": resumed},
-                ),
+    async def record_sweep(self, details: dict[str, Any]) -> None:
+        """Write a sweep's audit event with the ``details`` retention gives it."""
+        await self._record(AuditRecord(actor=RETENTION_ACTOR, action=SWEEP_ACTION, details=details))
+
+    async def record_attestation(self, details: dict[str, Any], *, passed: bool) -> None:
+        """Write an attestation's audit event: ``details`` as given, outcome fail unless passed."""
+        await self._record(
+            AuditRecord(
+                actor=RETENTION_ACTOR,
+                action=ATTESTATION_ACTION,
+                outcome="allow" if passed else "fail",
+                details=details,
             )
+        )
 
-    async def attest(self, *, now: datetime, window: timedelta) -> dict[str, Any]:
-        """Write the attestation: nothing is stored past its deadline unless on a listed hold.
-
-        ``overdue_unheld`` must be 0. ``largest_deletion_lag_s`` is the longest any
-        recording deleted in the last ``window`` outlived its deadline (negative when
-        every one went early, as sweeps ahead of the deadline make it).
-        """
+    async def overdue_unheld(self, *, now: datetime) -> int:
+        """How many stored recordings are past their deadline at ``now`` with no hold in force."""
         async with self._database.read() as session:
-            past = (Recording.state == RecordingState.STORED) & (
-                Recording.retention_deadline <= now
-            )
-            overdue_unheld = (
-                await session.execute(select(func.count()).where(past, ~held_at(now)))
+            count = (
+                await session.execute(select(func.count()).where(_past(now), ~held_at(now)))
             ).scalar_one()
-            held_rows = (
-                await session.execute(
-                    select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
-                    .join(Recording, Recording.id == RecordingHold.recording_id)
-                    .where(past, hold_in_force(now))
-                    .order_by(RecordingHold.recording_id, RecordingHold.kind)
-                    .limit(_LISTED_HOLDS + 1)
-                )
-            ).all()
-            lags = await session.execute(
+        return int(count)
+
+    async def held_past_deadline(
+        self, *, now: datetime, limit: int
+    ) -> list[tuple[uuid.UUID, str, datetime]]:
+        """Up to ``limit`` (recording id, hold kind, review by) of holds in force on overdue
+        recordings, in recording and kind order."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
+                .join(Recording, Recording.id == RecordingHold.recording_id)
+                .where(_past(now), hold_in_force(now))
+                .order_by(RecordingHold.recording_id, RecordingHold.kind)
+                .limit(limit)
+            )
+            return [(rid, kind, review_by) for rid, kind, review_by in rows.all()]
+
+    async def deleted_since(self, since: datetime) -> list[tuple[datetime, datetime]]:
+        """(deleted at, deadline) of every recording deleted after ``since``."""
+        async with self._database.read() as session:
+            rows = await session.execute(
                 select(Recording.deleted_at, Recording.retention_deadline).where(
                     Recording.state == RecordingState.DELETED,
-                    Recording.deleted_at > now - window,
+                    Recording.deleted_at > since,
                 )
             )
-            largest: float | None = None
-            deletions = 0
-            for deleted_at, deadline in lags.all():
-                if deleted_at is None:
-                    continue
-                deletions += 1
-                lag = (deleted_at - deadline).total_seconds()
-                largest = lag if largest is None else max(largest, lag)
-        details: dict[str, Any] = {
-            "at": _iso(now),
-            "overdue_unheld": int(overdue_unheld),
-            "held_past_deadline": [
-                {"recording_id": str(rid), "kind": kind, "review_by": _iso(review_by)}
-                for rid, kind, review_by in held_rows[:_LISTED_HOLDS]
-            ],
-            "held_list_complete": len(held_rows) <= _LISTED_HOLDS,
-            "deletions_in_window": deletions,
-            "window_s": window.total_seconds(),
-            "largest_deletion_lag_s": largest,
-        }
-        async with self._database.transaction() as session:
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    actor="retention",
-                    action=ATTESTATION_ACTION,
-                    outcome="allow" if overdue_unheld == 0 else "fail",
-                    details=details,
-                ),
-            )
-        return details
+            return [(deleted_at, deadline) for deleted_at, deadline in rows.all() if deleted_at]
 
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
         """Counts by state, what the next sweep will take, what is already overdue, holds."""
@@ -400,6 +376,10 @@ class RecordingDeleter:
             )
             return list(rows.scalars())
 
+    async def _record(self, event: AuditRecord) -> None:
+        async with self._database.transaction() as session:
+            await self._audit.append(session, event)
+
     async def _shred(
         self,
         session: AsyncSession,
@@ -423,12 +403,17 @@ class RecordingDeleter:
                     actor=actor,
                     action="recording.keys_destroyed",
                     recording_id=row.id,
-                    details={"reason": reason, "deadline": _iso(row.retention_deadline)}
+                    details={"reason": reason, "deadline": rfc3339(row.retention_deadline)}
                     | ({"note": note} if note else {}),
                 )
                 for row in rows
             ],
         )
+
+
+def _past(now: datetime) -> ColumnElement[bool]:
+    """Stored with its deadline at or before ``now``, held or not."""
+    return and_(Recording.state == RecordingState.STORED, Recording.retention_deadline <= now)
 
 
 def _due(before: datetime, now: datetime) -> ColumnElement[bool]:
@@ -482,10 +467,6 @@ async def _last_event(session: AsyncSession, action: str) -> AuditEvent | None:
             .limit(1)
         )
     ).scalar_one_or_none()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _aware(moment: datetime | None) -> datetime | None:
