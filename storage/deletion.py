@@ -13,10 +13,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -24,7 +23,7 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.blobs import ObjectStore, ObjectVersion
 from storage.database import Database
 from storage.errors import RecordingHeld
-from storage.holds import held_at, hold_in_force
+from storage.holds import hold_in_force
 from storage.models import (
     AuditEvent,
     DataKey,
@@ -36,32 +35,15 @@ from storage.models import (
     StoredObject,
 )
 from storage.receipts import ReceiptSigner
+from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
+# RetentionFacts is named here too: the package has always exported it from this module.
+__all__ = ["RECEIPT_ACTION", "DueRecording", "RecordingDeleter", "RetentionFacts"]
+
 RECEIPT_ACTION = "recording.deleted"
-SWEEP_ACTION = "retention.sweep"
-ATTESTATION_ACTION = "retention.attestation"
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionFacts:
-    """Counts and times an operator needs to see that nothing outlives its deadline."""
-
-    stored: int
-    due: int
-    overdue: int
-    deleting: int
-    deleted: int
-    held: int
-    held_past_deadline: int
-    holds_by_kind: dict[str, int]
-    oldest_deadline: datetime | None
-    oldest_unheld_started_at: datetime | None
-    last_sweep_at: datetime | None
-    last_sweep: dict[str, object] | None
-    last_attestation_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +54,7 @@ class DueRecording:
     retention_deadline: datetime
 
 
-class RecordingDeleter:
+class RecordingDeleter(RetentionQueries):
     """Finds recordings due for deletion and deletes them in the promised order."""
 
     def __init__(
@@ -84,9 +66,8 @@ class RecordingDeleter:
         receipts: ReceiptSigner,
         clock: Callable[[], datetime],
     ) -> None:
-        self._database = database
+        super().__init__(database=database, audit=audit)
         self._objects = objects
-        self._audit = audit
         self._receipts = receipts
         self._clock = clock
 
@@ -95,7 +76,7 @@ class RecordingDeleter:
         async with self._database.read() as session:
             rows = await session.execute(
                 select(Recording.id, Recording.retention_deadline)
-                .where(_due(before, now))
+                .where(due_unheld(before, now))
                 .order_by(Recording.retention_deadline, Recording.id)
                 .limit(limit)
             )
@@ -114,7 +95,7 @@ class RecordingDeleter:
                 (
                     await session.execute(
                         select(Recording)
-                        .where(_due(before, now))
+                        .where(due_unheld(before, now))
                         .order_by(Recording.retention_deadline, Recording.id)
                         .limit(limit)
                         .options(*_ROW_ONLY)
@@ -259,112 +240,6 @@ class RecordingDeleter:
                 )
             await self._audit.append_many(session, receipts)
 
-    async def record_sweep(self, details: dict[str, Any]) -> None:
-        """Write a sweep's audit event with the ``details`` retention gives it."""
-        await self._record(AuditRecord(actor=RETENTION_ACTOR, action=SWEEP_ACTION, details=details))
-
-    async def record_attestation(self, details: dict[str, Any], *, passed: bool) -> None:
-        """Write an attestation's audit event: ``details`` as given, outcome fail unless passed."""
-        await self._record(
-            AuditRecord(
-                actor=RETENTION_ACTOR,
-                action=ATTESTATION_ACTION,
-                outcome="allow" if passed else "fail",
-                details=details,
-            )
-        )
-
-    async def overdue_unheld(self, *, now: datetime) -> int:
-        """How many stored recordings are past their deadline at ``now`` with no hold in force."""
-        async with self._database.read() as session:
-            count = (
-                await session.execute(select(func.count()).where(_past(now), ~held_at(now)))
-            ).scalar_one()
-        return int(count)
-
-    async def held_past_deadline(
-        self, *, now: datetime, limit: int
-    ) -> list[tuple[uuid.UUID, str, datetime]]:
-        """Up to ``limit`` (recording id, hold kind, review by) of holds in force on overdue
-        recordings, in recording and kind order."""
-        async with self._database.read() as session:
-            rows = await session.execute(
-                select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
-                .join(Recording, Recording.id == RecordingHold.recording_id)
-                .where(_past(now), hold_in_force(now))
-                .order_by(RecordingHold.recording_id, RecordingHold.kind)
-                .limit(limit)
-            )
-            return [(rid, kind, review_by) for rid, kind, review_by in rows.all()]
-
-    async def deleted_since(self, since: datetime) -> list[tuple[datetime, datetime]]:
-        """(deleted at, deadline) of every recording deleted after ``since``."""
-        async with self._database.read() as session:
-            rows = await session.execute(
-                select(Recording.deleted_at, Recording.retention_deadline).where(
-                    Recording.state == RecordingState.DELETED,
-                    Recording.deleted_at > since,
-                )
-            )
-            return [(deleted_at, deadline) for deleted_at, deadline in rows.all() if deleted_at]
-
-    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
-        """Counts by state, what the next sweep will take, what is already overdue, holds."""
-        async with self._database.read() as session:
-            counts = dict(
-                (
-                    await session.execute(
-                        select(Recording.state, func.count()).group_by(Recording.state)
-                    )
-                ).all()
-            )
-            stored = Recording.state == RecordingState.STORED
-            unheld = ~held_at(now)
-
-            async def scalar(statement: Any) -> Any:
-                return (await session.execute(statement)).scalar_one()
-
-            due = await scalar(select(func.count()).where(_due(cutoff, now)))
-            overdue = await scalar(
-                select(func.count()).where(stored, unheld, Recording.retention_deadline <= now)
-            )
-            held = await scalar(select(func.count()).where(stored, held_at(now)))
-            held_past = await scalar(
-                select(func.count()).where(
-                    stored, held_at(now), Recording.retention_deadline <= now
-                )
-            )
-            oldest = await scalar(select(func.min(Recording.retention_deadline)).where(stored))
-            oldest_unheld = await scalar(
-                select(func.min(Recording.started_at)).where(stored, unheld)
-            )
-            by_kind = dict(
-                (
-                    await session.execute(
-                        select(RecordingHold.kind, func.count())
-                        .where(hold_in_force(now))
-                        .group_by(RecordingHold.kind)
-                    )
-                ).all()
-            )
-            last = await _last_event(session, SWEEP_ACTION)
-            attestation = await _last_event(session, ATTESTATION_ACTION)
-        return RetentionFacts(
-            stored=int(counts.get(RecordingState.STORED, 0)),
-            due=int(due),
-            overdue=int(overdue),
-            deleting=int(counts.get(RecordingState.DELETING, 0)),
-            deleted=int(counts.get(RecordingState.DELETED, 0)),
-            held=int(held),
-            held_past_deadline=int(held_past),
-            holds_by_kind={str(kind): int(count) for kind, count in by_kind.items()},
-            oldest_deadline=_aware(oldest),
-            oldest_unheld_started_at=_aware(oldest_unheld),
-            last_sweep_at=last.occurred_at if last is not None else None,
-            last_sweep=dict(last.details or {}) if last is not None else None,
-            last_attestation_at=attestation.occurred_at if attestation is not None else None,
-        )
-
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""
         async with self._database.read() as session:
@@ -375,10 +250,6 @@ class RecordingDeleter:
                 .limit(limit)
             )
             return list(rows.scalars())
-
-    async def _record(self, event: AuditRecord) -> None:
-        async with self._database.transaction() as session:
-            await self._audit.append(session, event)
 
     async def _shred(
         self,
@@ -411,21 +282,6 @@ class RecordingDeleter:
         )
 
 
-def _past(now: datetime) -> ColumnElement[bool]:
-    """Stored with its deadline at or before ``now``, held or not."""
-    return and_(Recording.state == RecordingState.STORED, Recording.retention_deadline <= now)
-
-
-def _due(before: datetime, now: datetime) -> ColumnElement[bool]:
-    """What a sweep takes, in one place so the dry run, the sweep and the status agree:
-    stored, deadline before ``before``, no hold in force at ``now``."""
-    return and_(
-        Recording.state == RecordingState.STORED,
-        Recording.retention_deadline < before,
-        ~held_at(now),
-    )
-
-
 async def _held_among(
     session: AsyncSession, recording_ids: list[uuid.UUID], now: datetime
 ) -> set[uuid.UUID]:
@@ -456,21 +312,3 @@ async def _deletion_reasons(
         for recording_id, details in rows
         if recording_id is not None
     }
-
-
-async def _last_event(session: AsyncSession, action: str) -> AuditEvent | None:
-    return (
-        await session.execute(
-            select(AuditEvent)
-            .where(AuditEvent.action == action)
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # Deadlines are stored in UTC; a backend that drops the zone on an aggregate means UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
