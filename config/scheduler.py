@@ -1,6 +1,6 @@
-"""Background work on a schedule: the retention sweep (once at start-up, catching up after
-downtime, then every interval) and the sampled integrity scrub. The only module that
-imports APScheduler."""
+"""Background work on a schedule: each job of ``config.jobs`` once at start-up if it asks
+(the retention sweep catches up after downtime), then every interval. The only module
+that imports APScheduler."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ class SweepSchedule:
             coalesce=True,
             id=name.replace(" ", "-"),
         )
+
+    @property
+    def name(self) -> str:
+        """What the job is called in logs and in the scheduler."""
+        return self._name
 
     def start(self) -> None:
         """Begin; the first sweep runs at once."""

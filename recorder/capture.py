@@ -26,7 +26,13 @@ from recorder.form import PushFormReader, boundary_of
 from recorder.metadata import parse_push_metadata
 from recorder.signatures import REFUSAL, PushSignatureCheck
 from recorder.storing import CaptureSink, MediaProcessor, SpooledCapture
-from storage import EncryptedSpool, NewRecording
+from storage import (
+    PAST_RETENTION,
+    EncryptedSpool,
+    NewRecording,
+    past_retention,
+    retention_deadline,
+)
 
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENT = 32
@@ -146,10 +152,9 @@ class PushCapture:
         now = self._clock()
         metadata = parse_push_metadata(form.metadata, now=now)
         actor = f"source:{delivery.source}"
-        deadline = metadata.started_at + self._retention_period
-        if deadline <= now:
+        if past_retention(metadata.started_at, self._retention_period, now):
             await self._recordings.record_discard(
-                actor=actor, source_recording_id=metadata.recording_id, reason="past_retention"
+                actor=actor, source_recording_id=metadata.recording_id, reason=PAST_RETENTION
             )
             return PushResult("discarded")
         existing = await self._recordings.find_existing(delivery.source, metadata.recording_id)
@@ -163,7 +168,7 @@ class PushCapture:
                 source_recording_id=metadata.recording_id,
                 started_at=metadata.started_at,
                 ended_at=metadata.ended_at,
-                retention_deadline=deadline,
+                retention_deadline=retention_deadline(metadata.started_at, self._retention_period),
                 direction=metadata.direction,
                 from_number=metadata.from_,
                 to_number=metadata.to,

@@ -26,12 +26,15 @@ from recorder.errors import MediaWorkerLost, UndecodableAudio
 from recorder.fetcher import FetchFailed, FetchRefused, SafeFetcher
 from recorder.storing import CaptureSink, SpooledCapture
 from storage import (
+    PAST_RETENTION,
     AuditRecord,
     CaptureInProgress,
     ClaimedFetch,
     EncryptedSpool,
     NewRecording,
     Unavailable,
+    past_retention,
+    retention_deadline,
 )
 
 log = logging.getLogger(__name__)
@@ -133,11 +136,11 @@ class FetchWorkers:
         if job is None:
             return False
         recording = self._recording_of(job)
-        if recording.retention_deadline <= self._clock():
+        if past_retention(recording.started_at, self._period, self._clock()):
             await self._recordings.record_discard(
                 actor=f"fetch:{job.provider}",
                 source_recording_id=job.external_id,
-                reason="past_retention",
+                reason=PAST_RETENTION,
             )
             await self._queue.succeed(job, None)
             return True
@@ -175,7 +178,7 @@ class FetchWorkers:
             source_recording_id=job.external_id,
             started_at=started,
             ended_at=ended,
-            retention_deadline=started + self._period,
+            retention_deadline=retention_deadline(started, self._period),
             team=_text(details.get("team")),
             agent=_text(details.get("agent")),
             referrals=tuple(referrals) if isinstance(referrals, list) else (),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -29,7 +29,7 @@ from recorder.errors import (
 from recorder.telnyx import TelnyxCallbacks
 from recorder.twilio import TwilioCallbacks
 from recorder.vonage import VonageCallbacks
-from storage import CaptureInProgress, Unavailable
+from storage import PAST_RETENTION, CaptureInProgress, Unavailable, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class PushHandler:
             )
         )
         if result.status == "discarded":
-            return web.json_response({"status": "discarded", "reason": "past_retention"})
+            return web.json_response({"status": "discarded", "reason": PAST_RETENTION})
         body = {
             "id": str(result.recording_id),
             "status": "stored",
@@ -114,9 +114,7 @@ class PushHandler:
 
 
 def _rfc3339_utc(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if moment is None else rfc3339(moment)
 
 
 async def _chunks(request: web.Request) -> AsyncIterator[bytes]:

@@ -1,27 +1,53 @@
-"""Deletion at the retention deadline: policy, sweeps, holds and early erasure.
+"""Deletion at the retention deadline: policy, sweeps, attestations, holds and early erasure.
 
 Imports storage only; never recorder, retrieval or config.
 """
 
-from retention.holds import HOLD_KINDS, Erasure, HoldDesk, HoldRefused
+from retention.attestation import (
+    ATTESTATION_INTERVAL,
+    LISTED_HOLDS,
+    AttestationRecords,
+    attest,
+    attest_if_due,
+)
+from retention.cycle import (
+    CycleReport,
+    FetchDetails,
+    RetentionRecords,
+    SpentEpochs,
+    run_retention_cycle,
+)
+from retention.holds import Erasure, HoldDesk, HoldRefused
+from retention.report import RetentionCounts, retention_status
 from retention.sweep import (
+    DEFAULT_BATCH,
     RETENTION_REASON,
     Deletions,
     SweepReport,
-    attest_if_due,
-    retention_status,
     sweep_expired_recordings,
 )
+from storage import HOLD_KINDS
 
 __all__ = [
+    "ATTESTATION_INTERVAL",
+    "DEFAULT_BATCH",
     "HOLD_KINDS",
+    "LISTED_HOLDS",
     "RETENTION_REASON",
+    "AttestationRecords",
+    "CycleReport",
     "Deletions",
     "Erasure",
+    "FetchDetails",
     "HoldDesk",
     "HoldRefused",
+    "RetentionCounts",
+    "RetentionRecords",
+    "SpentEpochs",
     "SweepReport",
+    "attest",
     "attest_if_due",
     "retention_status",
+    "run_retention_cycle",
     "sweep_expired_recordings",
 ]

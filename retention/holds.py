@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from storage import HoldView, NotStored, Unavailable
+from storage import HOLD_KINDS, HoldView, NotStored, Unavailable
 
-HOLD_KINDS = ("staff_safety_incident", "subject_access_pending", "legal")
 ERASURE_REASON = "erasure"
 
 

@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from storage import DueRecording, RetentionFacts
+from storage import RETENTION_ACTOR, DueRecording, rfc3339
 
-SWEEP_ACTOR = "retention"
 RETENTION_REASON = "retention_period"
-ATTESTATION_INTERVAL = timedelta(days=1)
 DEFAULT_BATCH = 500
 
 
@@ -33,11 +31,7 @@ class Deletions(Protocol):
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]: ...
 
-    async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None: ...
-
-    async def attest(self, *, now: datetime, window: timedelta) -> dict[str, Any]: ...
-
-    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
+    async def record_sweep(self, details: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -53,7 +47,6 @@ class SweepReport:
     deleted: list[uuid.UUID] = field(default_factory=list)
     resumed: list[uuid.UUID] = field(default_factory=list)
     due: list[DueRecording] = field(default_factory=list)
-    attestation: dict[str, Any] | None = None
 
 
 async def sweep_expired_recordings(
@@ -88,7 +81,7 @@ async def sweep_expired_recordings(
         else:
             report.resumed += batch
     while batch := await deletions.begin(
-        report.cutoff, now=now, limit=batch_size, actor=SWEEP_ACTOR, reason=RETENTION_REASON
+        report.cutoff, now=now, limit=batch_size, actor=RETENTION_ACTOR, reason=RETENTION_REASON
     ):
         await deletions.finish_many(batch)
         report.deleted_count += len(batch)
@@ -98,65 +91,12 @@ async def sweep_expired_recordings(
             report.deleted += batch
         if progress is not None:
             progress(len(batch))
+    # The sweep itself goes on the record, so its schedule can be proved.
     await deletions.record_sweep(
-        cutoff=report.cutoff, deleted=report.deleted_count, resumed=report.resumed_count
+        {
+            "cutoff": rfc3339(report.cutoff),
+            "deleted": report.deleted_count,
+            "resumed": report.resumed_count,
+        }
     )
     return report
-
-
-async def attest_if_due(
-    deletions: Deletions, *, now: datetime, every: timedelta = ATTESTATION_INTERVAL
-) -> dict[str, Any] | None:
-    """Write the daily attestation when the last one is ``every`` old (or there is none).
-
-    Run after each sweep, so a day missed while the service was down is caught up at
-    the first sweep after start-up.
-    """
-    facts = await deletions.facts(now=now, cutoff=now)
-    last = facts.last_attestation_at
-    if last is not None and now - last < every:
-        return None
-    return await deletions.attest(now=now, window=every)
-
-
-async def retention_status(
-    deletions: Deletions,
-    *,
-    now: datetime,
-    interval: timedelta,
-    margin: timedelta,
-    period: timedelta,
-) -> dict[str, Any]:
-    """Last and next sweep, what is due and overdue, holds: the operator's view, as JSON."""
-    facts = await deletions.facts(now=now, cutoff=now + interval + margin)
-    last = facts.last_sweep_at
-    return {
-        "retention_period_days": period / timedelta(days=1),
-        "sweep_interval_s": interval.total_seconds(),
-        "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
-        "next_sweep": _iso(max(now, last + interval)) if last is not None else None,
-        "due_before_next_sweep": facts.due,
-        # Stored past their deadline without a hold: must be 0 while the service runs.
-        "overdue": facts.overdue,
-        "oldest_deadline": _iso(facts.oldest_deadline),
-        "oldest_unheld_age_s": _age(now, facts.oldest_unheld_started_at),
-        "recordings": {
-            "stored": facts.stored,
-            "deleting": facts.deleting,
-            "deleted": facts.deleted,
-        },
-        "holds": {
-            "recordings_held": facts.held,
-            "held_past_deadline": facts.held_past_deadline,
-            "by_kind": facts.holds_by_kind,
-        },
-        "last_attestation": _iso(facts.last_attestation_at),
-    }
-
-
-def _age(now: datetime, moment: datetime | None) -> float | None:
-    return None if moment is None else max(0.0, (now - moment).total_seconds())
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")

@@ -13,10 +13,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
@@ -33,35 +32,18 @@ from storage.db.models import (
     personal_columns,
 )
 from storage.errors import RecordingHeld
-from storage.holds import held_at, hold_in_force
+from storage.holds import hold_in_force
 from storage.keys.receipts import ReceiptSigner
 from storage.objects.store import ObjectStore, ObjectVersion
+from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
+from storage.vocabulary import RETENTION_ACTOR, rfc3339
+
+# RetentionFacts is named here too: the package has always exported it from this module.
+__all__ = ["RECEIPT_ACTION", "DueRecording", "RecordingDeleter", "RetentionFacts"]
 
 RECEIPT_ACTION = "recording.deleted"
-SWEEP_ACTION = "retention.sweep"
-ATTESTATION_ACTION = "retention.attestation"
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
-_LISTED_HOLDS = 1000  # an attestation names at most this many held recordings
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionFacts:
-    """Counts and times an operator needs to see that nothing outlives its deadline."""
-
-    stored: int
-    due: int
-    overdue: int
-    deleting: int
-    deleted: int
-    held: int
-    held_past_deadline: int
-    holds_by_kind: dict[str, int]
-    oldest_deadline: datetime | None
-    oldest_unheld_started_at: datetime | None
-    last_sweep_at: datetime | None
-    last_sweep: dict[str, object] | None
-    last_attestation_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +54,7 @@ class DueRecording:
     retention_deadline: datetime
 
 
-class RecordingDeleter:
+class RecordingDeleter(RetentionQueries):
     """Finds recordings due for deletion and deletes them in the promised order."""
 
     def __init__(
@@ -84,9 +66,8 @@ class RecordingDeleter:
         receipts: ReceiptSigner,
         clock: Callable[[], datetime],
     ) -> None:
-        self._database = database
+        super().__init__(database=database, audit=audit)
         self._objects = objects
-        self._audit = audit
         self._receipts = receipts
         self._clock = clock
 
@@ -95,7 +76,7 @@ class RecordingDeleter:
         async with self._database.read() as session:
             rows = await session.execute(
                 select(Recording.id, Recording.retention_deadline)
-                .where(_due(before, now))
+                .where(due_unheld(before, now))
                 .order_by(Recording.retention_deadline, Recording.id)
                 .limit(limit)
             )
@@ -114,7 +95,7 @@ class RecordingDeleter:
                 (
                     await session.execute(
                         select(Recording)
-                        .where(_due(before, now))
+                        .where(due_unheld(before, now))
                         .order_by(Recording.retention_deadline, Recording.id)
                         .limit(limit)
                         .options(*_ROW_ONLY)
@@ -234,16 +215,16 @@ class RecordingDeleter:
                 row.deleted_at = now
                 receipts.append(
                     AuditRecord(
-                        actor="retention",
+                        actor=RETENTION_ACTOR,
                         action=RECEIPT_ACTION,
                         recording_id=row.id,
                         details=self._receipts.sign(
                             {
                                 "recording_id": str(row.id),
                                 "source": row.source,
-                                "started_at": _iso(row.started_at),
-                                "retention_deadline": _iso(row.retention_deadline),
-                                "deleted_at": _iso(now),
+                                "started_at": rfc3339(row.started_at),
+                                "retention_deadline": rfc3339(row.retention_deadline),
+                                "deleted_at": rfc3339(now),
                                 "reason": reasons.get(row.id, "unknown"),
                                 # What was destroyed, identified by its hashes alone.
                                 "objects": len(hashes.get(row.id, [])),
@@ -253,136 +234,6 @@ class RecordingDeleter:
                     )
                 )
             await self._audit.append_many(session, receipts)
-
-    async def record_sweep(self, *, cutoff: datetime, deleted: int, resumed: int) -> None:
-        """Leave the sweep itself on the record, so its schedule can be proved."""
-        async with self._database.transaction() as session:
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    actor="retention",
-                    action=SWEEP_ACTION,
-                    details={"cutoff": _iso(cutoff), "deleted": deleted, "resumed": resumed},
-                ),
-            )
-
-    async def attest(self, *, now: datetime, window: timedelta) -> dict[str, Any]:
-        """Write the attestation: nothing is stored past its deadline unless on a listed hold.
-
-        ``overdue_unheld`` must be 0. ``largest_deletion_lag_s`` is the longest any
-        recording deleted in the last ``window`` outlived its deadline (negative when
-        every one went early, as sweeps ahead of the deadline make it).
-        """
-        async with self._database.read() as session:
-            past = (Recording.state == RecordingState.STORED) & (
-                Recording.retention_deadline <= now
-            )
-            overdue_unheld = (
-                await session.execute(select(func.count()).where(past, ~held_at(now)))
-            ).scalar_one()
-            held_rows = (
-                await session.execute(
-                    select(RecordingHold.recording_id, RecordingHold.kind, RecordingHold.review_by)
-                    .join(Recording, Recording.id == RecordingHold.recording_id)
-                    .where(past, hold_in_force(now))
-                    .order_by(RecordingHold.recording_id, RecordingHold.kind)
-                    .limit(_LISTED_HOLDS + 1)
-                )
-            ).all()
-            lags = await session.execute(
-                select(Recording.deleted_at, Recording.retention_deadline).where(
-                    Recording.state == RecordingState.DELETED,
-                    Recording.deleted_at > now - window,
-                )
-            )
-            largest: float | None = None
-            deletions = 0
-            for deleted_at, deadline in lags.all():
-                if deleted_at is None:
-                    continue
-                deletions += 1
-                lag = (deleted_at - deadline).total_seconds()
-                largest = lag if largest is None else max(largest, lag)
-        details: dict[str, Any] = {
-            "at": _iso(now),
-            "overdue_unheld": int(overdue_unheld),
-            "held_past_deadline": [
-                {"recording_id": str(rid), "kind": kind, "review_by": _iso(review_by)}
-                for rid, kind, review_by in held_rows[:_LISTED_HOLDS]
-            ],
-            "held_list_complete": len(held_rows) <= _LISTED_HOLDS,
-            "deletions_in_window": deletions,
-            "window_s": window.total_seconds(),
-            "largest_deletion_lag_s": largest,
-        }
-        async with self._database.transaction() as session:
-            await self._audit.append(
-                session,
-                AuditRecord(
-                    actor="retention",
-                    action=ATTESTATION_ACTION,
-                    outcome="allow" if overdue_unheld == 0 else "fail",
-                    details=details,
-                ),
-            )
-        return details
-
-    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
-        """Counts by state, what the next sweep will take, what is already overdue, holds."""
-        async with self._database.read() as session:
-            counts = dict(
-                (
-                    await session.execute(
-                        select(Recording.state, func.count()).group_by(Recording.state)
-                    )
-                ).all()
-            )
-            stored = Recording.state == RecordingState.STORED
-            unheld = ~held_at(now)
-
-            async def scalar(statement: Any) -> Any:
-                return (await session.execute(statement)).scalar_one()
-
-            due = await scalar(select(func.count()).where(_due(cutoff, now)))
-            overdue = await scalar(
-                select(func.count()).where(stored, unheld, Recording.retention_deadline <= now)
-            )
-            held = await scalar(select(func.count()).where(stored, held_at(now)))
-            held_past = await scalar(
-                select(func.count()).where(
-                    stored, held_at(now), Recording.retention_deadline <= now
-                )
-            )
-            oldest = await scalar(select(func.min(Recording.retention_deadline)).where(stored))
-            oldest_unheld = await scalar(
-                select(func.min(Recording.started_at)).where(stored, unheld)
-            )
-            by_kind = dict(
-                (
-                    await session.execute(
-                        select(RecordingHold.kind, func.count())
-                        .where(hold_in_force(now))
-                        .group_by(RecordingHold.kind)
-                    )
-                ).all()
-            )
-            last = await _last_event(session, SWEEP_ACTION)
-            attestation = await _last_event(session, ATTESTATION_ACTION)
-        return RetentionFacts(
-            stored=int(counts.get(RecordingState.STORED, 0)),
-            due=int(due),
-            overdue=int(overdue),
-            deleting=int(counts.get(RecordingState.DELETING, 0)),
-            deleted=int(counts.get(RecordingState.DELETED, 0)),
-            held=int(held),
-            held_past_deadline=int(held_past),
-            holds_by_kind={str(kind): int(count) for kind, count in by_kind.items()},
-            oldest_deadline=_aware(oldest),
-            oldest_unheld_started_at=_aware(oldest_unheld),
-            last_sweep_at=last.occurred_at if last is not None else None,
-            last_sweep=dict(last.details or {}) if last is not None else None,
-            last_attestation_at=attestation.occurred_at if attestation is not None else None,
-        )
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""
@@ -418,22 +269,12 @@ class RecordingDeleter:
                     actor=actor,
                     action="recording.keys_destroyed",
                     recording_id=row.id,
-                    details={"reason": reason, "deadline": _iso(row.retention_deadline)}
+                    details={"reason": reason, "deadline": rfc3339(row.retention_deadline)}
                     | ({"note": note} if note else {}),
                 )
                 for row in rows
             ],
         )
-
-
-def _due(before: datetime, now: datetime) -> ColumnElement[bool]:
-    """What a sweep takes, in one place so the dry run, the sweep and the status agree:
-    stored, deadline before ``before``, no hold in force at ``now``."""
-    return and_(
-        Recording.state == RecordingState.STORED,
-        Recording.retention_deadline < before,
-        ~held_at(now),
-    )
 
 
 async def _held_among(
@@ -466,25 +307,3 @@ async def _deletion_reasons(
         for recording_id, details in rows
         if recording_id is not None
     }
-
-
-async def _last_event(session: AsyncSession, action: str) -> AuditEvent | None:
-    return (
-        await session.execute(
-            select(AuditEvent)
-            .where(AuditEvent.action == action)
-            .order_by(AuditEvent.seq.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # Deadlines are stored in UTC; a backend that drops the zone on an aggregate means UTC.
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from config.app import Services
+from config.services import Services
 from storage import (
     AudioFacts,
     AuditTrail,

@@ -19,7 +19,8 @@ from aiohttp import CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from config.app import Services, build_services, create_app
+from config.app import create_app
+from config.services import Services, build_services
 from config.settings import Settings
 from retrieval import issue_dev_token
 from storage import StoredCiphertext, load_signing_key, open_verified

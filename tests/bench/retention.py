@@ -39,7 +39,7 @@ _RUNNER = textwrap.dedent(
     """
     import asyncio, json, time
     from pathlib import Path
-    from config.app import build_services, utc_now
+    from config.services import build_services, utc_now
     from config.settings import load_settings
     from retention import sweep_expired_recordings
 

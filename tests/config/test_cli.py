@@ -215,6 +215,8 @@ def test_the_documented_sender_pushes_a_recording(
 
 def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
     assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    # db upgrade builds only the database; a command that uses the keys makes the keyring.
+    assert run("keys", "status", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
     (tmp_path / "keyring").chmod(0o755)
     result = run("serve", "--port", "0", CALLREC_DATA_DIR=str(tmp_path))
     assert result.returncode == 2

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from config.app import Services, build_services
+from config.services import Services, build_services
 from config.settings import Settings
 from storage import (
     ORIGINAL,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from config.app import build_verifier
+from config.auth import build_verifier
 from config.settings import Settings, SettingsError, load_settings
 from retrieval import OidcTokenVerifier
 

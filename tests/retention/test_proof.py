@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from retention import attest_if_due, sweep_expired_recordings
+from retention import attest, attest_if_due, sweep_expired_recordings
 from storage.db.models import AuditEvent
 from tests.service_support import FakeClock, RunningService, running_service
 
@@ -56,11 +56,11 @@ async def test_the_attestation_counts_overdue_lists_holds_and_reports_the_lag(
 
         # A day past the deadline with no sweep in between: the attestation must say so.
         clock.now = deadline + timedelta(hours=1)
-        failing = await deleter.attest(now=clock.now, window=timedelta(days=1))
+        failing = await attest(deleter, now=clock.now, window=timedelta(days=1))
         assert failing["overdue_unheld"] == 1
         await sweep_expired_recordings(deleter, now=clock.now, horizon=HORIZON)
         clock.advance(timedelta(minutes=5))
-        passing = await deleter.attest(now=clock.now, window=timedelta(days=1))
+        passing = await attest(deleter, now=clock.now, window=timedelta(days=1))
 
         assert passing["overdue_unheld"] == 0
         assert passing["held_past_deadline"] == [

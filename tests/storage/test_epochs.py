@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import LargeBinary, select, update
 
-from config.app import Services, build_services
+from config.services import Services, build_services
 from config.settings import Settings
 from retention import sweep_expired_recordings
 from storage import (

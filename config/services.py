@@ -1,0 +1,357 @@
+"""Every part of the service, built from the settings on first use and closed if built.
+
+A command builds only what it touches: ``callrec keys status`` opens the database and
+the keys, never the media workers, the identity provider or the platforms' callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self, TypeVar, overload
+from urllib.parse import urlsplit
+
+import storage
+from config.auth import build_oidc_sign_in, build_verifier
+from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
+from config.settings import Settings
+from recorder import (
+    FetchWorkers,
+    Intake,
+    MediaWorkers,
+    PushCapture,
+    SafeFetcher,
+    SpooledCapture,
+    TelnyxAccount,
+    TelnyxCallbacks,
+    TelnyxSignature,
+    TwilioAccount,
+    TwilioCallbacks,
+    TwilioSignature,
+    VonageAccount,
+    VonageCallbacks,
+    VonageSignature,
+)
+from retention import HoldDesk
+from retrieval import (
+    GrantSigner,
+    OidcSignIn,
+    PlaybackJournal,
+    SessionRules,
+    TokenVerifier,
+    WebSessions,
+)
+from storage import (
+    AuditLog,
+    AuditTrail,
+    Database,
+    EpochKeys,
+    FetchQueue,
+    FilesystemObjectStore,
+    KeyChain,
+    KmsKeyWrapper,
+    LocalKeyring,
+    ObjectStore,
+    ReceiptSigner,
+    RecordingAudio,
+    RecordingCatalog,
+    RecordingDeleter,
+    RecordingHolds,
+    RecordingStore,
+    SessionStore,
+    SpoolDirectory,
+    create_engine,
+    load_secret,
+    load_signing_key,
+)
+
+RECEIPT_KEY = "receipt-signing-key.pem"
+GRANT_KEY = "grant-signing.secret"
+_T = TypeVar("_T")
+
+
+class part(functools.cached_property[_T]):
+    """A part of ``Services``: built on first access, then noted in the owner's ``built``."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> _T: ...
+
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> _T | Self:
+        if instance is None:
+            return self
+        # Only the first access lands here: the value then lives in the instance's dict.
+        value = super().__get__(instance, owner)
+        instance.built.append(str(self.attrname))  # type: ignore[attr-defined]
+        return value
+
+
+def utc_now() -> datetime:
+    """The service clock: aware UTC."""
+    return datetime.now(UTC)
+
+
+def build_object_store(store_url: str) -> ObjectStore:
+    """``file:///path`` or ``s3://bucket/prefix`` to a store; no I/O happens here."""
+    parts = urlsplit(store_url)
+    if parts.scheme == "file":
+        return FilesystemObjectStore(Path(parts.path))
+    # Looked up at call time, so boto3 is only loaded by services that use S3.
+    return storage.S3ObjectStore.connect(parts.netloc, parts.path.strip("/"))
+
+
+class Services:
+    """Every part the app and the commands use, each built on first access.
+
+    ``built`` names the parts built so far, in order; ``close`` releases only those, so
+    a command that never touched the media workers never starts or stops them.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.built: list[str] = []
+
+    @part
+    def database(self) -> Database:
+        return Database(create_engine(self.settings.resolved_database_url))
+
+    @part
+    def objects(self) -> ObjectStore:
+        return build_object_store(self.settings.resolved_store_url)
+
+    @part
+    def keyring(self) -> KeyChain:
+        local_keys = LocalKeyring.open(self.settings.data_dir / "keyring")
+        if self.settings.kms_key_id:
+            return KeyChain(KmsKeyWrapper.connect(self.settings.kms_key_id), [local_keys])
+        return KeyChain(local_keys)
+
+    @part
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.clock)
+
+    @part
+    def keys(self) -> EpochKeys:
+        return EpochKeys(
+            database=self.database,
+            material=build_object_store(self.settings.resolved_epoch_key_store_url),
+            root=self.keyring,
+            audit=self.audit,
+            clock=self.clock,
+            retention_period=self.settings.retention_period,
+        )
+
+    @part
+    def recordings(self) -> RecordingStore:
+        return RecordingStore(
+            database=self.database,
+            objects=self.objects,
+            keys=self.keys,
+            audit=self.audit,
+            clock=self.clock,
+        )
+
+    @part
+    def spool(self) -> SpoolDirectory:
+        return SpoolDirectory(self.settings.data_dir / "spool")
+
+    @part
+    def media(self) -> MediaWorkers:
+        return MediaWorkers(
+            spool_dir=self.spool.path,
+            workers=self.settings.media_workers,
+            max_channels=self.settings.max_audio_channels,
+        )
+
+    @part
+    def capture(self) -> PushCapture:
+        settings = self.settings
+        return PushCapture(
+            recordings=self.recordings,
+            media=self.media,
+            secrets=settings.push_secret_bytes(),
+            spool_dir=self.spool.path,
+            retention_period=settings.retention_period,
+            clock=self.clock,
+            max_body_bytes=settings.max_upload_bytes,
+            max_concurrent=settings.max_concurrent_pushes,
+        )
+
+    @part
+    def audit_log(self) -> AuditLog:
+        return AuditLog(self.database, self.audit)
+
+    @part
+    def fetch_queue(self) -> FetchQueue:
+        return FetchQueue(
+            database=self.database,
+            audit=self.audit,
+            clock=self.clock,
+            max_attempts=self.settings.fetch_max_attempts,
+            first_delay=self.settings.fetch_first_retry,
+            lease=self.settings.fetch_lease,
+        )
+
+    @part
+    def fetcher(self) -> SafeFetcher:
+        return SafeFetcher(
+            provider_origins(self.settings), max_bytes=self.settings.max_upload_bytes
+        )
+
+    @part
+    def fetch_workers(self) -> FetchWorkers:
+        return FetchWorkers(
+            queue=self.fetch_queue,
+            fetcher=self.fetcher,
+            storing=SpooledCapture(self.recordings, self.media),
+            recordings=self.recordings,
+            audit=self.audit_log,
+            spool_dir=self.spool.path,
+            retention_period=self.settings.retention_period,
+            clock=self.clock,
+            workers=self.settings.fetch_workers,
+        )
+
+    def _intake(self, provider: str) -> Intake:
+        return Intake(
+            provider=provider,
+            jobs=self.fetch_queue,
+            audit=self.audit_log,
+            url_allowed=functools.partial(self.fetcher.allowed, provider),
+            clock=self.clock,
+            wake=self.fetch_workers.wake,
+        )
+
+    @part
+    def twilio(self) -> TwilioCallbacks | None:
+        settings = self.settings
+        if not (settings.twilio_account_sid and settings.twilio_auth_token):
+            return None
+        return TwilioCallbacks(
+            account=TwilioAccount(
+                account_sid=settings.twilio_account_sid,
+                signature=TwilioSignature(settings.twilio_auth_token.get_secret_value()),
+                media_format=settings.twilio_media_format,
+                delete_after_store=settings.twilio_delete_recordings,
+            ),
+            intake=self._intake(TWILIO),
+            public_url=settings.public_url,
+        )
+
+    @part
+    def telnyx(self) -> TelnyxCallbacks | None:
+        settings = self.settings
+        if not settings.telnyx_public_key:
+            return None
+        return TelnyxCallbacks(
+            account=TelnyxAccount(
+                signature=TelnyxSignature(settings.telnyx_public_key),
+                media_format=settings.telnyx_media_format,
+                delete_base=settings.telnyx_api_base if settings.telnyx_api_key else None,
+            ),
+            intake=self._intake(TELNYX),
+        )
+
+    @part
+    def vonage(self) -> VonageCallbacks | None:
+        settings = self.settings
+        if not settings.vonage_signature_secret:
+            return None
+        return VonageCallbacks(
+            account=VonageAccount(
+                VonageSignature(settings.vonage_signature_secret.get_secret_value()),
+                delete_after_store=settings.vonage_delete_recordings,
+            ),
+            intake=self._intake(VONAGE),
+        )
+
+    @part
+    def receipts(self) -> ReceiptSigner:
+        return ReceiptSigner(load_signing_key(self.settings.data_dir / "keyring" / RECEIPT_KEY))
+
+    @part
+    def grant_secret(self) -> bytes:
+        return load_secret(self.settings.data_dir / "keyring" / GRANT_KEY)
+
+    @part
+    def tokens(self) -> TokenVerifier:
+        return build_verifier(self.settings)
+
+    @part
+    def sessions(self) -> WebSessions:
+        return WebSessions(
+            SessionStore(self.database, self.clock),
+            SessionRules(
+                idle=self.settings.session_idle_timeout, lifetime=self.settings.session_max_age
+            ),
+        )
+
+    @part
+    def catalog(self) -> RecordingCatalog:
+        return RecordingCatalog(self.database)
+
+    @part
+    def audio(self) -> RecordingAudio:
+        return RecordingAudio(self.database, self.objects, self.keys)
+
+    @part
+    def grants(self) -> GrantSigner:
+        return GrantSigner(self.grant_secret)
+
+    @part
+    def oidc_sign_in(self) -> OidcSignIn | None:
+        return build_oidc_sign_in(self.settings, self.tokens, self.grant_secret)
+
+    @part
+    def journal(self) -> PlaybackJournal:
+        return PlaybackJournal(
+            self.audit_log, idle_s=self.settings.playback_summary_after.total_seconds()
+        )
+
+    @part
+    def deleter(self) -> RecordingDeleter:
+        return RecordingDeleter(
+            database=self.database,
+            objects=self.objects,
+            audit=self.audit,
+            receipts=self.receipts,
+            clock=self.clock,
+        )
+
+    @part
+    def holds(self) -> HoldDesk:
+        return HoldDesk(
+            RecordingHolds(
+                database=self.database, objects=self.objects, audit=self.audit, clock=self.clock
+            ),
+            self.deleter,
+            clock=self.clock,
+            max_review=self.settings.hold_max_review,
+        )
+
+    async def close(self) -> None:
+        """Release the connections, clients and worker processes that were built.
+
+        Closed parts are forgotten from ``built``, so a second ``close`` does nothing.
+        """
+        built = set(self.built)
+        self.built.clear()
+        if "media" in built:
+            await asyncio.to_thread(self.media.close)
+        if "spool" in built:
+            self.spool.release()
+        if "objects" in built:
+            await self.objects.close()
+        if "database" in built:
+            await self.database.dispose()
+
+
+def build_services(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Services:
+    """The parts for ``settings``; nothing is built, opened or connected until first use."""
+    return Services(settings, clock=clock)

@@ -1,0 +1,99 @@
+"""One retention cycle: sweep, attest if due, forget old fetch details, shred spent weeks.
+
+The scheduled job and ``callrec retention run`` both call ``run_retention_cycle``, so the
+service and an operator's manual run do the same work in the same order. It takes small
+protocols and a clock, never settings, and reports rather than observes: the cycle
+returns a ``CycleReport`` and its caller turns that into metrics, log lines or console
+output. That keeps the retention rules free of how each caller tells people about them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from retention.attestation import AttestationRecords, attest_if_due
+from retention.sweep import DEFAULT_BATCH, Deletions, SweepReport, sweep_expired_recordings
+from storage import ShredReport, StorageError
+
+
+class RetentionRecords(Deletions, AttestationRecords, Protocol):
+    """What a cycle needs from storage's deleter: the sweep's and the attestation's parts."""
+
+
+class FetchDetails(Protocol):
+    """The fetch queue's labels of each callback, kept for an operator for a while."""
+
+    async def forget_details(self, *, before: datetime) -> int: ...
+
+
+class SpentEpochs(Protocol):
+    """The epoch keys, whose weeks with every recording gone lose their key."""
+
+    async def shred_spent_epochs(self) -> ShredReport: ...
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did; in a dry run, only ``sweep`` says anything."""
+
+    sweep: SweepReport
+    attestation: dict[str, Any] | None = None
+    details_forgotten: int = 0
+    shred: ShredReport | None = None
+    # Shredding fails on its own (a KMS out of reach): the deletions stand and the next
+    # cycle tries the keys again, so the failure is reported, not raised.
+    shred_error: StorageError | None = None
+
+    @property
+    def overdue_unheld(self) -> int:
+        """Unheld recordings past their deadline per this cycle's attestation (0 if none)."""
+        return 0 if self.attestation is None else int(self.attestation["overdue_unheld"])
+
+
+def _counts_only(_kind: str, _ids: Sequence[uuid.UUID]) -> None:
+    """Ids are dropped as each batch is done, so a large sweep keeps memory flat."""
+
+
+async def run_retention_cycle(
+    deletions: RetentionRecords,
+    fetch_details: FetchDetails,
+    epochs: SpentEpochs,
+    *,
+    clock: Callable[[], datetime],
+    horizon: timedelta,
+    period: timedelta,
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+    on_batch: Callable[[str, Sequence[uuid.UUID]], None] = _counts_only,
+) -> CycleReport:
+    """Delete what is due before ``now + horizon``, then leave the record straight.
+
+    After the sweep: the daily attestation when one is due; the fetch queue forgets
+    callback details older than ``period`` (a dead letter keeps its labels for an
+    operator, but not past the retention period); a week whose recordings are all gone
+    loses its key, in every backup too. A dry run lists what is due and changes nothing.
+    """
+    sweep = await sweep_expired_recordings(
+        deletions,
+        now=clock(),
+        horizon=horizon,
+        dry_run=dry_run,
+        progress=progress,
+        batch_size=batch_size,
+        on_batch=on_batch,
+    )
+    report = CycleReport(sweep)
+    if dry_run:
+        return report
+    report.attestation = await attest_if_due(deletions, now=clock())
+    report.details_forgotten = await fetch_details.forget_details(before=clock() - period)
+    try:
+        report.shred = await epochs.shred_spent_epochs()
+    except StorageError as exc:
+        report.shred_error = exc
+    return report

@@ -1,0 +1,57 @@
+"""The operator's view of retention: storage's counts turned into the status an operator reads."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from storage import RetentionFacts, rfc3339
+
+
+class RetentionCounts(Protocol):
+    """What the report needs from storage's deleter."""
+
+    async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
+
+
+async def retention_status(
+    counts: RetentionCounts,
+    *,
+    now: datetime,
+    interval: timedelta,
+    margin: timedelta,
+    period: timedelta,
+) -> dict[str, Any]:
+    """Last and next sweep, what is due and overdue, holds: the operator's view, as JSON."""
+    facts = await counts.facts(now=now, cutoff=now + interval + margin)
+    last = facts.last_sweep_at
+    return {
+        "retention_period_days": period / timedelta(days=1),
+        "sweep_interval_s": interval.total_seconds(),
+        "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
+        "next_sweep": _iso(max(now, last + interval)) if last is not None else None,
+        "due_before_next_sweep": facts.due,
+        # Stored past their deadline without a hold: must be 0 while the service runs.
+        "overdue": facts.overdue,
+        "oldest_deadline": _iso(facts.oldest_deadline),
+        "oldest_unheld_age_s": _age(now, facts.oldest_unheld_started_at),
+        "recordings": {
+            "stored": facts.stored,
+            "deleting": facts.deleting,
+            "deleted": facts.deleted,
+        },
+        "holds": {
+            "recordings_held": facts.held,
+            "held_past_deadline": facts.held_past_deadline,
+            "by_kind": facts.holds_by_kind,
+        },
+        "last_attestation": _iso(facts.last_attestation_at),
+    }
+
+
+def _age(now: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else max(0.0, (now - moment).total_seconds())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else rfc3339(moment)
