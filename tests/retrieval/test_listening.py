@@ -16,7 +16,7 @@ from retrieval.auth import Principal
 from retrieval.errors import Forbidden, Gone, NotFound
 from retrieval.grants import Grant, GrantSigner, InvalidGrant
 from retrieval.journal import PlaybackJournal
-from retrieval.listening import Listening
+from retrieval.listening import VIEW_TTL_S, Listening
 from storage import ORIGINAL, PLAYBACK, AudioInfo, AuditRecord, OpenAudio, RecordingView
 
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -89,6 +89,7 @@ class Hub:
     signer: GrantSigner
     listening: Listening
     view: RecordingView
+    seconds: list[float]
 
     def grant(self, holder: Principal, purpose: str = "quality_review", **changes: Any) -> str:
         grant = Grant(
@@ -103,13 +104,15 @@ def hub() -> Hub:
     view = recording()
     store.views[view.id] = view
     signer = GrantSigner(bytes(range(32)))
+    seconds = [0.0]
     listening = Listening(
         access=RecordingAccess(store, store, lambda: NOW),
         audio=store,
         signer=signer,
         journal=PlaybackJournal(store),
+        monotonic=lambda: seconds[0],
     )
-    return Hub(store, signer, listening, view)
+    return Hub(store, signer, listening, view, seconds)
 
 
 async def test_a_valid_grant_plays_its_recording_and_the_first_range_is_on_the_record(
@@ -177,11 +180,20 @@ async def test_a_purpose_the_role_no_longer_has_is_refused(hub: Hub) -> None:
     assert hub.store.actions() == [("recording.play", "deny", "purpose")]
 
 
-async def test_a_deleted_recording_is_refused_from_the_next_request_on(hub: Hub) -> None:
+async def test_a_deleted_recording_is_refused(hub: Hub) -> None:
+    alice = principal("alice")
+    hub.store.views[hub.view.id] = replace(hub.view, state="deleted", deleted_at=NOW)
+    with pytest.raises(Gone):
+        await hub.listening.open(alice, hub.grant(alice), download=False)
+    assert hub.store.opened == []
+
+
+async def test_an_erasure_is_seen_within_the_lookup_reuse(hub: Hub) -> None:
     alice = principal("alice")
     grant = hub.grant(alice)
     await hub.listening.open(alice, grant, download=False)
-    hub.store.views[hub.view.id] = replace(hub.view, state="deleted", deleted_at=NOW)
+    hub.store.views[hub.view.id] = replace(hub.view, state="deleting")
+    hub.seconds[0] += VIEW_TTL_S
     with pytest.raises(Gone):
         await hub.listening.open(alice, grant, download=False)
     assert hub.store.opened == [(hub.view.id, PLAYBACK)]
