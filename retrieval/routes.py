@@ -8,24 +8,19 @@ it does, and lists what it answers: its successes with their bodies, and its ref
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from aiohttp.typedefs import Handler
 
 from retrieval import trail
+from retrieval.holds import HoldHandlers
 from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
-from retrieval.playback import VARIANTS
-
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from retrieval.holds import HoldHandlers
-    from retrieval.playback import PlaybackHandlers
-    from retrieval.recordings import RecordingHandlers
-    from retrieval.retention_status import RetentionHandlers
-    from retrieval.trail import AuditHandlers
-
-Handler = Callable[["web.Request"], Awaitable["web.StreamResponse"]]
+from retrieval.playback import VARIANTS, PlaybackHandlers
+from retrieval.recordings import RecordingHandlers
+from retrieval.retention_status import RetentionHandlers
+from retrieval.trail import AuditHandlers
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_ACTOR = 200
 MAX_AFTER = 2**62
-_PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
+PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
 ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
 """What an audit action looks like: ``area.verb``."""
 
@@ -84,7 +84,7 @@ class AuditHandlers:
 
 
 def _query(params: Mapping[str, str]) -> AuditQuery:
-    unknown = set(params) - _PARAMETERS
+    unknown = set(params) - PARAMETERS
     if unknown:
         raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r}")
     recording_id = None

@@ -9,9 +9,10 @@ from typing import Any, cast
 
 from openapi_spec_validator import validate
 
-from retrieval import GrantSigner, PlaybackJournal, create_api_app
+from retrieval import GrantSigner, PlaybackJournal, create_api_app, trail
 from retrieval.grants import REASON_LENGTH
 from retrieval.openapi import OPENAPI
+from retrieval.parsing import SEARCH_PARAMETERS
 from storage import HOLD_KINDS
 from tests.service_support import running_service
 
@@ -98,3 +99,12 @@ async def test_the_document_is_served_without_a_token(tmp_path: Path, database_u
         assert await response.json() == OPENAPI
         refused = await service.client.get("/api/v1/recordings")
         assert refused.status == 401
+
+
+def test_the_documented_query_parameters_are_those_the_handlers_accept() -> None:
+    def names(path: str) -> set[str]:
+        parameters = OPENAPI["paths"][path]["get"]["parameters"]
+        return {parameter["name"] for parameter in parameters if parameter["in"] == "query"}
+
+    assert names("/recordings") == set(SEARCH_PARAMETERS)
+    assert names("/audit") == set(trail.PARAMETERS)
