@@ -13,18 +13,15 @@ from aiohttp import web
 from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, ReferralChanges
 from retrieval.auth import TokenVerifier
 from retrieval.grants import GrantSigner
-from retrieval.handlers import (
-    PUBLIC_ROUTE,
-    PeakSource,
-    RecordingHandlers,
-    RetentionHandlers,
-    api_errors,
-    authenticate_with,
-)
 from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
+from retrieval.listening import AudioOpener, Listening
+from retrieval.middleware import PUBLIC_ROUTE, api_errors, authenticate_with
 from retrieval.openapi import OPENAPI
-from retrieval.playback import AudioOpener, PlaybackHandlers
+from retrieval.playback import PlaybackHandlers
+from retrieval.recordings import PeakSource, RecordingHandlers
+from retrieval.retention_status import RetentionHandlers
+from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
 from retrieval.trail import AuditHandlers, AuditReader
 
@@ -51,33 +48,32 @@ def create_api_app(
     review page, its session cookie."""
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens, sessions)])
     access = RecordingAccess(queries, audit, clock)
-    recordings = RecordingHandlers(access, referrals, peaks)
-    keeping = HoldHandlers(access, holds)
-    playback = PlaybackHandlers(
-        access=access,
-        audio=audio,
-        signer=signer,
-        journal=journal,
-        grant_lifetime=grant_lifetime,
-        public_url=public_url,
-    )
 
-    async def openapi(_request: web.Request) -> web.Response:
+    async def document(_request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)
 
-    app.router.add_get("/openapi.json", openapi, name=PUBLIC_ROUTE)
-    app.router.add_get("/recordings", recordings.search)
-    app.router.add_get("/recordings/{id}", recordings.get)
-    app.router.add_delete("/recordings/{id}", keeping.erase)
-    app.router.add_post("/recordings/{id}/hold", keeping.place)
-    app.router.add_delete("/recordings/{id}/hold", keeping.release)
-    app.router.add_get("/recordings/{id}/peaks", recordings.peaks)
-    app.router.add_post("/recordings/{id}/referrals/{ref}", recordings.link_referral)
-    app.router.add_delete("/recordings/{id}/referrals/{ref}", recordings.unlink_referral)
-    app.router.add_post("/recordings/{id}/grants", playback.grant)
-    app.router.add_get("/play/{grant}", playback.play)
-    app.router.add_get("/audit", AuditHandlers(trail, audit).events)
-    app.router.add_get("/retention", RetentionHandlers(access, retention_report).status)
+    handlers = ApiHandlers(
+        recordings=RecordingHandlers(access, referrals, peaks),
+        holds=HoldHandlers(access, holds),
+        playback=PlaybackHandlers(
+            access=access,
+            listening=Listening(access=access, audio=audio, signer=signer, journal=journal),
+            signer=signer,
+            grant_lifetime=grant_lifetime,
+            public_url=public_url,
+        ),
+        audit=AuditHandlers(trail, audit),
+        retention=RetentionHandlers(access, retention_report),
+        document=document,
+    )
+    for route in ROUTES:
+        handler = route.handler(handlers)
+        name = PUBLIC_ROUTE if route.public else None
+        if route.method == "GET":
+            # HEAD too, as aiohttp does for GET: the document describes both.
+            app.router.add_get(route.path, handler, name=name)
+        else:
+            app.router.add_route(route.method, route.path, handler, name=name)
 
     async def write_sessions(_app: web.Application) -> AsyncIterator[None]:
         flusher = asyncio.create_task(journal.run())

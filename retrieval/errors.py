@@ -1,4 +1,4 @@
-"""Why a person's request was refused, as facts; statuses are chosen by the API handlers.
+"""Why a person's request was refused, as facts; statuses are chosen in retrieval.middleware.
 
 RetrievalError
 ├── Unauthenticated     no token, or one that does not verify (expired, wrong issuer, ...)

@@ -20,6 +20,10 @@ from retrieval.errors import Forbidden
 
 DEFAULT_GRANT_LIFETIME_S = 15 * 60
 # A reason is read by an auditor months later: it must say something.
+REASON_LENGTH = (12, 500)
+"""The fewest and most characters of a reason, once its runs of whitespace are one space."""
+REASON_WORDS = 3
+"""The fewest different words (two letters or more) a reason holds."""
 _TRIVIAL = frozenset({"test", "testing", "n/a", "na", "none", "review", "check", "qa", "listen"})
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -92,10 +96,11 @@ def check_reason(reason: object) -> str:
     if not isinstance(reason, str):
         raise ValueError("a reason is required")
     text = " ".join(reason.split())
-    if not 12 <= len(text) <= 500:
-        raise ValueError("the reason must be 12 to 500 characters")
+    shortest, longest = REASON_LENGTH
+    if not shortest <= len(text) <= longest:
+        raise ValueError(f"the reason must be {shortest} to {longest} characters")
     words = _WORD.findall(text.lower())
-    if len(set(words)) < 3 or text.lower() in _TRIVIAL:
+    if len(set(words)) < REASON_WORDS or text.lower() in _TRIVIAL:
         raise ValueError("the reason must say why, in at least three different words")
     return text
 

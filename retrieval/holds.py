@@ -15,8 +15,10 @@ from aiohttp import web
 from retrieval.access import RecordingAccess
 from retrieval.errors import Conflict, Forbidden, Unprocessable
 from retrieval.grants import check_reason
-from retrieval.handlers import json_object, principal_of, recording_id_from, rfc3339
+from retrieval.middleware import principal_of
+from retrieval.parsing import json_object, recording_id_from
 from retrieval.policy import may_erase, may_manage_holds
+from retrieval.representations import hold_json
 from storage import HoldView, NotStored, RecordingHeld
 
 
@@ -77,7 +79,7 @@ class HoldHandlers:
         except ValueError as exc:
             raise Unprocessable(str(exc)) from None
         return web.json_response(
-            {"id": str(view.id), "hold": _hold_json(hold), "renewed": not created},
+            {"id": str(view.id), "hold": hold_json(hold), "renewed": not created},
             status=201 if created else 200,
         )
 
@@ -144,13 +146,3 @@ def _review_by(value: object) -> datetime:
     if moment.tzinfo is None:
         raise Unprocessable("review_by must carry a time zone, e.g. 2026-12-31T17:00:00Z")
     return moment.astimezone(UTC)
-
-
-def _hold_json(hold: HoldView) -> dict[str, Any]:
-    return {
-        "type": hold.kind,
-        "reason": hold.reason,
-        "review_by": rfc3339(hold.review_by),
-        "placed_by": hold.placed_by,
-        "placed_at": rfc3339(hold.placed_at),
-    }

@@ -15,14 +15,17 @@ from aiohttp import web
 
 from retrieval.access import AuditSink
 from retrieval.errors import BadRequest, Forbidden
-from retrieval.handlers import principal_of, rfc3339
+from retrieval.middleware import principal_of
 from retrieval.policy import may_read_audit
-from storage import AuditEntry, AuditQuery, AuditRecord
+from storage import AuditEntry, AuditQuery, AuditRecord, rfc3339
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
-_PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
-_ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
+MAX_ACTOR = 200
+MAX_AFTER = 2**62
+PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
+ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
+"""What an audit action looks like: ``area.verb``."""
 
 
 class AuditReader(Protocol):
@@ -81,7 +84,7 @@ class AuditHandlers:
 
 
 def _query(params: Mapping[str, str]) -> AuditQuery:
-    unknown = set(params) - _PARAMETERS
+    unknown = set(params) - PARAMETERS
     if unknown:
         raise BadRequest(f"unknown parameter {sorted(unknown)[0]!r}")
     recording_id = None
@@ -91,16 +94,16 @@ def _query(params: Mapping[str, str]) -> AuditQuery:
         except ValueError:
             raise BadRequest("recording is a recording id (a UUID)") from None
     actor = params.get("actor")
-    if actor is not None and not 0 < len(actor) <= 200:
-        raise BadRequest("actor is 1 to 200 characters")
+    if actor is not None and not 0 < len(actor) <= MAX_ACTOR:
+        raise BadRequest(f"actor is 1 to {MAX_ACTOR} characters")
     action = params.get("action")
-    if action is not None and not _ACTION.fullmatch(action):
+    if action is not None and not ACTION.fullmatch(action):
         raise BadRequest("action looks like recording.grant")
     return AuditQuery(
         recording_id=recording_id,
         actor=actor,
         action=action,
-        after_seq=_whole(params.get("after"), "after", 0, 2**62, 0),
+        after_seq=_whole(params.get("after"), "after", 0, MAX_AFTER, 0),
         limit=_whole(params.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT),
     )
 

@@ -31,7 +31,7 @@ from retrieval.policy import (
 )
 from retrieval.sessions import WebSessions
 from retrieval.web.oidc_sign_in import CALLBACK_PATH, OidcSignIn, SignInRefused
-from storage import AuditRecord, SessionFacts
+from storage import HOLD_KINDS, AuditRecord, SessionFacts
 
 _HERE = Path(__file__).parent
 SIGN_IN_COOKIE: Final = "callrec_sign_in"
@@ -58,6 +58,8 @@ _STATIC: Final = {
     "retention.js": "text/javascript",
 }
 _MAX_TOKEN = 8192
+# Each kind of hold as the page offers it: the policy's name, read as words.
+HOLD_LABELS: Final = tuple((kind, kind.replace("_", " ")) for kind in HOLD_KINDS)
 
 
 class ReviewPages:
@@ -127,6 +129,7 @@ class ReviewPages:
             facts,
             script="recording.js",
             recording_id=str(recording_id),
+            hold_kinds=HOLD_LABELS,
         )
 
     async def audit(self, request: web.Request) -> web.StreamResponse:

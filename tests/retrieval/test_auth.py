@@ -84,7 +84,8 @@ async def test_an_issued_dev_token_verifies_to_its_person_role_and_teams(
         role="safety_reviewer",
         teams=["mash-adults"],
         ttl=timedelta(minutes=5),
-        now=NOW,
+        # Issued at this moment: NOW is fixed at import, minutes before a long run gets here.
+        now=datetime.now(UTC),
     )
     assert await dev.verify(token) == Principal(
         issuer="callrec-dev",

@@ -1,5 +1,8 @@
 """The authorisation matrix: every endpoint x every role x own team / other team / no token /
-bad token, each cell with its status, and no denied cell ever carrying audio."""
+bad token, each cell with its status, and no denied cell ever carrying audio.
+
+Every answer the matrix gets is also checked against the OpenAPI document: its status
+must be one the document lists for that operation, and its JSON must fit that schema."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 
 from retrieval import ROLES
 from tests.push_support import make_wav, metadata, push_body, push_headers
+from tests.retrieval.document_support import assert_documented
 from tests.service_support import RunningService, running_service
 
 PURPOSE = {
@@ -169,7 +173,11 @@ async def call(
             )
         url = (await made.json())["audio_url"]
         response = await client.get("/" + url.split("/", 3)[3], headers=headers)
-    return response.status, await response.read()
+    answer = await response.read()
+    assert_documented(
+        response.method, response.url.path, response.status, response.content_type, answer
+    )
+    return response.status, answer
 
 
 @pytest.mark.parametrize("role", ROLES)

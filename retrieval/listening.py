@@ -1,0 +1,179 @@
+"""Hearing a recording through a grant: every decision playback makes, without HTTP.
+
+A grant is honoured only for the person it was issued to, for the recording it names,
+while their role still allows its purpose. The recording must still be playable (not
+deleted, not past its deadline unless held) on every request. Audit before serve: a
+download is audited range by range, a listening session's first range is audited and the
+rest journalled in summary, all before the first byte of that range leaves.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from retrieval.access import RecordingAccess, refuse_if_gone
+from retrieval.auth import Principal
+from retrieval.errors import Forbidden, IntegrityProblem, NotFound
+from retrieval.grants import Grant, GrantSigner, InvalidGrant
+from retrieval.journal import PlaybackJournal
+from retrieval.policy import may_download_original, purposes_for
+from storage import (
+    ORIGINAL,
+    PLAYBACK,
+    AuditRecord,
+    IntegrityFailure,
+    KeyringError,
+    OpenAudio,
+    RecordingView,
+)
+
+# How long a playability lookup is reused by the ranges that follow it.
+VIEW_TTL_S = 2.0
+
+
+class AudioOpener(Protocol):
+    """What playback needs from storage: a verified, readable recording.
+
+    Storage keeps an opened, verified object for a while, so the ranges a player asks for
+    in a row cost one ranged read each; whether the recording may still be played is
+    decided here before every open.
+    """
+
+    async def open(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Hearing:
+    """One request's right to hear a recording, and the audio it may hear."""
+
+    grant: Grant
+    recording: RecordingView
+    audio: OpenAudio
+    download: bool
+    """The original, as a file to keep, rather than the playback rendition."""
+
+
+class Listening:
+    """Opens a grant's recording for its holder, and puts each range on the record."""
+
+    def __init__(
+        self,
+        *,
+        access: RecordingAccess,
+        audio: AudioOpener,
+        signer: GrantSigner,
+        journal: PlaybackJournal,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._access = access
+        self._audio = audio
+        self._signer = signer
+        self._journal = journal
+        self._monotonic = monotonic
+        self._views: dict[uuid.UUID, tuple[float, RecordingView]] = {}
+
+    async def open(self, principal: Principal, token: str, *, download: bool) -> Hearing:
+        """The audio ``token`` grants ``principal``; refusals raised and audited.
+
+        InvalidGrant (forged, expired, someone else's, a purpose the role lost), Forbidden
+        for a download by a role that may only listen, NotFound, Gone once deleted or past
+        its deadline, IntegrityProblem when the stored audio fails its checks.
+        """
+        grant = await self._valid_grant(principal, token)
+        if download and not may_download_original(principal):
+            await self._access.deny(principal, "recording.download", grant.recording_id, "role")
+            raise Forbidden("this role may play recordings but not download the original")
+        view = await self._playable(grant.recording_id)
+        try:
+            audio = await self._audio.open(view.id, ORIGINAL if download else PLAYBACK)
+        except (IntegrityFailure, KeyringError):
+            await self._access.audit.record(
+                AuditRecord(
+                    actor=principal.actor,
+                    action="recording.integrity_failure",
+                    outcome="error",
+                    recording_id=view.id,
+                    details={"grant": str(grant.grant_id)},
+                )
+            )
+            raise IntegrityProblem("the stored recording failed its integrity checks") from None
+        if audio is None:
+            raise NotFound("no such recording")
+        return Hearing(grant=grant, recording=view, audio=audio, download=download)
+
+    async def hear(self, hearing: Hearing, start: int, end: int) -> None:
+        """Record that bytes [start, end) are about to be served; raises if it cannot be.
+
+        Downloads are rare and each is its own act: audited one by one. A listening
+        session's first range is audited before its first byte; the ranges that follow
+        are journalled and written in summary as it goes.
+        """
+        grant, view = hearing.grant, hearing.recording
+        if hearing.download:
+            await self._access.audit.record(
+                AuditRecord(
+                    actor=grant.actor,
+                    action="recording.download",
+                    recording_id=view.id,
+                    purpose=grant.purpose,
+                    details={"grant": str(grant.grant_id), "start": start, "end": end},
+                )
+            )
+            return
+        await self._journal.start(
+            grant.grant_id, actor=grant.actor, recording_id=view.id, purpose=grant.purpose
+        )
+        seconds = _seconds(start, end, hearing.audio.info.size, view.duration_s)
+        await self._journal.played(grant.grant_id, start, end, seconds)
+
+    async def _valid_grant(self, principal: Principal, token: str) -> Grant:
+        try:
+            grant = self._signer.open(token, now=self._access.clock())
+        except InvalidGrant as exc:
+            await self._access.deny(principal, "recording.play", None, "invalid_grant", exc.detail)
+            raise
+        if grant.actor != principal.actor:
+            await self._access.deny(
+                principal, "recording.play", grant.recording_id, "another_person"
+            )
+            raise InvalidGrant("the grant belongs to someone else")
+        if grant.purpose not in purposes_for(principal):
+            await self._access.deny(principal, "recording.play", grant.recording_id, "purpose")
+            raise InvalidGrant("this role may no longer use the grant's purpose")
+        return grant
+
+    async def _playable(self, recording_id: uuid.UUID) -> RecordingView:
+        """The recording, if it may still be played; looked up at most every VIEW_TTL_S.
+
+        Storage's kept-open audio saves the object's checks, not this lookup of the
+        recording's state, deadline and holds, which a player's every range would
+        otherwise pay for. The deadline is compared with the clock on every request, so
+        the reuse never lets a recording play past it; an erasure is seen within
+        VIEW_TTL_S.
+        """
+        now = self._monotonic()
+        kept = self._views.get(recording_id)
+        if kept is None or now - kept[0] >= VIEW_TTL_S:
+            view = await self._access.queries.get(recording_id)
+            if view is None:
+                raise NotFound("no such recording")
+            if len(self._views) > 1024:
+                self._views.clear()
+            kept = (now, view)
+            self._views[recording_id] = kept
+        refuse_if_gone(kept[1], self._access.clock())
+        return kept[1]
+
+
+def _seconds(
+    start: int, end: int, size: int, duration_s: float | None
+) -> tuple[float, float] | None:
+    # Which seconds were heard, so an auditor need not do byte arithmetic; exact for
+    # constant-rate audio (WAV), close for the rest.
+    if not duration_s or not size:
+        return None
+    return (round(start / size * duration_s, 2), round(end / size * duration_s, 2))

@@ -1,0 +1,269 @@
+"""The API's routes, declared once: the router is built from this table, and so are the
+OpenAPI document's paths, so neither can list a route the other lacks.
+
+Each route names its handler (picked from the handler objects the app builds), says what
+it does, and lists what it answers: its successes with their bodies, and its refusals
+(401 and 503 apply to every route but the public one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp.typedefs import Handler
+
+from retrieval import trail
+from retrieval.holds import HoldHandlers
+from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
+from retrieval.playback import VARIANTS, PlaybackHandlers
+from retrieval.recordings import RecordingHandlers
+from retrieval.retention_status import RetentionHandlers
+from retrieval.trail import AuditHandlers
+
+
+@dataclass(frozen=True, slots=True)
+class ApiHandlers:
+    """The handler objects one app serves its routes with."""
+
+    recordings: RecordingHandlers
+    holds: HoldHandlers
+    playback: PlaybackHandlers
+    audit: AuditHandlers
+    retention: RetentionHandlers
+    document: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful answer: what it means, and its body's schema (None: no JSON body)."""
+
+    description: str
+    schema: str | None = None
+    media: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method on one path, relative to ``/api/v1``."""
+
+    method: str
+    path: str
+    handler: Callable[[ApiHandlers], Handler]
+    summary: str
+    answers: Mapping[int, Answer]
+    refusals: tuple[int, ...] = ()
+    query: tuple[dict[str, Any], ...] = ()
+    headers: tuple[dict[str, Any], ...] = ()
+    body: str | None = None
+    public: bool = False
+
+
+def query(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    """An optional query parameter."""
+    schema = schema or {"type": "string"}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _label(name: str, description: str) -> dict[str, Any]:
+    return query(name, description, type="string", minLength=1, maxLength=MAX_LABEL)
+
+
+def _whole(name: str, description: str, low: int, high: int, default: int) -> dict[str, Any]:
+    return query(name, description, type="integer", minimum=low, maximum=high, default=default)
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+_AUDIO = {
+    200: Answer("The whole recording", media="audio/*"),
+    206: Answer("One range of it (Content-Range says which)", media="audio/*"),
+}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/openapi.json",
+        lambda h: h.document,
+        "This description of the API (needs no token)",
+        {200: Answer("The OpenAPI document", "OpenApiDocument")},
+        public=True,
+    ),
+    Route(
+        "GET",
+        "/recordings",
+        lambda h: h.recordings.search,
+        "Search recordings, newest first",
+        {200: Answer("One page", "RecordingPage")},
+        (400, 403),
+        query=(
+            _label("referral", "A linked referral reference"),
+            _label("team", "A team"),
+            _label("agent", "The agent who took the call"),
+            query(
+                "started_after",
+                "RFC 3339 with a zone, inclusive",
+                type="string",
+                format="date-time",
+            ),
+            query(
+                "started_before",
+                "RFC 3339 with a zone, exclusive",
+                type="string",
+                format="date-time",
+            ),
+            query("cursor", "next_cursor of the previous page"),
+            _whole("limit", "Page size", 1, MAX_LIMIT, DEFAULT_LIMIT),
+        ),
+    ),
+    Route(
+        "GET",
+        "/recordings/{id}",
+        lambda h: h.recordings.get,
+        "One recording's metadata",
+        {200: Answer("The recording", "Recording")},
+        (403, 404, 410),
+    ),
+    Route(
+        "DELETE",
+        "/recordings/{id}",
+        lambda h: h.holds.erase,
+        "Erase early (DPO; audited): keys now, then objects, then personal data",
+        {
+            200: Answer("Deleted", "Erasure"),
+            202: Answer("Keys destroyed; the objects go at the next sweep", "Erasure"),
+        },
+        (403, 404, 409, 410, 422),
+        body="Reason",
+    ),
+    Route(
+        "POST",
+        "/recordings/{id}/hold",
+        lambda h: h.holds.place,
+        "Place or renew a hold (safety reviewer, DPO; audited)",
+        {
+            201: Answer("Placed", "HoldPlaced"),
+            200: Answer("Renewed with a new reason and review date", "HoldPlaced"),
+        },
+        (403, 404, 409, 410, 422),
+        body="HoldRequest",
+    ),
+    Route(
+        "DELETE",
+        "/recordings/{id}/hold",
+        lambda h: h.holds.release,
+        "Release holds (safety reviewer, DPO; audited)",
+        {200: Answer("The kinds released", "HoldReleased")},
+        (403, 404, 409, 410, 422),
+        body="HoldRelease",
+    ),
+    Route(
+        "GET",
+        "/recordings/{id}/peaks",
+        lambda h: h.recordings.peaks,
+        "Waveform peaks per channel (not_computed for recordings without)",
+        {200: Answer("The peaks", "Peaks")},
+        (403, 404, 410),
+    ),
+    Route(
+        "POST",
+        "/recordings/{id}/referrals/{ref}",
+        lambda h: h.recordings.link_referral,
+        "Link a referral (audited)",
+        {201: Answer("Linked", "ReferralLink"), 200: Answer("Was already linked", "ReferralLink")},
+        (400, 403, 404, 410),
+    ),
+    Route(
+        "DELETE",
+        "/recordings/{id}/referrals/{ref}",
+        lambda h: h.recordings.unlink_referral,
+        "Unlink a referral (audited)",
+        {204: Answer("Unlinked")},
+        (400, 403, 404, 410),
+    ),
+    Route(
+        "POST",
+        "/recordings/{id}/grants",
+        lambda h: h.playback.grant,
+        "Ask to hear a recording, stating purpose and reason (audited)",
+        {201: Answer("A short-lived audio link", "Grant")},
+        (403, 404, 410, 422),
+        body="GrantRequest",
+    ),
+    Route(
+        "GET",
+        "/play/{grant}",
+        lambda h: h.playback.play,
+        "The audio of a grant; a Range request gives 206 (every range audited before serving)",
+        _AUDIO,
+        (400, 403, 404, 410, 416, 500),
+        query=(
+            query(
+                "variant",
+                "playback (the default) or original (a download)",
+                type="string",
+                enum=list(VARIANTS),
+                default=VARIANTS[0],
+            ),
+        ),
+        headers=(
+            _header("Range", "One byte range (bytes=first-last, first-, -suffix)"),
+            _header("If-Range", "The ETag held; another version answers the whole recording"),
+        ),
+    ),
+    Route(
+        "GET",
+        "/audit",
+        lambda h: h.audit.events,
+        "The audit trail, oldest first (auditor, DPO; the read is audited)",
+        {200: Answer("Events, and next_after, the cursor to the next page", "AuditPage")},
+        (400, 403),
+        query=(
+            query("recording", "Only events about this recording", type="string", format="uuid"),
+            query(
+                "actor",
+                "Only events by this actor (e.g. user:alice)",
+                type="string",
+                minLength=1,
+                maxLength=trail.MAX_ACTOR,
+            ),
+            query(
+                "action",
+                "Only this action (e.g. recording.grant)",
+                type="string",
+                pattern=f"^{trail.ACTION.pattern}$",
+            ),
+            _whole(
+                "after",
+                "Events after this sequence number (the last one seen)",
+                0,
+                trail.MAX_AFTER,
+                0,
+            ),
+            _whole("limit", "Page size", 1, trail.MAX_LIMIT, trail.DEFAULT_LIMIT),
+        ),
+    ),
+    Route(
+        "GET",
+        "/retention",
+        lambda h: h.retention.status,
+        "Last and next sweep, due and overdue counts, holds",
+        {200: Answer("The retention status", "RetentionStatus")},
+        (403,),
+    ),
+)
