@@ -144,21 +144,6 @@ class RunningService:
         }
 
 
-class FakeClock:
-    """The service's clock, moved by the test: ninety days pass in a line."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self.now = now or datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        """Move forward by ``delta``; the new time."""
-        self.now += delta
-        return self.now
-
-
 @asynccontextmanager
 async def running_service(
     data_dir: Path,

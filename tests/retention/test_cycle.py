@@ -15,8 +15,8 @@ from config.settings import Settings
 from retention import CycleReport, run_retention_cycle
 from storage import KeyringError, RecordingDeleter, ShredReport
 from storage.db.models import AuditEvent, FetchJob, Recording
+from tests.clock import FakeClock
 from tests.key_support import store_recording
-from tests.service_support import FakeClock
 
 HORIZON = timedelta(minutes=20)
 PERIOD = timedelta(days=90)

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from retention import sweep_expired_recordings
 from storage import verify_receipt
 from storage.db.models import AuditEvent, Recording
+from tests.clock import FakeClock
 from tests.service_support import (
     OBJECTS_PER_RECORDING,
-    FakeClock,
     RunningService,
     running_service,
 )

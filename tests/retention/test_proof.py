@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from retention import attest, attest_if_due, sweep_expired_recordings
 from storage.db.models import AuditEvent
-from tests.service_support import FakeClock, RunningService, running_service
+from tests.clock import FakeClock
+from tests.service_support import RunningService, running_service
 
 HORIZON = timedelta(minutes=20)
 REASON = "staff member threatened on this call, incident IR-2291"

@@ -37,7 +37,8 @@ from sqlalchemy import func, select
 from retention import HOLD_KINDS, sweep_expired_recordings
 from storage import create_engine, upgrade_database, verify_receipt
 from storage.db.models import AuditEvent, Recording
-from tests.service_support import FakeClock, RunningService, running_service
+from tests.clock import FakeClock
+from tests.service_support import RunningService, running_service
 
 HORIZON = timedelta(minutes=20)  # the default sweep interval plus margin
 PERIOD = timedelta(days=90)

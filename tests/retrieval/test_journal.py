@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 
 from retrieval import PlaybackJournal
 from storage import AuditRecord, DatabaseUnavailable
+from tests.clock import FakeClock
 
 GRANT = uuid.uuid4()
 RECORDING = uuid.uuid4()
@@ -26,28 +28,20 @@ class Trail:
         self.records.append(record)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def open_session(journal: PlaybackJournal) -> None:
     await journal.start(GRANT, actor="idp|sup-1", recording_id=RECORDING, purpose="quality_review")
 
 
 async def test_the_session_opens_once_and_is_written_when_quiet() -> None:
-    trail, clock = Trail(), Clock()
-    journal = PlaybackJournal(trail, clock=clock, idle_s=30)
+    trail, clock = Trail(), FakeClock()
+    journal = PlaybackJournal(trail, clock=clock.monotonic, idle_s=30)
     await open_session(journal)
     await open_session(journal)
     await journal.played(GRANT, 0, 100, (0.0, 1.0))
     await journal.played(GRANT, 100, 200, (1.0, 2.0))
     await journal.flush()
     assert [r.action for r in trail.records] == ["recording.play_open"]
-    clock.now += 31
+    clock.advance(timedelta(seconds=31))
     await journal.flush()
     played = trail.records[-1]
     assert played.action == "recording.played"
@@ -68,11 +62,11 @@ async def test_a_failed_open_refuses_playback() -> None:
 
 
 async def test_ranges_survive_an_outage_and_are_written_when_it_ends() -> None:
-    trail, clock = Trail(), Clock()
-    journal = PlaybackJournal(trail, clock=clock, idle_s=30)
+    trail, clock = Trail(), FakeClock()
+    journal = PlaybackJournal(trail, clock=clock.monotonic, idle_s=30)
     await open_session(journal)
     await journal.played(GRANT, 0, 100, None)
-    clock.now += 60
+    clock.advance(timedelta(seconds=60))
     trail.down = True
     await journal.flush()
     trail.down = False

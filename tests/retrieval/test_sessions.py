@@ -18,26 +18,19 @@ from sqlalchemy import select
 
 from retrieval.web import CONTENT_SECURITY_POLICY
 from storage.db.models import AuditEvent
+from tests.clock import FakeClock
 from tests.service_support import RunningService, running_service
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
 class Desk:
     service: RunningService
-    clock: Clock
+    clock: FakeClock
 
 
 @pytest.fixture
 async def desk(tmp_path: Path, sqlite_url: str) -> AsyncIterator[Desk]:
-    clock = Clock()
+    clock = FakeClock()
     async with running_service(tmp_path / "var", sqlite_url, clock=clock) as service:
         yield Desk(service, clock)
 

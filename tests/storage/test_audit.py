@@ -20,17 +20,7 @@ from storage import (
     create_sessionmaker,
     verify_audit_chain,
 )
-
-
-class SteppingClock:
-    """A clock that moves one second per reading, so events have distinct times."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+from tests.clock import FakeClock
 
 
 @pytest.fixture
@@ -46,7 +36,9 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 async def append_events(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
-    trail = AuditTrail(SteppingClock())
+    trail = AuditTrail(
+        FakeClock(datetime(2026, 11, 24, 9, 0, tzinfo=UTC), step=timedelta(seconds=1))
+    )
     for index in range(count):
         async with sessions.begin() as session:
             await trail.append(

@@ -31,17 +31,10 @@ from storage import (
 )
 from storage.db.models import AuditEvent, DataKey, EpochKey, StoredObject
 from storage.keys.keyring import WrappedKey
+from tests.clock import FakeClock
 from tests.key_support import store_recording
 
 WEEK_23 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday: 2026-W23
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @asynccontextmanager
@@ -98,7 +91,7 @@ async def test_a_spent_week_loses_its_key_and_an_earlier_backup_cannot_open_its_
     tmp_path: Path, database_url: str, database_backup: Callable[[str], Awaitable[str]]
 ) -> None:
     data_dir = tmp_path / "var"
-    clock = Clock(WEEK_23 + timedelta(days=21))
+    clock = FakeClock(WEEK_23 + timedelta(days=21))
     async with service_parts(data_dir, database_url, clock) as services:
         gone = {
             f"gone-{n}": await capture(services, f"gone-{n}", WEEK_23 + timedelta(days=n))
@@ -163,7 +156,7 @@ async def test_a_spent_week_loses_its_key_and_an_earlier_backup_cannot_open_its_
 async def test_a_week_with_unheld_recordings_left_keeps_its_key_until_they_are_deleted(
     tmp_path: Path, database_url: str
 ) -> None:
-    clock = Clock(WEEK_23 + timedelta(days=8))
+    clock = FakeClock(WEEK_23 + timedelta(days=8))
     async with service_parts(tmp_path / "var", database_url, clock) as services:
         recording = await capture(services, "late-sweep", WEEK_23)
         clock.now = datetime(2026, 9, 8, tzinfo=UTC)
@@ -187,7 +180,7 @@ async def test_rotation_then_rewrap_moves_every_key_and_retires_only_what_nothin
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    clock = Clock(WEEK_23 + timedelta(days=10))
+    clock = FakeClock(WEEK_23 + timedelta(days=10))
     async with service_parts(data_dir, database_url, clock) as services:
         names = [f"call-{n}" for n in range(6)]
         ids = {
@@ -252,7 +245,7 @@ async def test_a_running_service_picks_up_a_rotation_made_by_another_process(
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    clock = Clock(WEEK_23 + timedelta(days=2))
+    clock = FakeClock(WEEK_23 + timedelta(days=2))
     async with (
         service_parts(data_dir, database_url, clock) as serving,
         service_parts(data_dir, database_url, clock) as command,
@@ -271,7 +264,7 @@ async def test_a_running_service_picks_up_a_rotation_made_by_another_process(
 async def test_a_damaged_or_misfiled_wrap_is_refused_never_opened(
     tmp_path: Path, database_url: str
 ) -> None:
-    clock = Clock(WEEK_23 + timedelta(days=2))
+    clock = FakeClock(WEEK_23 + timedelta(days=2))
     async with service_parts(tmp_path / "var", database_url, clock) as services:
         await capture(services, "one", WEEK_23)
         await capture(services, "two", WEEK_23 + timedelta(hours=1))
@@ -304,7 +297,7 @@ def test_weeks_are_iso_weeks_in_utc() -> None:
 async def test_object_rows_name_their_epoch_key_not_the_key_itself(
     tmp_path: Path, database_url: str
 ) -> None:
-    clock = Clock(WEEK_23 + timedelta(days=2))
+    clock = FakeClock(WEEK_23 + timedelta(days=2))
     async with service_parts(tmp_path / "var", database_url, clock) as services:
         await capture(services, "one", WEEK_23)
         async with services.database.read() as session:
@@ -320,7 +313,7 @@ async def test_object_rows_name_their_epoch_key_not_the_key_itself(
 async def test_scheduled_rotation_comes_when_the_generation_is_old_enough(
     tmp_path: Path, database_url: str
 ) -> None:
-    clock = Clock(WEEK_23)
+    clock = FakeClock(WEEK_23)
     async with service_parts(tmp_path / "var", database_url, clock) as services:
         keys = services.keys
         # Nothing stored yet: nothing to count the age from.

@@ -19,14 +19,7 @@ from storage import (
     verify_audit_chain,
 )
 from storage.db.models import AuditEvent, FetchJob
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+from tests.clock import FakeClock
 
 
 @pytest.fixture
@@ -36,7 +29,10 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await db.dispose()
 
 
-def queue_on(database: Database, clock: Clock, **options: object) -> FetchQueue:
+START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def queue_on(database: Database, clock: FakeClock, **options: object) -> FetchQueue:
     return FetchQueue(
         database=database,
         audit=AuditTrail(clock),
@@ -64,7 +60,7 @@ async def actions(database: Database) -> list[str]:
 
 
 async def test_a_repeated_callback_queues_one_job(database: Database) -> None:
-    queue = queue_on(database, Clock())
+    queue = queue_on(database, FakeClock(START))
     first = await enqueue(queue)
     again = await enqueue(queue)
     assert first.created
@@ -75,14 +71,14 @@ async def test_a_repeated_callback_queues_one_job(database: Database) -> None:
 
 
 async def test_concurrent_repeated_callbacks_queue_one_job(database: Database) -> None:
-    queue = queue_on(database, Clock())
+    queue = queue_on(database, FakeClock(START))
     answers = await asyncio.gather(*(enqueue(queue) for _ in range(8)))
     assert sum(answer.created for answer in answers) == 1
     assert len({answer.id for answer in answers}) == 1
 
 
 async def test_a_claim_is_exclusive_until_its_lease_runs_out(database: Database) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     queue = queue_on(database, clock, lease=timedelta(minutes=10))
     await enqueue(queue)
     held = await queue.claim()
@@ -106,7 +102,7 @@ async def test_a_claim_is_exclusive_until_its_lease_runs_out(database: Database)
 async def test_retries_back_off_then_the_job_is_dead_lettered_and_audited(
     database: Database,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     queue = queue_on(
         database,
         clock,
@@ -142,7 +138,7 @@ async def test_retries_back_off_then_the_job_is_dead_lettered_and_audited(
 async def test_jitter_spreads_a_burst_within_the_upper_half_of_each_step(
     database: Database,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     draws = iter([0.0, 0.5])
     queue = FetchQueue(
         database=database, audit=AuditTrail(clock), clock=clock, jitter=lambda: next(draws)
@@ -161,7 +157,7 @@ async def test_jitter_spreads_a_burst_within_the_upper_half_of_each_step(
 
 
 async def test_retry_after_is_honoured_up_to_an_hour(database: Database) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     queue = queue_on(database, clock)
     await enqueue(queue)
     job = await queue.claim()
@@ -182,7 +178,7 @@ async def test_retry_after_is_honoured_up_to_an_hour(database: Database) -> None
 async def test_jobs_survive_a_restart_and_a_done_job_forgets_the_callback(
     database_url: str,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     first = Database(create_engine(database_url))
     await enqueue(queue_on(first, clock))
     await first.dispose()
@@ -206,7 +202,7 @@ async def test_jobs_survive_a_restart_and_a_done_job_forgets_the_callback(
 async def test_workers_in_separate_connections_never_claim_the_same_job(
     postgres_url: str,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     databases = [Database(create_engine(postgres_url)) for _ in range(4)]
     try:
         queues = [queue_on(db, clock) for db in databases]
@@ -231,7 +227,7 @@ async def test_workers_in_separate_connections_never_claim_the_same_job(
 async def test_a_dead_letter_forgets_the_callbacks_labels_after_the_retention_period(
     database: Database,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(START)
     queue = queue_on(database, clock, max_attempts=1)
     queued = await enqueue(queue)
     job = await queue.claim()

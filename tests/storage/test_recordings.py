@@ -40,17 +40,10 @@ from storage import (
 from storage.db.models import AuditEvent, Recording, RecordingState, Referral
 from storage.db.repository import RecordingRepository
 from storage.keys.keyring import WrappedKey
+from tests.clock import FakeClock
 from tests.key_support import local_epoch_keys
 
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -58,7 +51,7 @@ class Harness:
     engine: AsyncEngine
     objects: FilesystemObjectStore
     keys: EpochKeys
-    clock: Clock
+    clock: FakeClock
     spool_dir: Path
 
     def store(self, *, objects: object = None, keys: object = None) -> RecordingStore:
@@ -94,7 +87,7 @@ class Harness:
 @pytest.fixture
 async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
     engine = create_engine(database_url)
-    clock = Clock()
+    clock = FakeClock(datetime(2026, 11, 24, 10, 0, tzinfo=UTC))
     keys = local_epoch_keys(Database(engine), tmp_path, clock)
     yield Harness(
         engine,
