@@ -117,6 +117,19 @@ class Services:
         self.clock = clock
         self.built: list[str] = []
 
+    def provide(self, **parts: object) -> None:
+        """Use these ready-made parts instead of building them; whoever made them closes them.
+
+        For a process that runs several services over one pool of worker processes (the
+        test suite does, rather than start a pool per service).
+        """
+        for name, value in parts.items():
+            if not isinstance(getattr(type(self), name, None), part):
+                raise AttributeError(f"Services has no part named {name!r}")
+            if name in self.__dict__:
+                raise ValueError(f"the part {name!r} is already in use")
+            self.__dict__[name] = value
+
     @part
     def database(self) -> Database:
         return Database(create_engine(self.settings.resolved_database_url))
@@ -164,7 +177,6 @@ class Services:
     @part
     def media(self) -> MediaWorkers:
         return MediaWorkers(
-            spool_dir=self.spool.path,
             workers=self.settings.media_workers,
             max_channels=self.settings.max_audio_channels,
         )

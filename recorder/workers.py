@@ -19,7 +19,6 @@ import logging
 import multiprocessing
 import uuid
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 from recorder.errors import MediaWorkerLost
 from recorder.media_jobs import MediaJob, MediaResult, run_media_job
@@ -38,8 +37,7 @@ def _ready() -> bool:
 class MediaWorkers:
     """Runs media jobs in worker processes; one instance per service."""
 
-    def __init__(self, *, spool_dir: Path, workers: int, max_channels: int) -> None:
-        self._spool_dir = spool_dir
+    def __init__(self, *, workers: int, max_channels: int) -> None:
         self._workers = workers
         self._max_channels = max_channels
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -55,7 +53,9 @@ class MediaWorkers:
             object_id=spool.object_id,
             data_key=spool.data_key,
             ciphertext_size=spool.facts.ciphertext_size,
-            rendition_path=self._spool_dir / f"{uuid.uuid4().hex}.rendition.spool",
+            # Beside its spool, in the capturing service's own spool directory, so the pool
+            # holds no path of its own and can serve any service in the process.
+            rendition_path=spool.path.with_name(f"{uuid.uuid4().hex}.rendition.spool"),
             max_channels=self._max_channels,
         )
         pool = self._ensure_pool()

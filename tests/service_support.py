@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from config.app import create_app
 from config.services import Services, build_services
 from config.settings import Settings
+from recorder import MediaWorkers
 from retrieval import issue_dev_token
 from storage import StoredCiphertext, load_signing_key, open_verified
 from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
@@ -164,6 +165,7 @@ async def running_service(
     }
     options.update(settings)
     services = build_services(Settings(**options), **({"clock": clock} if clock else {}))
+    services.provide(media=shared_media_workers(services.settings))
     port = free_port()
     # Browsers treat http://127.0.0.1 as a secure origin and send the page's Secure
     # session cookie there; the test client's cookie jar is told to do the same.
@@ -182,6 +184,29 @@ async def running_service(
         yield RunningService(client, services, data_dir)
     finally:
         await client.close()
+
+
+_MEDIA_POOLS: dict[tuple[int, int], MediaWorkers] = {}
+
+
+def shared_media_workers(settings: Settings) -> MediaWorkers:
+    """One pool of media worker processes per shape, shared by every service a test starts.
+
+    A service that starts its own pool pays for new worker processes each time; the pool
+    holds nothing of a service's own (renditions go beside each service's spool), so tests
+    share one. ``close_shared_media_workers`` stops them at the end of the run.
+    """
+    shape = (settings.media_workers, settings.max_audio_channels)
+    if shape not in _MEDIA_POOLS:
+        _MEDIA_POOLS[shape] = MediaWorkers(workers=shape[0], max_channels=shape[1])
+    return _MEDIA_POOLS[shape]
+
+
+def close_shared_media_workers() -> None:
+    """Stop every shared pool of media workers."""
+    while _MEDIA_POOLS:
+        _, pool = _MEDIA_POOLS.popitem()
+        pool.close()
 
 
 def free_port() -> int:
