@@ -1,6 +1,6 @@
 """``callrec keys``: rotation and a re-wrap killed half-way, run as real processes.
 
-A thousand recordings are stored, a rotation is made from the command line, and a re-wrap
+Three hundred recordings are stored, a rotation is made from the command line, and a re-wrap
 is SIGKILLed mid-run. At that moment some keys are moved and some not, and every recording
 plays; a second run finishes the rest, and every recording still plays.
 """
@@ -28,7 +28,9 @@ from storage import (
 from tests.cli_support import CALLREC, clean_environment, run
 from tests.key_support import store_recording
 
-RECORDINGS = 1_000
+RECORDINGS = 300
+KILLED_AFTER = 60
+"""Keys re-wrapped (in batches of ten) before the first re-wrap is killed."""
 
 
 @asynccontextmanager
@@ -49,9 +51,9 @@ async def store_one(services: Services, started: datetime, n: int = 0) -> uuid.U
 
 
 async def store_many(services: Services, count: int) -> dict[uuid.UUID, int]:
-    """``count`` recordings over the last three weeks, so several epoch keys are in play."""
+    """``count`` recordings an hour apart, so two or three weeks' epoch keys are in play."""
     now = datetime.now(UTC)
-    return {await store_one(services, now - timedelta(hours=n % 500), n): n for n in range(count)}
+    return {await store_one(services, now - timedelta(hours=n), n): n for n in range(count)}
 
 
 async def unplayable(services: Services, stored: dict[uuid.UUID, int]) -> list[uuid.UUID]:
@@ -102,12 +104,12 @@ async def test_a_rewrap_killed_half_way_leaves_every_recording_playable_and_resu
     assert rotated.stdout.startswith("generation 1 is current")
     assert old_root not in rotated.stdout
 
-    returncode, progress = kill_part_way(env, after=200)
+    returncode, progress = kill_part_way(env, after=KILLED_AFTER)
     assert returncode == -signal.SIGKILL, progress
 
     async with parts(data_dir, database_url) as services:
         left = await services.keys.stale_count()
-        assert 0 < left <= RECORDINGS - 200
+        assert 0 < left <= RECORDINGS - KILLED_AFTER
         assert await unplayable(services, stored) == []
 
     finished = run("keys", "rewrap", **where)
