@@ -9,9 +9,7 @@ rest journalled in summary, all before the first byte of that range leaves.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,17 +29,16 @@ from storage import (
     RecordingView,
 )
 
-# How long a playability lookup is reused by the ranges that follow it.
-VIEW_TTL_S = 2.0
-
 
 class AudioOpener(Protocol):
-    """What playback needs from storage: a verified, readable recording.
+    """What playback needs from storage: a recording's state, and its verified audio.
 
-    Storage keeps an opened, verified object for a while, so the ranges a player asks for
-    in a row cost one ranged read each; whether the recording may still be played is
-    decided here before every open.
+    Storage keeps both for the ranges a player asks for in a row (the one cache, so each
+    range costs one ranged read); whether the recording may still be played is decided
+    here, on every request, before every open.
     """
+
+    async def recording(self, recording_id: uuid.UUID) -> RecordingView | None: ...
 
     async def open(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None: ...
 
@@ -67,14 +64,11 @@ class Listening:
         audio: AudioOpener,
         signer: GrantSigner,
         journal: PlaybackJournal,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._access = access
         self._audio = audio
         self._signer = signer
         self._journal = journal
-        self._monotonic = monotonic
-        self._views: dict[uuid.UUID, tuple[float, RecordingView]] = {}
 
     async def open(self, principal: Principal, token: str, *, download: bool) -> Hearing:
         """The audio ``token`` grants ``principal``; refusals raised and audited.
@@ -147,26 +141,12 @@ class Listening:
         return grant
 
     async def _playable(self, recording_id: uuid.UUID) -> RecordingView:
-        """The recording, if it may still be played; looked up at most every VIEW_TTL_S.
-
-        Storage's kept-open audio saves the object's checks, not this lookup of the
-        recording's state, deadline and holds, which a player's every range would
-        otherwise pay for. The deadline is compared with the clock on every request, so
-        the reuse never lets a recording play past it; an erasure is seen within
-        VIEW_TTL_S.
-        """
-        now = self._monotonic()
-        kept = self._views.get(recording_id)
-        if kept is None or now - kept[0] >= VIEW_TTL_S:
-            view = await self._access.queries.get(recording_id)
-            if view is None:
-                raise NotFound("no such recording")
-            if len(self._views) > 1024:
-                self._views.clear()
-            kept = (now, view)
-            self._views[recording_id] = kept
-        refuse_if_gone(kept[1], self._access.clock())
-        return kept[1]
+        """The recording, if it may still be played at this moment."""
+        view = await self._audio.recording(recording_id)
+        if view is None:
+            raise NotFound("no such recording")
+        refuse_if_gone(view, self._access.clock())
+        return view
 
 
 def _seconds(

@@ -12,11 +12,12 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject
+from storage.db.catalog import RecordingCatalog, RecordingView
 from storage.db.database import Database
 from storage.db.models import Recording, RecordingState, StoredObject
 from storage.errors import IntegrityFailure, ObjectMissing
@@ -55,13 +56,30 @@ class OpenAudio:
         return self._verified.stream(start, end)
 
 
+@dataclass(slots=True)
+class _Kept:
+    """What the ranges of one recording reuse: its looked-up state and its opened objects."""
+
+    view: RecordingView | None = None
+    view_at: float = 0.0
+    audio: dict[str, tuple[float, OpenAudio]] = field(default_factory=dict)
+
+
 class RecordingAudio:
     """Opens a stored object of a recording, its playback rendition or its original.
 
-    A player asks for many ranges in a row; an opened, verified object is kept for
-    ``keep_open`` so each range costs one ranged read, not a fresh open. The caller
-    checks the recording is still playable (not deleted, not past its deadline) before
-    every open, so a kept object never outlives the recording's right to be heard.
+    A player asks for many ranges in a row, each of which must first be found playable
+    and then read. This is the one place what those ranges reuse is kept, per recording:
+
+    - the recording's state, deadline and holds, re-read at most every ``recheck_s``
+      (2 s), so an erasure or a released hold is seen within it. The caller compares the
+      deadline with its clock on every request, so the reuse never lets a recording play
+      past it; without the reuse a 64 KiB range costs several times more.
+    - its opened, verified objects, kept for ``keep_open_s`` so each range costs one
+      ranged read, not a fresh open with its size, header and final-segment checks.
+
+    The caller checks the recording is still playable before every open, so a kept object
+    never outlives the recording's right to be heard.
     """
 
     def __init__(
@@ -71,16 +89,34 @@ class RecordingAudio:
         keys: DataKeys,
         *,
         clock: Callable[[], float] = time.monotonic,
+        recheck_s: float = 2.0,
         keep_open_s: float = 60.0,
-        max_open: int = 256,
+        max_kept: int = 256,
     ) -> None:
         self._database = database
+        self._catalog = RecordingCatalog(database)
         self._objects = objects
         self._keys = keys
         self._clock = clock
+        self._recheck_s = recheck_s
         self._keep_open_s = keep_open_s
-        self._max_open = max_open
-        self._open: OrderedDict[tuple[uuid.UUID, str], tuple[float, OpenAudio]] = OrderedDict()
+        self._max_kept = max_kept
+        self._kept: OrderedDict[uuid.UUID, _Kept] = OrderedDict()
+
+    async def recording(self, recording_id: uuid.UUID) -> RecordingView | None:
+        """What decides whether the recording may be played: state, deadline, holds."""
+        now = self._clock()
+        kept = self._kept.get(recording_id)
+        if kept is not None and kept.view is not None and now - kept.view_at < self._recheck_s:
+            self._kept.move_to_end(recording_id)
+            return kept.view
+        view = await self._catalog.get(recording_id)
+        if view is None:
+            self.forget(recording_id)
+            return None
+        kept = self._keep(recording_id)
+        kept.view, kept.view_at = view, now
+        return view
 
     async def open(self, recording_id: uuid.UUID, kind: str = PLAYBACK) -> OpenAudio | None:
         """The verified audio of a stored recording; None if there is none to play.
@@ -90,22 +126,28 @@ class RecordingAudio:
         IntegrityFailure when the object is missing, cut short, grown, or altered.
         """
         now = self._clock()
-        kept = self._open.get((recording_id, kind))
-        if kept is not None and now - kept[0] < self._keep_open_s:
-            self._open.move_to_end((recording_id, kind))
-            return kept[1]
+        kept = self._kept.get(recording_id)
+        opened = kept.audio.get(kind) if kept is not None else None
+        if opened is not None and now - opened[0] < self._keep_open_s:
+            self._kept.move_to_end(recording_id)
+            return opened[1]
         audio = await self._open_verified(recording_id, kind)
         if audio is not None:
-            self._open[(recording_id, kind)] = (now, audio)
-            self._open.move_to_end((recording_id, kind))
-            while len(self._open) > self._max_open:
-                self._open.popitem(last=False)
+            self._keep(recording_id).audio[kind] = (now, audio)
         return audio
 
     def forget(self, recording_id: uuid.UUID) -> None:
-        """Drop kept objects (the recording is being deleted)."""
-        for kind in (PLAYBACK, ORIGINAL):
-            self._open.pop((recording_id, kind), None)
+        """Drop what is kept of a recording (it is being deleted)."""
+        self._kept.pop(recording_id, None)
+
+    def _keep(self, recording_id: uuid.UUID) -> _Kept:
+        kept = self._kept.get(recording_id)
+        if kept is None:
+            kept = self._kept[recording_id] = _Kept()
+        self._kept.move_to_end(recording_id)
+        while len(self._kept) > self._max_kept:
+            self._kept.popitem(last=False)
+        return kept
 
     async def _open_verified(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None:
         async with self._database.read() as session:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import (
@@ -356,3 +356,32 @@ async def test_streamed_ranges_are_exact_in_any_piece_layout(
     pieces = [piece async for piece in opened.stream(start, end)]
     assert b"".join(pieces) == payload[start:end]
     assert all(len(piece) <= 2**20 + 65536 for piece in pieces)
+
+
+async def test_a_players_ranges_reuse_the_recordings_state_for_two_seconds_and_its_audio_longer(
+    harness: Harness,
+) -> None:
+    stored = await harness.store().store_capture(
+        await harness.spool(), new_recording(), AUDIO, actor="source:pbx"
+    )
+    audio = RecordingAudio(
+        Database(harness.engine), harness.objects, harness.keys, clock=harness.clock.monotonic
+    )
+    first = await audio.recording(stored.recording_id)
+    opened = await audio.open(stored.recording_id, ORIGINAL)
+    assert first is not None
+    assert first.state == "stored"
+    assert opened is not None
+    async with harness.engine.begin() as connection:
+        await connection.execute(
+            update(Recording).where(Recording.id == stored.recording_id).values(state="deleting")
+        )
+
+    harness.clock.advance(timedelta(seconds=1.9))
+    assert await audio.recording(stored.recording_id) is first
+    harness.clock.advance(timedelta(seconds=0.1))
+    seen = await audio.recording(stored.recording_id)
+    assert seen is not None
+    assert seen.state == "deleting"
+    assert await audio.open(stored.recording_id, ORIGINAL) is opened
+    assert await audio.recording(uuid.uuid4()) is None
