@@ -36,8 +36,10 @@ system-tools:
 	  else echo "missing:$$missing (tests that need them will skip)"; fi; \
 	fi
 
+# One pytest worker per core (xdist); the tests that drive Chromium share one worker.
+# A single file or test runs faster on its own: `.venv/bin/pytest tests/...`.
 test: lint system-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadgroup
 
 bench: $(STAMP) system-tools
 	$(BIN)/python -m tests.bench

@@ -324,15 +324,27 @@ async def send(service: RunningService, push: Push) -> tuple[int, dict[str, str]
     return response.status, await response.json()
 
 
+@pytest.fixture(scope="module")
+async def refusing_service(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[RunningService]:
+    """One service for every refused push: each must leave it exactly as it found it."""
+    data_dir = tmp_path_factory.mktemp("hostile") / "var"
+    async with running_service(data_dir, module_database_url, max_upload_bytes=LIMIT) as running:
+        yield running
+
+
 @pytest.mark.parametrize("name", list(CASES))
 async def test_a_bad_push_is_refused_with_a_json_error_and_stores_nothing(
-    service: RunningService, name: str
+    refusing_service: RunningService, name: str
 ) -> None:
     case = CASES[name]
-    status, body = await send(service, case.build())
+    before = await refusing_service.counts()
+    status, body = await send(refusing_service, case.build())
     assert (status, body.get("error")) == (case.status, case.error), body
     assert case.detail_mentions in body["detail"]
-    assert await service.counts() == case.stored
+    after = await refusing_service.counts()
+    assert {kind: after[kind] - before[kind] for kind in after} == case.stored
 
 
 def test_the_table_covers_at_least_25_distinct_refusals() -> None:

@@ -12,6 +12,7 @@ filesystem store, signed receipts) is asked, never its internals' intentions:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import shutil
 import tempfile
 import uuid
@@ -61,6 +62,22 @@ class Modelled:
         return not self.deleted and (self.deadline > now or self.held(now))
 
 
+_TEMPLATE: list[Path] = []
+
+
+async def _migrated_template() -> Path:
+    """A migrated SQLite file, made once per run; each history starts from a copy of it."""
+    if not _TEMPLATE:
+        folder = tempfile.mkdtemp(prefix="callrec-model-template-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / "callrec.db"
+        engine = create_engine(f"sqlite+aiosqlite:///{path}")
+        await upgrade_database(engine)
+        await engine.dispose()  # folds the WAL in, so the file is the whole database
+        _TEMPLATE.append(path)
+    return _TEMPLATE[0]
+
+
 class RetentionHistory(RuleBasedStateMachine):
     """One service per history, on a throwaway data directory and SQLite database."""
 
@@ -81,14 +98,9 @@ class RetentionHistory(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        url = f"sqlite+aiosqlite:///{self.workdir / 'callrec.db'}"
-
-        async def migrate() -> None:
-            engine = create_engine(url)
-            await upgrade_database(engine)
-            await engine.dispose()
-
-        self.run(migrate())
+        database = self.workdir / "callrec.db"
+        shutil.copyfile(self.run(_migrated_template()), database)
+        url = f"sqlite+aiosqlite:///{database}"
         self._context = running_service(self.workdir / "var", url, clock=self.clock)
         self.service = self.run(self._context.__aenter__())
 

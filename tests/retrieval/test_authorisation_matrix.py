@@ -6,10 +6,10 @@ must be one the document lists for that operation, and its JSON must fit that sc
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -98,17 +98,28 @@ class Setting:
         return self.service.token(role, "mash-children", subject=subject)
 
 
+@pytest.fixture(scope="module")
+async def service(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[RunningService]:
+    """One service per database for the whole matrix: each cell works on its own calls."""
+    data_dir = tmp_path_factory.mktemp("matrix") / "var"
+    async with running_service(data_dir, module_database_url) as started:
+        yield started
+
+
 @pytest.fixture
-async def setting(tmp_path: Path, database_url: str) -> AsyncIterator[Setting]:
-    async with running_service(tmp_path / "var", database_url) as service:
-        ids = {}
-        for name, team in (("own", "mash-children"), ("other", "mash-adults")):
-            body = push_body(metadata(recording_id=name, team=team), make_wav(1))
-            response = await service.client.post(
-                "/webhooks/push/pbx", data=body, headers=push_headers(body)
-            )
-            ids[name] = (await response.json())["id"]
-        yield Setting(service, ids)
+async def setting(service: RunningService) -> Setting:
+    """Two new calls for one cell: one of the caller's team and one of another team."""
+    ids = {}
+    for name, team in (("own", "mash-children"), ("other", "mash-adults")):
+        body = push_body(metadata(recording_id=f"{name}-{uuid.uuid4()}", team=team), make_wav(1))
+        response = await service.client.post(
+            "/webhooks/push/pbx", data=body, headers=push_headers(body)
+        )
+        assert response.status == 201, await response.text()
+        ids[name] = (await response.json())["id"]
+    return Setting(service, ids)
 
 
 async def call(

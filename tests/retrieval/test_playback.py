@@ -7,6 +7,7 @@ import io
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,12 +76,28 @@ async def push(service: RunningService, source_id: str, team: str, audio: bytes)
     return answer["id"]
 
 
-@pytest.fixture
-async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:
-    async with running_service(tmp_path / "var", database_url) as service:
+@asynccontextmanager
+async def room_at(data_dir: Path, database_url: str) -> AsyncIterator[Room]:
+    async with running_service(data_dir, database_url) as service:
         own = await push(service, "own", "mash-children", AUDIO)
         other = await push(service, "other", "mash-adults", make_wav(1))
         yield Room(service, own, other, await service.stored(own, PLAYBACK))
+
+
+@pytest.fixture
+async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:
+    """A service of its own, for a test that looks at the trail or changes what is stored."""
+    async with room_at(tmp_path / "var", database_url) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+async def shared_room(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[Room]:
+    """One service for the tests that only ask for grants and ranges and check the answers."""
+    async with room_at(tmp_path_factory.mktemp("playback") / "var", module_database_url) as made:
+        yield made
 
 
 async def granted_url(room: Room, token: str) -> str:
@@ -171,65 +188,67 @@ def _from_end(back: int) -> Callable[[int], int]:
     ids=["first", "hundred", "last", "suffix", "boundary", "open", "overlong", "whole-suffix"],
 )
 async def test_single_ranges_are_exact(
-    room: Room, header: str, start: Callable[[int], int], end: Callable[[int], int]
+    shared_room: Room, header: str, start: Callable[[int], int], end: Callable[[int], int]
 ) -> None:
-    size = len(room.rendition)
+    size = len(shared_room.rendition)
     assert size > 2 * 65536, "the rendition must span several encrypted segments"
     sizes = {"size": size, "last": size - 1, "over": size + 5000}
     first, stop = start(size), end(size)
-    token = room.token()
-    response = await room.play(await granted_url(room, token), token, Range=header.format(**sizes))
+    token = shared_room.token()
+    response = await shared_room.play(
+        await granted_url(shared_room, token), token, Range=header.format(**sizes)
+    )
     assert response.status == 206
     assert response.headers["Content-Range"] == f"bytes {first}-{stop - 1}/{size}"
     assert int(response.headers["Content-Length"]) == stop - first
-    assert await response.read() == room.rendition[first:stop]
+    assert await response.read() == shared_room.rendition[first:stop]
 
 
-async def test_random_ranges_equal_the_same_slice_of_the_audio(room: Room) -> None:
-    token = room.token()
-    url = await granted_url(room, token)
+async def test_random_ranges_equal_the_same_slice_of_the_audio(shared_room: Room) -> None:
+    token = shared_room.token()
+    url = await granted_url(shared_room, token)
     chooser = random.Random(20261125)
-    size = len(room.rendition)
+    size = len(shared_room.rendition)
     for _ in range(40):
         start = chooser.randrange(size)
         end = chooser.randrange(start, size)
-        response = await room.play(url, token, Range=f"bytes={start}-{end}")
-        assert await response.read() == room.rendition[start : end + 1]
+        response = await shared_room.play(url, token, Range=f"bytes={start}-{end}")
+        assert await response.read() == shared_room.rendition[start : end + 1]
 
 
 @pytest.mark.parametrize("header", ["bytes={size}-", "bytes=-0", "bytes={over}-"])
-async def test_a_range_past_the_end_is_416(room: Room, header: str) -> None:
-    size = len(room.rendition)
-    token = room.token()
+async def test_a_range_past_the_end_is_416(shared_room: Room, header: str) -> None:
+    size = len(shared_room.rendition)
+    token = shared_room.token()
     asked = header.format(size=size, over=size + 9)
-    response = await room.play(await granted_url(room, token), token, Range=asked)
+    response = await shared_room.play(await granted_url(shared_room, token), token, Range=asked)
     assert response.status == 416
     assert response.headers["Content-Range"] == f"bytes */{size}"
     assert (await response.json())["error"] == "range_not_satisfiable"
 
 
 async def test_several_ranges_get_the_whole_recording_and_a_flood_of_them_is_refused(
-    room: Room,
+    shared_room: Room,
 ) -> None:
-    token = room.token()
-    url = await granted_url(room, token)
-    several = await room.play(url, token, Range="bytes=0-9,100-199")
-    assert (several.status, await several.read()) == (200, room.rendition)
+    token = shared_room.token()
+    url = await granted_url(shared_room, token)
+    several = await shared_room.play(url, token, Range="bytes=0-9,100-199")
+    assert (several.status, await several.read()) == (200, shared_room.rendition)
     flood = ",".join(f"{n}-{n}" for n in range(0, 200, 2))
-    refused = await room.play(url, token, Range=f"bytes={flood}")
+    refused = await shared_room.play(url, token, Range=f"bytes={flood}")
     assert refused.status == 416
 
 
-async def test_if_range_and_head(room: Room) -> None:
-    token = room.token()
-    url = await granted_url(room, token)
-    head = await room.play(url, token, method="HEAD", Range="bytes=0-9")
+async def test_if_range_and_head(shared_room: Room) -> None:
+    token = shared_room.token()
+    url = await granted_url(shared_room, token)
+    head = await shared_room.play(url, token, method="HEAD", Range="bytes=0-9")
     etag = head.headers["ETag"]
     assert (head.status, head.headers["Content-Length"], await head.read()) == (206, "10", b"")
-    same = await room.play(url, token, Range="bytes=0-9", **{"If-Range": etag})
-    assert (same.status, await same.read()) == (206, room.rendition[:10])
-    changed = await room.play(url, token, Range="bytes=0-9", **{"If-Range": '"elsewhere"'})
-    assert (changed.status, await changed.read()) == (200, room.rendition)
+    same = await shared_room.play(url, token, Range="bytes=0-9", **{"If-Range": etag})
+    assert (same.status, await same.read()) == (206, shared_room.rendition[:10])
+    changed = await shared_room.play(url, token, Range="bytes=0-9", **{"If-Range": '"elsewhere"'})
+    assert (changed.status, await changed.read()) == (200, shared_room.rendition)
 
 
 @pytest.mark.parametrize(
@@ -247,9 +266,9 @@ async def test_if_range_and_head(room: Room) -> None:
     ],
 )
 async def test_each_role_may_ask_only_for_its_own_purpose(
-    room: Room, role: str, purpose: str, status: int
+    shared_room: Room, role: str, purpose: str, status: int
 ) -> None:
-    answer_status, body = await room.grant(room.token(role), purpose=purpose)
+    answer_status, body = await shared_room.grant(shared_room.token(role), purpose=purpose)
     assert answer_status == status, body
     assert ("audio_url" in body) == (status == 201)
 

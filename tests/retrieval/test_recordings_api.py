@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,9 +60,9 @@ def started(hours_ago: float) -> str:
     return (datetime.now(UTC) - timedelta(hours=hours_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture
-async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
-    async with running_service(tmp_path / "var", database_url) as service:
+@asynccontextmanager
+async def hub_with_calls(data_dir: Path, database_url: str) -> AsyncIterator[Hub]:
+    async with running_service(data_dir, database_url) as service:
         ids = {}
         for source_id, team, agent, hours_ago, referrals in CALLS:
             ids[source_id] = await push_call(
@@ -76,6 +77,23 @@ async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
         yield Hub(service, ids)
 
 
+@pytest.fixture
+async def hub(tmp_path: Path, database_url: str) -> AsyncIterator[Hub]:
+    """The calls, for one test that changes them (or counts what changed)."""
+    async with hub_with_calls(tmp_path / "var", database_url) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+async def calls(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> AsyncIterator[Hub]:
+    """The same calls, shared by the tests that only read them (and make no recordings)."""
+    data_dir = tmp_path_factory.mktemp("recordings-api") / "var"
+    async with hub_with_calls(data_dir, module_database_url) as made:
+        yield made
+
+
 # The authorisation matrix: role x (own team / other team) for both endpoints.
 ROLES_THAT_SEE = {
     # role: (sees own-team c1, sees other-team c3)
@@ -87,11 +105,11 @@ ROLES_REFUSED = ["retention_operator", "auditor", "admin"]
 
 
 @pytest.mark.parametrize("role", list(ROLES_THAT_SEE))
-async def test_metadata_follows_need_to_know(hub: Hub, role: str) -> None:
-    token = hub.token(role, "mash-children")
+async def test_metadata_follows_need_to_know(calls: Hub, role: str) -> None:
+    token = calls.token(role, "mash-children")
     sees_own, sees_other = ROLES_THAT_SEE[role]
-    own_status, own = await hub.get(f"{API}/{hub.ids['c1']}", token)
-    other_status, other = await hub.get(f"{API}/{hub.ids['c3']}", token)
+    own_status, own = await calls.get(f"{API}/{calls.ids['c1']}", token)
+    other_status, other = await calls.get(f"{API}/{calls.ids['c3']}", token)
     assert own_status == (200 if sees_own else 404)
     assert other_status == (200 if sees_other else 404)
     if sees_own:
@@ -103,39 +121,41 @@ async def test_metadata_follows_need_to_know(hub: Hub, role: str) -> None:
 
 
 @pytest.mark.parametrize("role", ROLES_REFUSED)
-async def test_roles_that_never_see_recordings_are_refused_everywhere(hub: Hub, role: str) -> None:
-    token = hub.token(role, "mash-children")
-    for path in (API, f"{API}/{hub.ids['c1']}"):
-        status, body = await hub.get(path, token)
+async def test_roles_that_never_see_recordings_are_refused_everywhere(
+    calls: Hub, role: str
+) -> None:
+    token = calls.token(role, "mash-children")
+    for path in (API, f"{API}/{calls.ids['c1']}"):
+        status, body = await calls.get(path, token)
         assert (status, body["error"]) == (403, "forbidden")
         assert "recordings" not in body
         assert "from" not in body
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-jwt", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
-async def test_no_token_or_a_bad_one_is_401_everywhere(hub: Hub, token: str | None) -> None:
-    for path in (API, f"{API}/{hub.ids['c1']}", f"{API}/{uuid.uuid4()}"):
+async def test_no_token_or_a_bad_one_is_401_everywhere(calls: Hub, token: str | None) -> None:
+    for path in (API, f"{API}/{calls.ids['c1']}", f"{API}/{uuid.uuid4()}"):
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        response = await hub.service.client.get(path, headers=headers)
+        response = await calls.service.client.get(path, headers=headers)
         assert response.status == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         assert (await response.json())["error"] == "unauthenticated"
 
 
-async def test_another_teams_recording_looks_exactly_like_a_missing_one(hub: Hub) -> None:
-    token = hub.token("supervisor", "mash-children")
-    hidden = await hub.get(f"{API}/{hub.ids['c3']}", token)
-    missing = await hub.get(f"{API}/{uuid.uuid4()}", token)
-    not_an_id = await hub.get(f"{API}/../../etc", token)
+async def test_another_teams_recording_looks_exactly_like_a_missing_one(calls: Hub) -> None:
+    token = calls.token("supervisor", "mash-children")
+    hidden = await calls.get(f"{API}/{calls.ids['c3']}", token)
+    missing = await calls.get(f"{API}/{uuid.uuid4()}", token)
+    not_an_id = await calls.get(f"{API}/../../etc", token)
     assert hidden == missing
     assert not_an_id[0] == 404
 
 
-async def test_views_and_refusals_are_audited(hub: Hub) -> None:
-    token = hub.token("supervisor", "mash-children", subject="staff-0421")
-    await hub.get(f"{API}/{hub.ids['c1']}", token)
-    await hub.get(f"{API}/{hub.ids['c3']}", token)
-    async with hub.service.services.database.read() as session:
+async def test_views_and_refusals_are_audited(calls: Hub) -> None:
+    token = calls.token("supervisor", "mash-children", subject="staff-0421")
+    await calls.get(f"{API}/{calls.ids['c1']}", token)
+    await calls.get(f"{API}/{calls.ids['c3']}", token)
+    async with calls.service.services.database.read() as session:
         events = (
             (await session.execute(select(AuditEvent).where(AuditEvent.actor.like("%staff-0421"))))
             .scalars()
@@ -143,17 +163,17 @@ async def test_views_and_refusals_are_audited(hub: Hub) -> None:
         )
     seen = [(e.action, str(e.recording_id), e.outcome) for e in events]
     assert seen == [
-        ("recording.view", hub.ids["c1"], "allow"),
-        ("recording.view", hub.ids["c3"], "deny"),
+        ("recording.view", calls.ids["c1"], "allow"),
+        ("recording.view", calls.ids["c3"], "deny"),
     ]
 
 
-async def test_a_supervisor_searches_only_their_teams_newest_first(hub: Hub) -> None:
-    status, body = await hub.get(API, hub.token("supervisor", "mash-children"))
+async def test_a_supervisor_searches_only_their_teams_newest_first(calls: Hub) -> None:
+    status, body = await calls.get(API, calls.token("supervisor", "mash-children"))
     assert status == 200
     assert [r["source_recording_id"] for r in body["recordings"]] == ["c1", "c2", "c4"]
     assert body["next_cursor"] is None
-    _, other = await hub.get(API, hub.token("supervisor", "mash-children"), team="mash-adults")
+    _, other = await calls.get(API, calls.token("supervisor", "mash-children"), team="mash-adults")
     assert other["recordings"] == []
 
 
@@ -168,8 +188,8 @@ async def test_a_supervisor_searches_only_their_teams_newest_first(hub: Hub) -> 
         ({"referral": "MASH-404"}, []),
     ],
 )
-async def test_search_filters(hub: Hub, params: dict[str, str], expected: list[str]) -> None:
-    _, body = await hub.get(API, hub.token("safety_reviewer"), **params)
+async def test_search_filters(calls: Hub, params: dict[str, str], expected: list[str]) -> None:
+    _, body = await calls.get(API, calls.token("safety_reviewer"), **params)
     assert [r["source_recording_id"] for r in body["recordings"]] == expected
 
 
@@ -202,8 +222,8 @@ async def test_paging_is_complete_and_stable_while_recordings_arrive(hub: Hub) -
         {"sort": "oldest"},
     ],
 )
-async def test_malformed_search_parameters_are_400(hub: Hub, params: dict[str, str]) -> None:
-    status, body = await hub.get(API, hub.token("dpo"), **params)
+async def test_malformed_search_parameters_are_400(calls: Hub, params: dict[str, str]) -> None:
+    status, body = await calls.get(API, calls.token("dpo"), **params)
     assert (status, body["error"]) == (400, "bad_request")
 
 
@@ -281,15 +301,19 @@ async def test_who_may_change_referrals(hub: Hub, role: str, recording: str, sta
     assert answer == status
 
 
-async def test_a_malformed_referral_reference_is_400(hub: Hub) -> None:
-    token = hub.token("supervisor", "mash-children")
-    status, body = await send(hub, "POST", f"{API}/{hub.ids['c1']}/referrals/-bad ref", token)
+async def test_a_malformed_referral_reference_is_400(calls: Hub) -> None:
+    token = calls.token("supervisor", "mash-children")
+    status, body = await send(calls, "POST", f"{API}/{calls.ids['c1']}/referrals/-bad ref", token)
     assert (status, body["error"]) == (400, "bad_request")
 
 
-async def test_peaks_are_drawn_from_the_audio_and_follow_need_to_know(hub: Hub) -> None:
-    own = await hub.get(f"{API}/{hub.ids['c1']}/peaks", hub.token("supervisor", "mash-children"))
-    other = await hub.get(f"{API}/{hub.ids['c3']}/peaks", hub.token("supervisor", "mash-children"))
+async def test_peaks_are_drawn_from_the_audio_and_follow_need_to_know(calls: Hub) -> None:
+    own = await calls.get(
+        f"{API}/{calls.ids['c1']}/peaks", calls.token("supervisor", "mash-children")
+    )
+    other = await calls.get(
+        f"{API}/{calls.ids['c3']}/peaks", calls.token("supervisor", "mash-children")
+    )
     status, body = own
     assert (status, body["status"], body["per_second"], body["scale"]) == (200, "ready", 20, 127)
     # One second of a tone at 12000 of 32767: every twentieth of a second peaks near 46.
