@@ -116,7 +116,8 @@ class RetentionMetrics:
         )
         self.deleted = Counter(
             "callrec_retention_deleted",
-            "Recordings deleted by this process's sweeps (including resumed deletions).",
+            "Recordings whose deletion this process's sweeps finished (begun here or resumed); "
+            "each deletion is counted by one process only.",
             registry=registry,
         )
         self.failures = Counter(
