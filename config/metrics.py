@@ -101,7 +101,8 @@ class RetentionMetrics:
         )
         self.overdue = Gauge(
             "callrec_retention_overdue_recordings",
-            "Unheld recordings stored past their deadline (must stay 0).",
+            "Unheld recordings past their deadline, stored or captures never finished "
+            "(must stay 0).",
             registry=registry,
         )
         self.held = Gauge(

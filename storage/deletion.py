@@ -22,15 +22,14 @@ from sqlalchemy.orm import raiseload
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import (
-    PERSONAL_ROWS,
     AuditEvent,
     DataKey,
     Recording,
     RecordingHold,
     RecordingState,
     StoredObject,
-    personal_columns,
 )
+from storage.db.repository import RecordingRepository
 from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
 from storage.keys.receipts import ReceiptSigner
@@ -204,18 +203,14 @@ class RecordingDeleter(RetentionQueries):
             if not rows:
                 return []
             finished = [row.id for row in rows]
-            for personal in PERSONAL_ROWS:
-                await session.execute(delete(personal).where(personal.recording_id.in_(finished)))
+            await RecordingRepository(session).strip_personal_data(rows)
             await session.execute(
                 delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
             )
             now = self._clock()
             reasons = await _deletion_reasons(session, finished)
             receipts = []
-            personal_fields = personal_columns()
             for row in rows:
-                for name in personal_fields:
-                    setattr(row, name, None)
                 row.state = RecordingState.DELETED
                 row.deleted_at = now
                 receipts.append(
