@@ -104,6 +104,8 @@ class FakeTwilio:
         step = -(-len(body) // pieces)
         for start in range(0, len(body), step):
             await asyncio.sleep(seconds / pieces)
+            if request.transport is None or request.transport.is_closing():
+                return response  # the client went away: not served
             await response.write(body[start : start + step])
         await response.write_eof()
         self.served.append(rid)
