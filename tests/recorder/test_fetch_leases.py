@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from config.providers import provider_origins
 from recorder import FetchWorkers, SafeFetcher, SpooledCapture
 from recorder.fetch_worker import DELETE_URL, FetchJobsToWork
-from storage import ClaimedFetch, FetchQueue
+from storage import ClaimedFetch, DatabaseUnavailable, FetchQueue
 from storage.db.models import AuditEvent
 from tests.audio_factory import BY_NAME, make_audio
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
@@ -205,3 +205,33 @@ async def test_a_worker_that_stops_renewing_loses_the_job_and_stops_without_dele
     assert twilio.served == ["RE-taken"]  # the taker's download; the first never finished
     assert (requests(twilio, "GET"), requests(twilio, "DELETE")) == (2, 1)
     assert await copies_deleted(service) == 1
+
+
+class UnreachableRenewals(FrozenRenewals):
+    """A worker cut off from the database for its renewals: each one fails at once."""
+
+    async def renew(self, job: ClaimedFetch) -> datetime | None:
+        raise DatabaseUnavailable("the database is out of reach")
+
+
+async def test_a_worker_that_cannot_renew_stops_once_its_lease_has_run_out(
+    service: RunningService, twilio: FakeTwilio
+) -> None:
+    queue = short_leases(service)
+    await queue_recording(queue, twilio, "RE-cut-off")
+    twilio.scripts["RE-cut-off"] = ["slow:4"]
+    cut_off = workers(service, UnreachableRenewals(queue), count=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        # It cannot show the job is still its own: it stops soon after the lease ends,
+        # rather than finishing the download and deleting what another may be fetching.
+        assert await asyncio.wait_for(cut_off.work_one(), 2.0) is True
+    finally:
+        await cut_off.stop()
+    assert LEASE.total_seconds() <= loop.time() - started
+    assert twilio.served == []
+    assert twilio.deleted == []
+    job = await service.fetch_job("RE-cut-off")
+    assert job is not None
+    assert (job.state, job.attempts) == ("running", 1)  # left to its lease, for another
