@@ -68,6 +68,7 @@ async def retention_cycle(
     """One retention cycle over this service's parts; the job and the command both call it."""
     return await run_retention_cycle(
         services.deleter,
+        services.recordings,
         services.fetch_queue,
         services.keys,
         clock=services.clock,
@@ -97,6 +98,8 @@ async def retention_job(services: Services, metrics: JobMetrics) -> None:
     log.info(
         "retention sweep", extra={"deleted": sweep.deleted_count, "resumed": sweep.resumed_count}
     )
+    if report.captures_reaped:
+        log.warning("removed abandoned captures", extra={"count": report.captures_reaped})
     if report.shred_error is not None:
         log.error("could not destroy the keys of spent weeks", exc_info=report.shred_error)
     elif report.shred is not None and (report.shred.destroyed or report.shred.moved_to_hold):

@@ -101,7 +101,8 @@ class RetentionMetrics:
         )
         self.overdue = Gauge(
             "callrec_retention_overdue_recordings",
-            "Unheld recordings stored past their deadline (must stay 0).",
+            "Unheld recordings past their deadline, stored or captures never finished "
+            "(must stay 0).",
             registry=registry,
         )
         self.held = Gauge(
@@ -116,7 +117,8 @@ class RetentionMetrics:
         )
         self.deleted = Counter(
             "callrec_retention_deleted",
-            "Recordings deleted by this process's sweeps (including resumed deletions).",
+            "Recordings whose deletion this process's sweeps finished (begun here or resumed); "
+            "each deletion is counted by one process only.",
             registry=registry,
         )
         self.failures = Counter(

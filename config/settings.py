@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     # Background workers fetching provider recordings (0: this replica only queues).
     fetch_workers: int = Field(default=2, ge=0, le=32)
     fetch_max_attempts: int = Field(default=8, ge=1, le=50)
-    # How long a claimed fetch is a worker's; a worker that dies leaves it for this long.
+    # How long a claimed fetch is a worker's unless renewed (it is, while the fetch runs);
+    # a worker that dies stops renewing and leaves its job to others after this long.
     fetch_lease: timedelta = Field(
         default=timedelta(minutes=10), ge=timedelta(seconds=1), le=timedelta(hours=1)
     )

@@ -8,6 +8,11 @@ audited. Nothing here is specific to a provider: each webhook queues the URLs it
 What may pass (network, 5xx, 429, a store or database outage, a worker lost) is retried
 with back-off; what will not (refused URL, wrong credentials, not audio) is given up:
 dead-lettered and audited.
+
+A worker renews its job's lease several times per lease while it works, so a download
+longer than the lease is still done once. A worker that finds its lease lost (it could
+not renew in time and another worker claimed the job) stops at once, and only the worker
+whose claim marks the job done deletes the provider's copy.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from recorder.callbacks import iso_instant
 from recorder.errors import MediaWorkerLost, UndecodableAudio
@@ -39,6 +45,10 @@ from storage import (
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
+RENEWALS_PER_LEASE = 3
+"""How often a lease is renewed: three times per lease, so one slow or failed renewal
+still leaves time for the next before the lease runs out."""
+SHORTEST_RENEWAL_S = 0.05
 
 
 class FetchJobsToWork(Protocol):
@@ -46,7 +56,9 @@ class FetchJobsToWork(Protocol):
 
     async def claim(self) -> ClaimedFetch | None: ...
 
-    async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> None: ...
+    async def renew(self, job: ClaimedFetch) -> datetime | None: ...
+
+    async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> bool: ...
 
     async def retry(
         self, job: ClaimedFetch, error: str, *, retry_after: timedelta | None = None
@@ -135,6 +147,21 @@ class FetchWorkers:
         job = await self._queue.claim()
         if job is None:
             return False
+        fetched = await self._holding_lease(job, self._attempt(job))
+        if fetched is None:
+            return True  # retried, given up, or the lease was lost
+        if not await self._queue.succeed(job, fetched.recording_id):
+            # Another worker claimed the job meanwhile: it finishes the job, and the
+            # provider's copy is its to delete.
+            log.warning("a fetch finished after its job was claimed again", extra=_job(job))
+            return True
+        delete_url = job.details.get(DELETE_URL)
+        if fetched.recording_id is not None and isinstance(delete_url, str):
+            await self._delete_copy(job, delete_url, fetched.recording_id)
+        return True
+
+    async def _attempt(self, job: ClaimedFetch) -> _Fetched | None:
+        """Fetch and store the job's recording; None once the job is retried or given up."""
         recording = self._recording_of(job)
         if past_retention(recording.started_at, self._period, self._clock()):
             await self._recordings.record_discard(
@@ -142,28 +169,62 @@ class FetchWorkers:
                 source_recording_id=job.external_id,
                 reason=PAST_RETENTION,
             )
-            await self._queue.succeed(job, None)
-            return True
+            return _Fetched(None)
         spool = EncryptedSpool(self._spool_dir)
         try:
             await self._fetcher.fetch(job.provider, job.url, spool.write)
             outcome = await self._storing.store(spool, recording, actor=f"fetch:{job.provider}")
         except FetchFailed as exc:
             await self._queue.retry(job, str(exc), retry_after=exc.retry_after)
-            return True
+            return None
         except (FetchRefused, UndecodableAudio) as exc:
             await self._queue.give_up(job, str(exc))
-            return True
+            return None
         except (Unavailable, CaptureInProgress, MediaWorkerLost) as exc:
             await self._queue.retry(job, type(exc).__name__)
-            return True
+            return None
         finally:
             await spool.discard()
-        await self._queue.succeed(job, outcome.recording_id)
-        delete_url = job.details.get(DELETE_URL)
-        if isinstance(delete_url, str):
-            await self._delete_copy(job, delete_url, outcome.recording_id)
-        return True
+        return _Fetched(outcome.recording_id)
+
+    async def _holding_lease(
+        self, job: ClaimedFetch, work: Coroutine[Any, Any, _Fetched | None]
+    ) -> _Fetched | None:
+        """Run ``work`` while renewing the job's lease; if the lease is lost, stop the
+        work and return None. Whatever ends first, nothing of the other is left running."""
+        working = asyncio.create_task(work)
+        renewing = asyncio.create_task(self._renew_until_lost(job))
+        try:
+            await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (working, renewing):
+                task.cancel()
+            await asyncio.gather(working, renewing, return_exceptions=True)
+        if not working.cancelled():
+            return working.result()  # its failure, if it failed, is the caller's
+        if not renewing.cancelled() and renewing.exception() is not None:
+            log.error("could not renew a fetch's lease", exc_info=renewing.exception())
+        log.warning("a fetch lost its lease and stopped; its new holder does it", extra=_job(job))
+        return None
+
+    async def _renew_until_lost(self, job: ClaimedFetch) -> None:
+        """Renew the lease every part of it; return once it is lost or can no longer be
+        shown to be held (the database out of reach until the lease ran out)."""
+        held_until = job.lease_until
+        every = max(
+            (held_until - self._clock()).total_seconds() / RENEWALS_PER_LEASE, SHORTEST_RENEWAL_S
+        )
+        while True:
+            await asyncio.sleep(every)
+            try:
+                renewed = await self._queue.renew(job)
+            except Unavailable:
+                if self._clock() < held_until:
+                    continue  # still ours for a while: try again at the next renewal
+                return
+            if renewed is None:
+                return
+            held_until = renewed
 
     def _recording_of(self, job: ClaimedFetch) -> NewRecording:
         details = job.details
@@ -205,6 +266,18 @@ class FetchWorkers:
                 | ({"error": error} if error else {}),
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """An attempt that settled the job: the recording stored (None: nothing to store)."""
+
+    recording_id: uuid.UUID | None
+
+
+def _job(job: ClaimedFetch) -> dict[str, object]:
+    """What a log line says about a job: ids, never the callback's details or URLs."""
+    return {"job": str(job.id), "attempt": job.attempt}
 
 
 def _text(value: object) -> str | None:

@@ -39,9 +39,11 @@ async def attest(
 ) -> dict[str, Any]:
     """Write the attestation: nothing is stored past its deadline unless on a listed hold.
 
-    ``overdue_unheld`` must be 0. ``largest_deletion_lag_s`` is the longest any
-    recording deleted in the last ``window`` outlived its deadline (negative when
-    every one went early, as sweeps ahead of the deadline make it).
+    ``overdue_unheld`` must be 0: it counts captures that never finished (pending rows,
+    which carry the call's phone numbers) as well as stored recordings.
+    ``largest_deletion_lag_s`` is the longest any recording deleted in the last
+    ``window`` outlived its deadline (negative when every one went early, as sweeps
+    ahead of the deadline make it).
     """
     overdue_unheld = await records.overdue_unheld(now=now)
     held = await records.held_past_deadline(now=now, limit=LISTED_HOLDS + 1)

@@ -1,4 +1,5 @@
-"""One retention cycle: sweep, attest if due, forget old fetch details, shred spent weeks.
+"""One retention cycle: reap abandoned captures, sweep, attest if due, forget old fetch
+details, shred spent weeks.
 
 The scheduled job and ``callrec retention run`` both call ``run_retention_cycle``, so the
 service and an operator's manual run do the same work in the same order. It takes small
@@ -24,6 +25,14 @@ class RetentionRecords(Deletions, AttestationRecords, Protocol):
     """What a cycle needs from storage's deleter: the sweep's and the attestation's parts."""
 
 
+class AbandonedCaptures(Protocol):
+    """Captures that will never finish (storage's RecordingStore)."""
+
+    async def reap_abandoned_captures(
+        self, *, older_than: timedelta | None = None, due_before: datetime | None = None
+    ) -> int: ...
+
+
 class FetchDetails(Protocol):
     """The fetch queue's labels of each callback, kept for an operator for a while."""
 
@@ -41,6 +50,7 @@ class CycleReport:
     """What one cycle did; in a dry run, only ``sweep`` says anything."""
 
     sweep: SweepReport
+    captures_reaped: int = 0
     attestation: dict[str, Any] | None = None
     details_forgotten: int = 0
     shred: ShredReport | None = None
@@ -60,6 +70,7 @@ def _counts_only(_kind: str, _ids: Sequence[uuid.UUID]) -> None:
 
 async def run_retention_cycle(
     deletions: RetentionRecords,
+    captures: AbandonedCaptures,
     fetch_details: FetchDetails,
     epochs: SpentEpochs,
     *,
@@ -73,21 +84,27 @@ async def run_retention_cycle(
 ) -> CycleReport:
     """Delete what is due before ``now + horizon``, then leave the record straight.
 
-    After the sweep: the daily attestation when one is due; the fetch queue forgets
-    callback details older than ``period`` (a dead letter keeps its labels for an
-    operator, but not past the retention period); a week whose recordings are all gone
-    loses its key, in every backup too. A dry run lists what is due and changes nothing.
+    First, captures that will never finish are reaped: those abandoned longer than their
+    grace and, whatever their age, those due before the same cutoff, so no pending row
+    with a call's phone numbers outlives its deadline (first, so a sweep that fails in a
+    store outage does not keep them). After the sweep: the daily attestation when one
+    is due; the fetch queue forgets callback details older than ``period`` (a dead
+    letter keeps its labels for an operator, but not past the retention period); a week
+    whose recordings are all gone loses its key, in every backup too. A dry run lists
+    what is due and changes nothing.
     """
+    now = clock()
+    reaped = 0 if dry_run else await captures.reap_abandoned_captures(due_before=now + horizon)
     sweep = await sweep_expired_recordings(
         deletions,
-        now=clock(),
+        now=now,
         horizon=horizon,
         dry_run=dry_run,
         progress=progress,
         batch_size=batch_size,
         on_batch=on_batch,
     )
-    report = CycleReport(sweep)
+    report = CycleReport(sweep, captures_reaped=reaped)
     if dry_run:
         return report
     report.attestation = await attest_if_due(deletions, now=clock())

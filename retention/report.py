@@ -31,7 +31,7 @@ async def retention_status(
         "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
         "next_sweep": _iso(max(now, last + interval)) if last is not None else None,
         "due_before_next_sweep": facts.due,
-        # Stored past their deadline without a hold: must be 0 while the service runs.
+        # Past their deadline without a hold, stored or never finished: must be 0.
         "overdue": facts.overdue,
         "oldest_deadline": _iso(facts.oldest_deadline),
         "oldest_unheld_age_s": _age(now, facts.oldest_unheld_started_at),

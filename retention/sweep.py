@@ -27,7 +27,7 @@ class Deletions(Protocol):
         self, before: datetime, *, now: datetime, limit: int, actor: str, reason: str
     ) -> list[uuid.UUID]: ...
 
-    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> None: ...
+    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]: ...
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]: ...
 
@@ -73,22 +73,19 @@ async def sweep_expired_recordings(
     if dry_run:
         report.due = await deletions.due(report.cutoff, now=now, limit=1_000_000)
         return report
+    # Each count is of what this sweep finished, not of what it asked to finish: another
+    # sweep may finish part of a batch first (a deletion it began, or one both resumed
+    # after a restart), and a recording is counted once, by the sweep that finished it.
     while batch := await deletions.unfinished(limit=batch_size):
-        await deletions.finish_many(batch)
-        report.resumed_count += len(batch)
-        if on_batch is not None:
-            on_batch("resumed", batch)
-        else:
-            report.resumed += batch
+        finished = await deletions.finish_many(batch)
+        report.resumed_count += len(finished)
+        _hand_on(report.resumed, "resumed", finished, on_batch)
     while batch := await deletions.begin(
         report.cutoff, now=now, limit=batch_size, actor=RETENTION_ACTOR, reason=RETENTION_REASON
     ):
-        await deletions.finish_many(batch)
-        report.deleted_count += len(batch)
-        if on_batch is not None:
-            on_batch("deleted", batch)
-        else:
-            report.deleted += batch
+        finished = await deletions.finish_many(batch)
+        report.deleted_count += len(finished)
+        _hand_on(report.deleted, "deleted", finished, on_batch)
         if progress is not None:
             progress(len(batch))
     # The sweep itself goes on the record, so its schedule can be proved.
@@ -100,3 +97,16 @@ async def sweep_expired_recordings(
         }
     )
     return report
+
+
+def _hand_on(
+    kept: list[uuid.UUID],
+    kind: str,
+    finished: list[uuid.UUID],
+    on_batch: Callable[[str, Sequence[uuid.UUID]], None] | None,
+) -> None:
+    """Give the finished ids to ``on_batch``, or keep them in the report's list."""
+    if on_batch is not None:
+        on_batch(kind, finished)
+    else:
+        kept += finished

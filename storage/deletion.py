@@ -22,15 +22,14 @@ from sqlalchemy.orm import raiseload
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import (
-    PERSONAL_ROWS,
     AuditEvent,
     DataKey,
     Recording,
     RecordingHold,
     RecordingState,
     StoredObject,
-    personal_columns,
 )
+from storage.db.repository import RecordingRepository
 from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
 from storage.keys.receipts import ReceiptSigner
@@ -152,14 +151,19 @@ class RecordingDeleter(RetentionQueries):
         """Finish one deletion; see ``finish_many``."""
         await self.finish_many([recording_id])
 
-    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> None:
+    async def finish_many(self, recording_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         """Remove the objects (every version), strip personal data, keep a tombstone.
 
         One batched store request and one transaction for the whole batch: a sweep of
         thousands is bounded by the store's throughput, not by round trips.
+
+        Returns the recordings this call took from ``deleting`` to ``deleted``, and only
+        those: when several sweeps finish the same deletions at once, the row lock lets
+        one of them finish each recording, so each deletion is counted once, by the
+        sweep that finished it, whoever began it.
         """
         if not recording_ids:
-            return
+            return []
         ids = list(recording_ids)
         async with self._database.read() as session:
             stored = (
@@ -197,20 +201,16 @@ class RecordingDeleter(RetentionQueries):
                 .all()
             )
             if not rows:
-                return
+                return []
             finished = [row.id for row in rows]
-            for personal in PERSONAL_ROWS:
-                await session.execute(delete(personal).where(personal.recording_id.in_(finished)))
+            await RecordingRepository(session).strip_personal_data(rows)
             await session.execute(
                 delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
             )
             now = self._clock()
             reasons = await _deletion_reasons(session, finished)
             receipts = []
-            personal_fields = personal_columns()
             for row in rows:
-                for name in personal_fields:
-                    setattr(row, name, None)
                 row.state = RecordingState.DELETED
                 row.deleted_at = now
                 receipts.append(
@@ -234,6 +234,7 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             await self._audit.append_many(session, receipts)
+        return finished
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""

@@ -9,9 +9,11 @@ The order is what keeps "nothing half stored" true:
 3. commit the wrapped data keys, the peaks, the referrals, the ``stored`` state and the
    audit event in one transaction.
 
-A failure after 1 removes the claim and the object; a crash leaves a pending row that
-``reap_abandoned_captures`` removes, or that the source's next delivery of the same id
-clears once it is older than ABANDONED_AFTER. Readers only ever see ``stored`` rows.
+A failure after 1 removes the claim and the object; a crash, or a store that failed and
+could not be cleaned up, leaves a pending row that every retention cycle reaps
+(``reap_abandoned_captures``) once it is older than ABANDONED_AFTER, or at once when its
+recording falls due, and that the source's next delivery of the same id clears once it
+is that old. Readers only ever see ``stored`` rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from storage.abandoned import ABANDONED_AFTER, CaptureReaper
 from storage.audit import AuditRecord, AuditTrail
 from storage.crypto.sealed_writer import SealedFile
 from storage.crypto.spool import EncryptedSpool, SpoolFacts
@@ -39,9 +42,6 @@ from storage.keys.epochs import DataKeys
 from storage.objects.store import UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
-# Between claiming its id and committing, a capture only uploads one object; one that
-# is still pending after this long belongs to a process that died.
-ABANDONED_AFTER = timedelta(minutes=15)
 _CLAIM_ATTEMPTS = 3
 
 
@@ -132,6 +132,13 @@ class RecordingStore:
         self._clock = clock
         self._duplicate_wait = duplicate_wait
         self._abandoned_after = abandoned_after
+        self._reaper = CaptureReaper(
+            database=database,
+            objects=objects,
+            audit=audit,
+            clock=clock,
+            abandoned_after=abandoned_after,
+        )
 
     async def find_existing(self, source: str, source_recording_id: str) -> CaptureOutcome | None:
         """A settled earlier delivery of this source id, if any.
@@ -152,7 +159,10 @@ class RecordingStore:
                 return CaptureOutcome(found.id, found.retention_deadline, created=False)
             cutoff = self._clock() - self._abandoned_after
             if found.received_at < cutoff:
-                await self._remove_abandoned(found.id, cutoff)
+                # Raises StoreUnavailable if its objects cannot go yet: so would this capture.
+                await self._reaper.remove(
+                    found.id, received_before=cutoff, actor=f"source:{source}"
+                )
                 continue
             if asyncio.get_running_loop().time() >= deadline:
                 raise CaptureInProgress(source_recording_id)
@@ -345,16 +355,6 @@ class RecordingStore:
         except (Unavailable, OSError):
             log.warning("could not release a failed capture; the reaper will", exc_info=True)
 
-    async def _remove_abandoned(self, recording_id: uuid.UUID, cutoff: datetime) -> None:
-        # The row goes first, and only if it is still pending and still old: a capture
-        # that committed meanwhile keeps its object. Its objects go once the row is gone.
-        async with self._database.transaction() as session:
-            keys = await RecordingRepository(session).remove_pending(
-                recording_id, received_before=cutoff
-            )
-        for key in keys:
-            await self._objects.delete(key)
-
     async def record_discard(self, *, actor: str, source_recording_id: str, reason: str) -> None:
         """Audit that a delivery was refused without storing it (e.g. already past retention)."""
         async with self._database.transaction() as session:
@@ -368,11 +368,9 @@ class RecordingStore:
                 ),
             )
 
-    async def reap_abandoned_captures(self, older_than: timedelta | None = None) -> int:
-        """Remove pending captures older than ``older_than`` and their objects; return count."""
-        cutoff = self._clock() - (older_than or self._abandoned_after)
-        async with self._database.read() as session:
-            abandoned = await RecordingRepository(session).abandoned_pending(cutoff)
-        for row in abandoned:
-            await self._remove_abandoned(row.id, cutoff)
-        return len(abandoned)
+    async def reap_abandoned_captures(
+        self, *, older_than: timedelta | None = None, due_before: datetime | None = None
+    ) -> int:
+        """Remove captures that will never finish, and their objects; return how many.
+        See ``CaptureReaper.reap``."""
+        return await self._reaper.reap(older_than=older_than, due_before=due_before)

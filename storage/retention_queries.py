@@ -66,11 +66,10 @@ class RetentionQueries:
         )
 
     async def overdue_unheld(self, *, now: datetime) -> int:
-        """How many stored recordings are past their deadline at ``now`` with no hold in force."""
+        """How many recordings (stored, or captures never finished) are past their deadline
+        at ``now`` with no hold in force; see ``overdue``."""
         async with self._database.read() as session:
-            count = (
-                await session.execute(select(func.count()).where(_past(now), ~held_at(now)))
-            ).scalar_one()
+            count = (await session.execute(select(func.count()).where(overdue(now)))).scalar_one()
         return int(count)
 
     async def held_past_deadline(
@@ -116,9 +115,7 @@ class RetentionQueries:
                 return (await session.execute(statement)).scalar_one()
 
             due = await scalar(select(func.count()).where(due_unheld(cutoff, now)))
-            overdue = await scalar(
-                select(func.count()).where(stored, unheld, Recording.retention_deadline <= now)
-            )
+            overdue_count = await scalar(select(func.count()).where(overdue(now)))
             held = await scalar(select(func.count()).where(stored, held_at(now)))
             held_past = await scalar(
                 select(func.count()).where(
@@ -143,7 +140,7 @@ class RetentionQueries:
         return RetentionFacts(
             stored=int(counts.get(RecordingState.STORED, 0)),
             due=int(due),
-            overdue=int(overdue),
+            overdue=int(overdue_count),
             deleting=int(counts.get(RecordingState.DELETING, 0)),
             deleted=int(counts.get(RecordingState.DELETED, 0)),
             held=int(held),
@@ -167,6 +164,18 @@ def due_unheld(before: datetime, now: datetime) -> ColumnElement[bool]:
     return and_(
         Recording.state == RecordingState.STORED,
         Recording.retention_deadline < before,
+        ~held_at(now),
+    )
+
+
+def overdue(now: datetime) -> ColumnElement[bool]:
+    """What must never exist, in one place so the attestation, the status and the metric
+    agree: a recording past its deadline at ``now`` with no hold in force, whether stored
+    or a capture that never finished (a ``pending`` row still carries the call's phone
+    numbers, and the retention cycle reaps it by its deadline)."""
+    return and_(
+        Recording.state.in_((RecordingState.STORED, RecordingState.PENDING)),
+        Recording.retention_deadline <= now,
         ~held_at(now),
     )
 

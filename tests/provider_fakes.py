@@ -4,8 +4,9 @@
 HTTP Basic auth (AccountSid:AuthToken) and records ``DELETE .../{rid}.json``. Each
 recording can be given a script of misbehaviours, one per request, before it is served:
 ``"500"``, ``"404"``, ``"429:<seconds>"``, ``"redirect:<url>"``, ``"stall"``, ``"html"``,
-``"huge"``. ``FakeStorage`` stands for the signed storage a provider redirects to and
-records whether credentials reached it.
+``"huge"``, ``"slow:<seconds>"`` (the whole recording, spread over that long). ``served``
+lists each recording whose body was sent to the end. ``FakeStorage`` stands for the
+signed storage a provider redirects to and records whether credentials reached it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FakeTwilio:
     scripts: dict[str, list[str]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    served: list[str] = field(default_factory=list)
     url: str = ""
 
     def recording_url(self, rid: str) -> str:
@@ -87,7 +89,27 @@ class FakeTwilio:
                 await response.write(bytes(64 * 1024))
             return response
         media = "audio/mpeg" if extension == "mp3" else "audio/x-wav"
+        if step.startswith("slow:"):
+            return await self._serve_slowly(request, rid, media, float(step[5:]))
+        self.served.append(rid)
         return web.Response(body=self.recordings[rid], content_type=media)
+
+    async def _serve_slowly(
+        self, request: web.Request, rid: str, media: str, seconds: float
+    ) -> web.StreamResponse:
+        body, pieces = self.recordings[rid], 10
+        response = web.StreamResponse(headers={"Content-Type": media})
+        response.content_length = len(body)
+        await response.prepare(request)
+        step = -(-len(body) // pieces)
+        for start in range(0, len(body), step):
+            await asyncio.sleep(seconds / pieces)
+            if request.transport is None or request.transport.is_closing():
+                return response  # the client went away: not served
+            await response.write(body[start : start + step])
+        await response.write_eof()
+        self.served.append(rid)
+        return response
 
     async def _delete(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

@@ -71,6 +71,8 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
             f"{len(sweep.due)} recordings would be deleted (cutoff {sweep.cutoff.isoformat()})"
         )
         return
+    if report.captures_reaped:
+        click.echo(f"{report.captures_reaped} abandoned captures removed")
     click.echo(
         f"{sweep.deleted_count} recordings deleted, {sweep.resumed_count} interrupted deletions "
         f"finished (cutoff {sweep.cutoff.isoformat()})"

@@ -3,9 +3,11 @@ committed here, and a job survives restarts until its recording is stored or it 
 
 Any number of workers, in any number of processes, claim jobs: on PostgreSQL with
 ``FOR UPDATE SKIP LOCKED``, on SQLite through the process's single writer. A claim is a
-lease: a worker that dies leaves its job to be claimed again once the lease runs out, so a
-job is attempted at least once and its capture, idempotent per provider recording id,
-stores it at most once.
+lease, which its holder renews while it works: a worker that dies stops renewing and
+leaves its job to be claimed again once the lease runs out, so a job is attempted at
+least once and its capture, idempotent per provider recording id, stores it at most once.
+Each claim's attempt number fences it: renewing, finishing, rescheduling or burying a
+job succeeds only for its latest claim, so a worker that lost its lease cannot act on it.
 """
 
 from __future__ import annotations
@@ -166,19 +168,42 @@ class FetchQueue:
                 lease_until=job.lease_until,
             )
 
-    async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> None:
-        """The recording is stored (or there was nothing to fetch): the job is done."""
+    async def renew(self, job: ClaimedFetch) -> datetime | None:
+        """Extend the lease of a job still being worked; its new end, or None if lost.
+
+        Lost means the job was claimed again (its lease ran out and another worker took
+        it) or is no longer running: the caller must stop, and leave the provider's copy
+        alone. A lease that ran out but that nobody has claimed yet is still the caller's.
+        """
         now = self._clock()
         async with self._database.transaction() as session:
             row = await session.get(FetchJob, job.id, with_for_update=True)
-            if row is None:
-                return
+            if not _still_held(row, job):
+                return None
+            assert row is not None
+            row.lease_until = now + self._lease
+            row.updated_at = now
+            return row.lease_until
+
+    async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> bool:
+        """The recording is stored (or there was nothing to fetch): the job is done.
+
+        False when the claim was no longer the job's latest: whoever holds it now finishes
+        it, and only the worker this returns True for may delete the provider's copy.
+        """
+        now = self._clock()
+        async with self._database.transaction() as session:
+            row = await session.get(FetchJob, job.id, with_for_update=True)
+            if not _still_held(row, job):
+                return False
+            assert row is not None
             row.state = FetchState.DONE
             row.recording_id = recording_id
             row.details = None  # what the callback said now lives with the recording
             row.lease_until = None
             row.last_error = None
             row.updated_at = now
+        return True
 
     async def retry(
         self, job: ClaimedFetch, error: str, *, retry_after: timedelta | None = None

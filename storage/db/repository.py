@@ -11,17 +11,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db.models import (
+    PERSONAL_ROWS,
     Recording,
     RecordingReferral,
     RecordingState,
     Referral,
     StoredObject,
+    personal_columns,
 )
 
 
@@ -111,15 +113,56 @@ class RecordingRepository:
         result = await self._session.execute(delete(Recording).where(*conditions))
         return list(keys) if getattr(result, "rowcount", 0) else []
 
-    async def abandoned_pending(self, received_before: datetime) -> Sequence[Recording]:
-        """Captures that claimed their id but never finished (the process died mid-way)."""
+    async def abandoned_pending(
+        self, received_before: datetime, *, due_before: datetime | None = None
+    ) -> Sequence[uuid.UUID]:
+        """Captures that will never finish: see ``abandoned``."""
         result = await self._session.execute(
-            select(Recording).where(
-                Recording.state == RecordingState.PENDING,
-                Recording.received_at < received_before,
-            )
+            select(Recording.id)
+            .where(abandoned(received_before, due_before))
+            .order_by(Recording.received_at, Recording.id)
         )
         return result.scalars().all()
+
+    async def lock_abandoned(
+        self,
+        recording_id: uuid.UUID,
+        *,
+        received_before: datetime,
+        due_before: datetime | None = None,
+    ) -> Recording | None:
+        """The capture, locked, if it is still abandoned: one that committed meanwhile is not."""
+        result = await self._session.execute(
+            select(Recording)
+            .where(Recording.id == recording_id, abandoned(received_before, due_before))
+            .with_for_update()
+        )
+        return result.scalar_one_or_none()
+
+    async def strip_personal_data(self, rows: Sequence[Recording]) -> None:
+        """Empty the personal columns of ``rows`` and delete their personal linked rows.
+
+        What a deletion strips (``PERSONAL_FIELDS`` and ``PERSONAL_ROWS``), and what an
+        abandoned capture loses at once even when its objects cannot be removed yet.
+        """
+        ids = [row.id for row in rows]
+        for personal in PERSONAL_ROWS:
+            await self._session.execute(delete(personal).where(personal.recording_id.in_(ids)))
+        fields = personal_columns()
+        for row in rows:
+            for name in fields:
+                setattr(row, name, None)
+
+
+def abandoned(received_before: datetime, due_before: datetime | None) -> ColumnElement[bool]:
+    """A ``pending`` capture that will never finish: claimed before ``received_before`` (its
+    process died, or its store failed), or, whatever its age, due for deletion before
+    ``due_before``, so that no pending row outlives its recording's deadline."""
+    too_old = Recording.received_at < received_before
+    return and_(
+        Recording.state == RecordingState.PENDING,
+        too_old if due_before is None else or_(too_old, Recording.retention_deadline < due_before),
+    )
 
 
 def _insert_for(session: AsyncSession) -> Any:

@@ -67,6 +67,7 @@ async def fetch_details(services: Services, job_id: uuid.UUID) -> object:
 async def cycle(services: Services, *, dry_run: bool = False) -> CycleReport:
     return await run_retention_cycle(
         services.deleter,
+        services.recordings,
         services.fetch_queue,
         services.keys,
         clock=services.clock,
@@ -153,7 +154,13 @@ async def test_a_failed_shred_is_reported_and_the_deletions_stand(services: Serv
     deleter: RecordingDeleter = services.deleter
 
     report = await run_retention_cycle(
-        deleter, NoFetches(), Unreachable(), clock=clock, horizon=HORIZON, period=PERIOD
+        deleter,
+        services.recordings,
+        NoFetches(),
+        Unreachable(),
+        clock=clock,
+        horizon=HORIZON,
+        period=PERIOD,
     )
 
     assert isinstance(report.shred_error, KeyringError)

@@ -46,10 +46,12 @@ async def sweep_in_a_process(env: dict[str, str]) -> set[uuid.UUID]:
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=300)
     assert process.returncode == 0, stderr.decode()
+    # Each deletion is reported by the process that finished it: usually the one that
+    # began it, but a sweep starting while the other's batch is half-done finishes it.
     return {
-        uuid.UUID(line.split()[1])
+        uuid.UUID(line.split()[-1])
         for line in stdout.decode().splitlines()
-        if line.startswith("deleted ")
+        if line.startswith(("deleted ", "finished interrupted deletion of "))
     }
 
 

@@ -99,6 +99,33 @@ async def test_a_claim_is_exclusive_until_its_lease_runs_out(database: Database)
     assert state["state"] == "running"
 
 
+async def test_a_renewed_lease_keeps_the_job_and_only_its_latest_claim_can_renew_or_finish(
+    database: Database,
+) -> None:
+    clock = FakeClock(START)
+    queue = queue_on(database, clock, lease=timedelta(minutes=10))
+    await enqueue(queue)
+    held = await queue.claim()
+    assert held is not None
+    clock.now += timedelta(minutes=8)
+    assert await queue.renew(held) == clock.now + timedelta(minutes=10)
+    clock.now += timedelta(minutes=8)  # past the first lease, inside the renewed one
+    assert await queue.claim() is None
+    # The worker stops renewing (it died): the job is another's once the lease runs out.
+    clock.now += timedelta(minutes=3)
+    again = await queue.claim()
+    assert again is not None
+    assert again.attempt == 2
+    # The first worker learns it lost the job: it can neither renew nor finish it.
+    assert await queue.renew(held) is None
+    assert await queue.succeed(held, None) is False
+    state = await queue.job(held.id)
+    assert state is not None
+    assert state["state"] == "running"
+    assert await queue.succeed(again, None) is True
+    assert await queue.renew(again) is None  # a finished job has no lease to renew
+
+
 async def test_retries_back_off_then_the_job_is_dead_lettered_and_audited(
     database: Database,
 ) -> None:

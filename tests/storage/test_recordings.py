@@ -200,11 +200,11 @@ async def test_the_reaper_removes_captures_abandoned_mid_way_and_their_objects(
     assert len(await harness.object_keys()) == 1
     store = harness.store()
     # Too young to be called abandoned: it could still be a capture in progress.
-    assert await store.reap_abandoned_captures(timedelta(hours=1)) == 0
+    assert await store.reap_abandoned_captures(older_than=timedelta(hours=1)) == 0
 
     harness.clock.now += timedelta(hours=2)
-    assert await store.reap_abandoned_captures(timedelta(hours=1)) == 1
-    assert await harness.rows_and_events() == (0, 0)
+    assert await store.reap_abandoned_captures(older_than=timedelta(hours=1)) == 1
+    assert await harness.rows_and_events() == (0, 1)  # gone, and its removal audited
     assert await harness.object_keys() == []
     # ...and the source can deliver the recording again.
     again = await store.store_capture(
@@ -244,7 +244,8 @@ async def test_a_redelivery_takes_over_a_capture_abandoned_long_ago(harness: Har
     harness.clock.now += timedelta(minutes=20)
     again = await store.store_capture(await harness.spool(), new_recording(), AUDIO, actor="s")
     assert again.created
-    assert await harness.rows_and_events() == (1, 1)
+    # The new capture, and the abandoned one's removal on the record.
+    assert await harness.rows_and_events() == (1, 2)
     assert len(await harness.object_keys()) == 1
 
 
