@@ -156,11 +156,10 @@ async def test_views_and_refusals_are_audited(calls: Hub) -> None:
     await calls.get(f"{API}/{calls.ids['c1']}", token)
     await calls.get(f"{API}/{calls.ids['c3']}", token)
     async with calls.service.services.database.read() as session:
-        events = (
-            (await session.execute(select(AuditEvent).where(AuditEvent.actor.like("%staff-0421"))))
-            .scalars()
-            .all()
+        by_staff = (
+            select(AuditEvent).where(AuditEvent.actor.like("%staff-0421")).order_by(AuditEvent.seq)
         )
+        events = (await session.execute(by_staff)).scalars().all()
     seen = [(e.action, str(e.recording_id), e.outcome) for e in events]
     assert seen == [
         ("recording.view", calls.ids["c1"], "allow"),
