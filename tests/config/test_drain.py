@@ -1,0 +1,214 @@
+"""SIGTERM to a real `callrec serve`: it drains within CALLREC_SHUTDOWN_GRACE.
+
+An upload whose body is still arriving is either finished and acknowledged or answered
+503 with Retry-After (never a 4xx), nothing is left half-stored, /readyz says 503 at
+once, no new connection is taken, and the process is gone within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from config.settings import Settings
+from storage import Database, create_engine
+from storage.db.models import Recording
+from tests.cli_support import CALLREC, clean_environment, run
+from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
+from tests.service_support import free_port
+
+GRACE_S = 3.0
+"""The tests' CALLREC_SHUTDOWN_GRACE: bodies still arriving 2 s after SIGTERM are refused."""
+
+
+@dataclass
+class Served:
+    """A `callrec serve` child process and where it listens."""
+
+    process: asyncio.subprocess.Process
+    port: int
+    data_dir: Path
+    log: Path
+
+    async def terminate_and_time(self) -> float:
+        """SIGTERM, then seconds until the process has exited."""
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self.process.wait(), timeout=GRACE_S * 4)
+        return time.monotonic() - began
+
+
+async def start_serve(data_dir: Path, log: Path, **settings: str) -> Served:
+    port = free_port()
+    env = clean_environment(
+        CALLREC_DATA_DIR=str(data_dir),
+        CALLREC_PUSH_SECRETS=f"pbx={SECRET}",
+        CALLREC_SHUTDOWN_GRACE=f"PT{GRACE_S:g}S",
+        CALLREC_MEDIA_WORKERS="1",
+        **settings,
+    )
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *CALLREC, "serve", "--port", str(port), env=env, stderr=stderr
+        )
+    served = Served(process, port, data_dir, log)
+    for _ in range(300):
+        if await ask(port, "GET /healthz") is not None:
+            return served
+        if process.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"serve did not start: {await asyncio.to_thread(log.read_text)}")
+
+
+async def ask(port: int, request_line: str) -> int | None:
+    """The status of one request on a new connection; None if no connection is taken."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return None
+    try:
+        writer.write(f"{request_line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return (await read_response(reader)).status
+    except OSError:
+        return None
+    finally:
+        writer.close()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_response(reader: asyncio.StreamReader) -> Answer:
+    status_line = await reader.readline()
+    if not status_line:
+        raise ConnectionResetError("closed before answering")
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+class SlowPush:
+    """A signed push whose body is sent in pieces, with a pause before each."""
+
+    def __init__(self, port: int, recording_id: str, *, pieces: int, pause_s: float) -> None:
+        self.port = port
+        self.body = push_body(metadata(recording_id=recording_id), make_wav(2))
+        self.pieces = pieces
+        self.pause_s = pause_s
+        self.headers_sent = asyncio.Event()
+
+    async def send(self) -> Answer:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = "".join(f"{k}: {v}\r\n" for k, v in push_headers(self.body).items())
+        writer.write(
+            f"POST /webhooks/push/pbx HTTP/1.1\r\nHost: x\r\n{head}"
+            f"Content-Length: {len(self.body)}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        self.headers_sent.set()
+        sending = asyncio.create_task(self._send_body(writer))
+        try:
+            # Read while sending: an answer may come before the body is all sent.
+            return await read_response(reader)
+        finally:
+            sending.cancel()
+            writer.close()
+
+    async def _send_body(self, writer: asyncio.StreamWriter) -> None:
+        size = -(-len(self.body) // self.pieces)
+        for start in range(0, len(self.body), size):
+            await asyncio.sleep(self.pause_s)
+            writer.write(self.body[start : start + size])
+            await writer.drain()
+
+
+async def stored_rows(data_dir: Path) -> dict[str, int]:
+    """Recordings by state, read straight from the database (no start-up clean-up first)."""
+    database = Database(create_engine(Settings(data_dir=data_dir).resolved_database_url))
+    try:
+        async with database.read() as session:
+            rows = await session.execute(
+                select(Recording.state, func.count()).group_by(Recording.state)
+            )
+            return {str(state): int(count) for state, count in rows.all()}
+    finally:
+        await database.dispose()
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()] if folder.exists() else []
+
+
+async def test_an_upload_arriving_during_the_drain_is_finished_and_acknowledged(
+    tmp_path: Path,
+) -> None:
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    try:
+        # A connection the load balancer keeps open, to ask /readyz on after SIGTERM.
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(reader)).status == 200
+        push = SlowPush(served.port, "drained-1", pieces=8, pause_s=0.12)  # about 1 s
+        upload = asyncio.create_task(push.send())
+        await push.headers_sent.wait()
+        await asyncio.sleep(0.3)  # the handler is reading the body
+        exited = asyncio.create_task(served.terminate_and_time())
+        await asyncio.sleep(0.2)
+
+        writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        ready = await read_response(reader)
+        assert ready.status == 503
+        assert json.loads(ready.body)["error"] == "draining"
+        assert ready.headers.get("connection") == "close"
+        assert await ask(served.port, "GET /healthz") is None  # no new connection
+        answer = await upload
+        drain_s = await exited
+    finally:
+        writer.close()
+
+    assert answer.status == 201, answer.body
+    assert json.loads(answer.body)["status"] == "stored"
+    assert served.process.returncode == 0
+    assert drain_s < GRACE_S, drain_s
+    assert await stored_rows(served.data_dir) == {"stored": 1}
+    assert files_under(served.data_dir / "spool") == []
+    # Readable: `callrec verify` opens and authenticates every stored object.
+    verified = run("verify", CALLREC_DATA_DIR=str(served.data_dir))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothing_is_kept(
+    tmp_path: Path,
+) -> None:
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    push = SlowPush(served.port, "too-slow-1", pieces=20, pause_s=0.5)  # about 10 s
+    upload = asyncio.create_task(push.send())
+    await push.headers_sent.wait()
+    await asyncio.sleep(0.3)  # the handler is reading the body
+    drain_s = await served.terminate_and_time()
+    answer = await upload
+
+    assert answer.status == 503, answer.body
+    assert answer.headers["retry-after"].isdigit()
+    assert json.loads(answer.body)["error"] == "shutting_down"
+    assert served.process.returncode == 0
+    assert drain_s < GRACE_S, drain_s
+    assert await stored_rows(served.data_dir) == {}
+    assert files_under(served.data_dir / "objects") == []
+    assert files_under(served.data_dir / "spool") == []
+    assert '"drain_s"' in served.log.read_text()
