@@ -8,18 +8,26 @@ once, no new connection is taken, and the process is gone within the grace perio
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import signal
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
+import aiohttp
 from sqlalchemy import func, select
 
+from config.services import build_services
 from config.settings import Settings
+from recorder import TwilioSignature
 from storage import Database, create_engine
-from storage.db.models import Recording
+from storage.db.models import FetchJob, Recording
+from tests.audio_factory import BY_NAME, make_audio
 from tests.cli_support import CALLREC, clean_environment, run
+from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import free_port
 
@@ -44,8 +52,8 @@ class Served:
         return time.monotonic() - began
 
 
-async def start_serve(data_dir: Path, log: Path, **settings: str) -> Served:
-    port = free_port()
+async def start_serve(data_dir: Path, log: Path, port: int = 0, **settings: str) -> Served:
+    port = port or free_port()
     env = clean_environment(
         CALLREC_DATA_DIR=str(data_dir),
         CALLREC_PUSH_SECRETS=f"pbx={SECRET}",
@@ -212,3 +220,73 @@ async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothin
     assert files_under(served.data_dir / "objects") == []
     assert files_under(served.data_dir / "spool") == []
     assert '"drain_s"' in served.log.read_text()
+
+
+async def queue_a_twilio_fetch(port: int, fake: FakeTwilio, sid: str) -> None:
+    path = "/webhooks/twilio"
+    fields = [
+        ("AccountSid", ACCOUNT_SID),
+        ("RecordingSid", sid),
+        ("RecordingUrl", fake.recording_url(sid)),
+        ("RecordingStatus", "completed"),
+        ("RecordingDuration", "2"),
+    ]
+    url = f"http://127.0.0.1:{port}{path}"
+    signature = TwilioSignature(AUTH_TOKEN).compute(url, fields)
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            url,
+            data=io.BytesIO(urlencode(fields).encode()),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": signature,
+            },
+        ) as answer,
+    ):
+        assert answer.status == 200
+
+
+async def test_a_fetch_in_flight_is_handed_back_at_once_not_left_to_its_lease(
+    tmp_path: Path,
+) -> None:
+    fake = FakeTwilio()
+    fake.recordings["REdrain"] = make_audio(BY_NAME["mulaw-wav"], 2.0)
+    fake.scripts["REdrain"] = ["stall"]  # the download hangs half-way
+    data_dir = tmp_path / "var"
+    async with serving(fake.app()) as fake.url:
+        port = free_port()
+        served = await start_serve(
+            data_dir,
+            tmp_path / "serve.log",
+            port,
+            CALLREC_PUBLIC_URL=f"http://127.0.0.1:{port}",
+            CALLREC_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
+            CALLREC_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+            CALLREC_TWILIO_API_BASE=fake.url,
+            CALLREC_FETCH_LEASE="PT10M",
+        )
+        await queue_a_twilio_fetch(port, fake, "REdrain")
+        for _ in range(100):
+            if fake.seen:
+                break
+            await asyncio.sleep(0.05)
+        assert [seen.method for seen in fake.seen] == ["GET"]  # the download is under way
+        drain_s = await served.terminate_and_time()
+
+    assert served.process.returncode == 0
+    assert drain_s < GRACE_S, drain_s
+    services = build_services(Settings(data_dir=data_dir))
+    try:
+        async with services.database.read() as session:
+            job = (await session.execute(select(FetchJob))).scalar_one()
+        assert (job.state, job.attempts, job.lease_until) == ("queued", 1, None)
+        assert job.next_attempt_at <= datetime.now(UTC)
+        # Claimable now, by any replica: not in ten minutes, when its lease would end.
+        claimed = await services.fetch_queue.claim()
+        assert claimed is not None
+        assert (claimed.external_id, claimed.attempt) == ("REdrain", 2)
+    finally:
+        await services.close()
+    assert await stored_rows(data_dir) == {}
+    assert files_under(data_dir / "spool") == []
