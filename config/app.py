@@ -203,6 +203,7 @@ def create_app(services: Services) -> web.Application:
             telnyx=services.telnyx,
             vonage=services.vonage,
             stop_receiving=drain.stop_receiving,
+            stop_storing=drain.stop_storing,
         ),
     )
     app.add_subapp(

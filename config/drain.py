@@ -25,19 +25,26 @@ class DrainPlan:
     bodies_until: float
     """Request bodies still arriving then are refused (503, Retry-After); fetches in
     flight are handed back to the queue."""
-    requests_until: float
-    """Requests still being handled then (a capture still storing) are cancelled; what
-    they had begun to store is removed."""
+    storing_until: float
+    """Captures still storing then (a long recording's rendition) are given up, what they
+    began removed, and answered 503 with Retry-After."""
+    answers_until: float
+    """Requests still unanswered then are cancelled with their connections."""
     exit_by: float
     """The grace period: the process has exited by then."""
 
     @classmethod
     def within(cls, grace: timedelta) -> DrainPlan:
-        """The plan for a grace period: a third of it (at most 5 s) kept in reserve, half
-        of that to finish storing, half to stop the rest and close."""
+        """The plan for a grace period: a third of it (at most 5 s) kept in reserve, for
+        storing what has fully arrived, answering, and closing down."""
         total = grace.total_seconds()
         reserve = min(total / 3, LONGEST_RESERVE_S)
-        return cls(bodies_until=total - reserve, requests_until=total - reserve / 2, exit_by=total)
+        return cls(
+            bodies_until=total - reserve,
+            storing_until=total - reserve * 0.6,
+            answers_until=total - reserve * 0.4,
+            exit_by=total,
+        )
 
 
 class Drain:
@@ -46,6 +53,8 @@ class Drain:
     def __init__(self) -> None:
         self.stop_receiving = asyncio.Event()
         """Set when bodies still arriving are to be refused rather than waited for."""
+        self.stop_storing = asyncio.Event()
+        """Set when captures still storing are to be given up and answered 503."""
         self._draining = False
         self._in_flight = 0
         self._idle = asyncio.Event()

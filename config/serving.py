@@ -62,10 +62,10 @@ async def serve_until_stopped(
     Returns how long the drain took, in seconds.
     """
     plan = DrainPlan.within(grace)
-    # What is still being handled when the requests' deadline passes gets half of the rest
-    # to notice its cancellation, waited for twice by aiohttp (handler, then its task).
+    # A request still unanswered when the answers' deadline passes is cancelled by aiohttp,
+    # which waits this long twice (for the handler, then for its task).
     runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=(plan.exit_by - plan.requests_until) / 4
+        app, access_log=None, shutdown_timeout=(plan.exit_by - plan.answers_until) / 4
     )
     try:
         await runner.setup()
@@ -100,9 +100,12 @@ async def _drain(
     if not await drain.requests_finished(left(plan.bodies_until)):
         log.warning("refusing request bodies still arriving", extra={"in_flight": drain.in_flight})
         drain.stop_receiving.set()
-        if not await drain.requests_finished(left(plan.requests_until)):
-            log.error("cancelling requests the grace period left unfinished")
-    _, unfinished = await asyncio.wait((background,), timeout=left(plan.requests_until))
+        if not await drain.requests_finished(left(plan.storing_until)):
+            log.warning("giving up captures still storing", extra={"in_flight": drain.in_flight})
+            drain.stop_storing.set()
+            if not await drain.requests_finished(left(plan.answers_until)):
+                log.error("cancelling requests the grace period left unanswered")
+    _, unfinished = await asyncio.wait((background,), timeout=left(plan.answers_until))
     if unfinished:
         log.error("cancelling background work the grace period left unfinished")
         background.cancel()

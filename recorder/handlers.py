@@ -13,7 +13,7 @@ from datetime import datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from recorder.capture import PushCapture, PushDelivery
+from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.errors import (
     BodyStalled,
     Busy,
@@ -89,13 +89,16 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
 class PushHandler:
     """``POST /webhooks/push/{source}``: the generic signed push of a finished recording."""
 
-    def __init__(self, capture: PushCapture, stop_receiving: asyncio.Event) -> None:
+    def __init__(
+        self, capture: PushCapture, *, stop_receiving: asyncio.Event, stop_storing: asyncio.Event
+    ) -> None:
         self._capture = capture
         self._stop_receiving = stop_receiving
+        self._stop_storing = stop_storing
 
     async def post(self, request: web.Request) -> web.Response:
         """Answer 201 once durable, 200 for a duplicate or a discard."""
-        result = await self._capture.capture(
+        result = await self._capture_unless_stopped(
             PushDelivery(
                 source=request.match_info["source"],
                 timestamp=request.headers.get("X-Callrec-Timestamp"),
@@ -114,6 +117,28 @@ class PushHandler:
             "retention_deadline": _rfc3339_utc(result.retention_deadline),
         }
         return web.json_response(body, status=201 if result.status == "stored" else 200)
+
+    async def _capture_unless_stopped(self, delivery: PushDelivery) -> PushResult:
+        """The capture's result; ShuttingDown if the process stops before it is stored.
+
+        Given up, the capture is cancelled and waited for: storage removes what it began
+        (objects, the pending row) on the way out, so a 503 leaves nothing half-stored.
+        """
+        capture = asyncio.ensure_future(self._capture.capture(delivery))
+        stopping = asyncio.ensure_future(self._stop_storing.wait())
+        try:
+            await asyncio.wait((capture, stopping), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            capture.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if not capture.done():
+            capture.cancel()
+            await asyncio.wait((capture,))
+        if capture.cancelled():
+            raise ShuttingDown("the service is shutting down; retry, another replica will answer")
+        return capture.result()  # stored after all, or the capture's own refusal
 
 
 def _rfc3339_utc(moment: datetime | None) -> str | None:
@@ -166,15 +191,21 @@ def create_recorder_app(
     telnyx: TelnyxCallbacks | None = None,
     vonage: VonageCallbacks | None = None,
     stop_receiving: asyncio.Event | None = None,
+    stop_storing: asyncio.Event | None = None,
 ) -> web.Application:
     """The webhooks sub-application, mounted under ``/webhooks/``.
 
     ``/twilio``, ``/telnyx`` and ``/vonage`` answer 404 unless that provider is configured.
-    Once ``stop_receiving`` is set, pushes whose body is still arriving are answered 503
-    with Retry-After (the process is stopping); those already received are stored.
+    The process stopping sets ``stop_receiving`` (pushes whose body is still arriving are
+    answered 503 with Retry-After; those received go on being stored), then
+    ``stop_storing`` (captures still storing are given up and answered the same way).
     """
     app = web.Application(middlewares=[webhook_errors])
-    push = PushHandler(capture, stop_receiving or asyncio.Event())
+    push = PushHandler(
+        capture,
+        stop_receiving=stop_receiving or asyncio.Event(),
+        stop_storing=stop_storing or asyncio.Event(),
+    )
     app.router.add_post("/push/{source}", push.post)
     if twilio is not None:
         app.router.add_post("/twilio", twilio.post)
