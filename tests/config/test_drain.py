@@ -113,9 +113,17 @@ async def read_response(reader: asyncio.StreamReader) -> Answer:
 class SlowPush:
     """A signed push whose body is sent in pieces, with a pause before each."""
 
-    def __init__(self, port: int, recording_id: str, *, pieces: int, pause_s: float) -> None:
+    def __init__(
+        self,
+        port: int,
+        recording_id: str,
+        *,
+        pieces: int,
+        pause_s: float,
+        audio: bytes | None = None,
+    ) -> None:
         self.port = port
-        self.body = push_body(metadata(recording_id=recording_id), make_wav(2))
+        self.body = push_body(metadata(recording_id=recording_id), audio or make_wav(2))
         self.pieces = pieces
         self.pause_s = pause_s
         self.headers_sent = asyncio.Event()
@@ -220,6 +228,30 @@ async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothin
     assert files_under(served.data_dir / "objects") == []
     assert files_under(served.data_dir / "spool") == []
     assert '"drain_s"' in served.log.read_text()
+
+
+async def test_a_capture_still_storing_at_the_end_is_given_up_told_503_and_removed(
+    tmp_path: Path,
+) -> None:
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    # Twenty minutes of audio: all sent at once, its rendition takes seconds longer than
+    # the drain's 2.4 s for storing (about 20 s an hour on the development machine).
+    long_call = make_audio(BY_NAME["pcm-wav"], 20 * 60.0)
+    push = SlowPush(served.port, "long-1", pieces=1, pause_s=0.0, audio=long_call)
+    upload = asyncio.create_task(push.send())
+    await push.headers_sent.wait()
+    await asyncio.sleep(0.5)  # received; the media worker is rendering it
+    drain_s = await served.terminate_and_time()
+    answer = await upload
+
+    assert answer.status == 503, answer.body
+    assert answer.headers["retry-after"].isdigit()
+    assert json.loads(answer.body)["error"] == "shutting_down"
+    assert served.process.returncode == 0
+    assert drain_s < GRACE_S, drain_s
+    assert await stored_rows(served.data_dir) == {}
+    assert files_under(served.data_dir / "objects") == []
+    assert files_under(served.data_dir / "spool") == []
 
 
 async def queue_a_twilio_fetch(port: int, fake: FakeTwilio, sid: str) -> None:
