@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import signal
-import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
@@ -26,131 +23,13 @@ from recorder import TwilioSignature
 from storage import Database, create_engine
 from storage.db.models import FetchJob, Recording
 from tests.audio_factory import BY_NAME, make_audio
-from tests.cli_support import CALLREC, clean_environment, run
+from tests.cli_support import run
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
-from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
+from tests.serve_support import SlowPush, ask, read_response, start_serve
 from tests.service_support import free_port
 
 GRACE_S = 3.0
 """The tests' CALLREC_SHUTDOWN_GRACE: bodies still arriving 2 s after SIGTERM are refused."""
-
-
-@dataclass
-class Served:
-    """A `callrec serve` child process and where it listens."""
-
-    process: asyncio.subprocess.Process
-    port: int
-    data_dir: Path
-    log: Path
-
-    async def terminate_and_time(self) -> float:
-        """SIGTERM, then seconds until the process has exited."""
-        began = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self.process.wait(), timeout=GRACE_S * 4)
-        return time.monotonic() - began
-
-
-async def start_serve(data_dir: Path, log: Path, port: int = 0, **settings: str) -> Served:
-    port = port or free_port()
-    env = clean_environment(
-        CALLREC_DATA_DIR=str(data_dir),
-        CALLREC_PUSH_SECRETS=f"pbx={SECRET}",
-        CALLREC_SHUTDOWN_GRACE=f"PT{GRACE_S:g}S",
-        CALLREC_MEDIA_WORKERS="1",
-        **settings,
-    )
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            *CALLREC, "serve", "--port", str(port), env=env, stderr=stderr
-        )
-    served = Served(process, port, data_dir, log)
-    for _ in range(300):
-        if await ask(port, "GET /healthz") is not None:
-            return served
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"serve did not start: {await asyncio.to_thread(log.read_text)}")
-
-
-async def ask(port: int, request_line: str) -> int | None:
-    """The status of one request on a new connection; None if no connection is taken."""
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return None
-    try:
-        writer.write(f"{request_line} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        return (await read_response(reader)).status
-    except OSError:
-        return None
-    finally:
-        writer.close()
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-async def read_response(reader: asyncio.StreamReader) -> Answer:
-    status_line = await reader.readline()
-    if not status_line:
-        raise ConnectionResetError("closed before answering")
-    headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.decode().partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
-    return Answer(int(status_line.split()[1]), headers, body)
-
-
-class SlowPush:
-    """A signed push whose body is sent in pieces, with a pause before each."""
-
-    def __init__(
-        self,
-        port: int,
-        recording_id: str,
-        *,
-        pieces: int,
-        pause_s: float,
-        audio: bytes | None = None,
-    ) -> None:
-        self.port = port
-        self.body = push_body(metadata(recording_id=recording_id), audio or make_wav(2))
-        self.pieces = pieces
-        self.pause_s = pause_s
-        self.headers_sent = asyncio.Event()
-
-    async def send(self) -> Answer:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        head = "".join(f"{k}: {v}\r\n" for k, v in push_headers(self.body).items())
-        writer.write(
-            f"POST /webhooks/push/pbx HTTP/1.1\r\nHost: x\r\n{head}"
-            f"Content-Length: {len(self.body)}\r\n\r\n".encode()
-        )
-        await writer.drain()
-        self.headers_sent.set()
-        sending = asyncio.create_task(self._send_body(writer))
-        try:
-            # Read while sending: an answer may come before the body is all sent.
-            return await read_response(reader)
-        finally:
-            sending.cancel()
-            writer.close()
-
-    async def _send_body(self, writer: asyncio.StreamWriter) -> None:
-        size = -(-len(self.body) // self.pieces)
-        for start in range(0, len(self.body), size):
-            await asyncio.sleep(self.pause_s)
-            writer.write(self.body[start : start + size])
-            await writer.drain()
 
 
 async def stored_rows(data_dir: Path) -> dict[str, int]:
@@ -173,7 +52,7 @@ def files_under(folder: Path) -> list[Path]:
 async def test_an_upload_arriving_during_the_drain_is_finished_and_acknowledged(
     tmp_path: Path,
 ) -> None:
-    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     try:
         # A connection the load balancer keeps open, to ask /readyz on after SIGTERM.
@@ -211,7 +90,7 @@ async def test_an_upload_arriving_during_the_drain_is_finished_and_acknowledged(
 async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothing_is_kept(
     tmp_path: Path,
 ) -> None:
-    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
     push = SlowPush(served.port, "too-slow-1", pieces=20, pause_s=0.5)  # about 10 s
     upload = asyncio.create_task(push.send())
     await push.headers_sent.wait()
@@ -233,7 +112,7 @@ async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothin
 async def test_a_capture_still_storing_at_the_end_is_given_up_told_503_and_removed(
     tmp_path: Path,
 ) -> None:
-    served = await start_serve(tmp_path / "var", tmp_path / "serve.log")
+    served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
     # Twenty minutes of audio: all sent at once, its rendition takes seconds longer than
     # the drain's 2.4 s for storing (about 20 s an hour on the development machine).
     long_call = make_audio(BY_NAME["pcm-wav"], 20 * 60.0)
@@ -291,7 +170,8 @@ async def test_a_fetch_in_flight_is_handed_back_at_once_not_left_to_its_lease(
         served = await start_serve(
             data_dir,
             tmp_path / "serve.log",
-            port,
+            grace_s=GRACE_S,
+            port=port,
             CALLREC_PUBLIC_URL=f"http://127.0.0.1:{port}",
             CALLREC_TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             CALLREC_TWILIO_AUTH_TOKEN=AUTH_TOKEN,
