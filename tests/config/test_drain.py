@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
 from sqlalchemy import func, select
 
+from config.drain import DrainPlan
 from config.services import build_services
 from config.settings import Settings
 from recorder import TwilioSignature
@@ -202,3 +203,13 @@ async def test_a_fetch_in_flight_is_handed_back_at_once_not_left_to_its_lease(
         await services.close()
     assert await stored_rows(data_dir) == {}
     assert files_under(data_dir / "spool") == []
+
+
+def test_the_default_grace_leaves_senders_twenty_seconds_and_exits_by_twenty_five() -> None:
+    # The timetable docs/reliability.md gives, from the setting's default.
+    default = Settings.model_fields["shutdown_grace"].default
+    assert DrainPlan.within(default) == DrainPlan(
+        bodies_until=20.0, storing_until=22.0, answers_until=23.0, exit_by=25.0
+    )
+    # A short grace keeps a third in reserve.
+    assert DrainPlan.within(timedelta(seconds=3)).bodies_until == 2.0
