@@ -42,6 +42,8 @@ BODY_IDLE_TIMEOUT_S = 30.0
 BODY_GRACE_S = 60.0
 BODY_MIN_RATE = 32 * 1024  # bytes per second
 
+_STOPPING = "the service is shutting down; retry, another replica will answer"
+
 _STATUS: dict[type[RecorderError], tuple[int, str]] = {
     Unauthenticated: (401, "unauthenticated"),
     NotMultipart: (415, "unsupported_media_type"),
@@ -137,7 +139,7 @@ class PushHandler:
             capture.cancel()
             await asyncio.wait((capture,))
         if capture.cancelled():
-            raise ShuttingDown("the service is shutting down; retry, another replica will answer")
+            raise ShuttingDown(_STOPPING)
         return capture.result()  # stored after all, or the capture's own refusal
 
 
@@ -166,7 +168,7 @@ async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> by
     """The next piece of the body, whichever comes first of it, the idle timeout and the
     signal to stop receiving (bytes that did arrive win over the signal)."""
     if stop_receiving.is_set():
-        raise ShuttingDown("the service is shutting down; retry, another replica will answer")
+        raise ShuttingDown(_STOPPING)
     reading = asyncio.ensure_future(request.content.read(_READ_CHUNK))
     stopping = asyncio.ensure_future(stop_receiving.wait())
     try:
@@ -180,7 +182,7 @@ async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> by
     if reading in done:
         return reading.result()
     if stopping in done:
-        raise ShuttingDown("the service is shutting down; retry, another replica will answer")
+        raise ShuttingDown(_STOPPING)
     raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s")
 
 
