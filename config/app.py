@@ -17,6 +17,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from config.drain import Drain
 from config.jobs import JobMetrics, start_jobs, stop_jobs, sweep_horizon
 from config.metrics import FetchMetrics, HttpMetrics, IntegrityMetrics, RetentionMetrics
 from config.scheduler import SweepSchedule
@@ -31,6 +32,37 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 RUNNING_JOBS: web.AppKey[list[SweepSchedule]] = web.AppKey("running_jobs")
 """The schedules started for this app, while it runs (empty before start and after stop)."""
 JOB_METRICS = web.AppKey("job_metrics", JobMetrics)
+DRAIN = web.AppKey("drain", Drain)
+"""The app's shutdown state: ``serve`` begins the drain; ``/readyz`` and every response see it."""
+BACKGROUND: web.AppKey[BackgroundWork] = web.AppKey("background")
+
+
+class BackgroundWork:
+    """The scheduled jobs and fetch workers an app runs; stopped early by a drain, or at
+    clean-up, whichever comes first (stopping twice does nothing more)."""
+
+    def __init__(self, services: Services, running: list[SweepSchedule]) -> None:
+        self._services = services
+        self._running = running
+        self._started = False
+
+    def start(self, metrics: JobMetrics) -> None:
+        """Start every scheduled job and the fetch workers."""
+        self._running.extend(start_jobs(self._services, metrics))
+        self._services.fetch_workers.start()
+        self._started = True
+
+    async def stop(self, *, finish_within: float = 0.0) -> None:
+        """Start nothing more; fetches in flight get ``finish_within`` seconds, then go back
+        to the queue; a sweep or scrub in progress is waited for."""
+        if not self._started:
+            return
+        self._started = False
+        schedules = list(self._running)
+        self._running.clear()
+        await asyncio.gather(
+            self._services.fetch_workers.stop(finish_within=finish_within), stop_jobs(schedules)
+        )
 
 
 @web.middleware
@@ -97,6 +129,12 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
         return web.json_response({"status": "alive"})
 
     async def readyz(_request: web.Request) -> web.Response:
+        if app[DRAIN].draining:
+            # First of all: a load balancer must stop sending here before anything else.
+            return web.json_response(
+                {"error": "draining", "detail": "shutting down; finishing work in flight"},
+                status=503,
+            )
         problems = []
         try:
             await check_database(services.database.engine)
@@ -139,13 +177,10 @@ def _lifecycle(services: Services) -> Callable[[web.Application], AsyncIterator[
                 log.warning("removed abandoned captures", extra={"count": reaped})
         except StorageError:
             log.warning("could not look for abandoned captures at start-up", exc_info=True)
-        running = app[RUNNING_JOBS]
-        running.extend(start_jobs(services, app[JOB_METRICS]))
-        services.fetch_workers.start()
+        background = app[BACKGROUND]
+        background.start(app[JOB_METRICS])
         yield
-        await services.fetch_workers.stop()
-        await stop_jobs(running)
-        running.clear()
+        await background.stop()
 
     return lifecycle
 
@@ -153,8 +188,12 @@ def _lifecycle(services: Services) -> Callable[[web.Application], AsyncIterator[
 def create_app(services: Services) -> web.Application:
     """The whole service: webhooks, API, review page, operations endpoints, background jobs."""
     metrics = HttpMetrics()
-    app = web.Application(middlewares=[request_context, metrics.middleware])
+    drain = Drain()
+    # The drain's first: it counts every request, whatever becomes of it further in.
+    app = web.Application(middlewares=[drain.middleware, request_context, metrics.middleware])
+    app[DRAIN] = drain
     app[RUNNING_JOBS] = []
+    app[BACKGROUND] = BackgroundWork(services, app[RUNNING_JOBS])
     _operations(services, app, metrics)
     app.add_subapp(
         "/webhooks/",
@@ -163,6 +202,8 @@ def create_app(services: Services) -> web.Application:
             twilio=services.twilio,
             telnyx=services.telnyx,
             vonage=services.vonage,
+            stop_receiving=drain.stop_receiving,
+            stop_storing=drain.stop_storing,
         ),
     )
     app.add_subapp(

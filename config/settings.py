@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     fetch_first_retry: timedelta = Field(
         default=timedelta(seconds=5), gt=timedelta(0), le=timedelta(hours=1)
     )
+    # How long `serve` finishes work in flight after SIGTERM; under Kubernetes' default 30 s
+    # grace period, so the process is gone before the kubelet would kill it.
+    shutdown_grace: timedelta = Field(
+        default=timedelta(seconds=25), ge=timedelta(seconds=1), le=timedelta(minutes=10)
+    )
     max_upload_bytes: int = Field(default=1024**3, gt=0)
     max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
     # Worker processes that decode and encode audio; by default one per core but one.

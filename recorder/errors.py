@@ -5,7 +5,8 @@ RecorderError
 ├── NotMultipart             the body is not multipart/form-data, or is compressed
 ├── BodyStalled              the body arrives too slowly or stops arriving
 ├── Busy                     too many pushes are being received at once
-│   └── MediaWorkerLost      the worker decoding the audio died (crash, memory)
+│   ├── MediaWorkerLost      the worker decoding the audio died (crash, memory)
+│   └── ShuttingDown         the process is stopping before the body has arrived
 ├── PayloadTooLarge          the body or the metadata part is over its limit
 ├── MalformedUpload          broken or truncated multipart framing
 ├── InvalidPart              an unexpected or repeated part, or a filename that names a path
@@ -45,6 +46,14 @@ class MediaWorkerLost(Busy):
 
     Answered like Busy (503), not 422: a worker killed for memory or by an operator says
     nothing about the file, and a PBX does not resend after a 4xx.
+    """
+
+
+class ShuttingDown(Busy):
+    """The process is stopping and the body has not all arrived: retry, on another replica.
+
+    Answered like Busy (503 with Retry-After), never a 4xx: the delivery was fine, and a
+    sender told 4xx gives it up.
     """
 
 

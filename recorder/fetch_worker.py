@@ -66,6 +66,8 @@ class FetchJobsToWork(Protocol):
 
     async def give_up(self, job: ClaimedFetch, error: str) -> None: ...
 
+    async def release(self, job: ClaimedFetch) -> bool: ...
+
 
 class WorkAudit(Protocol):
     """Where the deletion of a provider's copy is recorded."""
@@ -104,6 +106,7 @@ class FetchWorkers:
         self._count = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -115,18 +118,24 @@ class FetchWorkers:
             asyncio.create_task(self._run(), name=f"fetch-worker-{n}") for n in range(self._count)
         ]
 
-    async def stop(self) -> None:
-        """Stop the workers; a job in flight is left to its lease and claimed again."""
-        for task in self._tasks:
+    async def stop(self, *, finish_within: float = 0.0) -> None:
+        """Claim nothing more; give jobs in flight ``finish_within`` seconds to finish, then
+        cancel them, handing each back to the queue (due at once, for another replica).
+        Calling it again does nothing more."""
+        self._stopping = True
+        self._wake.set()  # idle workers stop waiting for the next poll
+        tasks, self._tasks = self._tasks, []
+        if tasks and finish_within > 0:
+            await asyncio.wait(tasks, timeout=finish_within)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks = []
         await self._fetcher.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 worked = await self.work_one()
             except Unavailable:
@@ -137,28 +146,43 @@ class FetchWorkers:
                 # left to its lease and claimed again.
                 log.exception("a fetch worker failed; it carries on")
                 worked = False
-            if not worked:
+            if not worked and not self._stopping:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     async def work_one(self) -> bool:
-        """Claim and work one due job; False when none was due."""
+        """Claim and work one due job; False when none was due.
+
+        Cancelled (the process is stopping), the job goes back to the queue at once rather
+        than waiting out its lease; a capture cut short stores nothing.
+        """
         job = await self._queue.claim()
         if job is None:
             return False
+        try:
+            await self._work(job)
+        except asyncio.CancelledError:
+            # Stopped by a drain: the job goes back to the queue, due at once.
+            try:
+                await asyncio.shield(self._queue.release(job))
+            except Exception:
+                log.warning("could not hand a fetch back; it waits for its lease", exc_info=True)
+            raise
+        return True
+
+    async def _work(self, job: ClaimedFetch) -> None:
         fetched = await self._holding_lease(job, self._attempt(job))
         if fetched is None:
-            return True  # retried, given up, or the lease was lost
+            return  # retried, given up, or the lease was lost
         if not await self._queue.succeed(job, fetched.recording_id):
             # Another worker claimed the job meanwhile: it finishes the job, and the
             # provider's copy is its to delete.
             log.warning("a fetch finished after its job was claimed again", extra=_job(job))
-            return True
+            return
         delete_url = job.details.get(DELETE_URL)
         if fetched.recording_id is not None and isinstance(delete_url, str):
             await self._delete_copy(job, delete_url, fetched.recording_id)
-        return True
 
     async def _attempt(self, job: ClaimedFetch) -> _Fetched | None:
         """Fetch and store the job's recording; None once the job is retried or given up."""

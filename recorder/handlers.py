@@ -13,7 +13,7 @@ from datetime import datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from recorder.capture import PushCapture, PushDelivery
+from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.errors import (
     BodyStalled,
     Busy,
@@ -23,6 +23,7 @@ from recorder.errors import (
     NotMultipart,
     PayloadTooLarge,
     RecorderError,
+    ShuttingDown,
     Unauthenticated,
     UndecodableAudio,
 )
@@ -40,6 +41,8 @@ RETRY_AFTER_S = 30
 BODY_IDLE_TIMEOUT_S = 30.0
 BODY_GRACE_S = 60.0
 BODY_MIN_RATE = 32 * 1024  # bytes per second
+
+_STOPPING = "the service is shutting down; retry, another replica will answer"
 
 _STATUS: dict[type[RecorderError], tuple[int, str]] = {
     Unauthenticated: (401, "unauthenticated"),
@@ -64,7 +67,8 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except Busy as exc:
-        response = json_error(503, "busy", exc.detail, **{"Retry-After": "5"})
+        code = "shutting_down" if isinstance(exc, ShuttingDown) else "busy"
+        response = json_error(503, code, exc.detail, **{"Retry-After": "5"})
     except RecorderError as exc:
         status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
         log.info("push refused", extra={"status": status, "error": code})
@@ -87,12 +91,16 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
 class PushHandler:
     """``POST /webhooks/push/{source}``: the generic signed push of a finished recording."""
 
-    def __init__(self, capture: PushCapture) -> None:
+    def __init__(
+        self, capture: PushCapture, *, stop_receiving: asyncio.Event, stop_storing: asyncio.Event
+    ) -> None:
         self._capture = capture
+        self._stop_receiving = stop_receiving
+        self._stop_storing = stop_storing
 
     async def post(self, request: web.Request) -> web.Response:
         """Answer 201 once durable, 200 for a duplicate or a discard."""
-        result = await self._capture.capture(
+        result = await self._capture_unless_stopped(
             PushDelivery(
                 source=request.match_info["source"],
                 timestamp=request.headers.get("X-Callrec-Timestamp"),
@@ -100,7 +108,7 @@ class PushHandler:
                 content_type=request.headers.get("Content-Type", ""),
                 content_encoding=request.headers.get("Content-Encoding"),
                 content_length=request.content_length,
-                body=_chunks(request),
+                body=_chunks(request, self._stop_receiving),
             )
         )
         if result.status == "discarded":
@@ -112,22 +120,41 @@ class PushHandler:
         }
         return web.json_response(body, status=201 if result.status == "stored" else 200)
 
+    async def _capture_unless_stopped(self, delivery: PushDelivery) -> PushResult:
+        """The capture's result; ShuttingDown if the process stops before it is stored.
+
+        Given up, the capture is cancelled and waited for: storage removes what it began
+        (objects, the pending row) on the way out, so a 503 leaves nothing half-stored.
+        """
+        capture = asyncio.ensure_future(self._capture.capture(delivery))
+        stopping = asyncio.ensure_future(self._stop_storing.wait())
+        try:
+            await asyncio.wait((capture, stopping), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            capture.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if not capture.done():
+            capture.cancel()
+            await asyncio.wait((capture,))
+        if capture.cancelled():
+            raise ShuttingDown(_STOPPING)
+        return capture.result()  # stored after all, or the capture's own refusal
+
 
 def _rfc3339_utc(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment)
 
 
-async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
-    """The raw body, as it arrives; BodyStalled when the sender stops or crawls."""
+async def _chunks(request: web.Request, stop_receiving: asyncio.Event) -> AsyncIterator[bytes]:
+    """The raw body, as it arrives; BodyStalled when the sender stops or crawls, and
+    ShuttingDown when the process stops receiving before the body is complete."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     received = 0
     while True:
-        try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
-                chunk = await request.content.read(_READ_CHUNK)
-        except TimeoutError:
-            raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s") from None
+        chunk = await _next_chunk(request, stop_receiving)
         if not chunk:
             return
         received += len(chunk)
@@ -137,19 +164,50 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> bytes:
+    """The next piece of the body, whichever comes first of it, the idle timeout and the
+    signal to stop receiving (bytes that did arrive win over the signal)."""
+    if stop_receiving.is_set():
+        raise ShuttingDown(_STOPPING)
+    reading = asyncio.ensure_future(request.content.read(_READ_CHUNK))
+    stopping = asyncio.ensure_future(stop_receiving.wait())
+    try:
+        done, _ = await asyncio.wait(
+            (reading, stopping), timeout=BODY_IDLE_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopping.cancel()
+        if not reading.done():
+            reading.cancel()
+    if reading in done:
+        return reading.result()
+    if stopping in done:
+        raise ShuttingDown(_STOPPING)
+    raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s")
+
+
 def create_recorder_app(
     capture: PushCapture,
     *,
     twilio: TwilioCallbacks | None = None,
     telnyx: TelnyxCallbacks | None = None,
     vonage: VonageCallbacks | None = None,
+    stop_receiving: asyncio.Event | None = None,
+    stop_storing: asyncio.Event | None = None,
 ) -> web.Application:
     """The webhooks sub-application, mounted under ``/webhooks/``.
 
     ``/twilio``, ``/telnyx`` and ``/vonage`` answer 404 unless that provider is configured.
+    The process stopping sets ``stop_receiving`` (pushes whose body is still arriving are
+    answered 503 with Retry-After; those received go on being stored), then
+    ``stop_storing`` (captures still storing are given up and answered the same way).
     """
     app = web.Application(middlewares=[webhook_errors])
-    push = PushHandler(capture)
+    push = PushHandler(
+        capture,
+        stop_receiving=stop_receiving or asyncio.Event(),
+        stop_storing=stop_storing or asyncio.Event(),
+    )
     app.router.add_post("/push/{source}", push.post)
     if twilio is not None:
         app.router.add_post("/twilio", twilio.post)

@@ -101,7 +101,18 @@ class MediaWorkers:
         pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
-        """Stop the workers after the jobs they hold; new jobs would start a new pool."""
+        """Stop the workers now; new jobs would start a new pool.
+
+        A job still running is abandoned, not waited for: whoever submitted it has been
+        answered or cancelled already (a service stopping within its grace period cannot
+        wait minutes for a long recording's rendition), and its file is removed.
+        """
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()

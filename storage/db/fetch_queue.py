@@ -232,6 +232,22 @@ class FetchQueue:
             row.updated_at = now
         return True
 
+    async def release(self, job: ClaimedFetch) -> bool:
+        """Hand a job back unfinished (its worker is stopping): due again at once, for any
+        worker, rather than after its lease. The attempt still counts, so a job that never
+        finishes before a shutdown is still given up in the end. True if it was released."""
+        now = self._clock()
+        async with self._database.transaction() as session:
+            row = await session.get(FetchJob, job.id, with_for_update=True)
+            if not _still_held(row, job):
+                return False
+            assert row is not None
+            row.state = FetchState.QUEUED
+            row.next_attempt_at = now
+            row.lease_until = None
+            row.updated_at = now
+        return True
+
     async def give_up(self, job: ClaimedFetch, error: str) -> None:
         """Dead-letter the job: no more attempts; visible to operators and audited."""
         now = self._clock()

@@ -102,6 +102,9 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_OIDC_ALGORITHMS", "none", "asymmetric"),
         ("CALLREC_OIDC_JWKS_URL", "http://idp.example.test/keys", "https"),
         ("CALLREC_TOKEN_LEEWAY", "-PT5S", ""),
+        ("CALLREC_SHUTDOWN_GRACE", "PT0S", ""),
+        ("CALLREC_SHUTDOWN_GRACE", "PT1H", ""),
+        ("CALLREC_SHUTDOWN_GRACE", "25", ""),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(

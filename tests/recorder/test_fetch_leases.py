@@ -164,6 +164,9 @@ class FrozenRenewals:
     async def succeed(self, job: ClaimedFetch, recording_id: uuid.UUID | None) -> bool:
         return await self._queue.succeed(job, recording_id)
 
+    async def release(self, job: ClaimedFetch) -> bool:
+        return await self._queue.release(job)
+
     async def retry(
         self, job: ClaimedFetch, error: str, *, retry_after: timedelta | None = None
     ) -> bool:
