@@ -75,7 +75,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, path)
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database_url")
-    asyncio.run(_clean_postgres(url))
+    asyncio.run(clean_postgres(url))
     return url
 
 
@@ -96,14 +96,14 @@ def module_database_url(
         shutil.copyfile(template, path)
         return f"sqlite+aiosqlite:///{path}"
     url: str = request.getfixturevalue("postgres_database_url")
-    asyncio.run(_clean_postgres(url))
+    asyncio.run(clean_postgres(url))
     return url
 
 
 @pytest.fixture
 def postgres_url(postgres_database_url: str) -> str:
     """The session's PostgreSQL database, emptied: for what only PostgreSQL can show."""
-    asyncio.run(_clean_postgres(postgres_database_url))
+    asyncio.run(clean_postgres(postgres_database_url))
     return postgres_database_url
 
 
@@ -125,7 +125,7 @@ async def _migrate(url: str) -> None:
         await engine.dispose()
 
 
-async def _clean_postgres(url: str) -> None:
+async def clean_postgres(url: str) -> None:
     """Empty every table and restart every sequence, as a fresh migration would leave them.
 
     DELETE under the replica role (no user triggers, no foreign-key checks) costs a few

@@ -11,6 +11,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.cli_support import CALLREC, clean_environment
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
@@ -111,9 +112,10 @@ class SlowPush:
         pieces: int,
         pause_s: float,
         audio: bytes | None = None,
+        **fields: Any,
     ) -> None:
         self.port = port
-        self.body = push_body(metadata(recording_id=recording_id), audio or make_wav(2))
+        self.body = push_body(metadata(recording_id=recording_id, **fields), audio or make_wav(2))
         self.pieces = pieces
         self.pause_s = pause_s
         self.headers_sent = asyncio.Event()

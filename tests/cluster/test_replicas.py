@@ -1,0 +1,437 @@
+"""Three `callrec serve` replicas that behave as one service.
+
+Each replica is a real process with its own empty data directory; they share only what
+production shares: one PostgreSQL database, one S3 bucket (recordings, and epoch keys
+under a prefix), one KMS key, the push secret and the auth settings. Commands run as an
+operator would run them, from a fourth empty data directory with the same settings.
+
+The servers start once for the module and every test works on recordings of its own, so
+the tests can run in any order; the last one checks the audit chain and every receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from sqlalchemy import func, select
+
+from config.services import Services, build_services
+from config.settings import Settings
+from storage.db.models import AuditEvent, Recording
+from tests.cli_support import CALLREC, clean_environment
+from tests.fixtures_db import clean_postgres
+from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
+from tests.serve_support import Served, SlowPush, start_serve
+
+# One worker runs the module: one set of replicas, and the trail's check comes last.
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.xdist_group("cluster")]
+
+REPLICAS = 3
+GRACE_S = 3.0
+PERIOD = timedelta(days=90)
+REASON = "weekly quality review of call handling"
+
+
+@dataclass
+class Cluster:
+    """The replicas, the settings they share, and a place for operators' commands."""
+
+    replicas: list[Served]
+    shared: dict[str, str]
+    workdir: Path
+    tokens: dict[tuple[str, str], str]
+
+    def url(self, replica: int, path: str) -> str:
+        return f"http://127.0.0.1:{self.replicas[replica].port}{path}"
+
+    def environment(self, data_dir: Path) -> dict[str, str]:
+        """A process's environment: the shared settings and a data directory of its own."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return clean_environment(CALLREC_DATA_DIR=str(data_dir), **self.shared)
+
+    async def command(self, *args: str) -> tuple[int, str, str]:
+        """`callrec *args` as an operator on another machine runs it: an empty data dir."""
+        process = await asyncio.create_subprocess_exec(
+            *CALLREC,
+            *args,
+            env=self.environment(self.workdir / f"operator-{uuid.uuid4().hex[:8]}"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    async def token(self, role: str, subject: str) -> str:
+        """A dev token issued by `callrec token issue`, as the hub's admin would."""
+        if (role, subject) not in self.tokens:
+            code, out, err = await self.command(
+                "token", "issue", "--subject", subject, "--role", role, "--team", "mash-children"
+            )
+            assert code == 0, err
+            self.tokens[(role, subject)] = out.strip()
+        return self.tokens[(role, subject)]
+
+    def services(self) -> Services:
+        """The shared state, for looking behind the API (closed by the caller)."""
+        env = self.shared
+        return build_services(
+            Settings(
+                data_dir=self.workdir / "inspector",
+                database_url=env["CALLREC_DATABASE_URL"],
+                store_url=env["CALLREC_STORE_URL"],
+                epoch_key_store_url=env["CALLREC_EPOCH_KEY_STORE_URL"],
+                kms_key_id=env["CALLREC_KMS_KEY_ID"],
+            )
+        )
+
+
+async def push(
+    session: aiohttp.ClientSession, url: str, recording_id: str, **fields: Any
+) -> tuple[int, dict[str, Any]]:
+    body = push_body(metadata(recording_id=recording_id, **fields), make_wav(2))
+    async with session.post(url, data=body, headers=push_headers(body)) as answer:
+        return answer.status, await answer.json()
+
+
+@pytest.fixture(scope="module")
+def kms_key_for_cluster(s3_endpoint: str) -> Iterator[str]:
+    client = boto3.client("kms", endpoint_url=s3_endpoint)
+    yield client.create_key(Description="callrec cluster KEK")["KeyMetadata"]["KeyId"]
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def cluster_bucket(s3_endpoint: str) -> Iterator[str]:
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    name = f"callrec-cluster-{uuid.uuid4().hex[:16]}"
+    client.create_bucket(Bucket=name)
+    client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    yield name
+    client.close()
+
+
+async def start_replica(workdir: Path, name: str, shared: dict[str, str]) -> Served:
+    """`callrec serve` on an empty data directory of its own, with the shared settings."""
+    settings: dict[str, Any] = dict(shared)
+    return await start_serve(workdir / name, workdir / f"{name}.log", grace_s=GRACE_S, **settings)
+
+
+@pytest.fixture(scope="module")
+async def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_database_url: str,
+    s3_endpoint: str,
+    kms_key_for_cluster: str,
+    cluster_bucket: str,
+) -> AsyncIterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("cluster")
+    await clean_postgres(postgres_database_url)  # the module's database starts empty
+    shared = {
+        "CALLREC_DATABASE_URL": postgres_database_url,
+        "CALLREC_STORE_URL": f"s3://{cluster_bucket}/recordings",
+        "CALLREC_EPOCH_KEY_STORE_URL": f"s3://{cluster_bucket}/epoch-keys",
+        "CALLREC_KMS_KEY_ID": kms_key_for_cluster,
+        "CALLREC_PUSH_SECRETS": f"pbx={SECRET}",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }
+    migrated = await asyncio.create_subprocess_exec(
+        *CALLREC,
+        "db",
+        "upgrade",
+        env=clean_environment(CALLREC_DATA_DIR=str(workdir / "migrate"), **shared),
+    )
+    assert await migrated.wait() == 0
+    replicas: list[Served] = []
+    with pytest.MonkeyPatch.context() as env:
+        # The test's own look behind the API reaches the same S3 and KMS.
+        env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+        try:
+            for n in range(REPLICAS):
+                replicas.append(await start_replica(workdir, f"replica-{n}", shared))
+            yield Cluster(replicas, shared, workdir, {})
+        finally:
+            for replica in replicas:
+                if replica.process.returncode is None:
+                    replica.process.send_signal(signal.SIGTERM)
+                    await asyncio.wait_for(replica.process.wait(), timeout=GRACE_S * 4)
+
+
+def due_soon(**fields: Any) -> dict[str, Any]:
+    """Fields of a call whose deadline is ten minutes away: inside every sweep's horizon."""
+    started = datetime.now(UTC) - PERIOD + timedelta(minutes=10)
+    return {
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "ended_at": (started + timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **fields,
+    }
+
+
+async def test_one_recording_pushed_to_every_replica_at_once_is_stored_once(
+    cluster: Cluster,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(
+            *(
+                push(session, cluster.url(n, "/webhooks/push/pbx"), "same-call")
+                for n in range(REPLICAS)
+            )
+        )
+    assert {status for status, _ in answers} <= {200, 201}, answers
+    assert len({body["id"] for _, body in answers}) == 1
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            rows = await session.scalar(
+                select(func.count())
+                .select_from(Recording)
+                .where(Recording.source_recording_id == "same-call")
+            )
+    finally:
+        await services.close()
+    assert rows == 1
+
+
+async def test_a_grant_made_on_one_replica_plays_with_range_on_every_other(
+    cluster: Cluster,
+) -> None:
+    token = await cluster.token("supervisor", "sup-cluster")
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        status, body = await push(session, cluster.url(0, "/webhooks/push/pbx"), "played-call")
+        assert status == 201, body
+        recording = body["id"]
+        async with session.post(
+            cluster.url(1, f"/api/v1/recordings/{recording}/grants"),
+            json={"purpose": "quality_review", "reason": REASON},
+            headers=bearer,
+        ) as granted:
+            assert granted.status == 201, await granted.text()
+            path = "/" + (await granted.json())["audio_url"].split("/", 3)[3]
+        heard = []
+        for n in range(REPLICAS):
+            async with session.get(
+                cluster.url(n, path), headers={**bearer, "Range": "bytes=0-99"}
+            ) as answer:
+                assert answer.status == 206, (n, await answer.text())
+                assert answer.headers["Content-Range"].startswith("bytes 0-99/")
+                heard.append(await answer.read())
+    assert len(heard) == REPLICAS
+    assert len(set(heard)) == 1
+    assert all(len(part) == 100 for part in heard)
+
+
+async def test_a_page_session_signed_in_on_one_replica_is_honoured_by_the_others(
+    cluster: Cluster,
+) -> None:
+    token = await cluster.token("supervisor", "sup-page")
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        async with session.get(cluster.url(0, "/sign-in")) as form:
+            nonce = re.search(r'name="nonce" value="([^"]+)"', await form.text())
+            pending = form.headers.getall("Set-Cookie", [])
+        assert nonce is not None
+        cookies = "; ".join(
+            f"{name}={morsel.value}"
+            for header in pending
+            for name, morsel in SimpleCookie(header).items()
+        )
+        # The form came from replica 0; the balancer sends its answer to replica 1.
+        async with session.post(
+            cluster.url(1, "/sign-in"),
+            data={"nonce": nonce.group(1), "token": token},
+            headers={"Cookie": cookies},
+            allow_redirects=False,
+        ) as signed:
+            assert signed.status == 303, await signed.text()
+            session_cookie = SimpleCookie(signed.headers["Set-Cookie"])["callrec_session"].value
+        for n in range(REPLICAS):
+            async with session.get(
+                cluster.url(n, "/"),
+                headers={"Cookie": f"callrec_session={session_cookie}"},
+                allow_redirects=False,
+            ) as page:
+                assert page.status == 200, (n, page.status)
+                assert "data-csrf" in await page.text()
+
+
+async def sweep_events_since(cluster: Cluster, seq: int) -> list[dict[str, Any]]:
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            found = await session.execute(
+                select(AuditEvent.details).where(
+                    AuditEvent.action == "retention.sweep", AuditEvent.seq > seq
+                )
+            )
+            return [details or {} for details in found.scalars()]
+    finally:
+        await services.close()
+
+
+async def last_seq(cluster: Cluster) -> int:
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            return int(await session.scalar(select(func.max(AuditEvent.seq))) or 0)
+    finally:
+        await services.close()
+
+
+async def test_sweeps_run_together_delete_each_due_recording_once_and_count_it_once(
+    cluster: Cluster,
+) -> None:
+    due = 24
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(
+            *(
+                push(
+                    session,
+                    cluster.url(n % REPLICAS, "/webhooks/push/pbx"),
+                    f"due-{n}",
+                    **due_soon(),
+                )
+                for n in range(due)
+            )
+        )
+    assert {status for status, _ in answers} == {201}
+    pushed = {uuid.UUID(body["id"]) for _, body in answers}
+    before = await last_seq(cluster)
+
+    runs = await asyncio.gather(
+        *(cluster.command("retention", "run", "--batch-size", "4") for _ in range(REPLICAS))
+    )
+
+    assert [code for code, _, _ in runs] == [0] * REPLICAS, runs
+    reported = [
+        uuid.UUID(line.split()[-1])
+        for _, out, _ in runs
+        for line in out.splitlines()
+        if line.startswith(("deleted ", "finished interrupted deletion of "))
+    ]
+    assert sorted(reported) == sorted(pushed)  # each once, by whichever finished it
+    events = await sweep_events_since(cluster, before)
+    assert sum(int(e["deleted"]) + int(e["resumed"]) for e in events) == due
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            destroyed = (
+                await session.execute(
+                    select(AuditEvent.recording_id, func.count())
+                    .where(AuditEvent.action == "recording.keys_destroyed")
+                    .where(AuditEvent.recording_id.in_(pushed))
+                    .group_by(AuditEvent.recording_id)
+                )
+            ).all()
+    finally:
+        await services.close()
+    assert {recording for recording, _ in destroyed} == pushed
+    assert {count for _, count in destroyed} == {1}
+
+
+async def replace_replica(cluster: Cluster, n: int) -> None:
+    """A new replica in place of replica ``n``, on a new, empty data directory."""
+    name = f"replica-{n}-{uuid.uuid4().hex[:8]}"
+    cluster.replicas[n] = await start_replica(cluster.workdir, name, cluster.shared)
+
+
+async def states_of(cluster: Cluster, source_id: str) -> list[str]:
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            found = await session.execute(
+                select(Recording.state).where(Recording.source_recording_id == source_id)
+            )
+            return [str(state) for state in found.scalars()]
+    finally:
+        await services.close()
+
+
+async def test_a_replica_killed_mid_capture_leaves_nothing_after_the_next_sweep(
+    cluster: Cluster,
+) -> None:
+    victim = cluster.replicas[2]
+    # Ten minutes of audio: long enough to catch the capture between its claim and its
+    # commit, while its objects go to the store.
+    slow = SlowPush(
+        victim.port, "killed-call", pieces=4, pause_s=0.01, audio=make_wav(600), **due_soon()
+    )
+    sending = asyncio.create_task(slow.send())
+    seen_pending = False
+    for _ in range(1000):
+        if "pending" in await states_of(cluster, "killed-call"):
+            seen_pending = True
+            break
+        if sending.done():
+            break
+        await asyncio.sleep(0.01)
+    victim.process.send_signal(signal.SIGKILL)
+    await victim.process.wait()
+    await asyncio.gather(sending, return_exceptions=True)
+    assert seen_pending, "the capture was never caught half-way"
+
+    code, _, err = await cluster.command("retention", "run")
+    assert code == 0, err
+
+    # Due within the sweep's horizon, the half-stored capture is gone, not kept for its
+    # grace: no pending row, no personal data, no object left in the store.
+    assert "pending" not in await states_of(cluster, "killed-call")
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            left = (
+                (
+                    await session.execute(
+                        select(Recording).where(Recording.source_recording_id == "killed-call")
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        keys = [key async for key in services.objects.iter_keys()]
+    finally:
+        await services.close()
+    assert all(row.from_number is None and row.to_number is None for row in left)
+    killed = {str(row.id) for row in left}
+    assert not [key for key in keys if any(rid in key for rid in killed)]
+    await replace_replica(cluster, 2)
+
+
+async def test_sigterm_mid_upload_answers_201_or_503_and_the_others_serve_on(
+    cluster: Cluster,
+) -> None:
+    draining = cluster.replicas[1]
+    slow = SlowPush(draining.port, "drained-call", pieces=10, pause_s=0.1)
+    upload = asyncio.create_task(slow.send())
+    await slow.headers_sent.wait()
+    await asyncio.sleep(0.2)
+    drain_s = await draining.terminate_and_time()
+    answer = await upload
+
+    assert answer.status in (201, 503), answer.body
+    assert drain_s < GRACE_S
+    states = await states_of(cluster, "drained-call")
+    assert states == (["stored"] if answer.status == 201 else [])
+    # The sender retries a 503 elsewhere; another replica takes it.
+    async with aiohttp.ClientSession() as session:
+        status, _ = await push(session, cluster.url(0, "/webhooks/push/pbx"), "drained-call")
+    assert status in (200, 201)
+    assert await states_of(cluster, "drained-call") == ["stored"]
+    await replace_replica(cluster, 1)
+
+
+async def test_at_the_end_the_audit_chain_and_every_receipt_verify(cluster: Cluster) -> None:
+    # Runs last in this module: everything above is on the trail it checks.
+    code, out, err = await cluster.command("audit", "verify")
+    assert code == 0, out + err
