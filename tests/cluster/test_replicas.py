@@ -16,11 +16,12 @@ import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import boto3
@@ -29,11 +30,14 @@ from sqlalchemy import func, select
 
 from config.services import Services, build_services
 from config.settings import Settings
+from recorder import TwilioSignature
 from storage.db.models import AuditEvent, Recording
 from tests.cli_support import CALLREC, clean_environment
 from tests.fixtures_db import clean_postgres
+from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.serve_support import Served, SlowPush, start_serve
+from tests.service_support import free_port
 
 # One worker runs the module: one set of replicas, and the trail's check comes last.
 pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.xdist_group("cluster")]
@@ -51,7 +55,8 @@ class Cluster:
     replicas: list[Served]
     shared: dict[str, str]
     workdir: Path
-    tokens: dict[tuple[str, str], str]
+    twilio: FakeTwilio
+    tokens: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def url(self, replica: int, path: str) -> str:
         return f"http://127.0.0.1:{self.replicas[replica].port}{path}"
@@ -124,9 +129,16 @@ def cluster_bucket(s3_endpoint: str) -> Iterator[str]:
 
 
 async def start_replica(workdir: Path, name: str, shared: dict[str, str]) -> Served:
-    """`callrec serve` on an empty data directory of its own, with the shared settings."""
-    settings: dict[str, Any] = dict(shared)
-    return await start_serve(workdir / name, workdir / f"{name}.log", grace_s=GRACE_S, **settings)
+    """`callrec serve` on an empty data directory of its own, with the shared settings.
+
+    Each replica is its own public URL here (no balancer in front), which is what the
+    platforms sign their callbacks with.
+    """
+    port = free_port()
+    settings: dict[str, Any] = {**shared, "CALLREC_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    return await start_serve(
+        workdir / name, workdir / f"{name}.log", grace_s=GRACE_S, port=port, **settings
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +151,7 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     workdir = tmp_path_factory.mktemp("cluster")
     await clean_postgres(postgres_database_url)  # the module's database starts empty
+    twilio = FakeTwilio()
     shared = {
         "CALLREC_DATABASE_URL": postgres_database_url,
         "CALLREC_STORE_URL": f"s3://{cluster_bucket}/recordings",
@@ -146,6 +159,10 @@ async def cluster(
         "CALLREC_KMS_KEY_ID": kms_key_for_cluster,
         "CALLREC_PUSH_SECRETS": f"pbx={SECRET}",
         "AWS_ENDPOINT_URL": s3_endpoint,
+        "CALLREC_TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "CALLREC_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        # Short, so a download outlasts several leases: only renewal keeps it one fetch.
+        "CALLREC_FETCH_LEASE": "PT2S",
     }
     migrated = await asyncio.create_subprocess_exec(
         *CALLREC,
@@ -159,9 +176,11 @@ async def cluster(
         # The test's own look behind the API reaches the same S3 and KMS.
         env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
         try:
-            for n in range(REPLICAS):
-                replicas.append(await start_replica(workdir, f"replica-{n}", shared))
-            yield Cluster(replicas, shared, workdir, {})
+            async with serving(twilio.app()) as twilio.url:
+                shared["CALLREC_TWILIO_API_BASE"] = twilio.url
+                for n in range(REPLICAS):
+                    replicas.append(await start_replica(workdir, f"replica-{n}", shared))
+                yield Cluster(replicas, shared, workdir, twilio)
         finally:
             for replica in replicas:
                 if replica.process.returncode is None:
@@ -429,6 +448,66 @@ async def test_sigterm_mid_upload_answers_201_or_503_and_the_others_serve_on(
     assert status in (200, 201)
     assert await states_of(cluster, "drained-call") == ["stored"]
     await replace_replica(cluster, 1)
+
+
+async def twilio_callback(
+    session: aiohttp.ClientSession, url: str, fields: list[tuple[str, str]]
+) -> int:
+    """A recording-status callback as Twilio sends it: form fields, signed with the URL."""
+    signature = TwilioSignature(AUTH_TOKEN).compute(url, fields)
+    async with session.post(
+        url,
+        data=urlencode(fields).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    ) as answer:
+        return answer.status
+
+
+async def test_a_fetch_slower_than_its_lease_told_to_every_replica_is_done_once(
+    cluster: Cluster,
+) -> None:
+    sid = "RE" + "5" * 32
+    cluster.twilio.recordings[sid] = make_wav(3)
+    cluster.twilio.scripts[sid] = ["slow:7"]  # three and a half leases of two seconds
+    fields = [
+        ("AccountSid", ACCOUNT_SID),
+        ("RecordingSid", sid),
+        ("RecordingUrl", cluster.twilio.recording_url(sid)),
+        ("RecordingStatus", "completed"),
+        ("RecordingDuration", "3"),
+    ]
+    async with aiohttp.ClientSession() as session:
+        answers = await asyncio.gather(
+            *(
+                twilio_callback(session, cluster.url(n, "/webhooks/twilio"), fields)
+                for n in range(REPLICAS)
+            )
+        )
+    assert answers == [200] * REPLICAS
+    for _ in range(300):
+        if sid in cluster.twilio.deleted:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.5)  # a lease more: a second download would have begun by now
+
+    downloads = [seen for seen in cluster.twilio.seen if seen.method == "GET" and sid in seen.path]
+    assert len(downloads) == 1, downloads
+    assert cluster.twilio.deleted == [sid]
+    assert await states_of(cluster, sid) == ["stored"]
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            copies_deleted = await session.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "provider.copy_deleted")
+            )
+    finally:
+        await services.close()
+    assert copies_deleted == 1
 
 
 async def test_at_the_end_the_audit_chain_and_every_receipt_verify(cluster: Cluster) -> None:
