@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# `make serve PORT=8081` (or HOST=0.0.0.0) when 8080 is taken or others must reach it.
+HOST ?= 127.0.0.1
+PORT ?= 8080
 serve: $(STAMP)
-	$(BIN)/callrec serve
+	$(BIN)/callrec serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,10 +7,13 @@ Exit codes are the same for every command: 2 for a bad setting or a storage prob
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -58,6 +61,14 @@ class CommandContext:
             sys.exit(2)
 
 
+def _keep_private(data_dir: Path) -> None:
+    """Close a data directory made before files were private (others could read the
+    database in it); one that does not exist yet is left for the command to make."""
+    with contextlib.suppress(FileNotFoundError):
+        if data_dir.stat().st_mode & 0o077:
+            data_dir.chmod(0o700)
+
+
 def load_cli_settings() -> Settings:
     """The settings, or exit 2 naming the one that is wrong."""
     try:
@@ -74,7 +85,11 @@ def command_context(*, logs: bool = True) -> Iterator[CommandContext]:
     Nothing is built until the command touches it, so a command that prints a token
     never opens the database, and one that reads the keys never starts media workers.
     """
+    # Everything a command creates holds personal data or keys (the database with phone
+    # numbers and hold reasons, spool files, keyrings): readable by the service's user only.
+    os.umask(0o077)
     settings = load_cli_settings()
+    _keep_private(settings.data_dir)
     if logs:
         configure_logging(settings.log_level)
     context = CommandContext(settings, build_services(settings))

@@ -68,12 +68,43 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert result.stdout.startswith("Usage:")
 
 
+def test_make_serve_takes_a_port_and_a_host() -> None:
+    root = Path(__file__).resolve().parents[2]
+    planned = subprocess.run(
+        ["make", "-n", "serve", "PORT=8123", "HOST=0.0.0.0"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert planned.stdout.splitlines()[-1].endswith("callrec serve --host 0.0.0.0 --port 8123")
+
+
 def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     for _ in range(2):
         result = run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert "up to date" in result.stdout
     assert (tmp_path / "callrec.db").exists()
+
+
+def test_the_data_directory_and_the_database_are_readable_by_the_service_only(
+    tmp_path: Path,
+) -> None:
+    fresh = tmp_path / "fresh"
+    assert run("db", "upgrade", CALLREC_DATA_DIR=str(fresh)).returncode == 0
+    # Made before files were private: the next command closes the directory.
+    older = tmp_path / "older"
+    older.mkdir(mode=0o755)
+    older.chmod(0o755)
+    (older / "callrec.db").touch(mode=0o644)
+    assert run("db", "upgrade", CALLREC_DATA_DIR=str(older)).returncode == 0
+
+    for folder in (fresh, older):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    made = [path for path in fresh.rglob("*") if path.is_file()]
+    assert fresh / "callrec.db" in made
+    assert all(path.stat().st_mode & 0o077 == 0 for path in made), made
 
 
 def test_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
