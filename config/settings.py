@@ -30,6 +30,16 @@ MAX_RETENTION_PERIOD = timedelta(days=90)
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+_DATABASE_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+"""The database URL schemes accepted, and the driver each is used with."""
+
+
 class SettingsError(Exception):
     """A setting is invalid; the message is one line naming the variable, never its value."""
 
@@ -246,6 +256,24 @@ class Settings(BaseSettings):
                         f"{ENV_PREFIX}{name.upper()} is required to fetch Vonage recordings"
                     )
         return self
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _supported_database(cls, value: Any) -> Any:
+        # The usual spellings of the two databases callrec runs on get their async driver;
+        # anything else is refused here, in one line, not by a driver import much later.
+        if not isinstance(value, str):
+            return value
+        scheme, found, rest = value.partition("://")
+        if not found:
+            raise ValueError("must be a URL such as postgresql://user@host:5432/callrec")
+        driver = _DATABASE_DRIVERS.get(scheme)
+        if driver is None:
+            raise ValueError(
+                "callrec runs on PostgreSQL (postgresql://user@host:5432/db) or SQLite "
+                "(sqlite:///path/callrec.db)"
+            )
+        return f"{driver}://{rest}"
 
     @field_validator("store_url", "epoch_key_store_url")
     @classmethod

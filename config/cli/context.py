@@ -1,7 +1,7 @@
 """What every command does around its work: settings, logging, services, and closing them.
 
-Exit codes are the same for every command: 2 for a bad setting or a storage problem,
-3 when the database or store cannot be reached.
+Exit codes are the same for every command: 2, with one line, for a bad setting, a storage
+problem, or a database or store that cannot be reached (the line says which, and where).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.engine import make_url
 
 from config.logging import configure_logging
 from config.services import Services, build_services
 from config.settings import Settings, SettingsError, load_settings
-from storage import AuditChainBroken, StorageError, Unavailable
+from storage import AuditChainBroken, DatabaseUnavailable, StorageError, Unavailable
 
 T = TypeVar("T")
 CLI_ACTOR = "cli"
@@ -51,14 +52,26 @@ class CommandContext:
 
         try:
             return asyncio.run(main())
+        except DatabaseUnavailable as exc:
+            where = database_location(self.settings.resolved_database_url)
+            click.echo(f"callrec: {exc} at {where} (CALLREC_DATABASE_URL)", err=True)
+            sys.exit(2)
         except Unavailable as exc:
             click.echo(f"callrec: {exc}", err=True)
-            sys.exit(3)
+            sys.exit(2)
         except AuditChainBroken:
             raise  # the command that verifies says what it means
         except StorageError as exc:
             click.echo(f"callrec: {exc}", err=True)
             sys.exit(2)
+
+
+def database_location(url: str) -> str:
+    """Where a database URL points, without its password: host:port/name, or the file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return str(parsed.database)
+    return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
 
 
 def _keep_private(data_dir: Path) -> None:

@@ -161,13 +161,22 @@ async def translate_database_errors() -> AsyncIterator[None]:
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable("database connection lost") from exc
-        if _sqlstate(exc) in _TRANSIENT_SQLSTATES:
+        state = _sqlstate(exc)
+        if state in _TRANSIENT_SQLSTATES:
             raise DatabaseUnavailable("transaction conflict; retry") from exc
+        if state in _REFUSED_SQLSTATES:
+            raise DatabaseUnavailable(_REFUSED_SQLSTATES[state]) from exc
         raise
 
 
 # Serialization failure and deadlock: the transaction did nothing and may be retried.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+# The server answered but will not let callrec in: named, so an operator can fix it.
+_REFUSED_SQLSTATES = {
+    "3D000": "the database does not exist",
+    "28P01": "the database refused the password",
+    "28000": "the database refused the login",
+}
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:

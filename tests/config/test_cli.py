@@ -107,16 +107,31 @@ def test_the_data_directory_and_the_database_are_readable_by_the_service_only(
     assert all(path.stat().st_mode & 0o077 == 0 for path in made), made
 
 
-def test_db_upgrade_reports_an_unreachable_database(tmp_path: Path) -> None:
-    result = run(
-        "db",
-        "upgrade",
-        CALLREC_DATA_DIR=str(tmp_path),
-        CALLREC_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:9/none",
-    )
-    assert result.returncode == 3
-    assert "database unavailable" in result.stderr
-    assert "Traceback" not in result.stderr
+@pytest.mark.parametrize(
+    ("command", "url", "says"),
+    [
+        (
+            "db upgrade",
+            "postgresql://nobody@127.0.0.1:9/none",
+            "database unavailable: ConnectionRefusedError at 127.0.0.1:9/none",
+        ),
+        (
+            "fetches",
+            "postgresql://postgres@127.0.0.1:5432/callrec_not_created",
+            "the database does not exist at 127.0.0.1:5432/callrec_not_created",
+        ),
+        ("fetches", "mysql://someone@127.0.0.1/callrec", "callrec runs on PostgreSQL"),
+    ],
+    ids=["unreachable", "missing", "unsupported"],
+)
+def test_a_database_that_cannot_be_used_is_one_line_naming_the_setting(
+    tmp_path: Path, command: str, url: str, says: str
+) -> None:
+    result = run(*command.split(), CALLREC_DATA_DIR=str(tmp_path), CALLREC_DATABASE_URL=url)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert says in line
+    assert "CALLREC_DATABASE_URL" in line
 
 
 async def test_audit_verify_passes_then_names_the_event_that_was_changed(
