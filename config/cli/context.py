@@ -18,7 +18,7 @@ import click
 from config.logging import configure_logging
 from config.services import Services, build_services
 from config.settings import Settings, SettingsError, load_settings
-from storage import AuditChainBroken, StorageError, Unavailable
+from storage import AuditChainBroken, ReceiptInvalid, StorageError, Unavailable
 
 T = TypeVar("T")
 CLI_ACTOR = "cli"
@@ -51,7 +51,7 @@ class CommandContext:
         except Unavailable as exc:
             click.echo(f"callrec: {exc}", err=True)
             sys.exit(3)
-        except AuditChainBroken:
+        except (AuditChainBroken, ReceiptInvalid):
             raise  # the command that verifies says what it means
         except StorageError as exc:
             click.echo(f"callrec: {exc}", err=True)

@@ -20,12 +20,13 @@ def serve(host: str, port: int) -> None:
         settings = context.settings
 
         async def start(services: Services) -> web.Application:
-            # The app first: building its parts opens and checks the keyring and keys, so
-            # an unsafe one is refused before the database is touched.
-            app = create_app(services)
+            # The keyring first, so an unsafe one is refused before the database is touched.
+            services.keyring.check()
             if settings.uses_embedded_database:
                 await upgrade_database(services.database.engine)
-            return app
+            # Grants, tokens and receipts are signed with keys every replica shares.
+            await services.load_shared_keys()
+            return create_app(services)
 
         # The app owns the services from here and closes them when it stops.
         app = context.run(start, keep_open=True)

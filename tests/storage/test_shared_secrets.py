@@ -1,0 +1,106 @@
+"""Shared secrets in the database: adopted from an existing data directory, re-wrapped after
+a rotation, and the receipt-signing public keys an append-only list."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
+
+from config.services import Services, build_services
+from config.settings import Settings
+from storage import AuditRecord, ReceiptInvalid, ReceiptSigner, load_secret, load_signing_key
+from storage.db.models import ReceiptKey, SharedSecret
+from storage.keys.receipts import verify_deletion_receipts
+from storage.keys.shared_secrets import receipt_public_keys
+from storage.keys.signing import signing_key_from_seed
+
+
+@asynccontextmanager
+async def parts(data_dir: Path, database_url: str) -> AsyncIterator[Services]:
+    services = build_services(
+        Settings(data_dir=data_dir, database_url=database_url, single_node=True)
+    )
+    try:
+        yield services
+    finally:
+        await services.close()
+
+
+async def test_an_existing_data_directory_keeps_its_secrets(
+    tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    # What a data directory made before the database kept these.
+    grant = load_secret(data_dir / "keyring" / "grant-signing.secret")
+    receipt = load_signing_key(data_dir / "keyring" / "receipt-signing-key.pem")
+    dev = load_signing_key(data_dir / "dev-signing-key.pem")
+    async with parts(data_dir, database_url) as services:
+        shared = await services.load_shared_keys()
+        async with services.database.read() as session:
+            listed = await receipt_public_keys(session)
+    # Adopted, not replaced: links, tokens and receipts made before still verify.
+    assert shared.grant_secret == grant
+    assert shared.dev_token_key.key_id == dev.key_id
+    assert shared.receipt_key.key_id == receipt.key_id
+    assert listed == {receipt.key_id: receipt.public_pem}
+    # Once adopted the database is what counts: the same secrets, file or no file.
+    (data_dir / "keyring" / "grant-signing.secret").unlink()
+    async with parts(data_dir, database_url) as services:
+        assert (await services.load_shared_keys()).grant_secret == grant
+
+
+async def test_a_rotation_rewraps_the_shared_secrets_under_the_new_root_key(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    async with parts(data_dir, sqlite_url) as services:
+        before = await services.load_shared_keys()
+        old_root = services.keyring.current_kek_id
+        await services.keys.rotate(actor="test")
+        new_root = services.keyring.current_kek_id
+        assert new_root != old_root
+        await services.keys.rewrap(actor="test")
+        async with services.database.read() as session:
+            wrapped_under = set((await session.execute(select(SharedSecret.kek_id))).scalars())
+    assert wrapped_under == {new_root}
+    async with parts(data_dir, sqlite_url) as services:
+        after = await services.load_shared_keys()
+    assert after.grant_secret == before.grant_secret
+    assert after.receipt_key.key_id == before.receipt_key.key_id
+
+
+async def test_receipt_keys_are_never_changed_or_removed(tmp_path: Path, database_url: str) -> None:
+    async with parts(tmp_path / "var", database_url) as services:
+        key_id = (await services.load_shared_keys()).receipt_key.key_id
+        for change in (
+            update(ReceiptKey).where(ReceiptKey.key_id == key_id).values(public_pem="forged"),
+            delete(ReceiptKey).where(ReceiptKey.key_id == key_id),
+        ):
+            with pytest.raises(DBAPIError, match="append-only"):
+                async with services.database.transaction() as session:
+                    await session.execute(change)
+
+
+async def test_a_receipt_by_a_key_not_listed_is_named(tmp_path: Path, sqlite_url: str) -> None:
+    async with parts(tmp_path / "var", sqlite_url) as services:
+        await services.load_shared_keys()
+        stranger = ReceiptSigner(signing_key_from_seed(bytes(range(32))))
+        async with services.database.transaction() as session:
+            forged = await services.audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action="recording.deleted",
+                    details=stranger.sign({"recording_id": "0"}),
+                ),
+            )
+        async with services.database.read() as session:
+            with pytest.raises(ReceiptInvalid) as refused:
+                await verify_deletion_receipts(session, await receipt_public_keys(session))
+    assert refused.value.seq == forged.seq
+    assert f"key '{stranger.key_id}', which is not listed" in refused.value.reason
