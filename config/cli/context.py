@@ -36,14 +36,19 @@ class CommandContext:
         """Run ``work`` in an event loop, closing what it built in that same loop.
 
         ``keep_open`` leaves the services to their next owner (the served app closes them
-        when it stops). Storage problems become a one-line message and an exit code.
+        when it stops) once ``work`` succeeds; work that fails has no next owner, so what it
+        opened is closed here, in its own loop. Storage problems become a one-line message
+        and an exit code.
         """
 
         async def main() -> T:
+            handed_on = False
             try:
-                return await work(self.services)
+                result = await work(self.services)
+                handed_on = keep_open
+                return result
             finally:
-                if not keep_open:
+                if not handed_on:
                     await self.services.close()
 
         try:

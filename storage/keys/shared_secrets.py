@@ -20,13 +20,14 @@ from datetime import datetime
 from typing import Final
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import ReceiptKey, SharedSecret
 from storage.db.repository import dialect_insert
-from storage.errors import KeyringError
+from storage.errors import KeyringError, StorageError
 from storage.keys.keyring import WrappedKey
 from storage.keys.providers import KeyChain
 from storage.keys.signing import SigningKey, seed_of, signing_key_from_seed
@@ -131,8 +132,14 @@ class SharedSecrets:
         return moved
 
     async def _secret(self, name: str, adopted: bytes | None) -> bytes:
-        async with self._database.read() as session:
-            row = await session.get(SharedSecret, name)
+        try:
+            async with self._database.read() as session:
+                row = await session.get(SharedSecret, name)
+        except ProgrammingError:
+            # A release deployed before its migration ran: say what to do, not a traceback.
+            raise StorageError(
+                "the database has no shared_secret table: run `callrec db upgrade` first"
+            ) from None
         if row is None:
             await self._create(name, adopted or os.urandom(_SECRET_BYTES), adopted is not None)
         elif row.kek_id != self._root.current_kek_id:

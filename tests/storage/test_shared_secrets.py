@@ -3,6 +3,7 @@ a rotation, and the receipt-signing public keys an append-only list."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,11 +14,21 @@ from sqlalchemy.exc import DBAPIError
 
 from config.services import Services, build_services
 from config.settings import Settings
-from storage import AuditRecord, ReceiptInvalid, ReceiptSigner, load_secret, load_signing_key
+from storage import (
+    AuditRecord,
+    ReceiptInvalid,
+    ReceiptSigner,
+    StorageError,
+    create_engine,
+    load_secret,
+    load_signing_key,
+    upgrade_database,
+)
 from storage.db.models import ReceiptKey, SharedSecret
 from storage.keys.receipts import verify_deletion_receipts
 from storage.keys.shared_secrets import receipt_public_keys
 from storage.keys.signing import signing_key_from_seed
+from tests.fixtures_db import run_as_admin
 
 
 @asynccontextmanager
@@ -104,3 +115,21 @@ async def test_a_receipt_by_a_key_not_listed_is_named(tmp_path: Path, sqlite_url
                 await verify_deletion_receipts(session, await receipt_public_keys(session))
     assert refused.value.seq == forged.seq
     assert f"key '{stranger.key_id}', which is not listed" in refused.value.reason
+
+
+@pytest.mark.postgres
+async def test_a_database_not_yet_migrated_says_to_migrate_it(
+    tmp_path: Path, postgres_database_url: str
+) -> None:
+    name = f"callrec_old_{uuid.uuid4().hex[:12]}"
+    await run_as_admin(f'CREATE DATABASE "{name}"')
+    url = postgres_database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        engine = create_engine(url)
+        await upgrade_database(engine, "0007")  # the release before shared secrets
+        await engine.dispose()
+        async with parts(tmp_path / "var", url) as services:
+            with pytest.raises(StorageError, match="run `callrec db upgrade` first"):
+                await services.load_shared_keys()
+    finally:
+        await run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
