@@ -28,6 +28,8 @@ from storage.db.models import Base
 POSTGRES_ADMIN_DSN = os.environ.get(  # noqa: TID251 - test configuration, not service settings
     "CALLREC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
+# Tables whose triggers refuse the reset below (append-only, or only moving forward).
+_GUARDED = ("audit_event", "audit_head", "receipt_key")
 # Every table the models define, so a new table is cleaned without anyone remembering to
 # add it here; the audit head is reset rather than emptied.
 _TABLES = tuple(
@@ -110,16 +112,16 @@ async def _clean_postgres(url: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            # The audit guards refuse exactly this reset, so they are off while it runs
+            # The append-only guards refuse exactly this reset, so they are off while it runs
             # (tamper tests may have left them off too) and on again for the next test.
-            for table in ("audit_event", "audit_head"):
+            for table in _GUARDED:
                 await connection.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
             await connection.execute(text(f"TRUNCATE {', '.join(_TABLES)} RESTART IDENTITY"))
             await connection.execute(
                 text("UPDATE audit_head SET seq = 0, chain = :zero WHERE id = 1"),
                 {"zero": bytes(32)},
             )
-            for table in ("audit_event", "audit_head"):
+            for table in _GUARDED:
                 await connection.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
     finally:
         await engine.dispose()

@@ -68,19 +68,20 @@ async def verify_deletion_receipts(
     """Check every receipt in the trail against the listed keys; return how many verified.
 
     Raises ReceiptInvalid naming the first receipt (by audit event) that names a key not
-    in the list or whose signature does not cover what it says.
+    in the list, whose signature does not cover what it says, or that is another
+    recording's receipt.
     """
     checked, after = 0, 0
     while True:
         rows = (
             await session.execute(
-                select(AuditEvent.seq, AuditEvent.details)
+                select(AuditEvent.seq, AuditEvent.recording_id, AuditEvent.details)
                 .where(AuditEvent.action == RECEIPT_ACTION, AuditEvent.seq > after)
                 .order_by(AuditEvent.seq)
                 .limit(batch_size)
             )
         ).all()
-        for seq, details in rows:
+        for seq, recording_id, details in rows:
             receipt = details or {}
             key_id = receipt.get("key_id")
             public_pem = public_keys.get(key_id) if isinstance(key_id, str) else None
@@ -88,6 +89,9 @@ async def verify_deletion_receipts(
                 raise ReceiptInvalid(seq, f"signed by key {key_id!r}, which is not listed")
             if not verify_receipt(receipt, public_pem):
                 raise ReceiptInvalid(seq, f"the signature by key {key_id} does not verify")
+            # A genuine receipt copied onto another recording's event proves nothing there.
+            if recording_id is not None and receipt.get("recording_id") != str(recording_id):
+                raise ReceiptInvalid(seq, "the receipt is for another recording than its event")
             after = seq
         checked += len(rows)
         if progress is not None and rows:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import Executable, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from config.services import Services, build_services
@@ -88,10 +88,13 @@ async def test_a_rotation_rewraps_the_shared_secrets_under_the_new_root_key(
 async def test_receipt_keys_are_never_changed_or_removed(tmp_path: Path, database_url: str) -> None:
     async with parts(tmp_path / "var", database_url) as services:
         key_id = (await services.load_shared_keys()).receipt_key.key_id
-        for change in (
+        changes: list[Executable] = [
             update(ReceiptKey).where(ReceiptKey.key_id == key_id).values(public_pem="forged"),
             delete(ReceiptKey).where(ReceiptKey.key_id == key_id),
-        ):
+        ]
+        if database_url.startswith("postgresql"):
+            changes.append(text("TRUNCATE receipt_key"))  # row triggers miss this one
+        for change in changes:
             with pytest.raises(DBAPIError, match="append-only"):
                 async with services.database.transaction() as session:
                     await session.execute(change)
@@ -133,3 +136,26 @@ async def test_a_database_not_yet_migrated_says_to_migrate_it(
                 await services.load_shared_keys()
     finally:
         await run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_a_genuine_receipt_copied_onto_another_recording_is_named(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with parts(tmp_path / "var", sqlite_url) as services:
+        signer = await services.receipt_signer()
+        receipt = signer.sign({"recording_id": str(uuid.uuid4())})
+        async with services.database.transaction() as session:
+            copied = await services.audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action="recording.deleted",
+                    recording_id=uuid.uuid4(),
+                    details=receipt,
+                ),
+            )
+        async with services.database.read() as session:
+            with pytest.raises(ReceiptInvalid) as refused:
+                await verify_deletion_receipts(session, await receipt_public_keys(session))
+    assert refused.value.seq == copied.seq
+    assert refused.value.reason == "the receipt is for another recording than its event"

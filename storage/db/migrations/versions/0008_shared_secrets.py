@@ -50,6 +50,14 @@ def upgrade() -> None:
             FOR EACH ROW EXECUTE FUNCTION receipt_key_append_only()
             """
         )
+        # Row triggers do not fire on TRUNCATE.
+        op.execute(
+            """
+            CREATE TRIGGER receipt_key_no_truncate
+            BEFORE TRUNCATE ON receipt_key
+            FOR EACH STATEMENT EXECUTE FUNCTION receipt_key_append_only()
+            """
+        )
     else:
         for operation in ("UPDATE", "DELETE"):
             op.execute(
@@ -63,6 +71,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS receipt_key_no_truncate ON receipt_key")
         op.execute("DROP TRIGGER IF EXISTS receipt_key_append_only ON receipt_key")
         op.execute("DROP FUNCTION IF EXISTS receipt_key_append_only()")
     else:
