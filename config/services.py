@@ -15,7 +15,7 @@ from typing import Any, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 import storage
-from config.adopted_keys import keys_in_data_directory
+from config.adopted_keys import keys_in_data_directory, warn_of_files_not_adopted
 from config.auth import build_oidc_sign_in, build_verifier
 from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
 from config.settings import Settings
@@ -141,9 +141,9 @@ class Services:
     def keyring(self) -> KeyChain:
         directory = self.settings.data_dir / "keyring"
         if self.settings.kms_key_id:
-            # A local keyring stays readable for what it wrapped before the KMS, but none
-            # is made: a replica's data directory holds nothing the service needs.
-            older = [LocalKeyring.open(directory, create=False)] if directory.exists() else []
+            # What a local keyring wrapped before the KMS stays readable; none is made.
+            had_keys = directory.is_dir() and any(directory.glob("*.key"))
+            older = [LocalKeyring.open(directory, create=False)] if had_keys else []
             return KeyChain(KmsKeyWrapper.connect(self.settings.kms_key_id), older)
         return KeyChain(LocalKeyring.open(directory))
 
@@ -294,9 +294,9 @@ class Services:
         if "shared_keys" not in self.__dict__:
             # An existing data directory's files are adopted where the database has none.
             adopted = keys_in_data_directory(self.settings.data_dir)
-            shared = await SharedSecrets(self.database, self.keyring, self.audit, self.clock).open(
-                adopted
-            )
+            secrets = SharedSecrets(self.database, self.keyring, self.audit, self.clock)
+            shared = await secrets.open(adopted)
+            warn_of_files_not_adopted(adopted, shared)
             self.__dict__["shared_keys"] = shared
             self.built.append("shared_keys")
         loaded: SharedKeys = self.__dict__["shared_keys"]

@@ -23,8 +23,9 @@ from sqlalchemy import func, select
 
 from config.services import build_services
 from config.settings import Settings
-from storage import KeyringError
+from storage import KeyringError, load_secret, load_signing_key
 from storage.db.models import AuditEvent, ReceiptKey, SharedSecret
+from storage.keys.shared_secrets import receipt_public_keys
 from tests.cli_support import run
 from tests.oidc_provider import AUDIENCE, CLIENT_ID, ISSUER, IdentityProvider
 from tests.push_support import make_wav
@@ -221,3 +222,33 @@ async def test_an_installation_moving_to_a_kms_hands_its_secrets_to_new_replicas
     assert after.grant_secret == before.grant_secret
     assert after.receipt_key.key_id == before.receipt_key.key_id
     assert after.dev_token_key.key_id == before.dev_token_key.key_id
+
+
+async def test_old_data_directories_share_the_first_ones_secrets_and_keep_their_receipts(
+    tmp_path: Path, shared: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {
+        name: (
+            load_secret(tmp_path / name / "keyring" / "grant-signing.secret"),
+            load_signing_key(tmp_path / name / "keyring" / "receipt-signing-key.pem"),
+        )
+        for name in ("first", "second")
+    }
+    opened = {}
+    for name in files:
+        services = build_services(Settings(data_dir=tmp_path / name, **shared))
+        try:
+            opened[name] = await services.load_shared_keys()
+            async with services.database.read() as session:
+                listed = await receipt_public_keys(session)
+        finally:
+            await services.close()
+    # The first directory's secrets are adopted; the second uses them, and says so.
+    assert opened["first"].grant_secret == opened["second"].grant_secret == files["first"][0]
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.__dict__["files"] == [
+        "keyring/grant-signing.secret",
+        "keyring/receipt-signing-key.pem",
+    ]
+    # Receipts either directory signed before still verify: both public halves are listed.
+    assert set(listed) == {files["first"][1].key_id, files["second"][1].key_id}
