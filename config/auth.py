@@ -11,18 +11,17 @@ from retrieval import (
     OidcTokenVerifier,
     TokenVerifier,
 )
-from storage import load_signing_key
-
-DEV_SIGNING_KEY = "dev-signing-key.pem"
 
 
-def build_verifier(settings: Settings) -> TokenVerifier:
-    """The bearer-token verifier of the configured auth mode."""
+def build_verifier(settings: Settings, dev_public_pem: bytes | None = None) -> TokenVerifier:
+    """The bearer-token verifier of the configured auth mode.
+
+    In dev mode ``dev_public_pem`` is the shared dev token key's public half.
+    """
     if settings.auth_mode == "dev":
-        return DevTokenVerifier(
-            load_signing_key(settings.data_dir / DEV_SIGNING_KEY).public_pem,
-            leeway=settings.token_leeway,
-        )
+        if dev_public_pem is None:
+            raise ValueError("dev mode needs the dev token key")
+        return DevTokenVerifier(dev_public_pem, leeway=settings.token_leeway)
     if not (settings.oidc_issuer and settings.oidc_audience and settings.oidc_jwks_url):
         raise ValueError("oidc mode needs an issuer, an audience and a JWKS URL")
     return OidcTokenVerifier(

@@ -15,6 +15,7 @@ from typing import Any, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 import storage
+from config.adopted_keys import keys_in_data_directory, warn_of_files_not_adopted
 from config.auth import build_oidc_sign_in, build_verifier
 from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
 from config.settings import Settings
@@ -62,14 +63,12 @@ from storage import (
     RecordingHolds,
     RecordingStore,
     SessionStore,
+    SharedKeys,
+    SharedSecrets,
     SpoolDirectory,
     create_engine,
-    load_secret,
-    load_signing_key,
 )
 
-RECEIPT_KEY = "receipt-signing-key.pem"
-GRANT_KEY = "grant-signing.secret"
 _T = TypeVar("_T")
 
 
@@ -140,10 +139,13 @@ class Services:
 
     @part
     def keyring(self) -> KeyChain:
-        local_keys = LocalKeyring.open(self.settings.data_dir / "keyring")
+        directory = self.settings.data_dir / "keyring"
         if self.settings.kms_key_id:
-            return KeyChain(KmsKeyWrapper.connect(self.settings.kms_key_id), [local_keys])
-        return KeyChain(local_keys)
+            # What a local keyring wrapped before the KMS stays readable; none is made.
+            had_keys = directory.is_dir() and any(directory.glob("*.key"))
+            older = [LocalKeyring.open(directory, create=False)] if had_keys else []
+            return KeyChain(KmsKeyWrapper.connect(self.settings.kms_key_id), older)
+        return KeyChain(LocalKeyring.open(directory))
 
     @part
     def audit(self) -> AuditTrail:
@@ -283,16 +285,44 @@ class Services:
             intake=self._intake(VONAGE),
         )
 
+    async def load_shared_keys(self) -> SharedKeys:
+        """The secrets every replica shares, from the database (created there on first use).
+
+        Called before building the app or signing receipts: the parts that sign and check
+        grants, tokens and receipts are built from what this returns.
+        """
+        if "shared_keys" not in self.__dict__:
+            # An existing data directory's files are adopted where the database has none.
+            adopted = keys_in_data_directory(self.settings.data_dir)
+            secrets = SharedSecrets(self.database, self.keyring, self.audit, self.clock)
+            shared = await secrets.open(adopted)
+            warn_of_files_not_adopted(adopted, shared)
+            self.__dict__["shared_keys"] = shared
+            self.built.append("shared_keys")
+        loaded: SharedKeys = self.__dict__["shared_keys"]
+        return loaded
+
+    @part
+    def shared_keys(self) -> SharedKeys:
+        raise RuntimeError("the shared keys come from the database: await load_shared_keys()")
+
+    async def receipt_signer(self) -> ReceiptSigner:
+        """The receipt signer, loading the shared keys first if need be."""
+        await self.load_shared_keys()
+        return self.receipts
+
     @part
     def receipts(self) -> ReceiptSigner:
-        return ReceiptSigner(load_signing_key(self.settings.data_dir / "keyring" / RECEIPT_KEY))
+        return ReceiptSigner(self.shared_keys.receipt_key)
 
     @part
     def grant_secret(self) -> bytes:
-        return load_secret(self.settings.data_dir / "keyring" / GRANT_KEY)
+        return self.shared_keys.grant_secret
 
     @part
     def tokens(self) -> TokenVerifier:
+        if self.settings.auth_mode == "dev":
+            return build_verifier(self.settings, self.shared_keys.dev_token_key.public_pem)
         return build_verifier(self.settings)
 
     @part
@@ -332,7 +362,7 @@ class Services:
             database=self.database,
             objects=self.objects,
             audit=self.audit,
-            receipts=self.receipts,
+            receipts=self.receipt_signer,
             clock=self.clock,
         )
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # A KMS key (id, ARN or alias) for wrapping data keys; endpoint and credentials from
     # the AWS environment. Keys the local keyring wrapped before stay readable.
     kms_key_id: str | None = None
+    # Says that every process of this service runs on one data directory (one machine):
+    # only then may a shared database be used with a local keyring or file:// key store.
+    single_node: bool = False
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None
     twilio_api_base: str = "https://api.twilio.com"
@@ -274,6 +277,28 @@ class Settings(BaseSettings):
                 "(sqlite:///path/callrec.db)"
             )
         return f"{driver}://{rest}"
+
+    @model_validator(mode="after")
+    def _replicas_share_their_keys(self) -> Settings:
+        # A PostgreSQL database is shared by replicas; what they need to read each other's
+        # recordings must then be shared too, or a recording captured on one is an
+        # integrity failure on another.
+        if self.single_node or self.uses_embedded_database:
+            return self
+        unshared = []
+        if not self.kms_key_id:
+            unshared.append(f"{ENV_PREFIX}KMS_KEY_ID")
+        if self.store_url is None:
+            unshared.append(f"an s3:// {ENV_PREFIX}STORE_URL")
+        if self.resolved_epoch_key_store_url.startswith("file://"):
+            unshared.append(f"an s3:// {ENV_PREFIX}EPOCH_KEY_STORE_URL")
+        if unshared:
+            raise ValueError(
+                f"{ENV_PREFIX}DATABASE_URL: a shared database needs keys shared too: set "
+                f"{' and '.join(unshared)} (or {ENV_PREFIX}SINGLE_NODE=true if every process "
+                "uses this one data directory)"
+            )
+        return self
 
     @field_validator("store_url", "epoch_key_store_url")
     @classmethod

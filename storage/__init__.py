@@ -45,6 +45,7 @@ from storage.errors import (
     NotStored,
     ObjectExists,
     ObjectMissing,
+    ReceiptInvalid,
     RecordingHeld,
     StorageError,
     StoreUnavailable,
@@ -63,7 +64,13 @@ from storage.keys.epochs import (
 from storage.keys.keyring import KeyWrapper, LocalKeyring
 from storage.keys.kms import KmsKeyWrapper
 from storage.keys.providers import KeyChain, KeyProvider
-from storage.keys.receipts import ReceiptSigner, verify_receipt
+from storage.keys.receipts import ReceiptSigner, verify_deletion_receipts, verify_receipt
+from storage.keys.shared_secrets import (
+    AdoptedKeys,
+    SharedKeys,
+    SharedSecrets,
+    receipt_public_keys,
+)
 from storage.keys.signing import SigningKey, load_secret, load_signing_key
 from storage.objects.filesystem import FilesystemObjectStore
 from storage.objects.store import ObjectStore, ObjectVersion
@@ -96,6 +103,7 @@ __all__ = [
     "PLAYBACK",
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
+    "AdoptedKeys",
     "AudioFacts",
     "AudioInfo",
     "AuditChainBroken",
@@ -135,6 +143,7 @@ __all__ = [
     "PeakReader",
     "Peaks",
     "QueuedFetch",
+    "ReceiptInvalid",
     "ReceiptSigner",
     "RecordingAudio",
     "RecordingCatalog",
@@ -154,6 +163,8 @@ __all__ = [
     "SearchQuery",
     "SessionFacts",
     "SessionStore",
+    "SharedKeys",
+    "SharedSecrets",
     "ShredReport",
     "SigningKey",
     "SpoolDirectory",
@@ -172,11 +183,13 @@ __all__ = [
     "load_signing_key",
     "open_verified",
     "past_retention",
+    "receipt_public_keys",
     "retention_deadline",
     "rfc3339",
     "sweep_spool",
     "upgrade_database",
     "verify_audit_chain",
+    "verify_deletion_receipts",
     "verify_receipt",
 ]
 

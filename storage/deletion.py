@@ -11,7 +11,7 @@ never claimed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +32,7 @@ from storage.db.models import (
 from storage.db.repository import RecordingRepository
 from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
-from storage.keys.receipts import ReceiptSigner
+from storage.keys.receipts import RECEIPT_ACTION, ReceiptSigner
 from storage.objects.store import ObjectStore, ObjectVersion
 from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
@@ -40,7 +40,6 @@ from storage.vocabulary import RETENTION_ACTOR, rfc3339
 # RetentionFacts is named here too: the package has always exported it from this module.
 __all__ = ["RECEIPT_ACTION", "DueRecording", "RecordingDeleter", "RetentionFacts"]
 
-RECEIPT_ACTION = "recording.deleted"
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
 
@@ -62,9 +61,11 @@ class RecordingDeleter(RetentionQueries):
         database: Database,
         objects: ObjectStore,
         audit: AuditTrail,
-        receipts: ReceiptSigner,
+        receipts: Callable[[], Awaitable[ReceiptSigner]],
         clock: Callable[[], datetime],
     ) -> None:
+        """``receipts`` gives the signer when a receipt is due: it is read from the
+        database, so a deleter that only counts or lists never needs it."""
         super().__init__(database=database, audit=audit)
         self._objects = objects
         self._receipts = receipts
@@ -186,6 +187,7 @@ class RecordingDeleter(RetentionQueries):
         hashes: dict[uuid.UUID, list[str]] = {}
         for recording_id, _, _, sha256 in stored:
             hashes.setdefault(recording_id, []).append(sha256)
+        signer = await self._receipts()
         async with self._database.transaction() as session:
             rows = (
                 (
@@ -218,7 +220,7 @@ class RecordingDeleter(RetentionQueries):
                         actor=RETENTION_ACTOR,
                         action=RECEIPT_ACTION,
                         recording_id=row.id,
-                        details=self._receipts.sign(
+                        details=signer.sign(
                             {
                                 "recording_id": str(row.id),
                                 "source": row.source,

@@ -73,5 +73,14 @@ class AuditChainBroken(IntegrityFailure):
         self.reason = reason
 
 
+class ReceiptInvalid(IntegrityFailure):
+    """A deletion receipt does not verify; ``seq`` names its audit event."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"receipt at audit event {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
 class KeyringError(StorageError):
     """A key-encryption key is missing, readable by others, malformed or not the right one."""

@@ -48,14 +48,14 @@ def postgres_database_url() -> Iterator[str]:
     base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
     url = f"{base}/{name}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(run_as_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         skip_or_fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_DSN}: {exc}")
     try:
         asyncio.run(_migrate(url))
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +107,8 @@ def postgres_url(postgres_database_url: str) -> str:
     return postgres_database_url
 
 
-async def _admin(statement: str) -> None:
+async def run_as_admin(statement: str) -> None:
+    """One statement as the server's administrator (creating and dropping databases)."""
     admin = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
     try:
         await admin.execute(statement)
@@ -192,7 +193,7 @@ def database_backup(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[str]]]
             await asyncio.to_thread(copy_sqlite, url.split(":///", 1)[1], target)
             return f"sqlite+aiosqlite:///{target}"
         name = f"callrec_backup_{uuid.uuid4().hex[:12]}"
-        await _admin(f'CREATE DATABASE "{name}"')
+        await run_as_admin(f'CREATE DATABASE "{name}"')
         made.append(name)
         plain = url.replace("postgresql+asyncpg://", "postgresql://")
         await asyncio.to_thread(dump_and_restore, plain, plain.rsplit("/", 1)[0] + "/" + name)
@@ -200,7 +201,7 @@ def database_backup(tmp_path: Path) -> Iterator[Callable[[str], Awaitable[str]]]
 
     yield backup
     for name in made:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

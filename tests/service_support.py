@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,9 +25,10 @@ from config.services import Services, build_services
 from config.settings import Settings
 from recorder import MediaWorkers
 from retrieval import issue_dev_token
-from storage import StoredCiphertext, load_signing_key, open_verified
+from storage import SharedKeys, StoredCiphertext, open_verified
 from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
 from storage.keys.keyring import WrappedKey
+from storage.keys.signing import signing_key_from_seed
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 
 OBJECTS_PER_RECORDING = 2
@@ -36,8 +38,11 @@ SCHEDULED_ACTIONS = (
     "retention.attestation",
     "integrity.scrub",
     "keys.epoch_key_created",
+    "keys.shared_secret_created",
+    "keys.receipt_key_listed",
 )
-"""Audit events the service writes on its own (on a schedule, or a week's first capture)."""
+"""Audit events the service writes on its own (on a schedule, a week's first capture, or
+its first start on a database)."""
 
 
 @dataclass
@@ -49,9 +54,9 @@ class RunningService:
     data_dir: Path
 
     def token(self, role: str, *teams: str, subject: str = "staff-1") -> str:
-        """A dev-mode bearer token signed with this service's own key."""
+        """A dev-mode bearer token signed with the key the service shares with its replicas."""
         return issue_dev_token(
-            load_signing_key(self.data_dir / "dev-signing-key.pem"),
+            self.services.shared_keys.dev_token_key,
             subject=subject,
             role=role,
             teams=teams,
@@ -151,28 +156,36 @@ async def running_service(
     database_url: str,
     *,
     clock: Callable[[], datetime] | None = None,
+    parts: Mapping[str, object] | None = None,
     **settings: Any,
 ) -> AsyncIterator[RunningService]:
     """Start the whole app on a free local port with one push source, ``pbx``.
 
     ``clock`` replaces the service's clock (deadlines, sweeps, holds); tokens still use
-    the real time.
+    the real time. ``parts`` are used instead of building them (``Services.provide``).
+    One node unless told otherwise: the local keyring and file stores of
+    ``data_dir`` are used on PostgreSQL too.
     """
     options: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url,
         "push_secrets": {"pbx": SECRET},
+        "single_node": True,
     }
     options.update(settings)
     services = build_services(Settings(**options), **({"clock": clock} if clock else {}))
-    services.provide(media=shared_media_workers(services.settings))
+    services.provide(media=shared_media_workers(services.settings), **(parts or {}))
     port = free_port()
     # Browsers treat http://127.0.0.1 as a secure origin and send the page's Secure
     # session cookie there; the test client's cookie jar is told to do the same.
     jar = CookieJar(unsafe=True, treat_as_secure_origin=[f"http://127.0.0.1:{port}"])
-    client = TestClient(
-        TestServer(create_app(services), host="127.0.0.1", port=port), cookie_jar=jar
-    )
+    try:
+        await services.load_shared_keys()
+        app = create_app(services)
+    except BaseException:
+        await services.close()
+        raise
+    client = TestClient(TestServer(app, host="127.0.0.1", port=port), cookie_jar=jar)
     try:
         await client.start_server()
     except BaseException:
@@ -184,6 +197,21 @@ async def running_service(
         yield RunningService(client, services, data_dir)
     finally:
         await client.close()
+
+
+def keys_read_before_the_database_went() -> dict[str, object]:
+    """``parts`` for a service on a database that is unreachable from the start.
+
+    A service reads its shared keys from the database before it serves; these stand in
+    for what it would have read there before the database went away.
+    """
+    return {
+        "shared_keys": SharedKeys(
+            os.urandom(32),
+            signing_key_from_seed(os.urandom(32)),
+            signing_key_from_seed(os.urandom(32)),
+        )
+    }
 
 
 _MEDIA_POOLS: dict[tuple[int, int], MediaWorkers] = {}

@@ -1,4 +1,4 @@
-"""``callrec audit``: check the hash-chained audit trail."""
+"""``callrec audit``: check the hash-chained audit trail and every deletion receipt in it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import click
 from config.cli.context import command_context
 from config.progress import Progress
 from config.services import Services
-from storage import AuditChainBroken, verify_audit_chain
+from storage import (
+    AuditChainBroken,
+    ReceiptInvalid,
+    receipt_public_keys,
+    verify_audit_chain,
+    verify_deletion_receipts,
+)
 
 
 @click.group()
@@ -19,17 +25,28 @@ def audit() -> None:
 
 @audit.command("verify")
 def audit_verify() -> None:
-    """Check the whole audit chain; exit 0 if intact, 1 naming the first bad event."""
+    """Check the whole audit chain and every receipt's signature; exit 1 naming the first bad."""
 
-    async def verify(services: Services) -> int:
+    async def verify(services: Services) -> tuple[int, int]:
         async with services.database.read() as session:
             with Progress("audit events") as progress:
-                return await verify_audit_chain(session, progress=progress.advance)
+                events = await verify_audit_chain(session, progress=progress.advance)
+            # In the chain's snapshot: a key is listed before anything is signed with it,
+            # so every receipt seen here has its key seen here too.
+            public_keys = await receipt_public_keys(session)
+            with Progress("deletion receipts") as progress:
+                receipts = await verify_deletion_receipts(
+                    session, public_keys, progress=progress.advance
+                )
+        return events, receipts
 
     with command_context() as context:
         try:
-            count = context.run(verify)
+            events, receipts = context.run(verify)
         except AuditChainBroken as exc:
             click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
             sys.exit(1)
-    click.echo(f"audit chain intact: {count} events verified")
+        except ReceiptInvalid as exc:
+            click.echo(f"deletion receipt at event {exc.seq} is bad: {exc.reason}", err=True)
+            sys.exit(1)
+    click.echo(f"audit chain intact: {events} events verified, {receipts} receipts verified")

@@ -22,7 +22,13 @@ from sqlalchemy.engine import make_url
 from config.logging import configure_logging
 from config.services import Services, build_services
 from config.settings import Settings, SettingsError, load_settings
-from storage import AuditChainBroken, DatabaseUnavailable, StorageError, Unavailable
+from storage import (
+    AuditChainBroken,
+    DatabaseUnavailable,
+    ReceiptInvalid,
+    StorageError,
+    Unavailable,
+)
 
 T = TypeVar("T")
 CLI_ACTOR = "cli"
@@ -40,14 +46,19 @@ class CommandContext:
         """Run ``work`` in an event loop, closing what it built in that same loop.
 
         ``keep_open`` leaves the services to their next owner (the served app closes them
-        when it stops). Storage problems become a one-line message and an exit code.
+        when it stops) once ``work`` succeeds; work that fails has no next owner, so what it
+        opened is closed here, in its own loop. Storage problems become a one-line message
+        and an exit code.
         """
 
         async def main() -> T:
+            handed_on = False
             try:
-                return await work(self.services)
+                result = await work(self.services)
+                handed_on = keep_open
+                return result
             finally:
-                if not keep_open:
+                if not handed_on:
                     await self.services.close()
 
         try:
@@ -59,7 +70,7 @@ class CommandContext:
         except Unavailable as exc:
             click.echo(f"callrec: {exc}", err=True)
             sys.exit(2)
-        except AuditChainBroken:
+        except (AuditChainBroken, ReceiptInvalid):
             raise  # the command that verifies says what it means
         except StorageError as exc:
             click.echo(f"callrec: {exc}", err=True)

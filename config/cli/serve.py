@@ -55,11 +55,13 @@ def serve(host: str, port: int) -> None:
                 )
 
         async def run(services: Services) -> float:
-            # The app first: building its parts opens and checks the keyring and keys, so
-            # an unsafe one is refused before the database is touched.
-            app = create_app(services)
+            # The keyring first, so an unsafe one is refused before the database is touched.
+            services.keyring.check()
             if settings.uses_embedded_database:
                 await upgrade_database(services.database.engine)
+            # Grants, tokens and receipts are signed with keys every replica shares.
+            await services.load_shared_keys()
+            app = create_app(services)
             return await serve_until_stopped(
                 app, sock, grace=settings.shutdown_grace, on_listening=announce
             )

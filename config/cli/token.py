@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import click
 
-from config.auth import DEV_SIGNING_KEY
 from config.cli.context import command_context
+from config.services import Services
 from retrieval import ROLES, issue_dev_token
-from storage import StorageError, load_signing_key
+from storage import SigningKey, StorageError, upgrade_database
 
 
 @click.group()
@@ -31,14 +31,20 @@ def token() -> None:
 )
 def token_issue(subject: str, role: str, teams: tuple[str, ...], ttl: int) -> None:
     """Print a signed JWT on stdout; only in dev auth mode."""
-    # Stdout is the token alone, so no log set-up and no services: only the signing key.
+    # Stdout is the token alone, so no log set-up; the key is the one every replica shares.
     with command_context(logs=False) as context:
         settings = context.settings
         if settings.auth_mode != "dev":
             click.echo("callrec: token issue works only with CALLREC_AUTH_MODE=dev", err=True)
             sys.exit(2)
+
+        async def dev_token_key(services: Services) -> SigningKey:
+            if settings.uses_embedded_database:
+                await upgrade_database(services.database.engine)
+            return (await services.load_shared_keys()).dev_token_key
+
+        key = context.run(dev_token_key)
         try:
-            key = load_signing_key(settings.data_dir / DEV_SIGNING_KEY)
             issued = issue_dev_token(
                 key,
                 subject=subject,

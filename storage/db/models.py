@@ -335,6 +335,36 @@ class KeyRotation(Base):
     rotated_by: Mapped[str] = mapped_column(String(200))
 
 
+class SharedSecret(Base):
+    """A secret every replica must agree on (grant signing, token and receipt signing keys).
+
+    Held wrapped by the root key-encryption-key provider (the KMS in production), bound to
+    its ``name``, so this table alone opens nothing. Created once: the first replica to
+    start inserts it, every other reads the same row back.
+    """
+
+    __tablename__ = "shared_secret"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReceiptKey(Base):
+    """The public half of a key that has signed deletion receipts: append-only, never edited.
+
+    Every receipt names its ``key_id``; with this list a receipt verifies on any replica,
+    and after the key that signed it has been replaced.
+    """
+
+    __tablename__ = "receipt_key"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_pem: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class WebSession(Base):
     """A signed-in person's session on the review page; the cookie holds the secret.
 

@@ -72,7 +72,7 @@ class RecordingRepository:
         wanted = sorted(set(references))
         if not wanted:
             return
-        insert = _insert_for(self._session)
+        insert = dialect_insert(self._session)
         for reference in wanted:
             await self._session.execute(
                 insert(Referral).values(reference=reference).on_conflict_do_nothing()
@@ -165,7 +165,7 @@ def abandoned(received_before: datetime, due_before: datetime | None) -> ColumnE
     )
 
 
-def _insert_for(session: AsyncSession) -> Any:
+def dialect_insert(session: AsyncSession) -> Any:
     # Both dialects spell "insert ... on conflict do nothing" the same way in SQLAlchemy,
     # but each needs its own construct.
     if session.get_bind().dialect.name == "postgresql":

@@ -21,10 +21,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import exists, func, select
 
 from storage.audit import AuditRecord
-from storage.db.models import DataKey, EpochKey, KeyRotation, Recording, StoredObject
+from storage.db.models import (
+    DataKey,
+    EpochKey,
+    KeyRotation,
+    Recording,
+    SharedSecret,
+    StoredObject,
+)
 from storage.keys.epoch_calendar import epoch_of
 from storage.keys.epoch_material import EpochKeyStore, current_generation, seal_with, stale
 from storage.keys.keyring import WrappedKey
+from storage.keys.shared_secrets import SharedSecrets
 
 # A superseded key is destroyed only this long after the rotation: every process has
 # read the new generation by then (each wrap reads it), and commits take seconds.
@@ -123,6 +131,9 @@ class Rotation:
             # the generation just before the rotation) are caught by another pass.
             if passed == 0 or await self.stale_count() == 0:
                 break
+        keys = self._keys
+        # The shared secrets too, so the root version they were wrapped under can retire.
+        await SharedSecrets(keys.database, keys.root, keys.audit, keys.clock).rewrap()
         return RewrapReport(generation, moved, await self.retire(actor=actor))
 
     async def _rewrap_pass(
@@ -234,6 +245,7 @@ class Rotation:
                             EpochKey.root_kek_id == kek_id, EpochKey.destroyed_at.is_(None)
                         )
                         | exists().where(DataKey.kek_id == kek_id)
+                        | exists().where(SharedSecret.kek_id == kek_id)
                     )
                 )
             if used or not await asyncio.to_thread(root.retire, kek_id):

@@ -1,8 +1,10 @@
-"""Ed25519 signing keys and secrets kept in the data directory.
+"""Ed25519 signing keys and 32-byte secrets, and reading the files older versions kept.
 
-Two signing keys live here: the dev-mode token key (only for ``CALLREC_AUTH_MODE=dev``;
+Two signing keys exist: the dev-mode token key (only for ``CALLREC_AUTH_MODE=dev``;
 production tokens come from the organisation's identity provider and are never signed
-here) and the key that signs deletion receipts.
+here) and the key that signs deletion receipts. Both, and the grant secret, are now kept
+in the database (``shared_secrets``); the files are read only to adopt what an existing
+data directory made, and by tools that want a key of their own.
 """
 
 from __future__ import annotations
@@ -50,6 +52,30 @@ def load_signing_key(path: Path, *, create: bool = True) -> SigningKey:
         raise KeyringError(f"{path} does not hold a PEM private key") from None
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyringError(f"{path} is not an Ed25519 key")
+    return _signing_key(private)
+
+
+def signing_key_from_seed(seed: bytes) -> SigningKey:
+    """The Ed25519 key whose 32-byte private seed is ``seed``."""
+    return _signing_key(Ed25519PrivateKey.from_private_bytes(seed))
+
+
+def seed_of(key: SigningKey) -> bytes:
+    """The 32-byte private seed of ``key``: what the database keeps, wrapped."""
+    private = serialization.load_pem_private_key(key.private_pem, password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise KeyringError("not an Ed25519 key")
+    return private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def _signing_key(private: Ed25519PrivateKey) -> SigningKey:
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
     public = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

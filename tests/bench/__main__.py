@@ -87,6 +87,7 @@ class Server:
             "CALLREC_MAX_UPLOAD_BYTES": str(2 * 1024**3),
         }
         env |= extra_env or {}
+        self.env = env
         self.process = subprocess.Popen(
             [sys.executable, "-m", "config", "serve", "--port", str(self.port)],
             env=env,
@@ -315,7 +316,7 @@ async def measure_playback(root: Path, quick: bool) -> list[list[str]]:
                     push = make_push(root, f"play-{len(rows)}-{time.time_ns()}", seconds, 8000, 1)
                     _, rid = await send_for_id(session, running.url, push)
                     push.path.unlink()
-                    url, token = await audio_url(session, running.url, running.data_dir, rid)
+                    url, token = await audio_url(session, running.url, running.env, rid)
                     auth = {"Authorization": f"Bearer {token}"}
                     # The playback rendition (Opus), much smaller than the WAV: its middle.
                     async with session.head(url, headers=auth) as head:

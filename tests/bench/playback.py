@@ -15,13 +15,10 @@ import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 
-from retrieval import issue_dev_token
-from storage import load_signing_key
 from tests.service_support import wait_until_healthy
 
 RANGE = 64 * 1024
@@ -71,18 +68,20 @@ def plain_file_server(path: Path) -> Iterator[str]:
 
 
 async def audio_url(
-    session: aiohttp.ClientSession, base: str, data_dir: Path, rid: str
+    session: aiohttp.ClientSession, base: str, env: dict[str, str], rid: str
 ) -> tuple[str, str]:
     """A grant's audio URL and the bearer token of the safety reviewer who asked for it."""
-    key = load_signing_key(data_dir / "dev-signing-key.pem")
-    token = issue_dev_token(
-        key,
-        subject="bench",
-        role="safety_reviewer",
-        teams=[],
-        ttl=timedelta(hours=1),
-        now=datetime.now(UTC),
+    # The server's own dev key lives in its database: ask the command that prints tokens.
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "config", "token", "issue", "--subject", "bench"],
+        *["--role", "safety_reviewer", "--ttl", "3600"],
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
     )
+    printed, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError("callrec token issue failed")
+    token = printed.decode().strip()
     async with session.post(
         f"{base}/api/v1/recordings/{rid}/grants",
         json={"purpose": "staff_safety", "reason": "benchmark of playback latency"},

@@ -218,6 +218,7 @@ def _environment(data_dir: Path, url: str, store_url: str | None) -> dict[str, s
         "CALLREC_DATA_DIR": str(data_dir),
         "CALLREC_DATABASE_URL": url,
         "CALLREC_LOG_LEVEL": "warning",
+        "CALLREC_SINGLE_NODE": "true",
     }
     if store_url is not None:
         env["CALLREC_STORE_URL"] = store_url

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import running_service
+from tests.service_support import keys_read_before_the_database_went, running_service
 
 
 async def test_healthz_and_readyz_answer_when_all_is_well(
@@ -21,7 +21,9 @@ async def test_healthz_and_readyz_answer_when_all_is_well(
 
 async def test_readyz_names_an_unreachable_database(tmp_path: Path) -> None:
     unreachable = "postgresql+asyncpg://nobody@127.0.0.1:9/callrec"
-    async with running_service(tmp_path / "var", unreachable) as service:
+    async with running_service(
+        tmp_path / "var", unreachable, parts=keys_read_before_the_database_went()
+    ) as service:
         response = await service.client.get("/readyz")
         assert response.status == 503
         assert await response.json() == {"error": "not_ready", "detail": "unreachable: database"}

@@ -18,8 +18,18 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from config.cli import main
+from config.services import build_services
 from config.settings import Settings
-from storage import AuditTrail, Database, FetchQueue, create_engine, load_signing_key
+from storage import (
+    AuditQuery,
+    AuditRecord,
+    AuditTrail,
+    Database,
+    FetchQueue,
+    ReceiptSigner,
+    create_engine,
+)
+from storage.keys.signing import signing_key_from_seed
 from tests.cli_support import CALLREC, clean_environment, run
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
@@ -127,7 +137,12 @@ def test_the_data_directory_and_the_database_are_readable_by_the_service_only(
 def test_a_database_that_cannot_be_used_is_one_line_naming_the_setting(
     tmp_path: Path, command: str, url: str, says: str
 ) -> None:
-    result = run(*command.split(), CALLREC_DATA_DIR=str(tmp_path), CALLREC_DATABASE_URL=url)
+    result = run(
+        *command.split(),
+        CALLREC_DATA_DIR=str(tmp_path),
+        CALLREC_DATABASE_URL=url,
+        CALLREC_SINGLE_NODE="true",
+    )
     assert result.returncode == 2
     (line,) = result.stderr.splitlines()
     assert says in line
@@ -145,14 +160,19 @@ async def test_audit_verify_passes_then_names_the_event_that_was_changed(
                 "/webhooks/push/pbx", data=body, headers=push_headers(body)
             )
             assert response.status == 201
-    settings = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+    settings = {
+        "CALLREC_DATA_DIR": str(data_dir),
+        "CALLREC_DATABASE_URL": database_url,
+        "CALLREC_SINGLE_NODE": "true",
+    }
 
     intact = run("audit", "verify", **settings)
     assert intact.returncode == 0, intact.stderr
-    # Three captures, the week's epoch key being made, and the start-up sweep's own events
+    # The shared secrets and the receipt key made at the first start (four), three
+    # captures, the week's epoch key being made, and the start-up sweep's own events
     # (sweep, attestation) once it has run.
     assert intact.stdout.strip() in {
-        f"audit chain intact: {count} events verified" for count in (4, 5, 6)
+        f"audit chain intact: {count} events verified, 0 receipts verified" for count in (8, 9, 10)
     }
 
     engine = create_engine(database_url)
@@ -274,7 +294,9 @@ def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(tmp_path: Path) -> None:
+async def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(
+    tmp_path: Path,
+) -> None:
     result = run(
         "token",
         "issue",
@@ -292,7 +314,12 @@ def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     issued = result.stdout.strip()
-    key = load_signing_key(tmp_path / "dev-signing-key.pem", create=False)
+    # Signed with the dev key kept in the database, which every replica shares.
+    services = build_services(Settings(data_dir=tmp_path))
+    try:
+        key = (await services.load_shared_keys()).dev_token_key
+    finally:
+        await services.close()
     assert jwt.get_unverified_header(issued) == {"alg": "EdDSA", "kid": key.key_id, "typ": "JWT"}
     claims = jwt.decode(issued, key.public_pem, algorithms=["EdDSA"], audience="callrec")
     assert claims["sub"] == "staff-0421"
@@ -300,7 +327,7 @@ def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(tmp_path:
     assert claims["teams"] == ["mash-children", "mash-adults"]
     assert claims["iss"] == "callrec-dev"
     assert claims["exp"] - claims["iat"] == 600
-    assert (tmp_path / "dev-signing-key.pem").stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "dev-signing-key.pem").exists()
 
 
 @pytest.mark.parametrize(
@@ -373,3 +400,47 @@ def test_verify_exits_non_zero_while_the_store_holds_what_it_should_not(tmp_path
         "object_key": f"recordings/ab/{'ab' * 16}",
         "recording_id": None,
     }
+
+
+async def test_audit_verify_names_the_first_deletion_receipt_that_does_not_verify(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    async with running_service(data_dir, sqlite_url) as service:
+        recording = await service.push_call("call-1", datetime.now(UTC))
+        erased = await service.client.delete(
+            f"/api/v1/recordings/{recording}",
+            json={"reason": "subject access request SAR-2026-118 from the caller"},
+            headers={"Authorization": f"Bearer {service.token('dpo')}"},
+        )
+        assert erased.status == 200, await erased.text()
+        (receipt,) = await service.services.audit_log.events(AuditQuery(action="recording.deleted"))
+        services = service.services
+        # Appended through the trail, so the chain holds: only the signatures can tell.
+        stranger = ReceiptSigner(signing_key_from_seed(bytes(32)))
+        async with services.database.transaction() as session:
+            altered = await services.audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action="recording.deleted",
+                    details={**(receipt.details or {}), "reason": "retention"},
+                ),
+            )
+            await services.audit.append(
+                session,
+                AuditRecord(
+                    actor="retention",
+                    action="recording.deleted",
+                    details=stranger.sign({"recording_id": str(recording)}),
+                ),
+            )
+    checked = run(
+        "audit", "verify", CALLREC_DATA_DIR=str(data_dir), CALLREC_DATABASE_URL=sqlite_url
+    )
+    assert checked.returncode == 1
+    # After the progress lines (stderr is no terminal here), one line naming the first.
+    assert checked.stderr.strip().splitlines()[-1] == (
+        f"deletion receipt at event {altered.seq} is bad: the signature by key "
+        f"{services.receipts.key_id} does not verify"
+    )

@@ -35,7 +35,9 @@ KILLED_AFTER = 60
 
 @asynccontextmanager
 async def parts(data_dir: Path, database_url: str) -> AsyncIterator[Services]:
-    services = build_services(Settings(data_dir=data_dir, database_url=database_url))
+    services = build_services(
+        Settings(data_dir=data_dir, database_url=database_url, single_node=True)
+    )
     try:
         yield services
     finally:
@@ -93,7 +95,11 @@ async def test_a_rewrap_killed_half_way_leaves_every_recording_playable_and_resu
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    where = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+    where = {
+        "CALLREC_DATA_DIR": str(data_dir),
+        "CALLREC_DATABASE_URL": database_url,
+        "CALLREC_SINGLE_NODE": "true",
+    }
     env = clean_environment(**where)
     async with parts(data_dir, database_url) as services:
         stored = await store_many(services, RECORDINGS)
@@ -132,10 +138,14 @@ async def test_a_retention_run_destroys_the_key_of_a_week_it_empties(
     tmp_path: Path, database_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    where = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+    where = {
+        "CALLREC_DATA_DIR": str(data_dir),
+        "CALLREC_DATABASE_URL": database_url,
+        "CALLREC_SINGLE_NODE": "true",
+    }
     started = datetime.now(UTC) - timedelta(days=100)
     services = build_services(
-        Settings(data_dir=data_dir, database_url=database_url),
+        Settings(data_dir=data_dir, database_url=database_url, single_node=True),
         clock=lambda: started + timedelta(days=1),
     )
     try:

@@ -12,7 +12,9 @@ from tests.cli_support import run
 async def test_touching_the_keys_builds_neither_the_media_workers_nor_sign_in(
     tmp_path: Path, database_url: str
 ) -> None:
-    services = build_services(Settings(data_dir=tmp_path / "var", database_url=database_url))
+    services = build_services(
+        Settings(data_dir=tmp_path / "var", database_url=database_url, single_node=True)
+    )
     assert services.built == []
     try:
         status = await services.keys.status()

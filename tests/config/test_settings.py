@@ -14,6 +14,8 @@ from config.auth import build_verifier
 from config.settings import Settings, SettingsError, load_settings
 from retrieval import OidcTokenVerifier
 
+POSTGRES = "postgresql+asyncpg://callrec@db.internal/callrec"
+
 
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
@@ -57,6 +59,7 @@ def test_variables_are_read_with_their_prefix(
 def test_secrets_never_show_in_repr(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("CALLREC_PUSH_SECRETS", "pbx1=very-secret-value-123456")
     environment.setenv("CALLREC_DATABASE_URL", "postgresql+asyncpg://u:hunter2@db/callrec")
+    environment.setenv("CALLREC_SINGLE_NODE", "true")
     text = repr(load_settings())
     assert "very-secret-value" not in text
     assert "hunter2" not in text
@@ -144,6 +147,69 @@ def test_serve_stops_with_one_line_when_retention_is_too_long(tmp_path: Path) ->
         "longer than P90D: the privacy notice promises at most 90 days"
     ]
     assert not (tmp_path / "callrec.db").exists()
+
+
+def test_serve_on_a_shared_database_with_keys_of_its_own_stops_with_one_line(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
+    env |= {"CALLREC_DATABASE_URL": POSTGRES, "CALLREC_DATA_DIR": str(tmp_path / "var")}
+    result = subprocess.run(
+        [sys.executable, "-m", "config", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "callrec: invalid setting CALLREC_DATABASE_URL: a shared database needs keys shared "
+        "too: set CALLREC_KMS_KEY_ID and an s3:// CALLREC_STORE_URL and an s3:// "
+        "CALLREC_EPOCH_KEY_STORE_URL (or CALLREC_SINGLE_NODE=true if every process uses "
+        "this one data directory)"
+    ]
+    assert not (tmp_path / "var").exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "unshared"),
+    [
+        # The epoch-key store left in the data directory, or any file:// one.
+        ({"store_url": "s3://b/o", "kms_key_id": "alias/k"}, ["EPOCH_KEY_STORE_URL"]),
+        (
+            {"store_url": "s3://b/o", "kms_key_id": "k", "epoch_key_store_url": "file:///m/k"},
+            ["EPOCH_KEY_STORE_URL"],
+        ),
+        ({"store_url": "s3://b/o", "epoch_key_store_url": "s3://b/keys"}, ["KMS_KEY_ID"]),
+        ({"kms_key_id": "k", "epoch_key_store_url": "s3://b/keys"}, ["STORE_URL"]),
+    ],
+)
+def test_a_shared_database_names_each_key_it_is_not_sharing(
+    environment: pytest.MonkeyPatch, settings: dict[str, str], unshared: list[str]
+) -> None:
+    environment.setenv("CALLREC_DATABASE_URL", POSTGRES)
+    for name, value in settings.items():
+        environment.setenv(f"CALLREC_{name.upper()}", value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    named = {
+        name
+        for name in ("KMS_KEY_ID", "STORE_URL", "EPOCH_KEY_STORE_URL")
+        if f"CALLREC_{name}" in str(refused.value)
+    }
+    assert named == set(unshared)
+    # Every key shared, or one node said outright: accepted.
+    environment.setenv("CALLREC_SINGLE_NODE", "true")
+    assert load_settings().single_node
+    environment.delenv("CALLREC_SINGLE_NODE")
+    for name, value in {
+        "store_url": "s3://b/o",
+        "epoch_key_store_url": "s3://b/keys",
+        "kms_key_id": "k",
+    }.items():
+        environment.setenv(f"CALLREC_{name.upper()}", value)
+    assert not load_settings().single_node
 
 
 def test_settings_can_be_built_directly_for_tests(tmp_path: Path) -> None:

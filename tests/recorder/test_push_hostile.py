@@ -21,7 +21,11 @@ from tests.push_support import (
     push_body,
     push_headers,
 )
-from tests.service_support import RunningService, running_service
+from tests.service_support import (
+    RunningService,
+    keys_read_before_the_database_went,
+    running_service,
+)
 
 URL = "/webhooks/push/pbx"
 LIMIT = 256 * 1024
@@ -386,7 +390,9 @@ async def test_503_with_retry_after_when_the_store_is_gone_and_nothing_stays(
 
 async def test_503_with_retry_after_when_the_database_is_unreachable(tmp_path: Path) -> None:
     unreachable = "postgresql+asyncpg://nobody@127.0.0.1:9/callrec"
-    async with running_service(tmp_path / "var", unreachable) as service:
+    async with running_service(
+        tmp_path / "var", unreachable, parts=keys_read_before_the_database_went()
+    ) as service:
         response = await service.client.post(
             URL, data=good_body(), headers=signed(good_body()).headers
         )

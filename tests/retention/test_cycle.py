@@ -25,7 +25,8 @@ PERIOD = timedelta(days=90)
 @pytest.fixture
 async def services(tmp_path: Path, database_url: str) -> AsyncIterator[Services]:
     built = build_services(
-        Settings(data_dir=tmp_path / "var", database_url=database_url), clock=FakeClock()
+        Settings(data_dir=tmp_path / "var", database_url=database_url, single_node=True),
+        clock=FakeClock(),
     )
     try:
         yield built

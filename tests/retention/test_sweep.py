@@ -180,7 +180,7 @@ async def test_a_sweep_interrupted_after_the_keys_are_gone_is_finished_by_the_ne
         database=services.database,
         objects=flaky,
         audit=services.audit,
-        receipts=services.receipts,
+        receipts=services.receipt_signer,
         clock=services.clock,
     )
     with pytest.raises(StoreUnavailable):
@@ -235,7 +235,11 @@ async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: 
         almost = datetime.now(UTC) - timedelta(days=90) + timedelta(minutes=10)
         due_id = await push(service, "almost", almost)
         await push(service, "fresh", datetime.now(UTC) - timedelta(hours=1))
-    env = {"CALLREC_DATA_DIR": str(data_dir), "CALLREC_DATABASE_URL": database_url}
+    env = {
+        "CALLREC_DATA_DIR": str(data_dir),
+        "CALLREC_DATABASE_URL": database_url,
+        "CALLREC_SINGLE_NODE": "true",
+    }
     from tests.cli_support import run
 
     dry = run("retention", "run", "--dry-run", **env)
@@ -314,7 +318,11 @@ async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
         assert body["last_sweep"]["deleted"] == 0
         assert body["overdue"] == 0
     printed = run(
-        "retention", "status", CALLREC_DATA_DIR=str(data_dir), CALLREC_DATABASE_URL=database_url
+        "retention",
+        "status",
+        CALLREC_DATA_DIR=str(data_dir),
+        CALLREC_DATABASE_URL=database_url,
+        CALLREC_SINGLE_NODE="true",
     )
     assert printed.returncode == 0, printed.stderr
     assert "overdue: 0" in printed.stdout

@@ -55,7 +55,7 @@ class Deleter(RecordingDeleter):
             database=replica.database,
             objects=replica.objects,
             audit=replica.audit,
-            receipts=replica.receipts,
+            receipts=replica.receipt_signer,
             clock=replica.clock,
         )
         self.after_unfinished: asyncio.Barrier | None = None

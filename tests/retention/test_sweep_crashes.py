@@ -90,7 +90,7 @@ def crashing_deleter(service: RunningService, step: str) -> RecordingDeleter:
         database=services.database,
         objects=objects,  # type: ignore[arg-type]  # only delete_many is reached
         audit=trail,
-        receipts=services.receipts,
+        receipts=services.receipt_signer,
         clock=services.clock,
     )
 

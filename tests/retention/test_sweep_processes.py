@@ -65,7 +65,12 @@ async def test_two_sweeping_processes_delete_each_recording_exactly_once(
         # Due in ten minutes: inside the default horizon, so either sweep takes them.
         due = await push_due_calls(service, now - timedelta(days=90) + timedelta(minutes=10))
         kept = await service.push_call("kept", now)
-    env = clean_environment(CALLREC_DATA_DIR=str(data_dir), CALLREC_DATABASE_URL=postgres_url)
+    # Every process on one data directory: one node, many sweepers.
+    env = clean_environment(
+        CALLREC_DATA_DIR=str(data_dir),
+        CALLREC_DATABASE_URL=postgres_url,
+        CALLREC_SINGLE_NODE="true",
+    )
 
     first, second = await asyncio.gather(sweep_in_a_process(env), sweep_in_a_process(env))
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from retrieval import issue_dev_token
-from storage import load_signing_key, upgrade_database
+from storage import create_engine, upgrade_database
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service
 
@@ -42,22 +40,17 @@ async def _check(audio: bytes, picks: list[tuple[float, float, str]]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         url = f"sqlite+aiosqlite:///{root / 'callrec.db'}"
+        engine = create_engine(url)
+        await upgrade_database(engine)
+        await engine.dispose()
         async with running_service(root / "var", url) as service:
-            await upgrade_database(service.services.database.engine)
             body = push_body(metadata(recording_id="prop"), audio)
             pushed = await service.client.post(
                 "/webhooks/push/pbx", data=body, headers=push_headers(body)
             )
             assert pushed.status == 201, await pushed.text()
             rid = (await pushed.json())["id"]
-            token = issue_dev_token(
-                load_signing_key(root / "var" / "dev-signing-key.pem"),
-                subject="prop",
-                role="dpo",
-                teams=[],
-                ttl=timedelta(minutes=5),
-                now=datetime.now(UTC),
-            )
+            token = service.token("dpo", subject="prop")
             auth = {"Authorization": f"Bearer {token}"}
             granted = await service.client.post(
                 f"/api/v1/recordings/{rid}/grants",

@@ -42,7 +42,9 @@ async def service_parts(
     data_dir: Path, database_url: str, clock: Callable[[], datetime]
 ) -> AsyncIterator[Services]:
     """The service's parts without its HTTP server: a process of its own, in effect."""
-    services = build_services(Settings(data_dir=data_dir, database_url=database_url), clock=clock)
+    services = build_services(
+        Settings(data_dir=data_dir, database_url=database_url, single_node=True), clock=clock
+    )
     try:
         yield services
     finally:
