@@ -39,6 +39,7 @@ from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.errors import (
     AuditChainBroken,
+    DatabaseNotMigrated,
     DatabaseUnavailable,
     IntegrityFailure,
     KeyringError,
@@ -117,6 +118,7 @@ __all__ = [
     "ClaimedFetch",
     "DataKeys",
     "Database",
+    "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DueRecording",
     "EncryptedFileReader",

@@ -28,6 +28,16 @@ class DatabaseUnavailable(Unavailable):
     """The metadata database cannot be reached."""
 
 
+class DatabaseNotMigrated(StorageError):
+    """The database answers but lacks callrec's tables (or this release's newest ones)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the database has no callrec tables, or not this release's: "
+            "run `callrec db upgrade` first"
+        )
+
+
 class StoreUnavailable(Unavailable):
     """The object store cannot be reached."""
 

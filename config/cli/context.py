@@ -85,6 +85,21 @@ def database_location(url: str) -> str:
     return f"{parsed.host or 'localhost'}:{parsed.port or 5432}/{parsed.database or ''}"
 
 
+def _require_existing_data(settings: Settings) -> None:
+    """Exit 2 when the embedded database is not there: a command run from the wrong folder
+    would otherwise make a second, empty service (and a token no server accepts)."""
+    if not settings.uses_embedded_database:
+        return  # a database server: an empty one is named when it is first used
+    database = Path(str(make_url(settings.resolved_database_url).database))
+    if not database.exists():
+        click.echo(
+            f"callrec: no callrec data in {database.parent}: run this where the service "
+            "keeps its data, or set CALLREC_DATA_DIR to that directory",
+            err=True,
+        )
+        sys.exit(2)
+
+
 def _keep_private(data_dir: Path) -> None:
     """Close a data directory made before files were private (others could read the
     database in it); one that does not exist yet is left for the command to make."""
@@ -103,16 +118,20 @@ def load_cli_settings() -> Settings:
 
 
 @contextmanager
-def command_context(*, logs: bool = True) -> Iterator[CommandContext]:
+def command_context(*, logs: bool = True, creates: bool = False) -> Iterator[CommandContext]:
     """Settings, then logging (unless ``logs`` is False), then the services; closed after.
 
     Nothing is built until the command touches it, so a command that prints a token
     never opens the database, and one that reads the keys never starts media workers.
+    Only a command that ``creates`` the service's data (serve, db upgrade) may start
+    from nothing; any other refuses a data directory without it.
     """
     # Everything a command creates holds personal data or keys (the database with phone
     # numbers and hold reasons, spool files, keyrings): readable by the service's user only.
     os.umask(0o077)
     settings = load_cli_settings()
+    if not creates:
+        _require_existing_data(settings)
     _keep_private(settings.data_dir)
     if logs:
         configure_logging(settings.log_level)

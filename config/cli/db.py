@@ -21,6 +21,6 @@ def db_upgrade() -> None:
     async def upgrade(services: Services) -> None:
         await upgrade_database(services.database.engine)
 
-    with command_context() as context:
+    with command_context(creates=True) as context:
         context.run(upgrade)
     click.echo("database is up to date")

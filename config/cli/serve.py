@@ -24,7 +24,7 @@ def serve(host: str, port: int) -> None:
     On SIGTERM it drains: /readyz answers 503, no new connection is taken, work in
     flight gets CALLREC_SHUTDOWN_GRACE to finish, and the process exits within it.
     """
-    with command_context() as context:
+    with command_context(creates=True) as context:
         settings = context.settings
         # Before any work: a serve that cannot listen must not migrate or sweep first.
         try:

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from storage.errors import DatabaseUnavailable
+from storage.errors import DatabaseNotMigrated, DatabaseUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _READ_ONLY = "callrec_read_only"
@@ -156,7 +156,11 @@ async def translate_database_errors() -> AsyncIterator[None]:
     """
     try:
         yield
-    except (OperationalError, OSError, ConnectionError, PoolTimeout) as exc:
+    except OperationalError as exc:
+        if "no such table" in str(exc.orig):  # SQLite's word for a schema not made yet
+            raise DatabaseNotMigrated() from exc
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+    except (OSError, ConnectionError, PoolTimeout) as exc:
         raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
@@ -166,11 +170,14 @@ async def translate_database_errors() -> AsyncIterator[None]:
             raise DatabaseUnavailable("transaction conflict; retry") from exc
         if state in _REFUSED_SQLSTATES:
             raise DatabaseUnavailable(_REFUSED_SQLSTATES[state]) from exc
+        if state == _UNDEFINED_TABLE:
+            raise DatabaseNotMigrated() from exc
         raise
 
 
 # Serialization failure and deadlock: the transaction did nothing and may be retried.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01"})
+_UNDEFINED_TABLE = "42P01"
 # The server answered but will not let callrec in: named, so an operator can fix it.
 _REFUSED_SQLSTATES = {
     "3D000": "the database does not exist",

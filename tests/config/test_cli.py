@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from storage import (
 )
 from storage.keys.signing import signing_key_from_seed
 from tests.cli_support import CALLREC, clean_environment, run
+from tests.fixtures_db import run_as_admin
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
 
@@ -147,6 +149,47 @@ def test_a_database_that_cannot_be_used_is_one_line_naming_the_setting(
     (line,) = result.stderr.splitlines()
     assert says in line
     assert "CALLREC_DATABASE_URL" in line
+
+
+@pytest.mark.parametrize(
+    "command", [["token", "issue", "--subject", "me", "--role", "supervisor"], ["fetches"]]
+)
+def test_a_command_pointed_at_no_data_says_where_it_looked_and_makes_nothing(
+    tmp_path: Path, command: list[str]
+) -> None:
+    elsewhere = tmp_path / "var"
+    result = run(*command, CALLREC_DATA_DIR=str(elsewhere))
+    assert result.returncode == 2
+    assert result.stdout == ""  # no token that no server would accept
+    (line,) = result.stderr.splitlines()
+    assert f"no callrec data in {elsewhere}" in line
+    assert "CALLREC_DATA_DIR" in line
+    assert not elsewhere.exists()
+
+
+@pytest.fixture
+def empty_postgres_database() -> Iterator[str]:
+    name = f"callrec_empty_{uuid.uuid4().hex[:12]}"
+    asyncio.run(run_as_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.mark.postgres
+def test_a_database_without_callrec_tables_says_to_run_db_upgrade(
+    tmp_path: Path, empty_postgres_database: str
+) -> None:
+    result = run(
+        "fetches",
+        CALLREC_DATA_DIR=str(tmp_path),
+        CALLREC_DATABASE_URL=empty_postgres_database,
+        CALLREC_SINGLE_NODE="true",
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "run `callrec db upgrade` first" in line
 
 
 async def test_audit_verify_passes_then_names_the_event_that_was_changed(
