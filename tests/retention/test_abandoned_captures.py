@@ -41,7 +41,8 @@ CALLER, CALLED = "+447700900123", "+441632960001"
 @pytest.fixture
 async def services(tmp_path: Path, database_url: str) -> AsyncIterator[Services]:
     built = build_services(
-        Settings(data_dir=tmp_path / "var", database_url=database_url), clock=FakeClock()
+        Settings(data_dir=tmp_path / "var", database_url=database_url, single_node=True),
+        clock=FakeClock(),
     )
     try:
         yield built

@@ -277,7 +277,7 @@ async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: 
     services = hub.service.services
     now = sweep_now(hub)
     interval, margin = timedelta(minutes=15), timedelta(minutes=5)
-    for _ in range(100):  # let the service's own start-up sweep finish first
+    for _ in range(600):  # let the service's own start-up sweep finish first (30 s at most)
         before = await retention_status(
             services.deleter, now=now, interval=interval, margin=margin, period=timedelta(days=90)
         )

@@ -32,7 +32,7 @@ START = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 @pytest.fixture
 async def replicas(tmp_path: Path, postgres_url: str) -> AsyncIterator[list[Services]]:
     """Three services on one database, each with its own clock reading the same time."""
-    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url)
+    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url, single_node=True)
     built = [build_services(settings, clock=FakeClock(START)) for _ in range(REPLICAS)]
     try:
         for n in range(DUE):
