@@ -64,6 +64,8 @@ def test_the_console_script_is_installed() -> None:
         ["retention", "run"],
         ["retention", "status"],
         ["fetches"],
+        ["fetches", "retry"],
+        ["fetches", "discard"],
         ["verify"],
         ["keys"],
         ["keys", "rotate"],
@@ -381,6 +383,50 @@ def test_fetches_lists_dead_letters_and_fails_while_there_are_any(tmp_path: Path
     (letter,) = [json.loads(line) for line in failing.stdout.splitlines() if line.startswith("{")]
     assert (letter["id"], letter["attempts"]) == ("RE-dead", 1)
     assert "500" in letter["error"]
+    reason = "the provider confirmed this call was never recorded"
+    discarded = run("fetches", "discard", letter["job"], "--reason", reason, **env)
+    assert discarded.returncode == 0, discarded.stderr
+    settled = run("fetches", **env)
+    assert settled.returncode == 0, settled.stderr
+    assert "dead: 0" in settled.stdout
+    assert "discarded: 1" in settled.stdout
+
+
+def test_fetches_retry_all_queues_every_dead_letter_again(tmp_path: Path) -> None:
+    env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
+    assert run("db", "upgrade", **env).returncode == 0
+    unknown = "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"
+    missing = run("fetches", "retry", unknown, **env)
+    assert missing.returncode == 2
+    assert missing.stderr == f"callrec: no dead-lettered fetch job {unknown}\n"
+    asyncio.run(_dead_letter_one(tmp_path / "var"))
+    retried = run("fetches", "retry", "--all", **env)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == "1 job queued again\n"
+    after = run("fetches", **env)
+    assert after.returncode == 0, after.stderr
+    assert "queued: 1" in after.stdout
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["retry"], "give one job ID or --all"),
+        (["retry", "--all", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"], "give one job ID or --all"),
+        (["retry", "RE-dead"], "is not a job id"),
+        (["discard", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"], "--reason: a reason is required"),
+        (["discard", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11", "--reason", "test"], "--reason:"),
+    ],
+)
+def test_fetches_retry_and_discard_refuse_bad_input_in_one_line(
+    arguments: list[str], message: str
+) -> None:
+    # In-process: each is refused before any setting is read or anything is opened.
+    result = CliRunner().invoke(main, ["fetches", *arguments])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
 
 
 def test_verify_exits_non_zero_while_the_store_holds_what_it_should_not(tmp_path: Path) -> None:
