@@ -226,6 +226,7 @@ def create_app(services: Services) -> web.Application:
                 margin=services.settings.retention_margin,
                 period=services.settings.retention_period,
             ),
+            dead_letters=lambda: services.fetch_queue.dead.summary(50),
             clock=services.clock,
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
@@ -78,6 +78,15 @@ class DeadLetters:
             }
             for row in rows
         ]
+
+    async def summary(self, limit: int = 50) -> dict[str, Any]:
+        """How many jobs are dead, and the newest ``limit`` of them: what an operator's
+        page shows."""
+        async with self._database.read() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(FetchJob).where(FetchJob.state == FetchState.DEAD)
+            )
+        return {"count": int(count or 0), "jobs": await self.listed(limit)}
 
     async def retry(self, job_id: uuid.UUID, *, actor: str) -> bool:
         """Queue a dead job again with all its attempts; False if it is not dead."""
