@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from recorder.errors import Unauthenticated
 from recorder.signatures import REFUSAL
+from storage import whole_number
 
 TOLERANCE = timedelta(seconds=300)
 _SIGNATURE_LENGTH = 64
@@ -35,11 +36,10 @@ class TelnyxSignature:
         self, timestamp: str | None, signature: str | None, body: bytes, *, now: datetime
     ) -> None:
         """Return if the headers sign ``body`` and are fresh; raise Unauthenticated if not."""
-        if not timestamp or not signature or not timestamp.isascii() or not timestamp.isdigit():
+        seconds = whole_number(timestamp)
+        if seconds is None or timestamp is None or not signature or len(timestamp) > 12:
             raise Unauthenticated(REFUSAL)
-        if len(timestamp) > 12:
-            raise Unauthenticated(REFUSAL)
-        sent = datetime.fromtimestamp(int(timestamp), tz=now.tzinfo)
+        sent = datetime.fromtimestamp(seconds, tz=now.tzinfo)
         if abs(now - sent) > self._tolerance:
             raise Unauthenticated(REFUSAL)
         try:

@@ -24,6 +24,7 @@ from recorder.errors import InvalidMetadata, Unauthenticated
 from recorder.fetch_worker import DELETE_URL
 from recorder.signatures import REFUSAL
 from recorder.twilio_signature import TwilioSignature
+from storage import whole_number
 
 PROVIDER = "twilio"
 _SID = re.compile(r"[A-Za-z0-9-]{2,64}")
@@ -92,9 +93,9 @@ def _details(form: dict[str, str], query: Any) -> dict[str, Any]:
     started = _rfc2822(form.get("RecordingStartTime"))
     if started is not None:
         details["started_at"] = started.isoformat()
-    duration = form.get("RecordingDuration", "")
-    if duration.isdigit() and int(duration) <= 24 * 3600:
-        details["duration_s"] = int(duration)
+    duration = whole_number(form.get("RecordingDuration"))
+    if duration is not None and duration <= 24 * 3600:
+        details["duration_s"] = duration
     channels = form.get("RecordingChannels", "")
     if channels in ("1", "2"):
         details["channels"] = int(channels)

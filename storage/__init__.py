@@ -93,6 +93,7 @@ from storage.vocabulary import (
     past_retention,
     retention_deadline,
     rfc3339,
+    whole_number,
 )
 
 __all__ = [
@@ -191,6 +192,7 @@ __all__ = [
     "verify_audit_chain",
     "verify_deletion_receipts",
     "verify_receipt",
+    "whole_number",
 ]
 
 if TYPE_CHECKING:
