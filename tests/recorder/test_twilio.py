@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,7 +172,11 @@ def signer(tamper: str) -> Signer:
 
 @pytest.mark.parametrize("tamper", ["signature", "url", "field", "account"])
 async def test_an_unsigned_or_tampered_callback_is_401_and_queues_nothing(
-    tmp_path: Path, database_url: str, twilio: FakeTwilio, tamper: str
+    tmp_path: Path,
+    database_url: str,
+    twilio: FakeTwilio,
+    tamper: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     twilio.recordings["RE3"] = AUDIO
     async with running_service(
@@ -181,8 +186,14 @@ async def test_an_unsigned_or_tampered_callback_is_401_and_queues_nothing(
         if tamper == "account":
             form["AccountSid"] = "AC" + "f" * 32
         sign = signer(tamper)
-        status, body = await send(service, form, sign=sign)
+        with caplog.at_level(logging.INFO, logger="recorder"):
+            status, body = await send(service, form, sign=sign)
         assert (status, body["error"]) == (401, "unauthenticated")
+        # Twilio's refusal names Twilio's header, and the log says it was Twilio's.
+        assert "X-Twilio-Signature" in body["detail"]
+        assert "X-Callrec" not in body["detail"]
+        (refused,) = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert refused.getMessage() == "twilio callback refused"
         assert await service.fetch_job("RE3") is None
         assert twilio.seen == []
 
