@@ -63,6 +63,7 @@ class BackgroundWork:
         await asyncio.gather(
             self._services.fetch_workers.stop(finish_within=finish_within), stop_jobs(schedules)
         )
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware
@@ -71,6 +72,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
     try:
@@ -107,6 +109,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             },
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Put the request id on a response as its headers go out: a streamed answer (audio)
+    sends them before the middleware sees it, so the middleware alone would miss it."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
 
 
 def _operations(services: Services, app: web.Application, metrics: HttpMetrics) -> None:
@@ -191,6 +201,7 @@ def create_app(services: Services) -> web.Application:
     drain = Drain()
     # The drain's first: it counts every request, whatever becomes of it further in.
     app = web.Application(middlewares=[drain.middleware, request_context, metrics.middleware])
+    app.on_response_prepare.append(stamp_request_id)
     app[DRAIN] = drain
     app[RUNNING_JOBS] = []
     app[BACKGROUND] = BackgroundWork(services, app[RUNNING_JOBS])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -249,6 +250,20 @@ async def test_if_range_and_head(shared_room: Room) -> None:
     assert (same.status, await same.read()) == (206, shared_room.rendition[:10])
     changed = await shared_room.play(url, token, Range="bytes=0-9", **{"If-Range": '"elsewhere"'})
     assert (changed.status, await changed.read()) == (200, shared_room.rendition)
+
+
+async def test_every_playback_answer_carries_its_request_id(shared_room: Room) -> None:
+    # Audio is streamed: its headers leave before the request middleware sees the answer.
+    token = shared_room.token()
+    url = await granted_url(shared_room, token)
+    whole = await shared_room.play(url, token, **{"X-Request-Id": "trace-0001-play"})
+    assert (whole.status, whole.headers.get("X-Request-Id")) == (200, "trace-0001-play")
+    await whole.read()
+    part = await shared_room.play(url, token, Range="bytes=0-9")
+    assert part.status == 206
+    assert re.fullmatch(r"[0-9a-f]{32}", part.headers.get("X-Request-Id", ""))
+    head = await shared_room.play(url, token, method="HEAD")
+    assert head.headers.get("X-Request-Id")
 
 
 @pytest.mark.parametrize(
