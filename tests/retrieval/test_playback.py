@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from recorder.formats import CONTENT_TYPES
+from retrieval.playback import file_extension
 from storage import PLAYBACK, DatabaseUnavailable
 from storage.db.models import AuditEvent, StoredObject
 from tests.audio_factory import noisy_wav
@@ -423,3 +425,26 @@ async def test_downloading_the_original_is_separate_and_separately_audited(
     else:
         assert [event.outcome for event in downloads] == ["deny"]
     assert await room.events("recording.play") == []
+
+
+@pytest.mark.parametrize(
+    ("container", "extension"),
+    [
+        ("wav", "wav"),
+        ("mp3", "mp3"),
+        ("ogg", "ogg"),
+        ("flac", "flac"),
+        ("matroska", "webm"),
+        ("mp4", "m4a"),
+        ("au", "au"),
+    ],
+)
+def test_an_original_downloads_with_its_formats_usual_extension(
+    container: str, extension: str
+) -> None:
+    # Every media type capture stores an original as, named as people and players expect.
+    assert file_extension(CONTENT_TYPES[container]) == extension
+
+
+def test_an_unknown_media_type_downloads_as_bin() -> None:
+    assert file_extension("application/x-something") == "bin"
