@@ -63,6 +63,8 @@ class BackgroundWork:
         await asyncio.gather(
             self._services.fetch_workers.stop(finish_within=finish_within), stop_jobs(schedules)
         )
+
+
 REQUEST_ID = web.RequestKey("request_id", str)
 
 

@@ -246,6 +246,8 @@ def test_serve_runs_the_embedded_default_and_logs_json_without_phone_numbers(
     process.terminate()
     _, stderr = process.communicate(timeout=30)
     assert "listening on http://127.0.0.1:" in stderr
+    assert "webhooks enabled: push from pbx at /webhooks/push/pbx" in stderr
+    assert "webhooks not configured: twilio, telnyx, vonage" in stderr
     assert "callrec token issue --subject" in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("request_id") == request_id and r.get("status") == 201 for r in records), (
