@@ -250,6 +250,16 @@ async def test_a_provider_failing_forever_dead_letters_the_job_visibly_and_audit
         assert (await service.counts())["recordings"] == 0
         assert twilio.deleted == []  # Twilio's copy is all there is: it stays
 
+        # Twilio sends the callback again once it can serve the file: the dead job is
+        # queued afresh (the same job, all its attempts) and the recording is stored.
+        twilio.scripts["RE7"] = []
+        status, again = await send(service, callback("RE7", twilio))
+        assert (status, again) == (200, {"status": "queued", "job": str(job.id)})
+        revived = await service.fetch_settled("RE7")
+        assert revived.attempts == 1
+        assert (await service.counts())["recordings"] == 1
+        assert "fetch.revived" in await actions(service)
+
 
 async def test_a_callback_acknowledged_before_a_crash_is_fetched_after_the_restart(
     tmp_path: Path, database_url: str, twilio: FakeTwilio
