@@ -152,8 +152,11 @@ class DeadLetters:
     ) -> None:
         """Queue ``row`` (dead, locked in ``session``) for a first attempt now, audited.
 
-        A repeated callback brings its URL and details, which replace the old ones (they
-        may have been cleared while the job lay dead).
+        A repeated callback brings its URL and details, which replace the old ones. A job
+        retried without them may have had its details cleared while it lay dead: it is
+        then dated from when its callback arrived (the call had started by then), so a
+        call already past its retention period is discarded, not stored with a new
+        deadline.
         """
         now = self._clock()
         previous = row.attempts
@@ -166,6 +169,8 @@ class DeadLetters:
             row.url = url
         if details is not None:
             row.details = details
+        elif not row.details:
+            row.details = {"started_at": row.created_at.isoformat(), "started_at_estimated": True}
         await self._audit.append(
             session,
             AuditRecord(

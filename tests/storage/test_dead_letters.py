@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -142,3 +142,18 @@ async def test_a_discarded_job_keeps_its_reason_forgets_its_details_and_stays_gi
     )
     assert (late.id, late.state) == (job_id, "discarded")
     assert await queue.claim() is None
+
+
+async def test_a_job_retried_after_its_details_were_forgotten_keeps_its_calls_age(
+    database: Database,
+) -> None:
+    clock = FakeClock(START)
+    queue = FetchQueue(database=database, audit=AuditTrail(clock), clock=clock, max_attempts=1)
+    job_id = await bury(queue)
+    clock.now = START + timedelta(days=91)
+    await queue.forget_details(before=clock.now - timedelta(days=90))
+    assert await queue.dead.retry(job_id, actor="cli")
+    job = await queue.claim()
+    assert job is not None
+    # Dated from the callback's arrival, not from the retry: past the retention period.
+    assert job.details == {"started_at": START.isoformat(), "started_at_estimated": True}
