@@ -353,61 +353,62 @@ def test_token_issue_refuses_what_it_must_not_sign(
     assert result.stdout == ""
 
 
-async def _dead_letter_one(data_dir: Path) -> None:
+async def _dead_letter(data_dir: Path, *external_ids: str) -> None:
     database = Database(create_engine(Settings(data_dir=data_dir).resolved_database_url))
     clock = lambda: datetime.now(UTC)  # noqa: E731
     queue = FetchQueue(database=database, audit=AuditTrail(clock), clock=clock, max_attempts=1)
     try:
-        await queue.enqueue(
-            provider="twilio",
-            external_id="RE-dead",
-            url="https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE-dead",
-            details={},
-            actor="source:twilio",
-        )
-        job = await queue.claim()
-        assert job is not None
-        await queue.retry(job, "the provider answered 500")
+        for external_id in external_ids:
+            await queue.enqueue(
+                provider="twilio",
+                external_id=external_id,
+                url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{external_id}",
+                details={},
+                actor="source:twilio",
+            )
+            job = await queue.claim()
+            assert job is not None
+            await queue.retry(job, "the provider answered 500")
     finally:
         await database.dispose()
 
 
-def test_fetches_lists_dead_letters_and_fails_while_there_are_any(tmp_path: Path) -> None:
-    env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
-    assert run("db", "upgrade", **env).returncode == 0
-    clean = run("fetches", **env)
-    assert clean.returncode == 0, clean.stderr
-    assert "dead: 0" in clean.stdout
-    asyncio.run(_dead_letter_one(tmp_path / "var"))
-    failing = run("fetches", **env)
-    assert failing.returncode == 1
-    assert "dead: 1" in failing.stdout
-    (letter,) = [json.loads(line) for line in failing.stdout.splitlines() if line.startswith("{")]
-    assert (letter["id"], letter["attempts"]) == ("RE-dead", 1)
-    assert "500" in letter["error"]
-    reason = "the provider confirmed this call was never recorded"
-    discarded = run("fetches", "discard", letter["job"], "--reason", reason, **env)
-    assert discarded.returncode == 0, discarded.stderr
-    settled = run("fetches", **env)
-    assert settled.returncode == 0, settled.stderr
-    assert "dead: 0" in settled.stdout
-    assert "discarded: 1" in settled.stdout
-
-
-def test_fetches_retry_all_queues_every_dead_letter_again(tmp_path: Path) -> None:
+def test_fetches_fails_while_a_job_is_dead_until_each_is_retried_or_discarded(
+    tmp_path: Path,
+) -> None:
     env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
     assert run("db", "upgrade", **env).returncode == 0
     unknown = "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"
     missing = run("fetches", "retry", unknown, **env)
     assert missing.returncode == 2
     assert missing.stderr == f"callrec: no dead-lettered fetch job {unknown}\n"
-    asyncio.run(_dead_letter_one(tmp_path / "var"))
+    asyncio.run(_dead_letter(tmp_path / "var", "RE-gone", "RE-late"))
+    failing = run("fetches", **env)
+    assert failing.returncode == 1
+    assert "dead: 2" in failing.stdout
+    letters = {
+        letter["id"]: letter
+        for letter in map(json.loads, failing.stdout.splitlines()[5:])  # after the counts
+    }
+    assert letters.keys() == {"RE-gone", "RE-late"}
+    assert letters["RE-gone"]["attempts"] == 1
+    assert "500" in letters["RE-gone"]["error"]
+
+    reason = "the provider confirmed this call was never recorded"
+    discarded = run("fetches", "discard", letters["RE-gone"]["job"], "--reason", reason, **env)
+    assert discarded.returncode == 0, discarded.stderr
     retried = run("fetches", "retry", "--all", **env)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == "1 job queued again\n"
-    after = run("fetches", **env)
-    assert after.returncode == 0, after.stderr
-    assert "queued: 1" in after.stdout
+    settled = run("fetches", **env)
+    assert settled.returncode == 0, settled.stderr
+    assert settled.stdout.splitlines() == [
+        "queued: 1",
+        "running: 0",
+        "done: 0",
+        "dead: 0",
+        "discarded: 1",
+    ]
 
 
 @pytest.mark.parametrize(
