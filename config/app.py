@@ -32,6 +32,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 RUNNING_JOBS: web.AppKey[list[SweepSchedule]] = web.AppKey("running_jobs")
 """The schedules started for this app, while it runs (empty before start and after stop)."""
 JOB_METRICS = web.AppKey("job_metrics", JobMetrics)
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The id the request middleware gave a request, for the headers of its response."""
 DRAIN = web.AppKey("drain", Drain)
 """The app's shutdown state: ``serve`` begins the drain; ``/readyz`` and every response see it."""
 BACKGROUND: web.AppKey[BackgroundWork] = web.AppKey("background")
@@ -63,9 +65,6 @@ class BackgroundWork:
         await asyncio.gather(
             self._services.fetch_workers.stop(finish_within=finish_within), stop_jobs(schedules)
         )
-
-
-REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @web.middleware
