@@ -32,6 +32,8 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 RUNNING_JOBS: web.AppKey[list[SweepSchedule]] = web.AppKey("running_jobs")
 """The schedules started for this app, while it runs (empty before start and after stop)."""
 JOB_METRICS = web.AppKey("job_metrics", JobMetrics)
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The id the request middleware gave a request, for the headers of its response."""
 DRAIN = web.AppKey("drain", Drain)
 """The app's shutdown state: ``serve`` begins the drain; ``/readyz`` and every response see it."""
 BACKGROUND: web.AppKey[BackgroundWork] = web.AppKey("background")
@@ -71,6 +73,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
     try:
@@ -107,6 +110,14 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             },
         )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Put the request id on a response as its headers go out: a streamed answer (audio)
+    sends them before the middleware sees it, so the middleware alone would miss it."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
 
 
 def _operations(services: Services, app: web.Application, metrics: HttpMetrics) -> None:
@@ -191,6 +202,7 @@ def create_app(services: Services) -> web.Application:
     drain = Drain()
     # The drain's first: it counts every request, whatever becomes of it further in.
     app = web.Application(middlewares=[drain.middleware, request_context, metrics.middleware])
+    app.on_response_prepare.append(stamp_request_id)
     app[DRAIN] = drain
     app[RUNNING_JOBS] = []
     app[BACKGROUND] = BackgroundWork(services, app[RUNNING_JOBS])
@@ -226,6 +238,7 @@ def create_app(services: Services) -> web.Application:
                 margin=services.settings.retention_margin,
                 period=services.settings.retention_period,
             ),
+            dead_letters=lambda: services.fetch_queue.dead.summary(50),
             clock=services.clock,
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,

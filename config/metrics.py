@@ -168,7 +168,7 @@ class FetchMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.jobs = Gauge(
             "callrec_fetch_jobs",
-            "Provider fetch jobs by state (queued, running, done, dead).",
+            "Provider fetch jobs by state (queued, running, done, dead, discarded).",
             ["state"],
             registry=registry,
         )

@@ -13,6 +13,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 log = logging.getLogger(__name__)
+APSCHEDULER_LOGGER = "apscheduler"
+"""APScheduler's own logger: each schedule has its own scheduler, so its "Scheduler
+started" and "Running job" lines repeat without saying which schedule; this module logs
+that instead, by name, and leaves APScheduler only its warnings."""
 
 
 class SweepSchedule:
@@ -28,6 +32,8 @@ class SweepSchedule:
     ) -> None:
         self._sweep = sweep
         self._name = name
+        self._interval = interval
+        self._run_at_start = run_at_start
         self._running = asyncio.Lock()
         self._stopped = False
         self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -47,7 +53,17 @@ class SweepSchedule:
 
     def start(self) -> None:
         """Begin; the first sweep runs at once."""
+        logging.getLogger(APSCHEDULER_LOGGER).setLevel(logging.WARNING)
         self._scheduler.start()
+        log.info(
+            "%s scheduled",
+            self._name,
+            extra={
+                "job": self._name,
+                "every_s": self._interval.total_seconds(),
+                "run_at_start": self._run_at_start,
+            },
+        )
 
     async def stop(self) -> None:
         """No new sweeps; wait for one in progress, so it never outlives the database."""

@@ -120,7 +120,8 @@ class Intake:
         return web.json_response({"status": status})
 
     async def queue(self, external_id: str, url: str, details: dict[str, Any]) -> web.Response:
-        """Commit the fetch job (or find the one already queued), then answer 200.
+        """Commit the fetch job (or find the one already queued, reviving it if it was
+        dead-lettered), then answer 200.
 
         A callback that does not say when the call started is taken to have arrived as
         it ended: the start is estimated from its duration, and marked as estimated.
@@ -138,4 +139,6 @@ class Intake:
             actor=self.actor,
         )
         self.wake()
-        return web.json_response({"status": "queued", "job": str(queued.id)})
+        # A job an operator discarded stays given up: the answer says so, not "queued".
+        status = "discarded" if queued.state == "discarded" else "queued"
+        return web.json_response({"status": status, "job": str(queued.id)})

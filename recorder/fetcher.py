@@ -29,6 +29,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from storage import whole_number
+
 MAX_REDIRECTS = 5
 _CHUNK = 256 * 1024
 # Statuses a provider recovers from: 404 comes back for a moment right after Twilio
@@ -322,6 +324,5 @@ def _host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
 
 
 def _retry_after(value: str | None) -> timedelta | None:
-    if value is None or not value.strip().isdigit():
-        return None
-    return timedelta(seconds=int(value.strip()))
+    seconds = whole_number(None if value is None else value.strip())
+    return None if seconds is None else timedelta(seconds=seconds)

@@ -56,6 +56,13 @@ _STATUS: dict[type[RecorderError], tuple[int, str]] = {
 }
 
 
+def _webhook_of(request: web.Request) -> str:
+    """Which webhook a request came to: ``push`` or the provider's name (from the route)."""
+    if "source" in request.match_info:
+        return "push"
+    return request.path.rstrip("/").rsplit("/", 1)[-1][:16] or "webhook"
+
+
 def json_error(status: int, error: str, detail: str, **headers: str) -> web.Response:
     """The one error shape of the API: ``{"error": code, "detail": text}``."""
     return web.json_response({"error": error, "detail": detail}, status=status, headers=headers)
@@ -71,7 +78,11 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = json_error(503, code, exc.detail, **{"Retry-After": "5"})
     except RecorderError as exc:
         status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
-        log.info("push refused", extra={"status": status, "error": code})
+        webhook = _webhook_of(request)
+        log.info(
+            "push refused" if webhook == "push" else f"{webhook} callback refused",
+            extra={"webhook": webhook, "status": status, "error": code},
+        )
         response = json_error(status, code, exc.detail)
     except (Unavailable, CaptureInProgress) as exc:
         log.warning("push deferred: %s", type(exc).__name__)

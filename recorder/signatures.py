@@ -16,6 +16,17 @@ REFUSAL = (
     "unknown source, or X-Callrec-Signature / X-Callrec-Timestamp missing, wrong, "
     "or more than 300 s from server time"
 )
+"""The signed push's one answer to a delivery it cannot trust; each provider's callback
+names its own headers instead (``TWILIO_REFUSAL``, ``TELNYX_REFUSAL``, ``VONAGE_REFUSAL``)."""
+TWILIO_REFUSAL = (
+    "X-Twilio-Signature missing or wrong for this URL and these fields, or another "
+    "account's callback (the URL signed is CALLREC_PUBLIC_URL + the path and query)"
+)
+TELNYX_REFUSAL = (
+    "telnyx-signature-ed25519 / telnyx-timestamp missing, wrong, "
+    "or more than 300 s from server time"
+)
+VONAGE_REFUSAL = "the Authorization bearer JWT is missing, wrong, expired or not for this body"
 
 
 class PushSignatureCheck:

@@ -14,7 +14,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from recorder.errors import Unauthenticated
-from recorder.signatures import REFUSAL
+from recorder.signatures import TELNYX_REFUSAL
+from storage import whole_number
 
 TOLERANCE = timedelta(seconds=300)
 _SIGNATURE_LENGTH = 64
@@ -35,20 +36,19 @@ class TelnyxSignature:
         self, timestamp: str | None, signature: str | None, body: bytes, *, now: datetime
     ) -> None:
         """Return if the headers sign ``body`` and are fresh; raise Unauthenticated if not."""
-        if not timestamp or not signature or not timestamp.isascii() or not timestamp.isdigit():
-            raise Unauthenticated(REFUSAL)
-        if len(timestamp) > 12:
-            raise Unauthenticated(REFUSAL)
-        sent = datetime.fromtimestamp(int(timestamp), tz=now.tzinfo)
+        seconds = whole_number(timestamp)
+        if seconds is None or timestamp is None or not signature or len(timestamp) > 12:
+            raise Unauthenticated(TELNYX_REFUSAL)
+        sent = datetime.fromtimestamp(seconds, tz=now.tzinfo)
         if abs(now - sent) > self._tolerance:
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(TELNYX_REFUSAL)
         try:
             decoded = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError):
-            raise Unauthenticated(REFUSAL) from None
+            raise Unauthenticated(TELNYX_REFUSAL) from None
         if len(decoded) != _SIGNATURE_LENGTH:
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(TELNYX_REFUSAL)
         try:
             self._key.verify(decoded, timestamp.encode() + b"|" + body)
         except InvalidSignature:
-            raise Unauthenticated(REFUSAL) from None
+            raise Unauthenticated(TELNYX_REFUSAL) from None

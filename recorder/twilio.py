@@ -22,8 +22,9 @@ from aiohttp import web
 from recorder.callbacks import Intake, call_labels
 from recorder.errors import InvalidMetadata, Unauthenticated
 from recorder.fetch_worker import DELETE_URL
-from recorder.signatures import REFUSAL
+from recorder.signatures import TWILIO_REFUSAL
 from recorder.twilio_signature import TwilioSignature
+from storage import whole_number
 
 PROVIDER = "twilio"
 _SID = re.compile(r"[A-Za-z0-9-]{2,64}")
@@ -54,16 +55,16 @@ class TwilioCallbacks:
         try:
             fields = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
-            raise Unauthenticated(REFUSAL) from None
+            raise Unauthenticated(TWILIO_REFUSAL) from None
         base = self._public_url or f"{request.scheme}://{request.host}"
         # The URL as Twilio called it: the raw path and query, not a re-encoded one.
         url = base + request.raw_path
         signature = request.headers.get("X-Twilio-Signature")
         if not self._account.signature.valid(url, fields, signature):
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(TWILIO_REFUSAL)
         form = dict(fields)
         if form.get("AccountSid") != self._account.account_sid:
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(TWILIO_REFUSAL)
         status = form.get("RecordingStatus", "")
         sid = form.get("RecordingSid", "")
         if not _SID.fullmatch(sid):
@@ -92,9 +93,9 @@ def _details(form: dict[str, str], query: Any) -> dict[str, Any]:
     started = _rfc2822(form.get("RecordingStartTime"))
     if started is not None:
         details["started_at"] = started.isoformat()
-    duration = form.get("RecordingDuration", "")
-    if duration.isdigit() and int(duration) <= 24 * 3600:
-        details["duration_s"] = int(duration)
+    duration = whole_number(form.get("RecordingDuration"))
+    if duration is not None and duration <= 24 * 3600:
+        details["duration_s"] = duration
     channels = form.get("RecordingChannels", "")
     if channels in ("1", "2"):
         details["channels"] = int(channels)

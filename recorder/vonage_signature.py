@@ -17,7 +17,7 @@ import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from recorder.errors import Unauthenticated
-from recorder.signatures import REFUSAL
+from recorder.signatures import VONAGE_REFUSAL
 
 TOLERANCE = timedelta(minutes=5)
 _ALGORITHM = "HS256"
@@ -31,7 +31,7 @@ def verified_claims(token: str, secret: str) -> dict[str, Any]:
     """
     try:
         if jwt.get_unverified_header(token).get("alg") != _ALGORITHM:
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         with warnings.catch_warnings():
             # A short secret is refused where it is configured (VonageSignature); here
             # it must simply fail to verify.
@@ -49,7 +49,7 @@ def verified_claims(token: str, secret: str) -> dict[str, Any]:
                 },
             )
     except jwt.PyJWTError:
-        raise Unauthenticated(REFUSAL) from None
+        raise Unauthenticated(VONAGE_REFUSAL) from None
     return claims
 
 
@@ -66,22 +66,22 @@ class VonageSignature:
         """The token's claims if it signs ``body`` and is fresh; Unauthenticated if not."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         claims = verified_claims(token.strip(), self._secret)
         if claims.get("iss") != "Vonage":
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         issued = claims.get("iat")
         if not isinstance(issued, int | float) or isinstance(issued, bool):
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         if abs(now.timestamp() - float(issued)) > self._tolerance.total_seconds():
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         expires = claims.get("exp")
         if isinstance(expires, int | float) and now.timestamp() > float(expires):
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         claimed = claims.get("payload_hash")
         digest = hashlib.sha256(body).hexdigest()
         if not isinstance(claimed, str) or not hmac.compare_digest(
             claimed.encode("utf-8", "replace"), digest.encode()
         ):
-            raise Unauthenticated(REFUSAL)
+            raise Unauthenticated(VONAGE_REFUSAL)
         return claims

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, ReferralChanges
 from retrieval.auth import TokenVerifier
+from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.grants import GrantSigner
 from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
@@ -39,6 +40,7 @@ def create_api_app(
     signer: GrantSigner,
     journal: PlaybackJournal,
     retention_report: Callable[[], Awaitable[dict[str, Any]]],
+    dead_letters: Callable[[], Awaitable[dict[str, Any]]],
     clock: Callable[[], datetime],
     grant_lifetime: timedelta,
     public_url: str | None,
@@ -64,6 +66,7 @@ def create_api_app(
         ),
         audit=AuditHandlers(trail, audit),
         retention=RetentionHandlers(access, retention_report),
+        dead_letters=DeadLetterHandlers(access, dead_letters),
         document=document,
     )
     for route in ROUTES:

@@ -12,13 +12,13 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from aiohttp import web
 
 from retrieval.errors import BadRequest, NotFound, Unprocessable
-from storage import RecordingView, SearchQuery
+from storage import RecordingView, SearchQuery, whole_number
 
 MAX_JSON_BODY = 4096
 REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
@@ -97,9 +97,10 @@ def cursor_after(view: RecordingView) -> str:
 def _limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    limit = whole_number(text)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(text)
+    return limit
 
 
 def _label(params: Mapping[str, str], name: str) -> str | None:
@@ -110,15 +111,22 @@ def _label(params: Mapping[str, str], name: str) -> str | None:
 
 
 def _time(params: Mapping[str, str], name: str) -> datetime | None:
+    """An RFC 3339 time with a zone, or a date (``2026-12-01``) meaning that day's start
+    in UTC: a person searching by day types a day, as they do for a hold's review date."""
     value = params.get(name)
     if value is None:
         return None
+    wrong = f"{name} must be a date (2026-12-01) or an RFC 3339 time with a time zone"
+    if len(value) > 40:
+        raise BadRequest(wrong)
     try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC)
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(f"{name} must be an RFC 3339 time with a time zone") from None
+        raise BadRequest(wrong) from None
     if moment.tzinfo is None:
-        raise BadRequest(f"{name} must be an RFC 3339 time with a time zone")
+        raise BadRequest(wrong)
     return moment
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Final
 
 from aiohttp import web
 
@@ -123,11 +124,31 @@ def _audio_headers(hearing: Hearing, span: ByteRange) -> dict[str, str]:
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }
     if hearing.download:
-        extension = info.content_type.rpartition("/")[2].removeprefix("x-")
+        extension = file_extension(info.content_type)
         headers["Content-Disposition"] = (
             f'attachment; filename="{hearing.recording.id}.{extension}"'
         )
     return headers
+
+
+# The extension people and players expect for each media type a recording is stored as:
+# the subtype is not it ("audio/mpeg" is an .mp3, "audio/basic" an .au).
+FILE_EXTENSIONS: Final = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/mpeg": "mp3",
+    "audio/ogg": "ogg",
+    "audio/opus": "opus",
+    "audio/flac": "flac",
+    "audio/webm": "webm",
+    "audio/mp4": "m4a",
+    "audio/basic": "au",
+}
+
+
+def file_extension(content_type: str) -> str:
+    """The file name extension for a download of this media type (``bin`` if unknown)."""
+    return FILE_EXTENSIONS.get(content_type.split(";")[0].strip().lower(), "bin")
 
 
 async def _purpose_and_reason(request: web.Request) -> tuple[str, str]:

@@ -74,6 +74,16 @@ def may_read_retention(principal: Principal) -> bool:
     return bool(principal.roles & RETENTION_READERS)
 
 
+# Who settles the provider fetches given up (with `callrec fetches retry|discard`): the
+# people who answer for every announced recording being kept, then deleted, on time.
+DEAD_LETTER_READERS: Final = frozenset({"retention_operator"})
+
+
+def may_read_dead_letters(principal: Principal) -> bool:
+    """Whether the person may see the provider fetches given up."""
+    return bool(principal.roles & DEAD_LETTER_READERS)
+
+
 # Who may keep a recording past its deadline, and release it again.
 HOLD_MANAGERS: Final = frozenset({"safety_reviewer", "dpo"})
 # Who may erase a recording before its deadline.

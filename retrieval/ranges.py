@@ -10,7 +10,7 @@ from retrieval.errors import RetrievalError
 # More ranges than this in one request is not a player seeking: it is the "Apache
 # Killer" shape (CVE-2011-3192), and it is refused.
 MAX_RANGES = 8
-_SPEC = re.compile(r"\s*(\d*)\s*-\s*(\d*)\s*")
+_SPEC = re.compile(r"\s*([0-9]*)\s*-\s*([0-9]*)\s*")
 
 
 class RangeNotSatisfiable(RetrievalError):

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp.typedefs import Handler
 
 from retrieval import trail
+from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.holds import HoldHandlers
 from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
 from retrieval.playback import VARIANTS, PlaybackHandlers
@@ -32,6 +33,7 @@ class ApiHandlers:
     playback: PlaybackHandlers
     audit: AuditHandlers
     retention: RetentionHandlers
+    dead_letters: DeadLetterHandlers
     document: Handler
 
 
@@ -117,15 +119,15 @@ ROUTES: tuple[Route, ...] = (
             _label("agent", "The agent who took the call"),
             query(
                 "started_after",
-                "RFC 3339 with a zone, inclusive",
+                "RFC 3339 with a zone, or a date (that day's start, UTC); inclusive",
                 type="string",
-                format="date-time",
+                maxLength=40,
             ),
             query(
                 "started_before",
-                "RFC 3339 with a zone, exclusive",
+                "RFC 3339 with a zone, or a date (that day's start, UTC); exclusive",
                 type="string",
-                format="date-time",
+                maxLength=40,
             ),
             query("cursor", "next_cursor of the previous page"),
             _whole("limit", "Page size", 1, MAX_LIMIT, DEFAULT_LIMIT),
@@ -264,6 +266,15 @@ ROUTES: tuple[Route, ...] = (
         lambda h: h.retention.status,
         "Last and next sweep, due and overdue counts, holds",
         {200: Answer("The retention status", "RetentionStatus")},
+        (403,),
+    ),
+    Route(
+        "GET",
+        "/fetches/dead",
+        lambda h: h.dead_letters.listed,
+        "Provider fetches given up: calls announced and not fetched, until retried or "
+        "discarded (retention operators)",
+        {200: Answer("How many, and the newest 50", "DeadLetters")},
         (403,),
     ),
 )

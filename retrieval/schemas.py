@@ -249,4 +249,20 @@ SCHEMAS: dict[str, Any] = {
         ),
         last_attestation=_nullable("string", format="date-time"),
     ),
+    "DeadLetters": _object(
+        "count jobs",
+        count={"type": "integer", "minimum": 0},
+        jobs={
+            "type": "array",
+            "items": _object(
+                "job provider id attempts error given_up_at",
+                job=_ID,
+                provider={"type": "string"},
+                id={"type": "string", "description": "the provider's own recording id"},
+                attempts={"type": "integer", "minimum": 0},
+                error=_nullable("string"),
+                given_up_at=_TIME,
+            ),
+        },
+    ),
 }

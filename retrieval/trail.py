@@ -17,7 +17,7 @@ from retrieval.access import AuditSink
 from retrieval.errors import BadRequest, Forbidden
 from retrieval.middleware import principal_of
 from retrieval.policy import may_read_audit
-from storage import AuditEntry, AuditQuery, AuditRecord, rfc3339
+from storage import AuditEntry, AuditQuery, AuditRecord, rfc3339, whole_number
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -111,9 +111,10 @@ def _query(params: Mapping[str, str]) -> AuditQuery:
 def _whole(raw: str | None, name: str, low: int, high: int, default: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    number = whole_number(raw)
+    if number is None or not low <= number <= high:
         raise BadRequest(f"{name} is a whole number from {low} to {high}")
-    return int(raw)
+    return number
 
 
 def _event_json(entry: AuditEntry) -> dict[str, Any]:

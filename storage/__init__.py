@@ -94,6 +94,7 @@ from storage.vocabulary import (
     past_retention,
     retention_deadline,
     rfc3339,
+    whole_number,
 )
 
 __all__ = [
@@ -193,6 +194,7 @@ __all__ = [
     "verify_audit_chain",
     "verify_deletion_receipts",
     "verify_receipt",
+    "whole_number",
 ]
 
 if TYPE_CHECKING:

@@ -28,6 +28,25 @@ def past_retention(started_at: datetime, period: timedelta, now: datetime) -> bo
     return retention_deadline(started_at, period) <= now
 
 
+WHOLE_NUMBER_DIGITS = 18
+"""The most digits a whole number in a request or callback may have: every count, limit,
+duration and delay the service reads fits, and nothing longer is worth converting."""
+
+
+def whole_number(text: str | None) -> int | None:
+    """``text`` as a non-negative whole number when it is 1 to 18 ASCII digits, else None.
+
+    The one rule for numbers that arrive as text (query strings, form fields, headers):
+    ``str.isdigit`` also accepts superscripts and other scripts' digits, which ``int``
+    then refuses or reads, so only 0-9 count.
+    """
+    if text is None or not 0 < len(text) <= WHOLE_NUMBER_DIGITS:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def rfc3339(moment: datetime) -> str:
     """An aware moment as RFC 3339 text in UTC with a ``Z``: the one way times are written."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -7,6 +7,7 @@ import sys
 import click
 
 from config.cli.context import command_context
+from config.plurals import counted
 from config.progress import Progress
 from config.services import Services
 from storage import (
@@ -29,12 +30,12 @@ def audit_verify() -> None:
 
     async def verify(services: Services) -> tuple[int, int]:
         async with services.database.read() as session:
-            with Progress("audit events") as progress:
+            with Progress("audit event") as progress:
                 events = await verify_audit_chain(session, progress=progress.advance)
             # In the chain's snapshot: a key is listed before anything is signed with it,
             # so every receipt seen here has its key seen here too.
             public_keys = await receipt_public_keys(session)
-            with Progress("deletion receipts") as progress:
+            with Progress("deletion receipt") as progress:
                 receipts = await verify_deletion_receipts(
                     session, public_keys, progress=progress.advance
                 )
@@ -49,4 +50,7 @@ def audit_verify() -> None:
         except ReceiptInvalid as exc:
             click.echo(f"deletion receipt at event {exc.seq} is bad: {exc.reason}", err=True)
             sys.exit(1)
-    click.echo(f"audit chain intact: {events} events verified, {receipts} receipts verified")
+    click.echo(
+        f"audit chain intact: {counted(events, 'event')} verified, "
+        f"{counted(receipts, 'receipt')} verified"
+    )

@@ -7,6 +7,7 @@ import json
 import click
 
 from config.cli.context import CLI_ACTOR, command_context
+from config.plurals import counted
 from config.progress import Progress
 from config.services import Services
 from storage import KeyStatus, RewrapReport
@@ -55,14 +56,15 @@ def keys_rewrap(batch_size: int) -> None:
 
     async def rewrap(services: Services) -> RewrapReport:
         await services.keys.check()
-        with Progress("data keys", total=await services.keys.stale_count()) as progress:
+        with Progress("data key", total=await services.keys.stale_count()) as progress:
             return await services.keys.rewrap(
                 actor=CLI_ACTOR, batch_size=batch_size, progress=progress.advance
             )
 
     with command_context() as context:
         report = context.run(rewrap)
-    click.echo(f"{report.rewrapped} data keys re-wrapped under generation {report.generation}")
+    rewrapped = counted(report.rewrapped, "data key")
+    click.echo(f"{rewrapped} re-wrapped under generation {report.generation}")
     for retired in report.retired:
         click.echo(f"retired {retired}")
 

@@ -12,6 +12,7 @@ import click
 
 from config.cli.context import command_context
 from config.jobs import retention_cycle
+from config.plurals import counted
 from config.progress import Progress
 from config.services import Services
 from retention import CycleReport, retention_status
@@ -39,7 +40,7 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
     """
 
     async def cycle(services: Services) -> CycleReport:
-        with Progress("recordings deleted") as progress:
+        with Progress("recording") as progress:
 
             def show(kind: str, ids: Sequence[uuid.UUID]) -> None:
                 for recording_id in ids:
@@ -68,23 +69,27 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
         for due in sweep.due:
             click.echo(f"would delete {due.id} (deadline {due.retention_deadline.isoformat()})")
         click.echo(
-            f"{len(sweep.due)} recordings would be deleted (cutoff {sweep.cutoff.isoformat()})"
+            f"{counted(len(sweep.due), 'recording')} would be deleted "
+            f"(cutoff {sweep.cutoff.isoformat()})"
         )
         return
     if report.captures_reaped:
-        click.echo(f"{report.captures_reaped} abandoned captures removed")
+        click.echo(f"{counted(report.captures_reaped, 'abandoned capture')} removed")
     click.echo(
-        f"{sweep.deleted_count} recordings deleted, {sweep.resumed_count} interrupted deletions "
-        f"finished (cutoff {sweep.cutoff.isoformat()})"
+        f"{counted(sweep.deleted_count, 'recording')} deleted, "
+        f"{counted(sweep.resumed_count, 'interrupted deletion')} finished "
+        f"(cutoff {sweep.cutoff.isoformat()})"
     )
     if report.shred is not None:
         for epoch in report.shred.destroyed:
             click.echo(f"epoch {epoch}: every recording gone, its key destroyed")
         if report.shred.moved_to_hold:
-            click.echo(f"{report.shred.moved_to_hold} held data keys re-wrapped under the hold key")
+            held = counted(report.shred.moved_to_hold, "held data key")
+            click.echo(f"{held} re-wrapped under the hold key")
     if report.attestation is not None:
         overdue = report.overdue_unheld
-        click.echo(f"attestation written: {overdue} unheld recordings past their deadline")
+        past = counted(overdue, "unheld recording")
+        click.echo(f"attestation written: {past} past the deadline")
         if overdue:
             sys.exit(1)
 

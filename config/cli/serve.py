@@ -53,6 +53,11 @@ def serve(host: str, port: int) -> None:
                     "no push sources: set CALLREC_PUSH_SECRETS=name=secret to accept pushes",
                     err=True,
                 )
+            enabled, absent = _webhooks(context.services)
+            if enabled:
+                click.echo(f"webhooks enabled: {'; '.join(enabled)}", err=True)
+            if absent:
+                click.echo(f"webhooks not configured: {', '.join(absent)}", err=True)
 
         async def run(services: Services) -> float:
             # The keyring first, so an unsafe one is refused before the database is touched.
@@ -74,3 +79,18 @@ def serve(host: str, port: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _webhooks(services: Services) -> tuple[list[str], list[str]]:
+    """The webhooks this service answers (each with its path) and the providers it does
+    not, read from the parts the app was built with, so the banner cannot disagree."""
+    sources = sorted(services.settings.push_secrets)
+    enabled = [f"push from {name} at /webhooks/push/{name}" for name in sources]
+    absent = []
+    providers = {"twilio": services.twilio, "telnyx": services.telnyx, "vonage": services.vonage}
+    for name, callbacks in providers.items():
+        if callbacks is None:
+            absent.append(name)
+        else:
+            enabled.append(f"{name} at /webhooks/{name}")
+    return enabled, absent

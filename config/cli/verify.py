@@ -28,7 +28,7 @@ def verify(sample: int | None) -> None:
     """
 
     async def scrub(services: Services) -> ScrubReport:
-        with Progress("objects") as progress:
+        with Progress("object") as progress:
             return await scrubber(services).run(sample=sample, progress=progress.advance)
 
     with command_context() as context:

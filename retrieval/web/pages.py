@@ -25,6 +25,7 @@ from retrieval.policy import (
     may_erase,
     may_manage_holds,
     may_read_audit,
+    may_read_dead_letters,
     may_read_retention,
     may_search,
     purposes_for,
@@ -320,6 +321,7 @@ def _abilities(principal: Principal) -> dict[str, bool]:
         "erase": may_erase(principal),
         "audit": may_read_audit(principal),
         "retention": may_read_retention(principal),
+        "fetches": may_read_dead_letters(principal),
     }
 
 

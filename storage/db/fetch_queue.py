@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
+from storage.db.dead_letters import ERROR_LENGTH, DeadLetters
 from storage.db.models import FetchJob, FetchState
 
 LEASE = timedelta(minutes=10)
@@ -32,7 +33,7 @@ FIRST_DELAY = timedelta(seconds=5)
 LONGEST_DELAY = timedelta(minutes=15)
 # A provider's Retry-After is honoured up to this; longer is treated as this.
 LONGEST_RETRY_AFTER = timedelta(hours=1)
-_ERROR_LENGTH = 500
+_ERROR_LENGTH = ERROR_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +81,21 @@ class FetchQueue:
         self._first_delay = first_delay
         self._longest_delay = longest_delay
         self._jitter = jitter
+        self.dead = DeadLetters(database=database, audit=audit, clock=clock)
+        """The jobs given up, and what an operator does with them."""
 
     async def enqueue(
         self, *, provider: str, external_id: str, url: str, details: dict[str, Any], actor: str
     ) -> QueuedFetch:
-        """Commit a job for this provider recording, or find the one already there."""
+        """Commit a job for this provider recording, or find the one already there.
+
+        A job found dead is revived by the repeated callback (with its URL and details):
+        the provider resends when it still has the recording, so it is worth fetching.
+        """
         existing = await self._find(provider, external_id)
         if existing is not None:
+            if existing.state == FetchState.DEAD:
+                return await self._revive(existing, url=url, details=details, actor=actor)
             return existing
         now = self._clock()
         job = FetchJob(
@@ -120,6 +129,20 @@ class FetchQueue:
                 raise
             return found
         return QueuedFetch(job.id, created=True, state=FetchState.QUEUED)
+
+    async def _revive(
+        self, found: QueuedFetch, *, url: str, details: dict[str, Any], actor: str
+    ) -> QueuedFetch:
+        async with self._database.transaction() as session:
+            row = await session.get(FetchJob, found.id, with_for_update=True)
+            if row is None or row.state != FetchState.DEAD:
+                # Revived (or settled) by someone else meanwhile: report it as it is now.
+                state = found.state if row is None else row.state
+                return QueuedFetch(found.id, created=False, state=state)
+            await self.dead.revive(
+                session, row, actor=actor, action="fetch.revived", url=url, details=details
+            )
+        return QueuedFetch(found.id, created=False, state=FetchState.QUEUED)
 
     async def _find(self, provider: str, external_id: str) -> QueuedFetch | None:
         async with self._database.read() as session:
@@ -249,7 +272,7 @@ class FetchQueue:
         return True
 
     async def give_up(self, job: ClaimedFetch, error: str) -> None:
-        """Dead-letter the job: no more attempts; visible to operators and audited."""
+        """Dead-letter the job: no more attempts; logged, visible to operators, audited."""
         now = self._clock()
         async with self._database.transaction() as session:
             row = await session.get(FetchJob, job.id, with_for_update=True)
@@ -275,6 +298,7 @@ class FetchQueue:
                     },
                 ),
             )
+        self.dead.buried(job.id, job.provider, job.attempt, error)
 
     async def forget_details(self, *, before: datetime) -> int:
         """Clear what callbacks said (referrals, team, agent, call ids) from jobs last
@@ -308,35 +332,13 @@ class FetchQueue:
             ).all()
         found = {state: 0 for state in (FetchState.QUEUED, FetchState.RUNNING, FetchState.DONE)}
         found[FetchState.DEAD] = 0
+        found[FetchState.DISCARDED] = 0
         found.update({str(state): int(count) for state, count in rows})
         return found
 
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The jobs given up, newest first, for an operator to act on."""
-        async with self._database.read() as session:
-            rows = (
-                (
-                    await session.execute(
-                        select(FetchJob)
-                        .where(FetchJob.state == FetchState.DEAD)
-                        .order_by(FetchJob.updated_at.desc())
-                        .limit(limit)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        return [
-            {
-                "job": str(row.id),
-                "provider": row.provider,
-                "id": row.external_id,
-                "attempts": row.attempts,
-                "error": row.last_error,
-                "given_up_at": row.updated_at.isoformat(),
-            }
-            for row in rows
-        ]
+        return await self.dead.listed(limit)
 
 
 def _still_held(row: FetchJob | None, job: ClaimedFetch) -> bool:

@@ -247,12 +247,14 @@ class RecordingHold(Base):
 
 
 class FetchState:
-    """Lifecycle of a provider fetch: queued until claimed, then done or back to queued."""
+    """Lifecycle of a provider fetch: queued until claimed, then done or back to queued;
+    dead after the last attempt, until retried (queued again) or discarded."""
 
     QUEUED = "queued"  # waiting for its next attempt (``next_attempt_at``)
     RUNNING = "running"  # claimed by a worker until ``lease_until``
     DONE = "done"  # fetched and stored (``recording_id``), or nothing to fetch
     DEAD = "dead"  # given up: dead-lettered for an operator, audited
+    DISCARDED = "discarded"  # a dead letter an operator gave up for good, with a reason
 
 
 class FetchJob(Base):

@@ -66,6 +66,8 @@ def test_the_console_script_is_installed() -> None:
         ["retention", "run"],
         ["retention", "status"],
         ["fetches"],
+        ["fetches", "retry"],
+        ["fetches", "discard"],
         ["verify"],
         ["keys"],
         ["keys", "rotate"],
@@ -287,6 +289,8 @@ def test_serve_runs_the_embedded_default_and_logs_json_without_phone_numbers(
     process.terminate()
     _, stderr = process.communicate(timeout=30)
     assert "listening on http://127.0.0.1:" in stderr
+    assert "webhooks enabled: push from pbx at /webhooks/push/pbx" in stderr
+    assert "webhooks not configured: twilio, telnyx, vonage" in stderr
     assert "callrec token issue --subject" in stderr
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(r.get("request_id") == request_id and r.get("status") == 201 for r in records), (
@@ -392,38 +396,83 @@ def test_token_issue_refuses_what_it_must_not_sign(
     assert result.stdout == ""
 
 
-async def _dead_letter_one(data_dir: Path) -> None:
+async def _dead_letter(data_dir: Path, *external_ids: str) -> None:
     database = Database(create_engine(Settings(data_dir=data_dir).resolved_database_url))
     clock = lambda: datetime.now(UTC)  # noqa: E731
     queue = FetchQueue(database=database, audit=AuditTrail(clock), clock=clock, max_attempts=1)
     try:
-        await queue.enqueue(
-            provider="twilio",
-            external_id="RE-dead",
-            url="https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE-dead",
-            details={},
-            actor="source:twilio",
-        )
-        job = await queue.claim()
-        assert job is not None
-        await queue.retry(job, "the provider answered 500")
+        for external_id in external_ids:
+            await queue.enqueue(
+                provider="twilio",
+                external_id=external_id,
+                url=f"https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/{external_id}",
+                details={},
+                actor="source:twilio",
+            )
+            job = await queue.claim()
+            assert job is not None
+            await queue.retry(job, "the provider answered 500")
     finally:
         await database.dispose()
 
 
-def test_fetches_lists_dead_letters_and_fails_while_there_are_any(tmp_path: Path) -> None:
+def test_fetches_fails_while_a_job_is_dead_until_each_is_retried_or_discarded(
+    tmp_path: Path,
+) -> None:
     env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
     assert run("db", "upgrade", **env).returncode == 0
-    clean = run("fetches", **env)
-    assert clean.returncode == 0, clean.stderr
-    assert "dead: 0" in clean.stdout
-    asyncio.run(_dead_letter_one(tmp_path / "var"))
+    unknown = "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"
+    missing = run("fetches", "retry", unknown, **env)
+    assert missing.returncode == 2
+    assert missing.stderr == f"callrec: no dead-lettered fetch job {unknown}\n"
+    asyncio.run(_dead_letter(tmp_path / "var", "RE-gone", "RE-late"))
     failing = run("fetches", **env)
     assert failing.returncode == 1
-    assert "dead: 1" in failing.stdout
-    (letter,) = [json.loads(line) for line in failing.stdout.splitlines() if line.startswith("{")]
-    assert (letter["id"], letter["attempts"]) == ("RE-dead", 1)
-    assert "500" in letter["error"]
+    assert "dead: 2" in failing.stdout
+    letters = {
+        letter["id"]: letter
+        for letter in map(json.loads, failing.stdout.splitlines()[5:])  # after the counts
+    }
+    assert letters.keys() == {"RE-gone", "RE-late"}
+    assert letters["RE-gone"]["attempts"] == 1
+    assert "500" in letters["RE-gone"]["error"]
+
+    reason = "the provider confirmed this call was never recorded"
+    discarded = run("fetches", "discard", letters["RE-gone"]["job"], "--reason", reason, **env)
+    assert discarded.returncode == 0, discarded.stderr
+    retried = run("fetches", "retry", "--all", **env)
+    assert retried.returncode == 0, retried.stderr
+    assert retried.stdout == "1 job queued again\n"
+    settled = run("fetches", **env)
+    assert settled.returncode == 0, settled.stderr
+    assert settled.stdout.splitlines() == [
+        "queued: 1",
+        "running: 0",
+        "done: 0",
+        "dead: 0",
+        "discarded: 1",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["retry"], "give one job ID or --all"),
+        (["retry", "--all", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"], "give one job ID or --all"),
+        (["retry", "RE-dead"], "is not a job id"),
+        (["discard", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"], "--reason: a reason is required"),
+        (["discard", "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11", "--reason", "test"], "--reason:"),
+    ],
+)
+def test_fetches_retry_and_discard_refuse_bad_input_in_one_line(
+    arguments: list[str], message: str
+) -> None:
+    # In-process: each is refused before any setting is read or anything is opened.
+    result = CliRunner().invoke(main, ["fetches", *arguments])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert message in result.stderr
 
 
 def test_verify_exits_non_zero_while_the_store_holds_what_it_should_not(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def kill_part_way(env: dict[str, str], after: int) -> tuple[int, str]:
         assert process.stderr is not None
         for line in process.stderr:
             seen.append(line)
-            done = re.match(r"(\d+) data keys done", line)
+            done = re.match(r"(\d+) data keys of \d+ done so far", line)
             if done and int(done.group(1)) >= after:
                 process.send_signal(signal.SIGKILL)
                 break
@@ -156,7 +156,7 @@ async def test_a_retention_run_destroys_the_key_of_a_week_it_empties(
 
     swept = run("retention", "run", **where)
     assert swept.returncode == 0, swept.stderr
-    assert "1 recordings deleted" in swept.stdout
+    assert "1 recording deleted," in swept.stdout
     assert f"epoch {week}: every recording gone, its key destroyed" in swept.stdout
     status = run("keys", "status", **where)
     shown = json.loads(status.stdout)

@@ -119,7 +119,7 @@ async def test_what_one_replica_makes_every_other_honours(
         run, "audit", "verify", **environment(tmp_path / "three", shared)
     )
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.strip().endswith(", 1 receipts verified")
+    assert checked.stdout.strip().endswith(", 1 receipt verified")
 
 
 async def test_replicas_starting_together_on_an_empty_database_make_each_secret_once(

@@ -57,6 +57,6 @@ def test_retention_run_forgets_fetch_details_older_than_the_period(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("0 recordings deleted, 0 interrupted deletions finished (cutoff ")
-    assert lines[-1] == "attestation written: 0 unheld recordings past their deadline"
+    assert lines[-1] == "attestation written: 0 unheld recordings past the deadline"
     assert asyncio.run(_details(tmp_path / "var", old)) is None
     assert asyncio.run(_details(tmp_path / "var", young)) == {"referral": "RE-young"}

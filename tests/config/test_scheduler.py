@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
+
+import pytest
 
 from config.scheduler import SweepSchedule
 
@@ -52,3 +55,32 @@ async def test_a_failed_sweep_does_not_end_the_schedule() -> None:
         await asyncio.sleep(0.05)
     await schedule.stop()
     assert attempts == [1]
+
+
+async def test_each_schedule_is_logged_once_by_its_name_and_apscheduler_keeps_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def sweep() -> None:
+        return None
+
+    names = ("retention sweep", "integrity scrub", "key upkeep")
+    schedules = [
+        SweepSchedule(sweep, timedelta(minutes=15), name=name, run_at_start=False) for name in names
+    ]
+    with caplog.at_level(logging.INFO):
+        for schedule in schedules:
+            schedule.start()
+        for schedule in schedules:
+            await schedule.stop()
+    started = [r.getMessage() for r in caplog.records if r.name == "config.scheduler"]
+    assert started == [
+        "retention sweep scheduled",
+        "integrity scrub scheduled",
+        "key upkeep scheduled",
+    ]
+    chatter = [
+        r
+        for r in caplog.records
+        if r.name.startswith("apscheduler") and r.levelno < logging.WARNING
+    ]
+    assert chatter == []

@@ -137,6 +137,8 @@ async def test_an_unsigned_stale_or_tampered_event_is_401_and_queues_nothing(
             )
             status, answer = response.status, await response.json()
         assert (status, answer["error"]) == (401, "unauthenticated")
+        assert "telnyx-signature-ed25519" in answer["detail"]
+        assert "X-Callrec" not in answer["detail"]
         assert await service.fetch_job("rec-2") is None
         assert await service.fetch_job("rec-3") is None
     assert storage.seen == []

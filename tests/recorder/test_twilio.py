@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,7 +172,11 @@ def signer(tamper: str) -> Signer:
 
 @pytest.mark.parametrize("tamper", ["signature", "url", "field", "account"])
 async def test_an_unsigned_or_tampered_callback_is_401_and_queues_nothing(
-    tmp_path: Path, database_url: str, twilio: FakeTwilio, tamper: str
+    tmp_path: Path,
+    database_url: str,
+    twilio: FakeTwilio,
+    tamper: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     twilio.recordings["RE3"] = AUDIO
     async with running_service(
@@ -181,8 +186,14 @@ async def test_an_unsigned_or_tampered_callback_is_401_and_queues_nothing(
         if tamper == "account":
             form["AccountSid"] = "AC" + "f" * 32
         sign = signer(tamper)
-        status, body = await send(service, form, sign=sign)
+        with caplog.at_level(logging.INFO, logger="recorder"):
+            status, body = await send(service, form, sign=sign)
         assert (status, body["error"]) == (401, "unauthenticated")
+        # Twilio's refusal names Twilio's header, and the log says it was Twilio's.
+        assert "X-Twilio-Signature" in body["detail"]
+        assert "X-Callrec" not in body["detail"]
+        (refused,) = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert refused.getMessage() == "twilio callback refused"
         assert await service.fetch_job("RE3") is None
         assert twilio.seen == []
 
@@ -238,6 +249,16 @@ async def test_a_provider_failing_forever_dead_letters_the_job_visibly_and_audit
         assert "fetch.dead_lettered" in await actions(service)
         assert (await service.counts())["recordings"] == 0
         assert twilio.deleted == []  # Twilio's copy is all there is: it stays
+
+        # Twilio sends the callback again once it can serve the file: the dead job is
+        # queued afresh (the same job, all its attempts) and the recording is stored.
+        twilio.scripts["RE7"] = []
+        status, again = await send(service, callback("RE7", twilio))
+        assert (status, again) == (200, {"status": "queued", "job": str(job.id)})
+        revived = await service.fetch_settled("RE7")
+        assert revived.attempts == 1
+        assert (await service.counts())["recordings"] == 1
+        assert "fetch.revived" in await actions(service)
 
 
 async def test_a_callback_acknowledged_before_a_crash_is_fetched_after_the_restart(

@@ -138,6 +138,8 @@ async def test_an_unsigned_stale_or_tampered_event_is_401_and_queues_nothing(
     async with running_service(tmp_path / "var", database_url, **settings_for(vonage)) as service:
         status, answer = await send(service, body, token)
         assert (status, answer["error"]) == (401, "unauthenticated")
+        assert "Authorization bearer JWT" in answer["detail"]
+        assert "X-Callrec" not in answer["detail"]
         assert await service.fetch_job(rid) is None
     assert vonage.tokens == []
 

@@ -245,11 +245,11 @@ async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: 
     dry = run("retention", "run", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr
     assert f"would delete {due_id}" in dry.stdout
-    assert "1 recordings would be deleted" in dry.stdout
+    assert "1 recording would be deleted" in dry.stdout
     real = run("retention", "run", **env)
     assert real.returncode == 0, real.stderr
     assert f"deleted {due_id}" in real.stdout
-    assert "1 recordings deleted" in real.stdout
+    assert "1 recording deleted," in real.stdout
     again = run("retention", "run", **env)
     assert "0 recordings deleted" in again.stdout
 

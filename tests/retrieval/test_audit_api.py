@@ -103,6 +103,8 @@ async def test_other_roles_are_refused_and_the_refusal_is_recorded(
         {"after": "1e9"},
         {"limit": "0"},
         {"limit": "501"},
+        {"limit": "\u00b2"},
+        {"after": "9" * 5000},
         {"action": "DROP TABLE"},
         {"actor": "x" * 201},
         {"colour": "blue"},

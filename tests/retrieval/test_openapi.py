@@ -31,6 +31,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         signer=GrantSigner(bytes(32)),
         journal=PlaybackJournal(unused),
         retention_report=unused,
+        dead_letters=unused,
         clock=lambda: datetime.now(UTC),
         grant_lifetime=timedelta(minutes=15),
         public_url=None,

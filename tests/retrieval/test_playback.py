@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from recorder.formats import CONTENT_TYPES
+from retrieval.playback import file_extension
 from storage import PLAYBACK, DatabaseUnavailable
 from storage.db.models import AuditEvent, StoredObject
 from tests.audio_factory import noisy_wav
@@ -251,6 +254,20 @@ async def test_if_range_and_head(shared_room: Room) -> None:
     assert (changed.status, await changed.read()) == (200, shared_room.rendition)
 
 
+async def test_every_playback_answer_carries_its_request_id(shared_room: Room) -> None:
+    # Audio is streamed: its headers leave before the request middleware sees the answer.
+    token = shared_room.token()
+    url = await granted_url(shared_room, token)
+    whole = await shared_room.play(url, token, **{"X-Request-Id": "trace-0001-play"})
+    assert (whole.status, whole.headers.get("X-Request-Id")) == (200, "trace-0001-play")
+    await whole.read()
+    part = await shared_room.play(url, token, Range="bytes=0-9")
+    assert part.status == 206
+    assert re.fullmatch(r"[0-9a-f]{32}", part.headers.get("X-Request-Id", ""))
+    head = await shared_room.play(url, token, method="HEAD")
+    assert head.headers.get("X-Request-Id")
+
+
 @pytest.mark.parametrize(
     ("role", "purpose", "status"),
     [
@@ -408,3 +425,26 @@ async def test_downloading_the_original_is_separate_and_separately_audited(
     else:
         assert [event.outcome for event in downloads] == ["deny"]
     assert await room.events("recording.play") == []
+
+
+@pytest.mark.parametrize(
+    ("container", "extension"),
+    [
+        ("wav", "wav"),
+        ("mp3", "mp3"),
+        ("ogg", "ogg"),
+        ("flac", "flac"),
+        ("matroska", "webm"),
+        ("mp4", "m4a"),
+        ("au", "au"),
+    ],
+)
+def test_an_original_downloads_with_its_formats_usual_extension(
+    container: str, extension: str
+) -> None:
+    # Every media type capture stores an original as, named as people and players expect.
+    assert file_extension(CONTENT_TYPES[container]) == extension
+
+
+def test_an_unknown_media_type_downloads_as_bin() -> None:
+    assert file_extension("application/x-something") == "bin"

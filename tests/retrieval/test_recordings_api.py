@@ -192,6 +192,15 @@ async def test_search_filters(calls: Hub, params: dict[str, str], expected: list
     assert [r["source_recording_id"] for r in body["recordings"]] == expected
 
 
+async def test_a_search_by_date_starts_at_that_days_midnight_utc(calls: Hub) -> None:
+    token = calls.token("safety_reviewer")
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    status, after = await calls.get(API, token, started_after=tomorrow)
+    assert (status, after["recordings"]) == (200, [])
+    _, before = await calls.get(API, token, started_before=tomorrow)
+    assert len(before["recordings"]) == 5
+
+
 async def test_paging_is_complete_and_stable_while_recordings_arrive(hub: Hub) -> None:
     token = hub.token("dpo")
     seen: list[str] = []
@@ -213,10 +222,15 @@ async def test_paging_is_complete_and_stable_while_recordings_arrive(hub: Hub) -
         {"limit": "0"},
         {"limit": "201"},
         {"limit": "ten"},
+        {"limit": "\u00b2"},  # a superscript two: str.isdigit says yes, int says no
+        {"limit": "\u0663"},  # an Arabic-Indic three: int would read it
+        {"limit": "9" * 5000},  # more digits than int() converts
         {"cursor": "not-a-cursor"},
         {"cursor": "WyJ4IiwgInkiXQ"},
         {"started_after": "yesterday"},
         {"started_after": "2026-11-24T09:00:00"},
+        {"started_after": "2026-13-01"},
+        {"started_before": "2026-11-24" + " " * 40},
         {"team": "x" * 200},
         {"sort": "oldest"},
     ],

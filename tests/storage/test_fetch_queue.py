@@ -153,7 +153,7 @@ async def test_retries_back_off_then_the_job_is_dead_lettered_and_audited(
     assert last is not None
     assert last.attempt == 4
     assert not await queue.retry(last, "503 from the provider")
-    assert await queue.counts() == {"queued": 0, "running": 0, "done": 0, "dead": 1}
+    assert await queue.counts() == {"queued": 0, "running": 0, "done": 0, "dead": 1, "discarded": 0}
     (dead,) = await queue.dead_letters()
     assert (dead["job"], dead["attempts"]) == (str(queued.id), 4)
     assert "after 4 attempts" in dead["error"]

@@ -1,8 +1,33 @@
-// The retention view: last and next sweep, what is due and overdue, holds, attestation.
-import { api, el, guard, say, when } from "./common.js";
+// The retention view: last and next sweep, what is due and overdue, holds, attestation;
+// for a retention operator, the provider fetches given up.
+import { api, can, el, guard, say, when } from "./common.js";
 
 const facts = document.getElementById("retention");
 const held = document.getElementById("held");
+const dead = document.getElementById("dead");
+const deadCount = document.getElementById("dead-count");
+
+function letter(job) {
+  return el("tr", {},
+    el("td", {}, when(job.given_up_at)),
+    el("td", {}, job.provider),
+    el("td", {}, job.id),
+    el("td", {}, job.attempts),
+    el("td", { class: "details" }, job.error ?? "–"),
+    el("td", {}, el("code", {}, job.job)));
+}
+
+async function showDeadLetters() {
+  const answer = await api("/fetches/dead");
+  const shown = answer.jobs.length;
+  deadCount.textContent = answer.count === 0
+    ? "None: every recording a provider announced has been fetched or is on its way."
+    : `${answer.count} ${answer.count === 1 ? "recording was" : "recordings were"} not fetched`
+      + (shown < answer.count ? ` (the newest ${shown} shown)` : "") + ".";
+  deadCount.classList.toggle("error", answer.count > 0);
+  dead.querySelector("tbody").replaceChildren(...answer.jobs.map(letter));
+  dead.hidden = shown === 0;
+}
 
 function fact(label, value) {
   return [el("dt", {}, label), el("dd", {}, value ?? "–")];
@@ -27,5 +52,6 @@ guard(async () => {
   held.replaceChildren(...(kinds.length
     ? kinds.map(([kind, count]) => el("li", {}, `${kind.replaceAll("_", " ")}: ${count}`))
     : [el("li", {}, "None")]));
+  if (dead && can("fetches")) await showDeadLetters();
   say("Retention status loaded");
 })();
