@@ -20,6 +20,7 @@ from aiohttp import web
 from retrieval.access import AuditSink
 from retrieval.auth import Principal, TokenVerifier
 from retrieval.errors import Unauthenticated
+from retrieval.grants import REASON_LENGTH, REASON_LENGTH_RULE, REASON_WORDS, REASON_WORDS_RULE
 from retrieval.policy import (
     may_edit_referrals,
     may_erase,
@@ -60,6 +61,15 @@ _STATIC: Final = {
 _MAX_TOKEN = 8192
 # Each kind of hold as the page offers it: the policy's name, read as words.
 HOLD_LABELS: Final = tuple((kind, kind.replace("_", " ")) for kind in HOLD_KINDS)
+# The API's rule for every reason (listening, holds, erasure), for the page's fields and
+# the check its script makes before asking: one rule, written once, in retrieval.grants.
+REASON_RULE: Final = {
+    "shortest": REASON_LENGTH[0],
+    "longest": REASON_LENGTH[1],
+    "words": REASON_WORDS,
+    "length_rule": REASON_LENGTH_RULE,
+    "words_rule": REASON_WORDS_RULE,
+}
 
 
 class ReviewPages:
@@ -130,6 +140,7 @@ class ReviewPages:
             script="recording.js",
             recording_id=str(recording_id),
             hold_kinds=HOLD_LABELS,
+            reason=REASON_RULE,
         )
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
