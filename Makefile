@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean system-tools
+.PHONY: serve test lint bench clean system-tools screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -43,6 +43,10 @@ system-tools:
 # A single file or test runs faster on its own: `.venv/bin/pytest tests/...`.
 test: lint system-tools
 	$(BIN)/pytest -n auto --dist loadgroup
+
+# The README's pictures of the review page, taken by the browser tests that check it.
+screenshots: $(STAMP) system-tools
+	CALLREC_TEST_ARTEFACTS=docs/screenshots $(BIN)/pytest tests/retrieval/test_review_page_clarity.py -q
 
 bench: $(STAMP) system-tools
 	$(BIN)/python -m tests.bench

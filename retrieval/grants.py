@@ -24,6 +24,9 @@ REASON_LENGTH = (12, 500)
 """The fewest and most characters of a reason, once its runs of whitespace are one space."""
 REASON_WORDS = 3
 """The fewest different words (two letters or more) a reason holds."""
+# What a refused reason is told; the review page shows the same words before it asks.
+REASON_LENGTH_RULE = f"the reason must be {REASON_LENGTH[0]} to {REASON_LENGTH[1]} characters"
+REASON_WORDS_RULE = "the reason must say why, in at least three different words"
 _TRIVIAL = frozenset({"test", "testing", "n/a", "na", "none", "review", "check", "qa", "listen"})
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -98,10 +101,10 @@ def check_reason(reason: object) -> str:
     text = " ".join(reason.split())
     shortest, longest = REASON_LENGTH
     if not shortest <= len(text) <= longest:
-        raise ValueError(f"the reason must be {shortest} to {longest} characters")
+        raise ValueError(REASON_LENGTH_RULE)
     words = _WORD.findall(text.lower())
     if len(set(words)) < REASON_WORDS or text.lower() in _TRIVIAL:
-        raise ValueError("the reason must say why, in at least three different words")
+        raise ValueError(REASON_WORDS_RULE)
     return text
 
 

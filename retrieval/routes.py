@@ -232,8 +232,13 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/audit",
         lambda h: h.audit.events,
-        "The audit trail, oldest first (auditor, DPO; the read is audited)",
-        {200: Answer("Events, and next_after, the cursor to the next page", "AuditPage")},
+        "The audit trail, oldest or newest first (auditor, DPO; the read is audited)",
+        {
+            200: Answer(
+                "Events, and the cursor to the next page (next_after, or next_before newest first)",
+                "AuditPage",
+            )
+        },
         (400, 403),
         query=(
             query("recording", "Only events about this recording", type="string", format="uuid"),
@@ -256,6 +261,20 @@ ROUTES: tuple[Route, ...] = (
                 0,
                 trail.MAX_AFTER,
                 0,
+            ),
+            query(
+                "before",
+                "Events before this sequence number (newest first: the last one seen)",
+                type="integer",
+                minimum=1,
+                maximum=trail.MAX_AFTER,
+            ),
+            query(
+                "order",
+                "oldest first (paged with after) or newest first (paged with before)",
+                type="string",
+                enum=list(trail.ORDERS),
+                default=trail.ORDERS[0],
             ),
             _whole("limit", "Page size", 1, trail.MAX_LIMIT, trail.DEFAULT_LIMIT),
         ),

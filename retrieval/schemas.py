@@ -204,9 +204,12 @@ SCHEMAS: dict[str, Any] = {
         expires_at=_TIME,
     ),
     "AuditPage": _object(
-        "events next_after",
+        "events next_after next_before",
         events={"type": "array", "items": ref("AuditEvent")},
         next_after=_nullable("integer", description="pass as after for the next page"),
+        next_before=_nullable(
+            "integer", description="newest first: pass as before for the next page"
+        ),
     ),
     "AuditEvent": _object(
         "seq occurred_at actor action recording_id purpose outcome details",

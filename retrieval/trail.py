@@ -23,7 +23,9 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_ACTOR = 200
 MAX_AFTER = 2**62
-PARAMETERS = frozenset({"recording", "actor", "action", "after", "limit"})
+PARAMETERS = frozenset({"recording", "actor", "action", "after", "before", "order", "limit"})
+ORDERS = ("oldest", "newest")
+"""Oldest first pages forward with ``after``; newest first pages back with ``before``."""
 ACTION = re.compile(r"[a-z_]{1,32}\.[a-z_]{1,32}")
 """What an audit action looks like: ``area.verb``."""
 
@@ -35,14 +37,14 @@ class AuditReader(Protocol):
 
 
 class AuditHandlers:
-    """The trail, oldest first; ``after`` is the last sequence number already seen."""
+    """The trail, oldest first (``after``: the last seq seen) or newest first (``before``)."""
 
     def __init__(self, reader: AuditReader, audit: AuditSink) -> None:
         self._reader = reader
         self._audit = audit
 
     async def events(self, request: web.Request) -> web.Response:
-        """``GET /api/v1/audit?recording=&actor=&action=&after=&limit=``."""
+        """``GET /api/v1/audit?recording=&actor=&action=&after=&before=&order=&limit=``."""
         principal = principal_of(request)
         if not may_read_audit(principal):
             await self._audit.record(
@@ -62,6 +64,8 @@ class AuditHandlers:
                 actor=query.actor,
                 action=query.action,
                 after_seq=query.after_seq,
+                before_seq=query.before_seq,
+                newest_first=query.newest_first,
                 limit=query.limit + 1,
             )
         )
@@ -74,10 +78,13 @@ class AuditHandlers:
                 details={"filters": dict(request.query), "results": len(page)},
             )
         )
+        # The cursor to the next page goes with the order: the last seq shown either way.
+        cursor = page[-1].seq if len(found) > query.limit else None
         return web.json_response(
             {
                 "events": [_event_json(entry) for entry in page],
-                "next_after": page[-1].seq if len(found) > query.limit else None,
+                "next_after": None if query.newest_first else cursor,
+                "next_before": cursor if query.newest_first else None,
             },
             headers={"Cache-Control": "no-store"},
         )
@@ -99,11 +106,20 @@ def _query(params: Mapping[str, str]) -> AuditQuery:
     action = params.get("action")
     if action is not None and not ACTION.fullmatch(action):
         raise BadRequest("action looks like recording.grant")
+    order = params.get("order", ORDERS[0])
+    if order not in ORDERS:
+        raise BadRequest("order is oldest or newest")
     return AuditQuery(
         recording_id=recording_id,
         actor=actor,
         action=action,
         after_seq=_whole(params.get("after"), "after", 0, MAX_AFTER, 0),
+        before_seq=(
+            None
+            if params.get("before") is None
+            else _whole(params.get("before"), "before", 1, MAX_AFTER, 0)
+        ),
+        newest_first=order == "newest",
         limit=_whole(params.get("limit"), "limit", 1, MAX_LIMIT, DEFAULT_LIMIT),
     )
 

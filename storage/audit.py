@@ -211,8 +211,10 @@ class AuditLog:
             await self._trail.append(session, record)
 
     async def events(self, query: AuditQuery) -> list[AuditEntry]:
-        """Events matching ``query``, oldest first, after ``query.after_seq``, one page."""
+        """Events matching ``query``, one page, in the order and from the cursor it asks."""
         statement = select(AuditEvent).where(AuditEvent.seq > query.after_seq)
+        if query.before_seq is not None:
+            statement = statement.where(AuditEvent.seq < query.before_seq)
         if query.recording_id is not None:
             statement = statement.where(AuditEvent.recording_id == query.recording_id)
         if query.actor is not None:
@@ -221,7 +223,11 @@ class AuditLog:
             statement = statement.where(AuditEvent.action == query.action)
         async with self._database.read() as session:
             rows = (
-                await session.execute(statement.order_by(AuditEvent.seq).limit(query.limit))
+                await session.execute(
+                    statement.order_by(
+                        AuditEvent.seq.desc() if query.newest_first else AuditEvent.seq
+                    ).limit(query.limit)
+                )
             ).scalars()
             return [
                 AuditEntry(
@@ -240,13 +246,19 @@ class AuditLog:
 
 @dataclass(frozen=True, slots=True)
 class AuditQuery:
-    """Which events an auditor asks for: any of recording, actor, action; a page after a seq."""
+    """Which events an auditor asks for: any of recording, actor, action; one page of them.
+
+    Oldest first from after ``after_seq``, or newest first from before ``before_seq``
+    (from the latest when it is None): each order pages by its own cursor.
+    """
 
     recording_id: uuid.UUID | None = None
     actor: str | None = None
     action: str | None = None
     after_seq: int = 0
     limit: int = 100
+    newest_first: bool = False
+    before_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from aiohttp import web
 from retrieval.access import AuditSink
 from retrieval.auth import Principal, TokenVerifier
 from retrieval.errors import Unauthenticated
+from retrieval.grants import REASON_LENGTH, REASON_LENGTH_RULE, REASON_WORDS, REASON_WORDS_RULE
 from retrieval.policy import (
     may_edit_referrals,
     may_erase,
@@ -61,6 +62,15 @@ _STATIC: Final = {
 _MAX_TOKEN = 8192
 # Each kind of hold as the page offers it: the policy's name, read as words.
 HOLD_LABELS: Final = tuple((kind, kind.replace("_", " ")) for kind in HOLD_KINDS)
+# The API's rule for every reason (listening, holds, erasure), for the page's fields and
+# the check its script makes before asking: one rule, written once, in retrieval.grants.
+REASON_RULE: Final = {
+    "shortest": REASON_LENGTH[0],
+    "longest": REASON_LENGTH[1],
+    "words": REASON_WORDS,
+    "length_rule": REASON_LENGTH_RULE,
+    "words_rule": REASON_WORDS_RULE,
+}
 
 
 class ReviewPages:
@@ -131,6 +141,7 @@ class ReviewPages:
             script="recording.js",
             recording_id=str(recording_id),
             hold_kinds=HOLD_LABELS,
+            reason=REASON_RULE,
         )
 
     async def audit(self, request: web.Request) -> web.StreamResponse:
@@ -153,19 +164,7 @@ class ReviewPages:
 
     async def sign_in_form(self, request: web.Request) -> web.StreamResponse:
         """The sign-in form, with a one-time value against cross-site sign-in (login CSRF)."""
-        nonce = secrets.token_urlsafe(24)
-        response = self._render(
-            "sign_in.html",
-            auth_mode=self._auth_mode,
-            oidc=self._oidc is not None,
-            nonce=nonce,
-            error=None,
-            status=200,
-        )
-        response.set_cookie(
-            SIGN_IN_COOKIE, nonce, path="/sign-in", secure=True, httponly=True, samesite="Strict"
-        )
-        return response
+        return self._sign_in_page(None, 200)
 
     async def sign_in(self, request: web.Request) -> web.StreamResponse:
         """Exchange a dev token for a session; the token goes no further than this check."""
@@ -295,14 +294,27 @@ class ReviewPages:
         )
 
     def _sign_in_error(self, message: str, status: int) -> web.Response:
-        return self._render(
+        return self._sign_in_page(message, status)
+
+    def _sign_in_page(self, error: str | None, status: int) -> web.Response:
+        """The form with a fresh one-time value in the page and its cookie.
+
+        An error page carries a new form too, so the right token pasted after a wrong one
+        signs in; the value that was just used is replaced, so none is good twice.
+        """
+        nonce = secrets.token_urlsafe(24)
+        response = self._render(
             "sign_in.html",
             auth_mode=self._auth_mode,
             oidc=self._oidc is not None,
-            nonce="",
-            error=message,
+            nonce=nonce,
+            error=error,
             status=status,
         )
+        response.set_cookie(
+            SIGN_IN_COOKIE, nonce, path="/sign-in", secure=True, httponly=True, samesite="Strict"
+        )
+        return response
 
     def _render(self, template: str, *, status: int, **context: Any) -> web.Response:
         body = self._templates.get_template(template).render(**context)

@@ -35,9 +35,10 @@ async def push(
     seconds: float,
     *,
     ago: timedelta = timedelta(hours=1),
+    audio: bytes | None = None,
     **fields: Any,
 ) -> str:
-    """Push a call of ``seconds`` of stereo noise that started ``ago``; its id."""
+    """Push a call of ``seconds`` (of stereo noise, unless ``audio``) that started ``ago``."""
     started = time.gmtime(time.time() - ago.total_seconds())
     ended = time.gmtime(time.time() - ago.total_seconds() + seconds)
     meta = metadata(
@@ -46,13 +47,20 @@ async def push(
         ended_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", ended),
         **fields,
     )
-    body = push_body(meta, noisy_wav(seconds))
+    body = push_body(meta, noisy_wav(seconds) if audio is None else audio)
     response = await service.client.post(
         "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
     )
     assert response.status == 201, await response.text()
     answer: dict[str, str] = await response.json()
     return answer["id"]
+
+
+def cut_short(seconds: float, kept_s: float) -> bytes:
+    """A stereo WAV whose header declares ``seconds`` but whose samples stop at ``kept_s``."""
+    whole = noisy_wav(seconds)
+    start = whole.index(b"data") + 8
+    return whole[: start + int(kept_s * 8000) * 2 * 2]
 
 
 async def signed_in(browser: Browser, site: Site, role: str, *teams: str, subject: str) -> Page:

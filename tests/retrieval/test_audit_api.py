@@ -84,6 +84,28 @@ async def test_pages_follow_the_sequence_and_reading_is_itself_on_the_record(
     assert {event["actor"] for event in reads} == {"callrec-dev|dpo-1"}
 
 
+async def test_newest_first_pages_back_through_the_same_events(service: RunningService) -> None:
+    for n in range(5):
+        await service.push_call(f"call-{n}", datetime.now(UTC) - timedelta(hours=n + 1))
+    dpo = service.token("dpo", subject="dpo-1")
+    _, oldest_first = await audit(service, dpo, action="recording.captured")
+    seen: list[int] = []
+    cursor: dict[str, str] = {}
+    while True:
+        status, body = await audit(
+            service, dpo, action="recording.captured", order="newest", limit="2", **cursor
+        )
+        assert status == 200
+        assert body["next_after"] is None
+        seen += [event["seq"] for event in body["events"]]
+        if body["next_before"] is None:
+            break
+        cursor = {"before": str(body["next_before"])}
+    assert seen == [event["seq"] for event in reversed(oldest_first["events"])]
+    assert len(seen) == 5
+    assert oldest_first["next_before"] is None
+
+
 @pytest.mark.parametrize("role", ["supervisor", "safety_reviewer", "retention_operator", "admin"])
 async def test_other_roles_are_refused_and_the_refusal_is_recorded(
     service: RunningService, role: str
@@ -108,6 +130,8 @@ async def test_other_roles_are_refused_and_the_refusal_is_recorded(
         {"action": "DROP TABLE"},
         {"actor": "x" * 201},
         {"colour": "blue"},
+        {"order": "random"},
+        {"before": "0"},
     ],
 )
 async def test_malformed_filters_are_a_clear_400(

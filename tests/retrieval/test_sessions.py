@@ -103,6 +103,29 @@ async def test_a_bad_token_or_a_forged_form_does_not_sign_in(desk: Desk) -> None
     assert (await client.get("/api/v1/recordings")).status == 401
 
 
+async def test_the_error_page_carries_a_new_form_and_the_used_value_is_spent(
+    desk: Desk,
+) -> None:
+    client = desk.service.client
+    used = await form_nonce(desk)
+    bad = await client.post("/sign-in", data={"nonce": used, "token": "x.y"})
+    assert bad.status == 401
+    again = re.search(r'name="nonce" value="([^"]+)"', await bad.text())
+    assert again is not None
+    assert again.group(1) not in {"", used}
+    token = desk.service.token("supervisor", "mash-children", subject="sup-1")
+    replayed = await client.post("/sign-in", data={"nonce": used, "token": token})
+    assert replayed.status == 403
+    # The page that said so carries a fresh value in turn; only that one signs in.
+    fresh = re.search(r'name="nonce" value="([^"]+)"', await replayed.text())
+    assert fresh is not None
+    signed = await client.post(
+        "/sign-in", data={"nonce": fresh.group(1), "token": token}, allow_redirects=False
+    )
+    assert signed.status == 303
+    assert (await client.get("/api/v1/recordings")).status == 200
+
+
 async def test_the_session_reads_the_api_but_changes_need_the_csrf_token(desk: Desk) -> None:
     await desk.service.push_call("call-1", datetime.now(UTC) - timedelta(hours=1))
     _, csrf = await sign_in(desk)

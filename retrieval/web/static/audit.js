@@ -1,4 +1,5 @@
-// The audit view: the trail filtered by recording, actor and action, paged oldest first.
+// The audit view: the trail filtered by recording, actor and action, newest first, paged
+// back in time with the API's own cursor for that order.
 import { api, el, fields, guard, say, when } from "./common.js";
 
 const form = document.getElementById("filters");
@@ -6,7 +7,7 @@ const table = document.getElementById("events");
 const rows = table?.querySelector("tbody");
 const empty = document.getElementById("empty");
 const more = document.getElementById("more");
-let after = null;
+let before = null;
 let filters = {};
 
 function detail(event) {
@@ -29,15 +30,15 @@ function row(event) {
 }
 
 async function show(append) {
-  const params = new URLSearchParams(filters);
-  if (append && after !== null) params.set("after", after);
+  const params = new URLSearchParams({ ...filters, order: "newest" });
+  if (append && before !== null) params.set("before", before);
   const answer = await api(`/audit?${params}`);
   if (!append) rows.replaceChildren();
   rows.append(...answer.events.map(row));
-  after = answer.next_after;
+  before = answer.next_before;
   table.hidden = rows.children.length === 0;
   empty.hidden = rows.children.length !== 0;
-  more.hidden = after === null;
+  more.hidden = before === null;
   say(`${rows.children.length} events shown`);
 }
 

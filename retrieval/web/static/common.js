@@ -69,6 +69,35 @@ export function clock(seconds) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
 }
 
+// A hold's review_by given as a date is stored as the first moment after that day (UTC);
+// it is shown as the date that was given, not as midnight of the day after.
+export function holdDate(iso) {
+  const moment = new Date(iso);
+  if (moment.getUTCHours() || moment.getUTCMinutes() || moment.getUTCSeconds() || moment.getUTCMilliseconds()) {
+    return when(iso);
+  }
+  const day = new Date(moment.getTime() - 86400000);
+  return day.toLocaleDateString("en-GB", { dateStyle: "medium", timeZone: "UTC" });
+}
+
+// When a recording goes: a hold in force keeps it past its deadline until the hold's
+// review date (the API lists only holds in force); null when no hold keeps it longer.
+export function heldUntil(recording) {
+  const ends = recording.holds.map((hold) => hold.review_by).filter(Boolean).sort();
+  const last = ends[ends.length - 1];
+  if (!last || new Date(last) < new Date(recording.retention_deadline)) return null;
+  return `kept under hold until ${holdDate(last)}, then deleted`;
+}
+
+// Audio that did not arrive whole (cut short, damaged, gaps), in a few words; null if whole.
+export function incomplete(audio) {
+  if (audio.complete) return null;
+  const declared = audio.declared_duration_s;
+  return declared && declared > audio.duration_s
+    ? `incomplete: ${clock(audio.duration_s)} of ${clock(declared)}`
+    : "incomplete audio";
+}
+
 export function daysUntil(iso, now = Date.now()) {
   return Math.floor((new Date(iso).getTime() - now) / 86400000);
 }
@@ -79,6 +108,28 @@ export function fields(form) {
     if (String(value).trim() !== "") found[name] = String(value).trim();
   }
   return found;
+}
+
+// The API's reason rule, as the field carries it (rendered from retrieval.grants): the
+// length once runs of whitespace are one space, and different words of two letters or more
+// (Python's [^\W\d_]{2,}: letters, and numerals that are not decimal digits).
+const WORD = /[\p{L}\p{Nl}\p{No}]{2,}/gu;
+
+export function reasonProblem(field) {
+  const rule = field.dataset;
+  const text = field.value.split(/\s+/).filter(Boolean).join(" ");
+  if (text.length < field.minLength || text.length > field.maxLength) return rule.lengthRule;
+  const words = new Set(text.toLowerCase().match(WORD) ?? []);
+  return words.size < Number(rule.words) ? rule.wordsRule : null;
+}
+
+// A message beside the field it is about (aria-describedby), or none.
+export function fieldError(field, message) {
+  const note = document.getElementById(field.getAttribute("aria-describedby"));
+  note.textContent = message ?? "";
+  note.hidden = !message;
+  if (message) field.setAttribute("aria-invalid", "true");
+  else field.removeAttribute("aria-invalid");
 }
 
 export function guard(work) {

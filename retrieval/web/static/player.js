@@ -1,14 +1,30 @@
 // The player: a native <audio> element driven by a waveform drawn from the peaks.
 // Click or drag the waveform to seek (the browser fetches that part with a Range
 // request), skip ±10 s, change speed, listen to one channel of a two-channel call.
-import { clock } from "./common.js";
+// A time axis runs under the waveform and each lane is labelled; a lane not heard is dimmed.
+import { clock, el } from "./common.js";
 
 const SKIP_S = 10;
+// Tick spacings a person reads easily, from a few seconds' call to a long one.
+const TICK_STEPS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
+const TICK_MIN_PX = 100;
+// Which side of the call each channel holds is not recorded anywhere: the PBX or the
+// provider decides. The lanes are named by channel, and by side of the stereo file.
+const LANE_NAMES = { 1: ["Mono: both sides of the call"], 2: ["Channel 1 (left)", "Channel 2 (right)"] };
+const DIMMED = 0.25;
+
+// Seconds between ticks so that at most one tick falls in each TICK_MIN_PX of width.
+export function tickStep(durationS, widthPx) {
+  const most = Math.max(2, Math.floor(widthPx / TICK_MIN_PX));
+  return TICK_STEPS_S.find((step) => durationS / step <= most) ?? Math.ceil(durationS / most / 3600) * 3600;
+}
 
 export class Player {
-  constructor({ audio, canvas, play, back, forward, speed, channel, elapsed }) {
-    Object.assign(this, { audio, canvas, playButton: play, speed, channel, elapsed });
+  constructor({ audio, canvas, play, back, forward, speed, channel, elapsed, lanes, axis }) {
+    Object.assign(this, { audio, canvas, playButton: play, speed, channel, elapsed, lanes, axis });
     this.peaks = null;
+    this.heard = "both";
+    this.axisFor = null;
     this.hintDuration = 0;
     this.graph = null;
     play.addEventListener("click", () => this.toggle());
@@ -21,6 +37,8 @@ export class Player {
     }
     this.bindWaveform();
     this.bindKeys();
+    // A narrower window fits fewer ticks.
+    window.addEventListener("resize", () => { this.axisFor = null; this.paint(); });
   }
 
   load(url, { durationS, channels, peaks }) {
@@ -28,7 +46,37 @@ export class Player {
     this.peaks = peaks;
     this.channel.disabled = channels !== 2;
     this.audio.src = url;
+    this.label(peaks?.length || channels || 1);
     this.paint();
+  }
+
+  label(count) {
+    const names = LANE_NAMES[count] ?? Array.from({ length: count }, (_, n) => `Channel ${n + 1}`);
+    this.lanes.replaceChildren(...names.map((name, index) => el("li", { "data-lane": index, "data-name": name }, el("span", {}, name))));
+    this.markHeard();
+  }
+
+  markHeard() {
+    for (const lane of this.lanes.children) {
+      const muted = this.heard !== "both" && lane.dataset.lane !== this.heard;
+      lane.classList.toggle("muted", muted);
+      lane.firstChild.textContent = muted ? `${lane.dataset.name} · not heard` : lane.dataset.name;
+    }
+  }
+
+  ticks(duration) {
+    // Drawn again only when the length is known better (the element's own duration).
+    const key = Math.round(duration * 10);
+    if (this.axisFor === key || !duration) return;
+    this.axisFor = key;
+    const step = tickStep(duration, this.canvas.clientWidth || this.canvas.width);
+    const marks = [];
+    // No tick so near the end that its label would run off the waveform.
+    for (let at = 0; at < duration * 0.96; at += step) {
+      marks.push(el("li", { "data-at": at }, clock(at)));
+    }
+    this.axis.replaceChildren(...marks);
+    for (const mark of marks) mark.style.left = `${(Number(mark.dataset.at) / duration) * 100}%`;
   }
 
   get duration() {
@@ -80,6 +128,9 @@ export class Player {
     context.resume();
     // What is routed, for whoever inspects the page (and its tests).
     this.audio.dataset.heard = choice;
+    this.heard = choice;
+    this.markHeard();
+    this.paint();
   }
 
   bindWaveform() {
@@ -129,6 +180,7 @@ export class Player {
     const percent = end ? Math.round((now / end) * 100) : 0;
     this.canvas.setAttribute("aria-valuenow", String(percent));
     this.canvas.setAttribute("aria-valuetext", `${clock(now)} of ${clock(end)}`);
+    this.ticks(end);
     this.draw(end ? now / end : 0);
   }
 
@@ -144,6 +196,7 @@ export class Player {
       const middle = laneHeight * lane + laneHeight / 2;
       const peaks = this.peaks?.[lane];
       const buckets = peaks ? peaks.min.length : 0;
+      context.globalAlpha = this.heard === "both" || Number(this.heard) === lane ? 1 : DIMMED;
       for (let x = 0; x < width; x += 1) {
         let low = 0;
         let high = 0;
@@ -159,6 +212,7 @@ export class Player {
         context.fillRect(x, top, 1, Math.max(1, bottom - top));
       }
     }
+    context.globalAlpha = 1;
     context.fillStyle = "#b00020";
     context.fillRect(Math.min(played, width - 2), 0, 2, height);
   }

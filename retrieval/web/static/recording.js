@@ -1,5 +1,8 @@
 // One recording: its facts, referrals, listening through a grant, holds and erasure.
-import { ApiError, api, can, clock, daysUntil, el, fields, guard, say, when } from "./common.js";
+import {
+  ApiError, api, can, clock, daysUntil, el, fieldError, fields, guard, heldUntil, holdDate, incomplete,
+  reasonProblem, say, when,
+} from "./common.js";
 import { Player } from "./player.js";
 
 const id = document.body.dataset.recording;
@@ -10,8 +13,19 @@ function fact(label, value) {
   return [el("dt", {}, label), el("dd", {}, value ?? "–")];
 }
 
-function render() {
+function deletion() {
+  const kept = heldUntil(recording);
+  if (kept) return `${kept[0].toUpperCase()}${kept.slice(1)} (without the hold: ${when(recording.retention_deadline)})`;
   const days = daysUntil(recording.retention_deadline);
+  return `${when(recording.retention_deadline)} (${days <= 0 ? "due now" : `in ${days} days`})`;
+}
+
+function length(audio) {
+  const problem = incomplete(audio);
+  return problem ? `${clock(audio.duration_s)} ⚠ ${problem}` : clock(audio.duration_s);
+}
+
+function render() {
   $("title").textContent = `Call of ${when(recording.started_at)}`;
   const problems = recording.audio.problems.map((p) => p.detail).join("; ");
   $("facts").replaceChildren(
@@ -22,12 +36,12 @@ function render() {
     ...fact("Agent", recording.agent),
     ...fact("From", recording.from),
     ...fact("To", recording.to),
-    ...fact("Length", clock(recording.audio.duration_s)),
+    ...fact("Length", length(recording.audio)),
     ...fact("Channels", recording.audio.channels),
     ...fact("Audio", recording.audio.complete ? "complete" : `kept with problems: ${problems}`),
-    ...fact("Deleted on", `${when(recording.retention_deadline)} (${days <= 0 ? "due now" : `in ${days} days`})`),
+    ...fact("Deletion", deletion()),
     ...fact("Holds", recording.holds.length
-      ? recording.holds.map((h) => `${h.type.replaceAll("_", " ")} until ${when(h.review_by)}`).join("; ")
+      ? recording.holds.map((h) => `${h.type.replaceAll("_", " ")} until ${holdDate(h.review_by)}`).join("; ")
       : "none"),
   );
   $("referrals").replaceChildren(...recording.referrals.map((reference) => el("li", {},
@@ -70,10 +84,29 @@ if ($("ask")) {
   const player = new Player({
     audio: $("audio"), canvas: $("waveform"), play: $("play"), back: $("back"),
     forward: $("forward"), speed: $("speed"), channel: $("channel"), elapsed: $("elapsed"),
+    lanes: $("lanes"), axis: $("axis"),
+  });
+  const reason = $("reason");
+  reason.addEventListener("input", () => {
+    if (reason.hasAttribute("aria-invalid")) fieldError(reason, reasonProblem(reason));
   });
   $("ask").addEventListener("submit", guard(async (event) => {
     const asked = fields(event.target);
-    const granted = await api(`/recordings/${id}/grants`, { method: "POST", json: asked });
+    const problem = reasonProblem(reason);
+    fieldError(reason, problem);
+    if (problem) {
+      reason.focus();
+      return;
+    }
+    let granted;
+    try {
+      granted = await api(`/recordings/${id}/grants`, { method: "POST", json: asked });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 422)) throw error;
+      fieldError(reason, error.message);
+      reason.focus();
+      return;
+    }
     const peaks = await api(`/recordings/${id}/peaks`);
     player.load(granted.audio_url, {
       durationS: recording.audio.duration_s,
@@ -85,6 +118,11 @@ if ($("ask")) {
     $("play").focus();
     say(`Listening for ${asked.purpose.replaceAll("_", " ")}; this link works until ${when(granted.expires_at)}`);
   }));
+}
+
+// The other reasons follow the same rule; the browser says so when the form is sent.
+for (const field of document.querySelectorAll("#hold-reason, #release-reason, #erase-reason")) {
+  field.addEventListener("input", () => field.setCustomValidity(reasonProblem(field) ?? ""));
 }
 
 $("hold")?.addEventListener("submit", guard(async (event) => {
