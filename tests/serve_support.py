@@ -41,6 +41,22 @@ async def start_serve(
 ) -> Served:
     """`callrec serve` on the embedded default with one push source, ``pbx``, and one media
     worker; its log (stderr) goes to ``log``. Returns once it answers /healthz."""
+    served = await launch_serve(data_dir, log, grace_s=grace_s, port=port, **settings)
+    for _ in range(300):
+        if await ask(served.port, "GET /healthz") is not None:
+            return served
+        if served.process.returncode is not None:
+            break
+        await asyncio.sleep(0.1)
+    served.process.kill()
+    raise AssertionError(f"serve did not start: {await asyncio.to_thread(log.read_text)}")
+
+
+async def launch_serve(
+    data_dir: Path, log: Path, *, grace_s: float, port: int = 0, **settings: str
+) -> Served:
+    """`callrec serve` as ``start_serve`` starts it, without waiting: for a test that acts
+    on what the process does as it starts (its start-up sweep)."""
     port = port or free_port()
     env = clean_environment(
         CALLREC_DATA_DIR=str(data_dir),
@@ -53,15 +69,7 @@ async def start_serve(
         process = await asyncio.create_subprocess_exec(
             *CALLREC, "serve", "--port", str(port), env=env, stderr=stderr
         )
-    served = Served(process, port, data_dir, log, grace_s)
-    for _ in range(300):
-        if await ask(port, "GET /healthz") is not None:
-            return served
-        if process.returncode is not None:
-            break
-        await asyncio.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"serve did not start: {await asyncio.to_thread(log.read_text)}")
+    return Served(process, port, data_dir, log, grace_s)
 
 
 async def ask(port: int, request_line: str) -> int | None:

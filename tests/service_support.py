@@ -126,6 +126,25 @@ class RunningService:
         found: list[dict[str, Any]] = (await response.json())["recordings"]
         return found
 
+    async def start_up_sweep_done(self, timeout_s: float = 30.0) -> None:
+        """Wait for the service's own start-up retention cycle to have recorded its sweep.
+
+        A call pushed while that cycle runs and due before its cutoff may be reaped half
+        way (the sender is told 503 and retries); a test that pushes such calls waits.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            async with self.services.database.read() as session:
+                swept = await session.scalar(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.action == "retention.sweep")
+                )
+            if swept:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the start-up retention sweep never finished")
+
     async def counts(self) -> dict[str, int]:
         """How much is stored anywhere: rows, objects, spool files, audit events."""
         async with self.services.database.read() as session:

@@ -7,6 +7,8 @@ operator would run them, from a fourth empty data directory with the same settin
 
 The servers start once for the module and every test works on recordings of its own, so
 the tests can run in any order; the last one checks the audit chain and every receipt.
+The figures an operator asks about (cross-replica plays, duplicate downloads, drain
+times) are test properties: `pytest tests/cluster --junitxml=cluster.xml` writes them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import re
 import signal
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
@@ -36,7 +38,7 @@ from tests.cli_support import CALLREC, clean_environment
 from tests.fixtures_db import clean_postgres
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
-from tests.serve_support import Served, SlowPush, start_serve
+from tests.serve_support import Served, SlowPush, launch_serve, start_serve
 from tests.service_support import free_port
 
 # One worker runs the module: one set of replicas, and the trail's check comes last.
@@ -128,6 +130,15 @@ def cluster_bucket(s3_endpoint: str) -> Iterator[str]:
     client.close()
 
 
+async def start_up_sweeps_done(cluster: Cluster, count: int) -> None:
+    """Wait until ``count`` sweeps are on the trail (each replica sweeps as it starts)."""
+    for _ in range(600):
+        if len(await sweep_events_since(cluster, 0)) >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the replicas' start-up sweeps never finished")
+
+
 async def start_replica(workdir: Path, name: str, shared: dict[str, str]) -> Served:
     """`callrec serve` on an empty data directory of its own, with the shared settings.
 
@@ -180,7 +191,10 @@ async def cluster(
                 shared["CALLREC_TWILIO_API_BASE"] = twilio.url
                 for n in range(REPLICAS):
                     replicas.append(await start_replica(workdir, f"replica-{n}", shared))
-                yield Cluster(replicas, shared, workdir, twilio)
+                made = Cluster(replicas, shared, workdir, twilio)
+                # Calls due soon pushed while a start-up sweep runs may be reaped half way.
+                await start_up_sweeps_done(made, REPLICAS)
+                yield made
         finally:
             for replica in replicas:
                 if replica.process.returncode is None:
@@ -223,33 +237,39 @@ async def test_one_recording_pushed_to_every_replica_at_once_is_stored_once(
     assert rows == 1
 
 
-async def test_a_grant_made_on_one_replica_plays_with_range_on_every_other(
-    cluster: Cluster,
+async def test_a_grant_made_on_any_replica_plays_with_range_on_every_other(
+    cluster: Cluster, record_property: Callable[[str, object], None]
 ) -> None:
     token = await cluster.token("supervisor", "sup-cluster")
     bearer = {"Authorization": f"Bearer {token}"}
+    heard: dict[tuple[int, int], bytes] = {}
     async with aiohttp.ClientSession() as session:
         status, body = await push(session, cluster.url(0, "/webhooks/push/pbx"), "played-call")
         assert status == 201, body
         recording = body["id"]
-        async with session.post(
-            cluster.url(1, f"/api/v1/recordings/{recording}/grants"),
-            json={"purpose": "quality_review", "reason": REASON},
-            headers=bearer,
-        ) as granted:
-            assert granted.status == 201, await granted.text()
-            path = "/" + (await granted.json())["audio_url"].split("/", 3)[3]
-        heard = []
-        for n in range(REPLICAS):
-            async with session.get(
-                cluster.url(n, path), headers={**bearer, "Range": "bytes=0-99"}
-            ) as answer:
-                assert answer.status == 206, (n, await answer.text())
-                assert answer.headers["Content-Range"].startswith("bytes 0-99/")
-                heard.append(await answer.read())
-    assert len(heard) == REPLICAS
-    assert len(set(heard)) == 1
-    assert all(len(part) == 100 for part in heard)
+        for issuer in range(REPLICAS):
+            async with session.post(
+                cluster.url(issuer, f"/api/v1/recordings/{recording}/grants"),
+                json={"purpose": "quality_review", "reason": REASON},
+                headers=bearer,
+            ) as granted:
+                assert granted.status == 201, await granted.text()
+                path = "/" + (await granted.json())["audio_url"].split("/", 3)[3]
+            for player in range(REPLICAS):
+                if player == issuer:
+                    continue
+                async with session.get(
+                    cluster.url(player, path), headers={**bearer, "Range": "bytes=44-143"}
+                ) as answer:
+                    assert answer.status == 206, (issuer, player, await answer.text())
+                    assert answer.headers["Content-Range"].startswith("bytes 44-143/")
+                    heard[(issuer, player)] = await answer.read()
+    # Six plays, each on a replica other than the one that issued its grant: the same
+    # hundred bytes of the playback rendition every time.
+    record_property("cross_replica_plays", len(heard))
+    assert len(heard) == REPLICAS * (REPLICAS - 1)
+    assert len(set(heard.values())) == 1
+    assert all(len(part) == 100 for part in heard.values())
 
 
 async def test_a_page_session_signed_in_on_one_replica_is_honoured_by_the_others(
@@ -428,7 +448,7 @@ async def test_a_replica_killed_mid_capture_leaves_nothing_after_the_next_sweep(
 
 
 async def test_sigterm_mid_upload_answers_201_or_503_and_the_others_serve_on(
-    cluster: Cluster,
+    cluster: Cluster, record_property: Callable[[str, object], None]
 ) -> None:
     draining = cluster.replicas[1]
     slow = SlowPush(draining.port, "drained-call", pieces=10, pause_s=0.1)
@@ -437,6 +457,7 @@ async def test_sigterm_mid_upload_answers_201_or_503_and_the_others_serve_on(
     await asyncio.sleep(0.2)
     drain_s = await draining.terminate_and_time()
     answer = await upload
+    record_property("drain_s_mid_upload", round(drain_s, 2))
 
     assert answer.status in (201, 503), answer.body
     assert drain_s < GRACE_S
@@ -467,7 +488,7 @@ async def twilio_callback(
 
 
 async def test_a_fetch_slower_than_its_lease_told_to_every_replica_is_done_once(
-    cluster: Cluster,
+    cluster: Cluster, record_property: Callable[[str, object], None]
 ) -> None:
     sid = "RE" + "5" * 32
     cluster.twilio.recordings[sid] = make_wav(3)
@@ -494,6 +515,7 @@ async def test_a_fetch_slower_than_its_lease_told_to_every_replica_is_done_once(
     await asyncio.sleep(2.5)  # a lease more: a second download would have begun by now
 
     downloads = [seen for seen in cluster.twilio.seen if seen.method == "GET" and sid in seen.path]
+    record_property("duplicate_downloads", len(downloads) - 1)
     assert len(downloads) == 1, downloads
     assert cluster.twilio.deleted == [sid]
     assert await states_of(cluster, sid) == ["stored"]
@@ -508,6 +530,74 @@ async def test_a_fetch_slower_than_its_lease_told_to_every_replica_is_done_once(
     finally:
         await services.close()
     assert copies_deleted == 1
+
+
+async def test_a_replica_stopped_mid_sweep_leaves_its_claimed_work_to_the_others(
+    cluster: Cluster, record_property: Callable[[str, object], None]
+) -> None:
+    due = 40
+    async with aiohttp.ClientSession() as session:
+        answers = []
+        for first in range(0, due, 16):
+            answers += await asyncio.gather(
+                *(
+                    push(
+                        session,
+                        cluster.url(n % REPLICAS, "/webhooks/push/pbx"),
+                        f"swept-{n}",
+                        **due_soon(),
+                    )
+                    for n in range(first, min(first + 16, due))
+                )
+            )
+    assert {status for status, _ in answers} == {201}
+    pushed = {uuid.UUID(body["id"]) for _, body in answers}
+    before = await last_seq(cluster)
+
+    # A replica starting now sweeps at once: stopped as soon as its sweep has claimed.
+    name = f"replica-0-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    stopping = await launch_serve(
+        cluster.workdir / name,
+        cluster.workdir / f"{name}.log",
+        grace_s=GRACE_S,
+        port=port,
+        **{**cluster.shared, "CALLREC_PUBLIC_URL": f"http://127.0.0.1:{port}"},
+    )
+    claimed = False
+    for _ in range(3000):
+        if await count_in_state(cluster, pushed, "deleting"):
+            claimed = True
+            break
+        await asyncio.sleep(0.005)
+    assert claimed, "the replica's sweep was never seen with work claimed"
+    drain_s = await stopping.terminate_and_time()
+    record_property("drain_s_mid_sweep", round(drain_s, 2))
+    assert stopping.process.returncode == 0
+    assert drain_s < GRACE_S
+
+    code, _, err = await cluster.command("retention", "run")
+    assert code == 0, err
+    assert await count_in_state(cluster, pushed, "deleted") == due
+    events = await sweep_events_since(cluster, before)
+    assert sum(int(e["deleted"]) + int(e["resumed"]) for e in events) == due
+    await replace_replica(cluster, 0)
+
+
+async def count_in_state(cluster: Cluster, ids: set[uuid.UUID], state: str) -> int:
+    services = cluster.services()
+    try:
+        async with services.database.read() as session:
+            return int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Recording)
+                    .where(Recording.id.in_(ids), Recording.state == state)
+                )
+                or 0
+            )
+    finally:
+        await services.close()
 
 
 async def test_at_the_end_the_audit_chain_and_every_receipt_verify(cluster: Cluster) -> None:

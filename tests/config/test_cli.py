@@ -91,7 +91,11 @@ def test_make_serve_takes_a_port_and_a_host() -> None:
         text=True,
         check=True,
     )
-    assert planned.stdout.splitlines()[-1].endswith("callrec serve --host 0.0.0.0 --port 8123")
+    # Under `make test` the parent make's directory lines come too; the command is one line.
+    assert any(
+        line.endswith("callrec serve --host 0.0.0.0 --port 8123")
+        for line in planned.stdout.splitlines()
+    ), planned.stdout
 
 
 def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
@@ -344,6 +348,7 @@ def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
 async def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(
     tmp_path: Path,
 ) -> None:
+    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
     result = run(
         "token",
         "issue",
@@ -388,6 +393,7 @@ async def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(
 def test_token_issue_refuses_what_it_must_not_sign(
     tmp_path: Path, arguments: list[str], settings: dict[str, str], message: str
 ) -> None:
+    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
     result = run(
         "token", "issue", "--subject", "x", *arguments, CALLREC_DATA_DIR=str(tmp_path), **settings
     )

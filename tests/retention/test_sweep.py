@@ -231,6 +231,7 @@ async def test_no_object_version_is_left_in_a_versioned_bucket(
 async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "var"
     async with running_service(data_dir, database_url) as service:
+        await service.start_up_sweep_done()
         # Due in 10 minutes: inside the default horizon of 15 + 5 minutes.
         almost = datetime.now(UTC) - timedelta(days=90) + timedelta(minutes=10)
         due_id = await push(service, "almost", almost)

@@ -61,6 +61,7 @@ async def test_two_sweeping_processes_delete_each_recording_exactly_once(
 ) -> None:
     data_dir = tmp_path / "var"
     async with running_service(data_dir, postgres_url) as service:
+        await service.start_up_sweep_done()
         now = datetime.now(UTC).replace(microsecond=0)
         # Due in ten minutes: inside the default horizon, so either sweep takes them.
         due = await push_due_calls(service, now - timedelta(days=90) + timedelta(minutes=10))
