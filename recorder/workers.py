@@ -18,13 +18,16 @@ import concurrent.futures
 import logging
 import multiprocessing
 import uuid
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 from recorder.errors import MediaWorkerLost
 from recorder.media_jobs import MediaJob, MediaResult, run_media_job
 from storage import EncryptedSpool
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["recorder.media_jobs"])
 
@@ -58,8 +61,7 @@ class MediaWorkers:
             rendition_path=spool.path.with_name(f"{uuid.uuid4().hex}.rendition.spool"),
             max_channels=self._max_channels,
         )
-        pool = self._ensure_pool()
-        future = pool.submit(run_media_job, job)
+        pool, future = self._submit(run_media_job, job)
         try:
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:
@@ -80,13 +82,31 @@ class MediaWorkers:
         Done at start-up, not at the first capture: connecting to a fork server that is
         still importing PyAV would hold the event loop for about a second.
         """
-        self._ensure_pool().submit(_ready).result()
+        self._submit(_ready)[1].result()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the running workers (for operators' tools and tests)."""
         pool = self._pool
         processes = getattr(pool, "_processes", None) or {}
         return [process.pid for process in processes.values() if process.pid is not None]
+
+    def _submit(
+        self, work: Callable[..., _T], *args: Any
+    ) -> tuple[concurrent.futures.ProcessPoolExecutor, concurrent.futures.Future[_T]]:
+        """Hand ``work`` to the pool, and say which pool took it.
+
+        A worker that died between jobs (killed for memory, say) leaves the pool broken
+        before anything is submitted: nothing was lost, so the pool is replaced and the job
+        goes to the new one, rather than every capture from then on failing.
+        """
+        pool = self._ensure_pool()
+        try:
+            return pool, pool.submit(work, *args)
+        except BrokenProcessPool:
+            self._replace_broken(pool)
+            log.warning("a media worker had died between jobs; its pool was replaced")
+            pool = self._ensure_pool()
+            return pool, pool.submit(work, *args)
 
     def _ensure_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:

@@ -149,6 +149,23 @@ async def test_audio_far_from_the_calls_length_is_kept_and_flagged(
     }
 
 
+async def test_a_worker_that_died_between_jobs_is_replaced_and_the_push_is_served(
+    service: RunningService,
+) -> None:
+    good = make_audio(BY_NAME["pcm-wav"], 1.0)
+    assert (await push(service, call_of(1.0, "before-death"), good))[0] == 201
+    media = service.services.media
+    idle = media.worker_pids()
+    assert idle
+    for pid in idle:
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(100):  # the pool notices its worker is gone
+        if not set(idle) & set(media.worker_pids()):
+            break
+        await asyncio.sleep(0.05)
+    assert (await push(service, call_of(1.0, "after-death"), good))[0] == 201
+
+
 async def test_a_worker_killed_mid_job_is_a_503_and_the_next_push_is_served(
     service: RunningService,
 ) -> None:
