@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, null, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
@@ -191,6 +193,15 @@ class FetchQueue:
                 lease_until=job.lease_until,
             )
 
+    @asynccontextmanager
+    async def _still_holding(self, job: ClaimedFetch) -> AsyncIterator[FetchJob | None]:
+        """The job's row, locked in a transaction that commits after the block, if this
+        claim is still the job's latest; None once another worker has claimed it again or
+        it is no longer running (renew, succeed, retry, release and give up all ask)."""
+        async with self._database.transaction() as session:
+            row = await session.get(FetchJob, job.id, with_for_update=True)
+            yield row if _still_held(row, job) else None
+
     async def renew(self, job: ClaimedFetch) -> datetime | None:
         """Extend the lease of a job still being worked; its new end, or None if lost.
 
@@ -199,11 +210,9 @@ class FetchQueue:
         alone. A lease that ran out but that nobody has claimed yet is still the caller's.
         """
         now = self._clock()
-        async with self._database.transaction() as session:
-            row = await session.get(FetchJob, job.id, with_for_update=True)
-            if not _still_held(row, job):
+        async with self._still_holding(job) as row:
+            if row is None:
                 return None
-            assert row is not None
             row.lease_until = now + self._lease
             row.updated_at = now
             return row.lease_until
@@ -215,11 +224,9 @@ class FetchQueue:
         it, and only the worker this returns True for may delete the provider's copy.
         """
         now = self._clock()
-        async with self._database.transaction() as session:
-            row = await session.get(FetchJob, job.id, with_for_update=True)
-            if not _still_held(row, job):
+        async with self._still_holding(job) as row:
+            if row is None:
                 return False
-            assert row is not None
             row.state = FetchState.DONE
             row.recording_id = recording_id
             row.details = None  # what the callback said now lives with the recording
@@ -243,11 +250,9 @@ class FetchQueue:
             # a delay below half of its step.
             delay = min(doubled, self._longest_delay) * (0.5 + self._jitter() / 2)
         now = self._clock()
-        async with self._database.transaction() as session:
-            row = await session.get(FetchJob, job.id, with_for_update=True)
-            if not _still_held(row, job):
+        async with self._still_holding(job) as row:
+            if row is None:
                 return False
-            assert row is not None
             row.state = FetchState.QUEUED
             row.next_attempt_at = now + delay
             row.lease_until = None
@@ -260,11 +265,9 @@ class FetchQueue:
         worker, rather than after its lease. The attempt still counts, so a job that never
         finishes before a shutdown is still given up in the end. True if it was released."""
         now = self._clock()
-        async with self._database.transaction() as session:
-            row = await session.get(FetchJob, job.id, with_for_update=True)
-            if not _still_held(row, job):
+        async with self._still_holding(job) as row:
+            if row is None:
                 return False
-            assert row is not None
             row.state = FetchState.QUEUED
             row.next_attempt_at = now
             row.lease_until = None
@@ -274,17 +277,15 @@ class FetchQueue:
     async def give_up(self, job: ClaimedFetch, error: str) -> None:
         """Dead-letter the job: no more attempts; logged, visible to operators, audited."""
         now = self._clock()
-        async with self._database.transaction() as session:
-            row = await session.get(FetchJob, job.id, with_for_update=True)
-            if not _still_held(row, job):
+        async with self._still_holding(job) as row:
+            if row is None:
                 return
-            assert row is not None
             row.state = FetchState.DEAD
             row.lease_until = None
             row.last_error = error[:_ERROR_LENGTH]
             row.updated_at = now
             await self._audit.append(
-                session,
+                _session_of(row),
                 AuditRecord(
                     actor=f"fetch:{job.provider}",
                     action="fetch.dead_lettered",
@@ -339,6 +340,13 @@ class FetchQueue:
     async def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """The jobs given up, newest first, for an operator to act on."""
         return await self.dead.listed(limit)
+
+
+def _session_of(row: FetchJob) -> AsyncSession:
+    """The transaction a row held by ``_still_holding`` was locked in."""
+    session = async_object_session(row)
+    assert session is not None  # only rows still attached are handed out
+    return session
 
 
 def _still_held(row: FetchJob | None, job: ClaimedFetch) -> bool:

@@ -59,6 +59,9 @@ class Cluster:
     workdir: Path
     twilio: FakeTwilio
     tokens: dict[tuple[str, str], str] = field(default_factory=dict)
+    everyone: list[Served] = field(default_factory=list)
+    """Every process started, so none outlives the module (a stray replica would go on
+    claiming fetch jobs and sweeping in the next module's database)."""
 
     def url(self, replica: int, path: str) -> str:
         return f"http://127.0.0.1:{self.replicas[replica].port}{path}"
@@ -183,6 +186,7 @@ async def cluster(
     )
     assert await migrated.wait() == 0
     replicas: list[Served] = []
+    everyone: list[Served] = []
     with pytest.MonkeyPatch.context() as env:
         # The test's own look behind the API reaches the same S3 and KMS.
         env.setenv("AWS_ENDPOINT_URL", s3_endpoint)
@@ -191,15 +195,14 @@ async def cluster(
                 shared["CALLREC_TWILIO_API_BASE"] = twilio.url
                 for n in range(REPLICAS):
                     replicas.append(await start_replica(workdir, f"replica-{n}", shared))
-                made = Cluster(replicas, shared, workdir, twilio)
+                    everyone.append(replicas[-1])
+                made = Cluster(replicas, shared, workdir, twilio, everyone=everyone)
                 # Calls due soon pushed while a start-up sweep runs may be reaped half way.
                 await start_up_sweeps_done(made, REPLICAS)
                 yield made
         finally:
-            for replica in replicas:
-                if replica.process.returncode is None:
-                    replica.process.send_signal(signal.SIGTERM)
-                    await asyncio.wait_for(replica.process.wait(), timeout=GRACE_S * 4)
+            for replica in everyone:
+                await stop(replica)
 
 
 def due_soon(**fields: Any) -> dict[str, Any]:
@@ -380,9 +383,19 @@ async def test_sweeps_run_together_delete_each_due_recording_once_and_count_it_o
 
 
 async def replace_replica(cluster: Cluster, n: int) -> None:
-    """A new replica in place of replica ``n``, on a new, empty data directory."""
+    """A new replica in place of replica ``n`` (stopped first if it still runs), on a
+    new, empty data directory."""
+    await stop(cluster.replicas[n])
     name = f"replica-{n}-{uuid.uuid4().hex[:8]}"
     cluster.replicas[n] = await start_replica(cluster.workdir, name, cluster.shared)
+    cluster.everyone.append(cluster.replicas[n])
+
+
+async def stop(replica: Served) -> None:
+    """SIGTERM and wait, unless it has exited already."""
+    if replica.process.returncode is None:
+        replica.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(replica.process.wait(), timeout=GRACE_S * 4)
 
 
 async def states_of(cluster: Cluster, source_id: str) -> list[str]:
@@ -555,6 +568,7 @@ async def test_a_replica_stopped_mid_sweep_leaves_its_claimed_work_to_the_others
     before = await last_seq(cluster)
 
     # A replica starting now sweeps at once: stopped as soon as its sweep has claimed.
+    await stop(cluster.replicas[0])
     name = f"replica-0-{uuid.uuid4().hex[:8]}"
     port = free_port()
     stopping = await launch_serve(
@@ -564,6 +578,7 @@ async def test_a_replica_stopped_mid_sweep_leaves_its_claimed_work_to_the_others
         port=port,
         **{**cluster.shared, "CALLREC_PUBLIC_URL": f"http://127.0.0.1:{port}"},
     )
+    cluster.everyone.append(stopping)
     claimed = False
     for _ in range(3000):
         if await count_in_state(cluster, pushed, "deleting"):
