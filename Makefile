@@ -39,10 +39,11 @@ system-tools:
 	  else echo "missing:$$missing (tests that need them will skip)"; fi; \
 	fi
 
-# One pytest worker per core (xdist); the tests that drive Chromium share one worker.
+# One pytest worker per core (xdist), each given whole files: a module's shared services,
+# page sites and replicas are built once.
 # A single file or test runs faster on its own: `.venv/bin/pytest tests/...`.
 test: lint system-tools
-	$(BIN)/pytest -n auto --dist loadgroup
+	$(BIN)/pytest -n auto --dist loadfile
 
 # The README's pictures of the review page, taken by the browser tests that check it.
 screenshots: $(STAMP) system-tools

@@ -121,8 +121,8 @@ def load_cli_settings() -> Settings:
 def command_context(*, logs: bool = True, creates: bool = False) -> Iterator[CommandContext]:
     """Settings, then logging (unless ``logs`` is False), then the services; closed after.
 
-    Nothing is built until the command touches it, so a command that prints a token
-    never opens the database, and one that reads the keys never starts media workers.
+    Nothing is built until the command touches it, so one that reads the keys never
+    starts media workers, the identity provider or the platforms' callbacks.
     Only a command that ``creates`` the service's data (serve, db upgrade) may start
     from nothing; any other refuses a data directory without it.
     """

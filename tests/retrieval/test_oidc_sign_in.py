@@ -21,9 +21,6 @@ from playwright.async_api import Browser
 from tests.oidc_provider import AUDIENCE, CLIENT_ID, ISSUER, IdentityProvider
 from tests.service_support import RunningService, running_service
 
-# One worker runs every test that drives Chromium: one browser, each site built once.
-pytestmark = pytest.mark.xdist_group("chromium")
-
 
 @dataclass
 class Hub:

@@ -27,9 +27,6 @@ from tests.retrieval.page_support import (
     watch_audio_requests,
 )
 
-# One worker runs every test that drives Chromium: one browser, each site built once.
-pytestmark = pytest.mark.xdist_group("chromium")
-
 REFERRAL = "MASH-2026-007731"
 REASON = "weekly quality review of call handling"
 # Long enough that the browser cannot hold it all at once: a seek to 75% must be fetched.

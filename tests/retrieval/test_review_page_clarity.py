@@ -23,8 +23,6 @@ from tests.retrieval.page_support import Site, cut_short, page_site, push, signe
 if TYPE_CHECKING:  # the shape of a screenshot's clip, which Playwright does not export
     from playwright._impl._api_structures import Clip
 
-# One worker runs every test that drives Chromium: one browser, each site built once.
-pytestmark = pytest.mark.xdist_group("chromium")
 
 REASON = "weekly quality review of call handling"
 HELD_REFERRAL = "MASH-2026-000701"

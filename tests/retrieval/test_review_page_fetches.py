@@ -11,9 +11,6 @@ from playwright.async_api import Browser
 
 from tests.retrieval.page_support import Site, page_site, signed_in
 
-# One worker runs every test that drives Chromium: one browser, each site built once.
-pytestmark = pytest.mark.xdist_group("chromium")
-
 CALLER = "+441384000001"
 
 

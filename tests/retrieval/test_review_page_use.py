@@ -20,9 +20,6 @@ from tests.retrieval.page_support import (
     wait_until,
 )
 
-# One worker runs every test that drives Chromium: one browser, each site built once.
-pytestmark = pytest.mark.xdist_group("chromium")
-
 REASON = "weekly quality review of call handling"
 # Checks run inside the page through the DevTools protocol (the page's CSP binds the
 # page's own scripts, not this): every control named, WCAG AA contrast for text.
