@@ -6,7 +6,7 @@ status and the overdue metric count it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,8 +17,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from config.metrics import RetentionMetrics
-from config.services import Services, build_services
-from config.settings import Settings
+from config.services import Services
 from retention import CycleReport, attest, retention_status, run_retention_cycle
 from storage import (
     AudioFacts,
@@ -30,30 +29,12 @@ from storage import (
     StoreUnavailable,
 )
 from storage.db.models import AuditEvent, Recording
-from tests.clock import FakeClock
+from tests.retention.parts import clock_of
 
 HORIZON = timedelta(minutes=20)
 PERIOD = timedelta(days=90)
 AUDIO = AudioFacts("wav", "pcm_s16le", 8000, 1, 1.0, "audio/wav")
 CALLER, CALLED = "+447700900123", "+441632960001"
-
-
-@pytest.fixture
-async def services(tmp_path: Path, database_url: str) -> AsyncIterator[Services]:
-    built = build_services(
-        Settings(data_dir=tmp_path / "var", database_url=database_url, single_node=True),
-        clock=FakeClock(),
-    )
-    try:
-        yield built
-    finally:
-        await built.close()
-
-
-def clock_of(services: Services) -> FakeClock:
-    clock = services.clock
-    assert isinstance(clock, FakeClock)
-    return clock
 
 
 class StoreOutage:

@@ -3,41 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from config.services import Services, build_services
-from config.settings import Settings
+from config.services import Services
 from retention import CycleReport, run_retention_cycle
 from storage import KeyringError, RecordingDeleter, ShredReport
 from storage.db.models import AuditEvent, FetchJob, Recording
-from tests.clock import FakeClock
 from tests.key_support import store_recording
+from tests.retention.parts import clock_of
 
 HORIZON = timedelta(minutes=20)
 PERIOD = timedelta(days=90)
-
-
-@pytest.fixture
-async def services(tmp_path: Path, database_url: str) -> AsyncIterator[Services]:
-    built = build_services(
-        Settings(data_dir=tmp_path / "var", database_url=database_url, single_node=True),
-        clock=FakeClock(),
-    )
-    try:
-        yield built
-    finally:
-        await built.close()
-
-
-def clock_of(services: Services) -> FakeClock:
-    clock = services.clock
-    assert isinstance(clock, FakeClock)
-    return clock
 
 
 async def state(services: Services, recording_id: uuid.UUID) -> str:
