@@ -121,7 +121,13 @@ async def test_another_teams_supervisor_cannot_find_it_and_an_operator_cannot_he
 ) -> None:
     other = await signed_in(browser, site, "supervisor", "mash-adults", subject="sup-9")
     await other.get_by_label("Referral").fill(REFERRAL)
-    await other.get_by_role("button", name="Search").click()
+    # The page opened on this person's newest recordings (none): wait for the answer to
+    # the referral search itself, not that first empty list.
+    async with other.expect_response(
+        lambda answer: "/api/v1/recordings?" in answer.url and "referral=" in answer.url
+    ) as searched:
+        await other.get_by_role("button", name="Search").click()
+    assert (await searched.value).status == 200
     await other.locator("#empty").wait_for(state="visible")
     assert await other.locator("#results tbody tr").count() == 0
     await other.goto(f"{site.base}/recordings/{site.long_call}")
