@@ -35,7 +35,6 @@ FIRST_DELAY = timedelta(seconds=5)
 LONGEST_DELAY = timedelta(minutes=15)
 # A provider's Retry-After is honoured up to this; longer is treated as this.
 LONGEST_RETRY_AFTER = timedelta(hours=1)
-_ERROR_LENGTH = ERROR_LENGTH
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +255,7 @@ class FetchQueue:
             row.state = FetchState.QUEUED
             row.next_attempt_at = now + delay
             row.lease_until = None
-            row.last_error = error[:_ERROR_LENGTH]
+            row.last_error = error[:ERROR_LENGTH]
             row.updated_at = now
         return True
 
@@ -282,7 +281,7 @@ class FetchQueue:
                 return
             row.state = FetchState.DEAD
             row.lease_until = None
-            row.last_error = error[:_ERROR_LENGTH]
+            row.last_error = error[:ERROR_LENGTH]
             row.updated_at = now
             await self._audit.append(
                 _session_of(row),
@@ -295,7 +294,7 @@ class FetchQueue:
                         "provider": job.provider,
                         "id": job.external_id,
                         "attempts": job.attempt,
-                        "error": error[:_ERROR_LENGTH],
+                        "error": error[:ERROR_LENGTH],
                     },
                 ),
             )

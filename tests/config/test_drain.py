@@ -26,7 +26,7 @@ from storage.db.models import FetchJob, Recording
 from tests.audio_factory import BY_NAME, make_audio
 from tests.cli_support import run
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
-from tests.serve_support import SlowPush, ask, read_response, start_serve
+from tests.serve_support import Answer, Served, SlowPush, ask, read_response, start_serve
 from tests.service_support import free_port
 
 GRACE_S = 3.0
@@ -44,6 +44,21 @@ async def stored_rows(data_dir: Path) -> dict[str, int]:
             return {str(state): int(count) for state, count in rows.all()}
     finally:
         await database.dispose()
+
+
+async def assert_refused_in_time_and_nothing_kept(
+    served: Served, answer: Answer, drain_s: float
+) -> None:
+    """Told 503 shutting_down with Retry-After (never a 4xx), the process gone within its
+    grace, and no row, object or spool file left of what was refused."""
+    assert answer.status == 503, answer.body
+    assert answer.headers["retry-after"].isdigit()
+    assert json.loads(answer.body)["error"] == "shutting_down"
+    assert served.process.returncode == 0
+    assert drain_s < GRACE_S, drain_s
+    assert await stored_rows(served.data_dir) == {}
+    assert files_under(served.data_dir / "objects") == []
+    assert files_under(served.data_dir / "spool") == []
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -99,14 +114,7 @@ async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothin
     drain_s = await served.terminate_and_time()
     answer = await upload
 
-    assert answer.status == 503, answer.body
-    assert answer.headers["retry-after"].isdigit()
-    assert json.loads(answer.body)["error"] == "shutting_down"
-    assert served.process.returncode == 0
-    assert drain_s < GRACE_S, drain_s
-    assert await stored_rows(served.data_dir) == {}
-    assert files_under(served.data_dir / "objects") == []
-    assert files_under(served.data_dir / "spool") == []
+    await assert_refused_in_time_and_nothing_kept(served, answer, drain_s)
     assert '"drain_s"' in served.log.read_text()
 
 
@@ -124,14 +132,7 @@ async def test_a_capture_still_storing_at_the_end_is_given_up_told_503_and_remov
     drain_s = await served.terminate_and_time()
     answer = await upload
 
-    assert answer.status == 503, answer.body
-    assert answer.headers["retry-after"].isdigit()
-    assert json.loads(answer.body)["error"] == "shutting_down"
-    assert served.process.returncode == 0
-    assert drain_s < GRACE_S, drain_s
-    assert await stored_rows(served.data_dir) == {}
-    assert files_under(served.data_dir / "objects") == []
-    assert files_under(served.data_dir / "spool") == []
+    await assert_refused_in_time_and_nothing_kept(served, answer, drain_s)
 
 
 async def queue_a_twilio_fetch(port: int, fake: FakeTwilio, sid: str) -> None:
