@@ -43,6 +43,7 @@ from storage.errors import (
     DatabaseUnavailable,
     IntegrityFailure,
     KeyringError,
+    KeyShareMissing,
     NotStored,
     ObjectExists,
     ObjectMissing,
@@ -62,6 +63,7 @@ from storage.keys.epochs import (
     ShredReport,
     epoch_of,
 )
+from storage.keys.key_shares import KeyShare, KeyShares, share_key_for, unmask
 from storage.keys.keyring import KeyWrapper, LocalKeyring
 from storage.keys.kms import KmsKeyWrapper
 from storage.keys.providers import KeyChain, KeyProvider
@@ -131,6 +133,9 @@ __all__ = [
     "IntegrityFailure",
     "KeyChain",
     "KeyProvider",
+    "KeyShare",
+    "KeyShareMissing",
+    "KeyShares",
     "KeyStatus",
     "KeyWrapper",
     "KeyringError",
@@ -189,7 +194,9 @@ __all__ = [
     "receipt_public_keys",
     "retention_deadline",
     "rfc3339",
+    "share_key_for",
     "sweep_spool",
+    "unmask",
     "upgrade_database",
     "verify_audit_chain",
     "verify_deletion_receipts",

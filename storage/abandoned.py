@@ -19,6 +19,7 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.repository import RecordingRepository
 from storage.errors import StoreUnavailable
+from storage.keys.key_shares import share_key_for
 from storage.objects.store import ObjectStore
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
@@ -82,6 +83,8 @@ class CaptureReaper:
             try:
                 for stored in row.objects:
                     await self._objects.delete(stored.object_key)
+                if row.key_share_digest is not None:
+                    await self._objects.delete(share_key_for(row.id))
             except StoreUnavailable as exc:
                 failure = exc
                 await repository.strip_personal_data([row])

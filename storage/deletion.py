@@ -1,11 +1,12 @@
 """Deleting recordings completely: keys first, then every object version, then personal data.
 
 The order is the promise. Once the wrapped data keys are gone (one commit, with its
-audit event) the audio is unrecoverable, whatever copies of the ciphertext remain; the
-objects and their versions go next; then the personal metadata is stripped, a tombstone
-kept and a signed receipt written. A crash anywhere leaves the row ``deleting``, and the
-next sweep finishes it. Every step is idempotent. A recording with a hold in force is
-never claimed.
+audit event) the audio is unrecoverable from this database, whatever copies of the
+ciphertext remain; the objects and their versions go next, with the recording's key
+share, after which no earlier copy of the database can open the keys either; then the
+personal metadata is stripped, a tombstone kept and a signed receipt written. A crash
+anywhere leaves the row ``deleting``, and the next sweep finishes it. Every step is
+idempotent. A recording with a hold in force is never claimed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from storage.db.models import (
 from storage.db.repository import RecordingRepository
 from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
+from storage.keys.key_shares import share_key_for
 from storage.keys.receipts import RECEIPT_ACTION, ReceiptSigner
 from storage.objects.store import ObjectStore, ObjectVersion
 from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
@@ -183,7 +185,8 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             ).all()
-        await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored])
+        shares = await self._shares_of(ids)
+        await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored] + shares)
         hashes: dict[uuid.UUID, list[str]] = {}
         for recording_id, _, _, sha256 in stored:
             hashes.setdefault(recording_id, []).append(sha256)
@@ -237,6 +240,18 @@ class RecordingDeleter(RetentionQueries):
                 )
             await self._audit.append_many(session, receipts)
         return finished
+
+    async def _shares_of(self, recording_ids: list[uuid.UUID]) -> list[ObjectVersion]:
+        """The key shares of those recordings whose keys are gone (each exact version)."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(Recording.id, Recording.key_share_version_id).where(
+                    Recording.id.in_(recording_ids),
+                    Recording.state == RecordingState.DELETING,
+                    Recording.key_share_digest.is_not(None),
+                )
+            )
+            return [ObjectVersion(share_key_for(rid), version) for rid, version in rows]
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""

@@ -74,6 +74,13 @@ class IntegrityFailure(StorageError):
     """Stored bytes failed authentication: tampered, truncated, spliced or wrong key."""
 
 
+class KeyShareMissing(IntegrityFailure):
+    """A recording's key share is not in the object store, so its data keys cannot open.
+
+    Its own class so that the scrub can report the share as missing, not as corrupt.
+    """
+
+
 class AuditChainBroken(IntegrityFailure):
     """The audit chain does not verify; ``seq`` names the first bad event."""
 

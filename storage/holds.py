@@ -21,6 +21,7 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import Recording, RecordingHold, RecordingState, StoredObject
 from storage.errors import NotStored, Unavailable
+from storage.keys.key_shares import share_key_for
 from storage.objects.store import HELD_TAGS, UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,13 @@ class RecordingHolds:
                 )
             ).scalars()
             names = list(keys)
+            # The key share is tagged as its audio is, so a store's lifecycle rule never
+            # takes the share of a held recording (which would leave it unplayable).
+            digest = await session.scalar(
+                select(Recording.key_share_digest).where(Recording.id == recording_id)
+            )
+            if digest is not None:
+                names.append(share_key_for(recording_id))
         for key in names:
             await self._objects.set_tags(key, tags)
 

@@ -1,13 +1,15 @@
 """Plaintext ranges of a stored recording, decrypted segment by segment for playback.
 
 Opening checks everything that can be checked before a byte goes out: the stored size
-against the size recorded at capture, the header and key commitment, and the final
-segment (so a truncated object never plays). Reads then fetch only the segments a range
+against the size recorded at capture, the recording's key share against its recorded
+digest, the header and key commitment, and the final segment (so a truncated object
+never plays). Reads then fetch only the segments a range
 needs, with one ranged read from the object store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections import OrderedDict
@@ -22,6 +24,7 @@ from storage.db.database import Database
 from storage.db.models import Recording, RecordingState, StoredObject
 from storage.errors import IntegrityFailure, ObjectMissing
 from storage.keys.epochs import DataKeys
+from storage.keys.key_shares import KeyShares, unmask
 from storage.keys.keyring import WrappedKey
 from storage.objects.store import ObjectStore
 from storage.recordings import ORIGINAL, PLAYBACK
@@ -96,6 +99,7 @@ class RecordingAudio:
         self._database = database
         self._catalog = RecordingCatalog(database)
         self._objects = objects
+        self._shares = KeyShares(objects)
         self._keys = keys
         self._clock = clock
         self._recheck_s = recheck_s
@@ -151,31 +155,33 @@ class RecordingAudio:
 
     async def _open_verified(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None:
         async with self._database.read() as session:
-            objects = {
-                stored.kind: stored
-                for stored in (
-                    await session.execute(
-                        select(StoredObject)
-                        .join(Recording, Recording.id == StoredObject.recording_id)
-                        .where(
-                            StoredObject.recording_id == recording_id,
-                            Recording.state == RecordingState.STORED,
-                        )
+            found = (
+                await session.execute(
+                    select(StoredObject, Recording.key_share_digest)
+                    .join(Recording, Recording.id == StoredObject.recording_id)
+                    .where(
+                        StoredObject.recording_id == recording_id,
+                        Recording.state == RecordingState.STORED,
                     )
-                ).scalars()
-            }
+                )
+            ).all()
+            objects = {stored.kind: stored for stored, _ in found}
             stored = objects.get(kind) or (objects.get(ORIGINAL) if kind == PLAYBACK else None)
             if stored is None or stored.data_key is None:
                 return None
+            digest = found[0][1]
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
         ciphertext = StoredCiphertext(
             self._objects, stored.object_key, stored.id, stored.ciphertext_size
         )
         try:
-            await ciphertext.check_size()
+            # The share's one GET goes out beside the size check, not after it.
+            _, share = await asyncio.gather(
+                ciphertext.check_size(), self._shares.read(recording_id, digest)
+            )
         except ObjectMissing:
             raise IntegrityFailure("the recording's object is missing from the store") from None
-        data_key = await self._keys.unwrap(wrapped, stored.id)
+        data_key = unmask(await self._keys.unwrap(wrapped, stored.id), stored.id, share)
         verified = await ciphertext.open(data_key)
         await verified.check_final_segment()
         info = AudioInfo(

@@ -4,10 +4,10 @@ The order is what keeps "nothing half stored" true:
 
 1. claim: insert the recording as ``pending`` (the unique source id makes duplicates and
    concurrent duplicates meet here), with its object row but no key;
-2. put the encrypted objects (the original, then its playback rendition) into the
-   object store, create-only;
-3. commit the wrapped data keys, the peaks, the referrals, the ``stored`` state and the
-   audit event in one transaction.
+2. put the recording's key share, then the encrypted objects (the original, then its
+   playback rendition) into the object store, create-only;
+3. commit the wrapped (share-masked) data keys, the peaks, the referrals, the ``stored``
+   state and the audit event in one transaction.
 
 A failure after 1 removes the claim and the object; a crash, or a store that failed and
 could not be cleaned up, leaves a pending row that every retention cycle reaps
@@ -39,6 +39,7 @@ from storage.db.peaks import Peaks
 from storage.db.repository import RecordingRepository
 from storage.errors import StorageError, Unavailable
 from storage.keys.epochs import DataKeys
+from storage.keys.key_shares import KeyShare, KeyShares, share_key_for
 from storage.objects.store import UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class RecordingStore:
     ) -> None:
         self._database = database
         self._objects = objects
+        self._shares = KeyShares(objects)
         self._keys = keys
         self._audit = audit
         self._clock = clock
@@ -201,8 +203,12 @@ class RecordingStore:
             if existing is not None:
                 return existing
             row = self._pending_row(files, recording, audio, rendition)
+            share = KeyShare.new(row.id)
+            # Claimed with the share's digest, so a crash after the share is put leaves a
+            # pending row the reaper knows to remove it with.
+            row.key_share_digest = share.digest
             if await self._claim(row):
-                return await self._complete(row.id, files, recording, peaks, actor)
+                return await self._complete(row.id, files, share, recording, peaks, actor)
             # Another delivery of the same id claimed it first: look again.
         raise CaptureInProgress(recording.source_recording_id)
 
@@ -259,20 +265,25 @@ class RecordingStore:
         self,
         recording_id: uuid.UUID,
         files: list[_Sealed],
+        share: KeyShare,
         recording: NewRecording,
         peaks: Peaks | None,
         actor: str,
     ) -> CaptureOutcome:
         keys = [object_key_for(sealed.object_id) for sealed in files]
         try:
+            # The share first: the audio is never in the store without what opens it.
+            share_version = await self._shares.put(share, tags=UNHELD_TAGS)
             versions = [
                 await self._objects.put_file(key, sealed.path, tags=UNHELD_TAGS)
                 for key, sealed in zip(keys, files, strict=True)
             ]
-            await self._commit(recording_id, files, versions, recording, peaks, actor)
+            await self._commit(
+                recording_id, files, versions, (share, share_version), recording, peaks, actor
+            )
         except BaseException:
             # A put may have landed even if it reported failure; deleting is idempotent.
-            await self._release_claim(recording_id, keys=keys)
+            await self._release_claim(recording_id, keys=[*keys, share_key_for(recording_id)])
             raise
         return CaptureOutcome(recording_id, recording.retention_deadline, created=True)
 
@@ -292,13 +303,19 @@ class RecordingStore:
         recording_id: uuid.UUID,
         files: list[_Sealed],
         versions: list[str | None],
+        stored_share: tuple[KeyShare, str | None],
         recording: NewRecording,
         peaks: Peaks | None,
         actor: str,
     ) -> None:
+        share, share_version = stored_share
+        # The database keeps each data key masked by the share: a copy of the database
+        # opens nothing once the share is deleted from the store.
         wrapped = {
             sealed.object_id: await self._keys.wrap(
-                sealed.data_key, sealed.object_id, started_at=recording.started_at
+                share.mask(sealed.data_key, sealed.object_id),
+                sealed.object_id,
+                started_at=recording.started_at,
             )
             for sealed in files
         }
@@ -313,6 +330,7 @@ class RecordingStore:
                 raise CaptureInProgress(recording.source_recording_id)
             row.state = RecordingState.STORED
             row.stored_at = now
+            row.key_share_version_id = share_version
             for stored in row.objects:
                 stored.version_id = version_of[stored.id]
                 key = wrapped[stored.id]

@@ -1,7 +1,9 @@
 """The integrity scrub: read stored objects back and prove they are what was stored.
 
 For each object of a stored recording: it is in the store, its stored size is the size
-recorded at capture, its data key opens, every segment authenticates, and the plaintext's
+recorded at capture, the recording's key share is in the store and matches its recorded
+digest (a missing share is reported ``missing`` and an altered one ``corrupt``, under the
+share's own key), its data key opens, every segment authenticates, and the plaintext's
 SHA-256 and length are the ones recorded at capture (for the original, that is the
 evidential hash). A full scrub also lists objects in the store that no row knows of
 (orphans: left by a crash, or put there by someone else). The result is audited.
@@ -22,8 +24,9 @@ from storage.audit import AuditRecord, AuditTrail
 from storage.crypto.verified_reader import StoredCiphertext
 from storage.db.database import Database
 from storage.db.models import DataKey, Recording, RecordingState, StoredObject
-from storage.errors import IntegrityFailure, KeyringError, ObjectMissing
+from storage.errors import IntegrityFailure, KeyringError, KeyShareMissing, ObjectMissing
 from storage.keys.epochs import DataKeys
+from storage.keys.key_shares import KeyShare, KeyShares, share_key_for, unmask
 from storage.keys.keyring import WrappedKey
 from storage.objects.store import ObjectStore
 
@@ -70,6 +73,7 @@ class Scrubber:
     ) -> None:
         self._database = database
         self._objects = objects
+        self._shares = KeyShares(objects)
         self._keys = keys
         self._audit = audit
 
@@ -79,8 +83,15 @@ class Scrubber:
         """Scrub every stored object, or ``sample`` of them at random (then no orphan search)."""
         rows = await self._stored(sample)
         report = ScrubReport()
-        for stored, wrapped in rows:
-            problem = await self._check(stored, wrapped, report)
+        shares: dict[uuid.UUID, KeyShare | str | None] = {}
+        for stored, wrapped, digest in rows:
+            if stored.recording_id not in shares:
+                # Read once per recording; a bad share is one finding, not one per object.
+                shares[stored.recording_id] = share = await self._share(stored, digest)
+                if isinstance(share, str):
+                    key = share_key_for(stored.recording_id)
+                    report.findings.append(Finding(key, stored.recording_id, share))
+            problem = await self._check(stored, wrapped, shares[stored.recording_id], report)
             if problem is not None:
                 report.findings.append(Finding(stored.object_key, stored.recording_id, problem))
             report.objects += 1
@@ -91,9 +102,11 @@ class Scrubber:
         await self._record(report, sample)
         return report
 
-    async def _stored(self, sample: int | None) -> list[tuple[StoredObject, WrappedKey | None]]:
+    async def _stored(
+        self, sample: int | None
+    ) -> list[tuple[StoredObject, WrappedKey | None, bytes | None]]:
         statement = (
-            select(StoredObject, DataKey.kek_id, DataKey.wrapped)
+            select(StoredObject, DataKey.kek_id, DataKey.wrapped, Recording.key_share_digest)
             .join(Recording, Recording.id == StoredObject.recording_id)
             .outerjoin(DataKey, DataKey.object_id == StoredObject.id)
             .where(Recording.state == RecordingState.STORED)
@@ -106,12 +119,25 @@ class Scrubber:
         async with self._database.read() as session:
             found = (await session.execute(statement)).all()
         return [
-            (stored, None if kek_id is None else WrappedKey(kek_id, blob))
-            for stored, kek_id, blob in found
+            (stored, None if kek_id is None else WrappedKey(kek_id, blob), digest)
+            for stored, kek_id, blob, digest in found
         ]
 
+    async def _share(self, stored: StoredObject, digest: bytes | None) -> KeyShare | str | None:
+        """The recording's share (None before shares existed), or the problem with it."""
+        try:
+            return await self._shares.read(stored.recording_id, digest)
+        except KeyShareMissing:
+            return "missing"
+        except IntegrityFailure:
+            return "corrupt"
+
     async def _check(
-        self, stored: StoredObject, wrapped: WrappedKey | None, report: ScrubReport
+        self,
+        stored: StoredObject,
+        wrapped: WrappedKey | None,
+        share: KeyShare | str | None,
+        report: ScrubReport,
     ) -> str | None:
         ciphertext = StoredCiphertext(
             self._objects, stored.object_key, stored.id, stored.ciphertext_size
@@ -122,10 +148,12 @@ class Scrubber:
             return "missing"
         except IntegrityFailure:
             return "size"
+        if isinstance(share, str):
+            return None  # already reported against the share; nothing here can open
         if wrapped is None:
             return "key"
         try:
-            data_key = await self._keys.unwrap(wrapped, stored.id)
+            data_key = unmask(await self._keys.unwrap(wrapped, stored.id), stored.id, share)
         except KeyringError:
             return "key"
         digest = hashlib.sha256()
@@ -145,6 +173,10 @@ class Scrubber:
     async def _orphans(self) -> list[Finding]:
         async with self._database.read() as session:
             known = set((await session.execute(select(StoredObject.object_key))).scalars())
+            with_shares = await session.execute(
+                select(Recording.id).where(Recording.key_share_digest.is_not(None))
+            )
+            known.update(share_key_for(recording_id) for recording_id in with_shares.scalars())
         return [
             Finding(key, None, "orphaned")
             async for key in self._objects.iter_keys()

@@ -25,13 +25,15 @@ from config.services import Services, build_services
 from config.settings import Settings
 from recorder import MediaWorkers
 from retrieval import issue_dev_token
-from storage import SharedKeys, StoredCiphertext, open_verified
+from storage import KeyShares, SharedKeys, StoredCiphertext, open_verified, unmask
 from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
 from storage.keys.keyring import WrappedKey
 from storage.keys.signing import signing_key_from_seed
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 
 OBJECTS_PER_RECORDING = 2
+# What a recording puts in the object store: its objects and its key share.
+KEYS_PER_RECORDING = OBJECTS_PER_RECORDING + 1
 """What a push stores: the original, byte for byte, and its playback rendition."""
 SCHEDULED_ACTIONS = (
     "retention.sweep",
@@ -92,7 +94,11 @@ class RunningService:
             ).scalar_one()
             assert stored.data_key is not None
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
-        key = await self.services.keys.unwrap(wrapped, stored.id)
+            digest = await session.scalar(
+                select(Recording.key_share_digest).where(Recording.id == stored.recording_id)
+            )
+        share = await KeyShares(self.services.objects).read(stored.recording_id, digest)
+        key = unmask(await self.services.keys.unwrap(wrapped, stored.id), stored.id, share)
         ciphertext = StoredCiphertext(
             self.services.objects, stored.object_key, stored.id, stored.ciphertext_size
         )

@@ -109,6 +109,12 @@ class Recording(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     stored_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The format marker of its data keys: NULL for a recording stored before key shares
+    # (its data_key rows hold the keys themselves); otherwise the digest of the share in
+    # the object store that unmasks them (storage/keys/key_shares.py), and that share's
+    # store version where the store has versions, so deletion names that exact version.
+    key_share_digest: Mapped[bytes | None] = mapped_column(LargeBinary)
+    key_share_version_id: Mapped[str | None] = mapped_column(String(1024))
 
     objects: Mapped[list[StoredObject]] = relationship(
         back_populates="recording", cascade="all, delete-orphan", lazy="selectin"

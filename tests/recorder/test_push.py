@@ -13,12 +13,17 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
-from storage import verify_audit_chain
+from storage import KeyShares, unmask, verify_audit_chain
 from storage.crypto.file_reader import EncryptedFileReader
 from storage.db.models import AuditEvent, Recording, RecordingState
 from storage.keys.keyring import WrappedKey
 from tests.push_support import make_wav, metadata, push_body, push_headers
-from tests.service_support import SCHEDULED_ACTIONS, RunningService, running_service
+from tests.service_support import (
+    KEYS_PER_RECORDING,
+    SCHEDULED_ACTIONS,
+    RunningService,
+    running_service,
+)
 
 not_scheduled = AuditEvent.action.not_in(SCHEDULED_ACTIONS)
 
@@ -93,8 +98,13 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
     assert b"WAVE" not in ciphertext
     assert audio[1000:1064] not in ciphertext
     # ...and yet the stored key opens it to exactly the bytes that were pushed.
-    data_key = await service.services.keys.unwrap(
-        WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped), stored.id
+    share = await KeyShares(service.services.objects).read(recording_id, row.key_share_digest)
+    data_key = unmask(
+        await service.services.keys.unwrap(
+            WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped), stored.id
+        ),
+        stored.id,
+        share,
     )
     path = service.data_dir / "objects" / stored.object_key
     with EncryptedFileReader(path, data_key, stored.id, stored.ciphertext_size) as plaintext:
@@ -110,7 +120,12 @@ async def test_a_repeated_push_returns_the_same_answer_and_stores_nothing_new(
     again_status, again = await push(service, body)
     assert (first_status, again_status) == (201, 200)
     assert again == first
-    assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
+    assert await service.counts() == {
+        "recordings": 1,
+        "objects": KEYS_PER_RECORDING,
+        "spool": 0,
+        "audit": 1,
+    }
 
 
 async def test_concurrent_duplicate_deliveries_store_one_recording(
@@ -121,7 +136,12 @@ async def test_concurrent_duplicate_deliveries_store_one_recording(
     statuses = sorted(status for status, _ in answers)
     assert statuses == [200, 200, 200, 200, 200, 201]
     assert len({answer["id"] for _, answer in answers}) == 1
-    assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
+    assert await service.counts() == {
+        "recordings": 1,
+        "objects": KEYS_PER_RECORDING,
+        "spool": 0,
+        "audit": 1,
+    }
 
 
 async def test_a_recording_already_past_retention_is_discarded_and_audited(
@@ -191,12 +211,19 @@ async def test_the_production_backends_store_a_push_in_the_bucket_encrypted(
         again = await service.client.post(URL, data=body, headers=push_headers(body))
         assert (first.status, again.status) == (201, 200)
         assert await first.json() == await again.json()
-        assert await service.counts() == {"recordings": 1, "objects": 2, "spool": 0, "audit": 1}
+        assert await service.counts() == {
+            "recordings": 1,
+            "objects": KEYS_PER_RECORDING,
+            "spool": 0,
+            "audit": 1,
+        }
 
     listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
-    assert len(listed) == 2  # the original and its rendition
+    assert len(listed) == KEYS_PER_RECORDING  # the original, its rendition, its key share
     for entry in listed:
         assert entry["Key"].startswith("hub-a/recordings/")
+        if entry["Key"].endswith(".share"):
+            continue
         stored = s3_client.get_object(Bucket=s3_bucket, Key=entry["Key"])["Body"].read()
         assert stored.startswith(b"SGRC")
         assert b"RIFF" not in stored

@@ -23,7 +23,12 @@ from storage import (
     verify_receipt,
 )
 from storage.db.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
-from tests.service_support import OBJECTS_PER_RECORDING, RunningService, running_service
+from tests.service_support import (
+    KEYS_PER_RECORDING,
+    OBJECTS_PER_RECORDING,
+    RunningService,
+    running_service,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -87,7 +92,7 @@ async def test_a_sweep_deletes_what_falls_due_before_the_next_one_and_nothing_el
         assert await hub.count(RecordingReferral, recording_id=recording_id) == 0
     assert await hub.count(DataKey) == OBJECTS_PER_RECORDING
     stored_keys = [key async for key in hub.service.services.objects.iter_keys()]
-    assert len(stored_keys) == OBJECTS_PER_RECORDING
+    assert len(stored_keys) == KEYS_PER_RECORDING
 
 
 async def test_each_deletion_is_audited_with_a_receipt_and_the_chain_holds(hub: Hub) -> None:
@@ -191,7 +196,7 @@ async def test_a_sweep_interrupted_after_the_keys_are_gone_is_finished_by_the_ne
     report = await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
     assert sorted(report.resumed) == sorted(hub.ids[1:])
     assert await hub.count(Recording, state="deleted") == 2
-    assert len([key async for key in services.objects.iter_keys()]) == OBJECTS_PER_RECORDING
+    assert len([key async for key in services.objects.iter_keys()]) == KEYS_PER_RECORDING
 
 
 async def test_two_sweeps_at_once_delete_each_recording_once(hub: Hub) -> None:
@@ -337,4 +342,4 @@ async def test_finishing_a_recording_whose_keys_were_not_destroyed_touches_nothi
     await services.deleter.finish_many(hub.ids)
     assert await hub.count(Recording, state="stored") == 3
     assert await hub.count(DataKey) == 3 * OBJECTS_PER_RECORDING
-    assert len([key async for key in services.objects.iter_keys()]) == 3 * OBJECTS_PER_RECORDING
+    assert len([key async for key in services.objects.iter_keys()]) == 3 * KEYS_PER_RECORDING

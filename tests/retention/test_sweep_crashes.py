@@ -27,7 +27,12 @@ from storage import (
     verify_receipt,
 )
 from storage.db.models import AuditEvent, DataKey, Recording
-from tests.service_support import OBJECTS_PER_RECORDING, RunningService, running_service
+from tests.service_support import (
+    KEYS_PER_RECORDING,
+    OBJECTS_PER_RECORDING,
+    RunningService,
+    running_service,
+)
 
 HORIZON = timedelta(minutes=20)
 
@@ -137,4 +142,4 @@ async def test_the_next_sweep_completes_what_a_crash_interrupted(
         assert sorted(uuid.UUID(r["recording_id"]) for r in receipts) == sorted(due)
         assert all(verify_receipt(r, service.services.receipts.public_pem) for r in receipts)
         left = [key async for key in service.services.objects.iter_keys()]
-        assert len(left) == OBJECTS_PER_RECORDING
+        assert len(left) == KEYS_PER_RECORDING

@@ -39,6 +39,7 @@ from storage import (
 )
 from storage.db.models import AuditEvent, Recording, RecordingState, Referral
 from storage.db.repository import RecordingRepository
+from storage.keys.key_shares import share_key_for
 from storage.keys.keyring import WrappedKey
 from tests.clock import FakeClock
 from tests.key_support import local_epoch_keys
@@ -82,6 +83,10 @@ class Harness:
 
     async def object_keys(self) -> list[str]:
         return [key async for key in self.objects.iter_keys()]
+
+
+# What one capture here puts in the store: its original and its key share.
+KEYS_PER_CAPTURE = 2
 
 
 @pytest.fixture
@@ -149,7 +154,9 @@ async def test_a_stored_capture_has_its_row_object_key_links_and_audit_event(
     assert row.state == RecordingState.STORED
     assert [r.reference for r in row.referrals] == ["MASH-2026-000001", "MASH-2026-000002"]
     assert row.objects[0].data_key is not None
-    assert await harness.object_keys() == [row.objects[0].object_key]
+    assert sorted(await harness.object_keys()) == sorted(
+        [row.objects[0].object_key, share_key_for(row.id)]
+    )
     assert await harness.rows_and_events() == (1, 1)
 
 
@@ -184,7 +191,7 @@ async def test_a_second_capture_of_the_same_source_id_returns_the_first(harness:
     assert (first.created, second.created) == (True, False)
     assert second.recording_id == first.recording_id
     assert await harness.rows_and_events() == (1, 1)
-    assert len(await harness.object_keys()) == 1
+    assert len(await harness.object_keys()) == KEYS_PER_CAPTURE
 
 
 async def test_the_reaper_removes_captures_abandoned_mid_way_and_their_objects(
@@ -197,7 +204,7 @@ async def test_the_reaper_removes_captures_abandoned_mid_way_and_their_objects(
     with pytest.raises(DatabaseUnavailable):
         await dying.store_capture(spool, new_recording(), AUDIO, actor="source:pbx")
     assert await harness.rows_and_events() == (1, 0)
-    assert len(await harness.object_keys()) == 1
+    assert len(await harness.object_keys()) == KEYS_PER_CAPTURE
     store = harness.store()
     # Too young to be called abandoned: it could still be a capture in progress.
     assert await store.reap_abandoned_captures(older_than=timedelta(hours=1)) == 0
@@ -246,7 +253,7 @@ async def test_a_redelivery_takes_over_a_capture_abandoned_long_ago(harness: Har
     assert again.created
     # The new capture, and the abandoned one's removal on the record.
     assert await harness.rows_and_events() == (1, 2)
-    assert len(await harness.object_keys()) == 1
+    assert len(await harness.object_keys()) == KEYS_PER_CAPTURE
 
 
 def harness_reads(harness: Harness) -> Any:
@@ -264,7 +271,7 @@ async def test_a_finished_capture_is_never_removed_as_abandoned(harness: Harness
         )
     assert keys == []
     assert await harness.rows_and_events() == (1, 1)
-    assert len(await harness.object_keys()) == 1
+    assert len(await harness.object_keys()) == KEYS_PER_CAPTURE
 
 
 class TakenOverDuringUpload:
