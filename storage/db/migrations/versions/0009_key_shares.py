@@ -1,8 +1,8 @@
 """Per-recording key shares: the digest and store version of each recording's share.
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
-Create Date: 2026-12-10
+Create Date: 2026-12-03
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
