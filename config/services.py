@@ -181,6 +181,7 @@ class Services:
         return MediaWorkers(
             workers=self.settings.media_workers,
             max_channels=self.settings.max_audio_channels,
+            job_deadline_s=self.settings.media_job_deadline.total_seconds(),
         )
 
     @part

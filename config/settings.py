@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     media_workers: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), gt=0, le=64
     )
+    # How long one capture may hold a media worker; past it the worker is killed and the
+    # capture refused (recorder/workers.py). 25 hours of two channels renders in about 15
+    # minutes on one core here, so only a file built to be slow reaches the default.
+    media_job_deadline: timedelta = Field(
+        default=timedelta(minutes=30), ge=timedelta(seconds=1), le=timedelta(hours=6)
+    )
     # More channels than this is not a call recording (caller and staff: two).
     max_audio_channels: int = Field(default=2, ge=1, le=8)
     oidc_issuer: str | None = None

@@ -4,21 +4,51 @@ recording that never was, how a callback URL labels a call, how event times are 
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
 from aiohttp import web
 
-from recorder.errors import InvalidMetadata, NotMultipart, PayloadTooLarge
+from recorder.errors import InvalidMetadata, NotMultipart, PayloadTooLarge, SenderHungUp
 from storage import AuditRecord, QueuedFetch
 
 MAX_CALLBACK_BYTES = 64 * 1024
+# No provider's event nests deeper than a handful of levels; Python's parser recurses once
+# per level, so a signed body of 30,000 brackets would otherwise end in RecursionError.
+MAX_EVENT_NESTING = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 
 _REFERRAL = re.compile(r"[A-Za-z0-9/_.-]{1,64}")
 _LABEL = re.compile(r"[A-Za-z0-9._ -]{1,128}")
+
+
+def event_json(body: bytes) -> Any:
+    """A callback's body as JSON; InvalidMetadata if it is not, or nests deeper than
+    ``MAX_EVENT_NESTING``, checked before the parser sees it."""
+    depth = 0
+    for bracket in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > MAX_EVENT_NESTING:
+            raise InvalidMetadata(f"the event nests deeper than {MAX_EVENT_NESTING} levels")
+    try:
+        return json.loads(body)
+    except RecursionError:  # only if the scan above is wrong; never a 500 for a body
+        raise InvalidMetadata("the event nests too deeply") from None
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidMetadata("the event is not JSON") from None
+
+
+async def hang_up_refused(reading: Awaitable[bytes]) -> bytes:
+    """The body bytes ``reading`` gives; SenderHungUp if the connection closed under it."""
+    try:
+        return await reading
+    except ConnectionResetError:
+        raise SenderHungUp("the sender hung up before the body was complete") from None
 
 
 class FetchJobs(Protocol):
@@ -86,7 +116,7 @@ class Intake:
         limit = MAX_CALLBACK_BYTES
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"a callback is at most {limit} bytes")
-        body = await request.content.read(limit + 1)
+        body = await hang_up_refused(request.content.read(limit + 1))
         if len(body) > limit:
             raise PayloadTooLarge(f"a callback is at most {limit} bytes")
         return body

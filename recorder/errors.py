@@ -4,6 +4,7 @@ RecorderError
 ├── Unauthenticated          unknown source, missing, wrong or stale signature
 ├── NotMultipart             the body is not multipart/form-data, or is compressed
 ├── BodyStalled              the body arrives too slowly or stops arriving
+│   └── SenderHungUp         the sender closed the connection before the body was whole
 ├── Busy                     too many pushes are being received at once
 │   ├── MediaWorkerLost      the worker decoding the audio died (crash, memory)
 │   └── ShuttingDown         the process is stopping before the body has arrived
@@ -35,6 +36,14 @@ class NotMultipart(RecorderError):
 
 class BodyStalled(RecorderError):
     """The sender stopped sending, or sends too slowly to finish in reasonable time."""
+
+
+class SenderHungUp(BodyStalled):
+    """The connection closed before the whole body arrived.
+
+    Nobody is left to answer, and it happens on every flaky line: it is logged as a
+    refusal (at info), not as a failure of the service.
+    """
 
 
 class Busy(RecorderError):

@@ -13,6 +13,7 @@ from datetime import datetime
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from recorder.callbacks import hang_up_refused
 from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.errors import (
     BodyStalled,
@@ -23,6 +24,7 @@ from recorder.errors import (
     NotMultipart,
     PayloadTooLarge,
     RecorderError,
+    SenderHungUp,
     ShuttingDown,
     Unauthenticated,
     UndecodableAudio,
@@ -46,6 +48,8 @@ _STOPPING = "the service is shutting down; retry, another replica will answer"
 
 _STATUS: dict[type[RecorderError], tuple[int, str]] = {
     Unauthenticated: (401, "unauthenticated"),
+    # Written to a closed connection: the status is for the log, which says who hung up.
+    SenderHungUp: (400, "sender_hung_up"),
     NotMultipart: (415, "unsupported_media_type"),
     BodyStalled: (408, "request_timeout"),
     PayloadTooLarge: (413, "payload_too_large"),
@@ -190,8 +194,10 @@ async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> by
         stopping.cancel()
         if not reading.done():
             reading.cancel()
+        elif not reading.cancelled():
+            reading.exception()  # seen, so one this returns before awaiting is not logged
     if reading in done:
-        return reading.result()
+        return await hang_up_refused(reading)
     if stopping in done:
         raise ShuttingDown(_STOPPING)
     raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s")

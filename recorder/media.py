@@ -11,6 +11,7 @@ recording is still evidence, and a PBX does not resend after a 4xx.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, cast
 
@@ -35,6 +36,17 @@ MAX_SAMPLE_RATE = 192_000
 # No call is longer (metadata refuses longer ones); a small file that decodes to more
 # is a decompression bomb, stopped before it keeps a worker busy for hours.
 MAX_SECONDS = 25 * 3600
+# The fewest bytes a second of a real call takes, in any format the service accepts:
+# 2 kbit/s. The thriftiest telephony codecs are well above it (AMR-NB 4.75, G.723.1 5.3,
+# Opus 6, G.729 8, GSM 13 kbit/s; MP3 frames never fall under 8 kbit/s). Only a lossless
+# file of digital silence, or a stream that sends almost nothing, gets under it: ten hours
+# of silence fit in 6 MB of FLAC, and would hold a worker for minutes to render nothing.
+MIN_BYTES_PER_SECOND = 250
+# Audio allowed beyond that rate at any point, so a call that starts with a few minutes
+# of digital silence (a line open before anyone speaks) is not mistaken for a bomb. Not
+# more: a bomb is refused only after this much audio plus what its bytes hold has been
+# decoded and rendered, about 8 s of work for a FLAC of silence in its smallest frames.
+FREE_SECONDS = 180.0
 # How much shorter than its header says a stream may decode before it counts as cut
 # short: a lossy stream's last packet rarely ends on the exact declared sample.
 _SHORTFALL_S = 0.5
@@ -82,6 +94,8 @@ def analyse(
     With no rendition, the pass only checks and measures (a probe, for the benchmark
     and for checking stored originals).
     """
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
     head = source.read(_HEAD_BYTES)
     demuxer = sniff_format(head[:16])
     if demuxer is None:
@@ -95,7 +109,52 @@ def analyse(
         raise UndecodableAudio("the file is damaged beyond reading: no header decodes") from None
     with container:
         stream = _audio_stream(container, max_channels)
-        return _Pass(container, stream, demuxer, claimed, max_seconds).run(rendition)
+        budget = _Budget(max_seconds, size, source)
+        budget.check_declared(_declared_duration(container, stream))
+        return _Pass(container, stream, demuxer, claimed, budget).run(rendition)
+
+
+class _Budget:
+    """How much audio a file may decode to: never more than ``max_seconds``, and never
+    more than its bytes can hold at ``MIN_BYTES_PER_SECOND`` (plus ``FREE_SECONDS``).
+
+    Checked on what the header declares before anything is decoded, so a bomb that says
+    what it is goes in milliseconds, and again as each frame decodes, against the bytes
+    read so far, so one that hides its length goes within seconds of work.
+    """
+
+    def __init__(self, max_seconds: float, size: int, source: IO[bytes]) -> None:
+        self._max_seconds = max_seconds
+        self._size = size
+        self._source = source
+        self._read = 0
+
+    def check_declared(self, declared: float | None) -> None:
+        if declared is not None:
+            self._check(declared, self._size)
+
+    def note_packet(self, packet: av.Packet[AudioStream]) -> None:
+        """Count the bytes behind the audio: up to the end of the packet just demuxed."""
+        if packet.pos is not None and packet.pos >= 0:
+            self._read = max(self._read, packet.pos + packet.size)
+        else:
+            self._read = max(self._read, self._source.tell())
+
+    def check_decoded(self, seconds: float) -> None:
+        self._check(seconds, self._read)
+
+    def _check(self, seconds: float, read: int) -> None:
+        if seconds > self._max_seconds:
+            raise UndecodableAudio(
+                f"the audio lasts more than {self._max_seconds / 3600:g} hours: "
+                "no call is that long"
+            )
+        if seconds > FREE_SECONDS + read / MIN_BYTES_PER_SECOND:
+            raise UndecodableAudio(
+                f"the audio lasts far longer than {read} bytes can hold "
+                f"(at least {MIN_BYTES_PER_SECOND * 8 / 1000:g} kbit/s is expected of "
+                "a recorded call): refused as a decompression bomb"
+            )
 
 
 def _audio_stream(container: InputContainer, max_channels: int) -> AudioStream:
@@ -103,6 +162,9 @@ def _audio_stream(container: InputContainer, max_channels: int) -> AudioStream:
         raise UndecodableAudio("the file has no audio stream")
     stream = container.streams.audio[0]
     context = stream.codec_context
+    if context is None:
+        # FFmpeg has no decoder for what the header names (a WAV of 0 bits per sample).
+        raise UndecodableAudio("the audio stream's encoding is not one that can be decoded")
     rate = int(context.sample_rate or 0)
     channels = int(context.layout.nb_channels) if context.layout else 0
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
@@ -125,7 +187,7 @@ class _Pass:
         stream: AudioStream,
         demuxer: str,
         claimed: float | None,
-        max_seconds: float,
+        budget: _Budget,
     ) -> None:
         context = stream.codec_context
         self._claimed = claimed
@@ -141,7 +203,7 @@ class _Pass:
         )
         self._peaks = PeakBuilder(kept, self._rate)
         self._kept_channels = kept
-        self._max_samples = int(max_seconds * self._rate)
+        self._budget = budget
         self._samples = 0
         self._packets = 0
         self._bad_packets = 0
@@ -197,6 +259,7 @@ class _Pass:
                 break
             if packet.size:
                 self._packets += 1
+                self._budget.note_packet(packet)
             try:
                 frames = packet.decode()
             except (av.error.FFmpegError, ValueError):
@@ -219,11 +282,7 @@ class _Pass:
         for normal in self._resampler.resample(frame):
             samples = cast("npt.NDArray[np.int16]", normal.to_ndarray())
             self._samples += normal.samples
-            if self._samples > self._max_samples:
-                raise UndecodableAudio(
-                    f"the audio decodes to more than {self._max_samples / self._rate / 3600:g} "
-                    "hours: no call is that long"
-                )
+            self._budget.check_decoded(self._samples / self._rate)
             self._peaks.add(samples)
             if writer is not None:
                 writer.add(normal)

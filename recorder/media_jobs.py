@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from recorder.media import MediaReport, analyse
 from recorder.rendition import CONTENT_TYPE
@@ -57,3 +59,28 @@ def run_media_job(job: MediaJob) -> MediaResult:
         finally:
             writer.close()
     return MediaResult(report, sealed)
+
+
+def serve_jobs(pipe: Connection) -> None:
+    """A worker process's life: run each job that comes down the pipe, send back its result.
+
+    The answer is ``("ok", result)`` or ``("error", exception)``; ``None`` is a ping,
+    answered with ``None``. The process ends when the service closes its end.
+    """
+    while True:
+        try:
+            job = pipe.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            pipe.send(None)
+            continue
+        answer: tuple[str, Any]
+        try:
+            answer = ("ok", run_media_job(job))
+        except Exception as exc:  # whatever it was, the service decides what to answer
+            answer = ("error", exc)
+        try:
+            pipe.send(answer)
+        except Exception:  # an exception that does not pickle
+            pipe.send(("error", RuntimeError(type(answer[1]).__name__)))

@@ -10,14 +10,13 @@ Telnyx's copy is deleted through its API once stored, when an API key is configu
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from recorder.callbacks import Intake, call_labels, iso_instant
+from recorder.callbacks import Intake, call_labels, event_json, iso_instant
 from recorder.errors import InvalidMetadata
 from recorder.fetch_worker import DELETE_URL
 from recorder.telnyx_signature import TelnyxSignature
@@ -88,10 +87,7 @@ class TelnyxCallbacks:
 
 
 def _event(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        raise InvalidMetadata("the event is not JSON") from None
+    document = event_json(body)
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict):
         raise InvalidMetadata("the event has no data object")

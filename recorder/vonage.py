@@ -10,7 +10,6 @@ URL's query may carry ``referral``, ``team`` and ``agent``.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from recorder.callbacks import Intake, call_labels, iso_instant
+from recorder.callbacks import Intake, call_labels, event_json, iso_instant
 from recorder.errors import InvalidMetadata
 from recorder.fetch_worker import DELETE_URL
 from recorder.vonage_signature import VonageSignature
@@ -76,10 +75,7 @@ class VonageCallbacks:
         self._account.signature.verify(
             request.headers.get("Authorization"), body, now=self._intake.clock()
         )
-        try:
-            event = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidMetadata("the event is not JSON") from None
+        event = event_json(body)
         if not isinstance(event, dict):
             raise InvalidMetadata("the event is not a JSON object")
         url, external = event.get("recording_url"), event.get("recording_uuid")

@@ -186,3 +186,34 @@ def noisy_wav(seconds: float, *, rate: int = 8000, channels: int = 2) -> bytes:
     rng = np.random.default_rng(7)
     samples = (rng.uniform(-0.5, 0.5, (channels, round(seconds * rate))) * 32767).astype(np.int16)
     return encode("wav", "pcm_s16le", samples, rate)
+
+
+def silence_repeated(
+    container: str, codec: str, rate: int, seconds: float, **options: str
+) -> bytes:
+    """``seconds`` of digital silence, made fast: one encoded packet of silence, muxed over
+    and over with advancing timestamps (hours in a few seconds, where encoding them
+    would take minutes). The shape of a decompression bomb: tiny for its length."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        stream.codec_context.options = options
+        packets: list[av.Packet[av.audio.stream.AudioStream]] = []
+        for second in range(2):  # the second second's packets are past any start-up
+            frame = av.AudioFrame.from_ndarray(
+                np.zeros((1, rate), dtype=np.int16), format="s16p", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = rate, second * rate, Fraction(1, rate)
+            packets = list(stream.encode(frame))
+        model = packets[-1]
+        assert model.duration
+        assert model.time_base
+        data, duration, time_base = bytes(model), model.duration, model.time_base
+        for index in range(int(seconds / float(duration * time_base))):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = index * duration
+            packet.duration, packet.time_base, packet.stream = duration, time_base, stream
+            output.mux(packet)
+    return buffer.getvalue()

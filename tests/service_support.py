@@ -239,7 +239,7 @@ def keys_read_before_the_database_went() -> dict[str, object]:
     }
 
 
-_MEDIA_POOLS: dict[tuple[int, int], MediaWorkers] = {}
+_MEDIA_POOLS: dict[tuple[int, int, float], MediaWorkers] = {}
 
 
 def shared_media_workers(settings: Settings) -> MediaWorkers:
@@ -249,9 +249,15 @@ def shared_media_workers(settings: Settings) -> MediaWorkers:
     holds nothing of a service's own (renditions go beside each service's spool), so tests
     share one. ``close_shared_media_workers`` stops them at the end of the run.
     """
-    shape = (settings.media_workers, settings.max_audio_channels)
+    shape = (
+        settings.media_workers,
+        settings.max_audio_channels,
+        settings.media_job_deadline.total_seconds(),
+    )
     if shape not in _MEDIA_POOLS:
-        _MEDIA_POOLS[shape] = MediaWorkers(workers=shape[0], max_channels=shape[1])
+        _MEDIA_POOLS[shape] = MediaWorkers(
+            workers=shape[0], max_channels=shape[1], job_deadline_s=shape[2]
+        )
     return _MEDIA_POOLS[shape]
 
 

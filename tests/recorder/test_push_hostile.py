@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,13 @@ def good_body(**fields: Any) -> bytes:
 
 def closed(*parts: bytes) -> bytes:
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def zero_bit_wav() -> bytes:
+    """A WAV whose format chunk says 0 bits per sample: FFmpeg has no decoder for it."""
+    wav = bytearray(make_wav(1))
+    wav[34:36] = (0).to_bytes(2, "little")  # bits per sample, in the 16-byte fmt chunk
+    return bytes(wav)
 
 
 META = part("metadata", json.dumps(metadata()).encode(), content_type="application/json")
@@ -303,6 +311,12 @@ CASES: dict[str, Case] = {
     "random-bytes-instead-of-audio": Case(
         lambda: signed(push_body(metadata(), bytes(range(256)) * 40)), 422, "undecodable_audio"
     ),
+    "wav-of-zero-bits-per-sample": Case(
+        lambda: signed(push_body(metadata(), zero_bit_wav())),
+        422,
+        "undecodable_audio",
+        "encoding",
+    ),
     "wav-header-with-no-samples": Case(
         lambda: signed(push_body(metadata(), make_wav(1)[:44])), 422, "undecodable_audio"
     ),
@@ -468,3 +482,37 @@ async def test_a_sender_that_goes_quiet_is_timed_out(
     assert response.status == 408
     assert (await response.json())["error"] == "request_timeout"
     assert await service.counts() == NOTHING
+
+
+def hang_ups(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    return [record for record in records if getattr(record, "error", "") == "sender_hung_up"]
+
+
+async def test_a_sender_hanging_up_mid_upload_is_logged_at_info_and_stores_nothing(
+    service: RunningService, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = good_body()
+    headers = {**push_headers(body), "Host": "localhost", "Content-Length": str(len(body))}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    # Served as `callrec serve` serves it: aiohttp's test server cancels the handler of a
+    # connection that drops, where a real server lets the handler see the reset.
+    app = service.client.app
+    assert app is not None
+    listener = await asyncio.get_running_loop().create_server(
+        app._make_handler(access_log=None), "127.0.0.1", 0
+    )
+    port = listener.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    caplog.set_level(logging.INFO)
+    writer.write(f"POST {URL} HTTP/1.1\r\n{head}\r\n".encode() + body[: len(body) // 2])
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the capture is reading the body
+    writer.transport.abort()  # the line drops: the rest of the body never comes
+    for _ in range(100):
+        if hang_ups(caplog.records):
+            break
+        await asyncio.sleep(0.05)
+    assert [record.levelno for record in hang_ups(caplog.records)] == [logging.INFO]
+    assert [record for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert await service.counts() == NOTHING
+    listener.close()

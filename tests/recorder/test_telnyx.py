@@ -186,3 +186,14 @@ async def test_a_recording_error_is_recorded_and_a_repeat_queues_one_fetch(
             ).scalars()
             assert list(recorded).count("recording.not_recorded") == 1
         assert len(storage.seen) == 1
+
+
+async def test_a_signed_event_nested_30000_deep_is_422_and_queues_nothing(
+    tmp_path: Path, database_url: str, fakes: tuple[FakeTelnyx, FakeStorage]
+) -> None:
+    body = b'{"data":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    async with running_service(tmp_path / "var", database_url, **settings_for(*fakes)) as service:
+        status, answer = await send(service, body)
+        assert (status, answer["error"]) == (422, "invalid_metadata")
+        assert "deeper than" in answer["detail"]
+        assert (await service.counts())["recordings"] == 0

@@ -153,3 +153,14 @@ async def test_a_recording_url_off_vonages_hosts_is_refused(
         status, answer = await send(service, body, signed(body))
         assert (status, answer["error"]) == (422, "invalid_metadata")
         assert await service.fetch_job(rid) is None
+
+
+async def test_a_signed_event_nested_30000_deep_is_422_and_queues_nothing(
+    tmp_path: Path, database_url: str, vonage: FakeVonage
+) -> None:
+    body = b'{"recording_uuid":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    async with running_service(tmp_path / "var", database_url, **settings_for(vonage)) as service:
+        status, answer = await send(service, body, signed(body))
+        assert (status, answer["error"]) == (422, "invalid_metadata")
+        assert "deeper than" in answer["detail"]
+        assert (await service.counts())["recordings"] == 0
