@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto.encryptor import SegmentEncryptor
 from storage.crypto.format import SEGMENT_PLAINTEXT, new_data_key
+from tests.bench.bombs import bomb_rows, measure_bombs
 from tests.bench.integrity import measure_scrub
 from tests.bench.keys import measure_rewrap
 from tests.bench.media import (
@@ -66,7 +67,7 @@ from tests.bench.workload import (
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
-PARTS = frozenset({"ingest", "integrity", "keys", "media", "playback", "retention"})
+PARTS = frozenset({"bombs", "ingest", "integrity", "keys", "media", "playback", "retention"})
 _CHUNK = 1024 * 1024
 
 
@@ -416,6 +417,9 @@ async def run(quick: bool, parts: set[str]) -> None:
     if "media" in parts:
         print()
         await run_media(root, quick)
+    if "bombs" in parts:
+        print()
+        await run_bombs(root, quick)
     if "playback" in parts:
         print()
         row("playback measurement", "first byte", "whole response", "ratio to baseline", "goal")
@@ -566,6 +570,22 @@ async def run_media_latency(root: Path, files: dict[str, Path], seconds: int) ->
         "p99 < 50 ms",
     )
     row("server peak RSS during the four (workers not included)", f"{peak:.0f} MB", "-", "-", "-")
+
+
+async def run_bombs(root: Path, quick: bool) -> None:
+    """Decompression bombs against one media worker, and the ordinary push behind each."""
+    row("bomb measurement", "callrec", "baseline (same run)", "ratio", "goal")
+    row("---", "---", "---", "---", "---")
+    with server(root, "server-bombs", {"CALLREC_MEDIA_WORKERS": "1"}) as running:
+        alone, figures = await measure_bombs(
+            root,
+            running.url,
+            SECRET.encode(),
+            lambda name: make_push(root, f"{name}-{time.time_ns()}", 60, 8000, 1),
+            1 if quick else 3,
+        )
+    for cells in bomb_rows(alone, figures):
+        row(*cells)
 
 
 async def run_integrity(quick: bool) -> None:
