@@ -7,6 +7,7 @@ this module only puts them together.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from config.scheduler import SweepSchedule
 from config.services import Services
 from recorder import create_recorder_app
 from retention import retention_status
-from retrieval import ReviewPages, create_api_app
+from retrieval import CAPABILITY_PARAMETERS, AnswerBrokenOff, ReviewPages, create_api_app
 from storage import PeakReader, ReferralLinks, StorageError, check_database, sweep_spool
 
 log = logging.getLogger("callrec")
@@ -34,6 +35,8 @@ RUNNING_JOBS: web.AppKey[list[SweepSchedule]] = web.AppKey("running_jobs")
 JOB_METRICS = web.AppKey("job_metrics", JobMetrics)
 REQUEST_ID = web.RequestKey("request_id", str)
 """The id the request middleware gave a request, for the headers of its response."""
+ANSWER_BEGUN = web.RequestKey("answer_begun", int)
+"""The status of the answer whose headers went out; once set, no other answer may follow."""
 DRAIN = web.AppKey("drain", Drain)
 """The app's shutdown state: ``serve`` begins the drain; ``/readyz`` and every response see it."""
 BACKGROUND: web.AppKey[BackgroundWork] = web.AppKey("background")
@@ -69,13 +72,19 @@ class BackgroundWork:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give every request an id (the caller's, if sane), log it once, turn surprises into JSON."""
+    """Give every request an id (the caller's, if sane), log it once, turn surprises into JSON.
+
+    Except once an answer has begun (audio is streamed: its headers leave before the
+    handler returns): a failure then, or an error answer made for it further in, would
+    be written into the body already promised, so the connection is dropped instead.
+    """
     offered = request.headers.get("X-Request-Id", "")
     request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
     request[REQUEST_ID] = request_id
     started = time.perf_counter()
     status = 500
+    broken_off = False
     try:
         try:
             response = await handler(request)
@@ -90,12 +99,21 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 status=exc.status,
                 headers={k: v for k, v in exc.headers.items() if k == "Allow"},
             )
+        except AnswerBrokenOff as exc:
+            log.warning("answer broken off", extra={"reason": str(exc)})
+            response = web.Response(status=500)
         except Exception:
             log.exception("unhandled error")
             response = web.json_response(
                 {"error": "internal_error", "detail": f"request {request_id} failed; it is logged"},
                 status=500,
             )
+        begun = request.get(ANSWER_BEGUN)
+        if begun is not None and not response.prepared:
+            broken_off = True
+            status = begun
+            _drop_connection(request)
+            return response  # never written: the connection is gone
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response
@@ -104,17 +122,41 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,
+                "path": loggable_path(request),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            },
+            }
+            | ({"broken_off": True} if broken_off else {}),
         )
         structlog.contextvars.unbind_contextvars("request_id")
 
 
+def loggable_path(request: web.Request) -> str:
+    """The request's path with each capability in it (a grant) replaced by a digest of it.
+
+    The digest tells one grant's requests apart from another's, and is no use to listen.
+    """
+    path = request.path
+    for name in CAPABILITY_PARAMETERS & request.match_info.keys():
+        value = request.match_info[name]
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        path = path.replace(value, f"sha256:{digest}")
+    return path
+
+
+def _drop_connection(request: web.Request) -> None:
+    """Abort the connection under an answer that cannot be finished: nothing more is sent,
+    and the client sees the body cut short rather than waiting for the rest of it."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+
+
 async def stamp_request_id(request: web.Request, response: web.StreamResponse) -> None:
-    """Put the request id on a response as its headers go out: a streamed answer (audio)
-    sends them before the middleware sees it, so the middleware alone would miss it."""
+    """Put the request id on a response as its headers go out, and mark the answer begun:
+    a streamed answer (audio) sends them before the middleware sees it, so the middleware
+    alone would miss both."""
+    request[ANSWER_BEGUN] = response.status
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers["X-Request-Id"] = request_id

@@ -12,9 +12,10 @@ from retrieval.auth import (
     TokenVerifier,
     bearer_token,
 )
-from retrieval.errors import RetrievalError, Unauthenticated
+from retrieval.errors import AnswerBrokenOff, RetrievalError, Unauthenticated
 from retrieval.grants import GrantSigner
 from retrieval.journal import PlaybackJournal
+from retrieval.playback import CAPABILITY_PARAMETERS
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.sessions import SessionRules, WebSessions
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
@@ -22,9 +23,11 @@ from retrieval.web import OidcClient, OidcSignIn, ReviewPages
 
 __all__ = [
     "AUDIENCE",
+    "CAPABILITY_PARAMETERS",
     "DEV_ISSUER",
     "PURPOSES",
     "ROLES",
+    "AnswerBrokenOff",
     "DevTokenVerifier",
     "GrantSigner",
     "OidcClient",

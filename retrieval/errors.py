@@ -9,6 +9,9 @@ RetrievalError
 ├── Unprocessable       a well-formed request whose content is not acceptable (a trivial reason)
 ├── Conflict            the recording's state forbids this now (held, already being deleted)
 └── IntegrityProblem    the stored audio failed verification: nothing is served
+
+AnswerBrokenOff is no refusal: an answer already under way cannot be finished, and the
+connection that carries it must be dropped rather than answered a second time.
 """
 
 from __future__ import annotations
@@ -59,3 +62,12 @@ class Conflict(RetrievalError):
 
 class IntegrityProblem(RetrievalError):
     """Stored audio failed its checks (missing, cut short, altered); nothing is served."""
+
+
+class AnswerBrokenOff(Exception):
+    """Audio stopped verifying after its headers and some bytes had gone out.
+
+    No status can be chosen any more: the only honest answer left is to drop the
+    connection, which the outermost request middleware does for any answer that fails
+    after it began.
+    """

@@ -1,10 +1,13 @@
 """Hearing a recording through a grant: every decision playback makes, without HTTP.
 
 A grant is honoured only for the person it was issued to, for the recording it names,
-while their role still allows its purpose. The recording must still be playable (not
-deleted, not past its deadline unless held) on every request. Audit before serve: a
-download is audited range by range, a listening session's first range is audited and the
-rest journalled in summary, all before the first byte of that range leaves.
+while their role still allows its purpose and they may still see the recording's team:
+a grant narrows what the person may do now, never widens it, so a change of role or
+team takes effect on the next request, not when the grant expires. The recording must
+still be playable (not deleted, not past its deadline unless held) on every request.
+Audit before serve: a download is audited range by range, a listening session's first
+range is audited and the rest journalled in summary, all before the first byte of that
+range leaves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from retrieval.auth import Principal
 from retrieval.errors import Forbidden, IntegrityProblem, NotFound
 from retrieval.grants import Grant, GrantSigner, InvalidGrant
 from retrieval.journal import PlaybackJournal
-from retrieval.policy import may_download_original, purposes_for
+from retrieval.policy import may_download_original, may_see, purposes_for
 from storage import (
     ORIGINAL,
     PLAYBACK,
@@ -73,31 +76,42 @@ class Listening:
     async def open(self, principal: Principal, token: str, *, download: bool) -> Hearing:
         """The audio ``token`` grants ``principal``; refusals raised and audited.
 
-        InvalidGrant (forged, expired, someone else's, a purpose the role lost), Forbidden
-        for a download by a role that may only listen, NotFound, Gone once deleted or past
-        its deadline, IntegrityProblem when the stored audio fails its checks.
+        InvalidGrant (forged, expired, someone else's, a purpose the role lost, a team the
+        person left), Forbidden for a download by a role that may only listen, NotFound,
+        Gone once deleted or past its deadline, IntegrityProblem when the stored audio
+        fails its checks.
         """
         grant = await self._valid_grant(principal, token)
         if download and not may_download_original(principal):
             await self._access.deny(principal, "recording.download", grant.recording_id, "role")
             raise Forbidden("this role may play recordings but not download the original")
-        view = await self._playable(grant.recording_id)
+        view = await self._playable(principal, grant.recording_id)
         try:
             audio = await self._audio.open(view.id, ORIGINAL if download else PLAYBACK)
         except (IntegrityFailure, KeyringError):
-            await self._access.audit.record(
-                AuditRecord(
-                    actor=principal.actor,
-                    action="recording.integrity_failure",
-                    outcome="error",
-                    recording_id=view.id,
-                    details={"grant": str(grant.grant_id)},
-                )
-            )
+            await self._record_failure(grant, {"grant": str(grant.grant_id)})
             raise IntegrityProblem("the stored recording failed its integrity checks") from None
         if audio is None:
             raise NotFound("no such recording")
         return Hearing(grant=grant, recording=view, audio=audio, download=download)
+
+    async def broken_off(self, hearing: Hearing, start: int, end: int, sent: int) -> None:
+        """Record that serving bytes [start, end) stopped after ``sent`` of them: the
+        stored audio failed a check once its answer had begun, so the connection is
+        dropped rather than finished (what was sent had verified; the rest never will)."""
+        details = {"grant": str(hearing.grant.grant_id), "start": start, "end": end, "sent": sent}
+        await self._record_failure(hearing.grant, details)
+
+    async def _record_failure(self, grant: Grant, details: dict[str, object]) -> None:
+        await self._access.audit.record(
+            AuditRecord(
+                actor=grant.actor,
+                action="recording.integrity_failure",
+                outcome="error",
+                recording_id=grant.recording_id,
+                details=details,
+            )
+        )
 
     async def hear(self, hearing: Hearing, start: int, end: int) -> None:
         """Record that bytes [start, end) are about to be served; raises if it cannot be.
@@ -140,11 +154,16 @@ class Listening:
             raise InvalidGrant("this role may no longer use the grant's purpose")
         return grant
 
-    async def _playable(self, recording_id: uuid.UUID) -> RecordingView:
-        """The recording, if it may still be played at this moment."""
+    async def _playable(self, principal: Principal, recording_id: uuid.UUID) -> RecordingView:
+        """The recording, if this person may still see it and it may still be played."""
         view = await self._audio.recording(recording_id)
         if view is None:
             raise NotFound("no such recording")
+        if not may_see(principal, view.team):
+            # 403 like any grant that no longer holds, not 404: the holder was shown the
+            # recording when the grant was issued, so there is nothing left to hide.
+            await self._access.deny(principal, "recording.play", recording_id, "team")
+            raise InvalidGrant("the grant's holder may no longer see this recording's team")
         refuse_if_gone(view, self._access.clock())
         return view
 

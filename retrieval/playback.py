@@ -15,16 +15,26 @@ from typing import Final
 from aiohttp import web
 
 from retrieval.access import RecordingAccess
-from retrieval.errors import BadRequest, Forbidden, Unprocessable
+from retrieval.errors import (
+    AnswerBrokenOff,
+    BadRequest,
+    Forbidden,
+    IntegrityProblem,
+    Unprocessable,
+)
 from retrieval.grants import Grant, GrantSigner, check_reason
 from retrieval.listening import Hearing, Listening
 from retrieval.middleware import principal_of
 from retrieval.parsing import json_object, recording_id_from
 from retrieval.policy import purposes_for
 from retrieval.ranges import ByteRange, requested_range
-from storage import AuditRecord, rfc3339
+from storage import AuditRecord, IntegrityFailure, ObjectMissing, rfc3339
 
 _GRANT_SHAPE = '{"purpose": ..., "reason": ...}'
+GRANT_PARAMETER: Final = "grant"
+"""The play route's path parameter: the grant itself, which is all it takes to listen."""
+CAPABILITY_PARAMETERS: Final = frozenset({GRANT_PARAMETER})
+"""Path parameters whose value is a permission: logs show a digest of them, never them."""
 VARIANTS = ("playback", "original")
 """What ``?variant=`` may ask for: the browser rendition (default) or the original file."""
 
@@ -87,8 +97,9 @@ class PlaybackHandlers:
         variant = request.query.get("variant", VARIANTS[0])
         if variant not in VARIANTS:
             raise BadRequest("variant is playback or original")
+        token = request.match_info[GRANT_PARAMETER]
         hearing = await self._listening.open(
-            principal_of(request), request.match_info["grant"], download=variant == "original"
+            principal_of(request), token, download=variant == "original"
         )
         info = hearing.audio.info
         asked = request.headers.get("Range")
@@ -105,9 +116,27 @@ class PlaybackHandlers:
             await response.prepare(request)
             return response
         await self._listening.hear(hearing, span.start, span.end)
+        pieces = hearing.audio.stream(span.start, span.end)
+        try:
+            # The first piece is read before the headers go: a range whose audio fails
+            # its checks at once is still answered with a plain 500.
+            piece = await anext(pieces, b"")
+        except (IntegrityFailure, ObjectMissing):
+            await self._listening.broken_off(hearing, span.start, span.end, 0)
+            raise IntegrityProblem("the stored recording failed its integrity checks") from None
         await response.prepare(request)
-        async for chunk in hearing.audio.stream(span.start, span.end):
-            await response.write(chunk)
+        sent = 0
+        try:
+            while piece:
+                await response.write(piece)
+                sent += len(piece)
+                piece = await anext(pieces, b"")
+        except (IntegrityFailure, ObjectMissing):
+            # Headers and some audio are out: no second answer can follow. The connection
+            # is dropped (see config.app's request context), so a player sees a cut, never
+            # an error page spliced into the audio or a body that never ends.
+            await self._listening.broken_off(hearing, span.start, span.end, sent)
+            raise AnswerBrokenOff("the stored recording failed its checks mid-answer") from None
         await response.write_eof()
         return response
 

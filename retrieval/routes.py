@@ -18,7 +18,7 @@ from retrieval import trail
 from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.holds import HoldHandlers
 from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
-from retrieval.playback import VARIANTS, PlaybackHandlers
+from retrieval.playback import GRANT_PARAMETER, VARIANTS, PlaybackHandlers
 from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
 from retrieval.trail import AuditHandlers
@@ -209,7 +209,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
-        "/play/{grant}",
+        f"/play/{{{GRANT_PARAMETER}}}",
         lambda h: h.playback.play,
         "The audio of a grant; a Range request gives 206 (every range audited before serving)",
         _AUDIO,

@@ -59,13 +59,24 @@ class OpenAudio:
         return self._verified.stream(start, end)
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """An opened object, with what tells whether the store still holds what was verified."""
+
+    opened_at: float
+    audio: OpenAudio
+    object_key: str
+    fingerprint: str
+    """The store's fingerprint of the object, taken before it was verified."""
+
+
 @dataclass(slots=True)
 class _Kept:
     """What the ranges of one recording reuse: its looked-up state and its opened objects."""
 
     view: RecordingView | None = None
     view_at: float = 0.0
-    audio: dict[str, tuple[float, OpenAudio]] = field(default_factory=dict)
+    audio: dict[str, _Opened] = field(default_factory=dict)
 
 
 class RecordingAudio:
@@ -80,6 +91,10 @@ class RecordingAudio:
       past it; without the reuse a 64 KiB range costs several times more.
     - its opened, verified objects, kept for ``keep_open_s`` so each range costs one
       ranged read, not a fresh open with its size, header and final-segment checks.
+      Before each reuse the store's fingerprint of the object (one HEAD or stat) is
+      compared with the one taken when it was verified: an object rewritten since (a
+      flipped header, salt or key commitment) is opened and verified afresh, so it is
+      refused at once rather than played from what was checked before.
 
     The caller checks the recording is still playable before every open, so a kept object
     never outlives the recording's right to be heard.
@@ -131,18 +146,27 @@ class RecordingAudio:
         """
         now = self._clock()
         kept = self._kept.get(recording_id)
-        opened = kept.audio.get(kind) if kept is not None else None
-        if opened is not None and now - opened[0] < self._keep_open_s:
-            self._kept.move_to_end(recording_id)
-            return opened[1]
-        audio = await self._open_verified(recording_id, kind)
-        if audio is not None:
-            self._keep(recording_id).audio[kind] = (now, audio)
-        return audio
+        opened = kept.audio.pop(kind, None) if kept is not None else None
+        fresh_enough = opened is not None and now - opened.opened_at < self._keep_open_s
+        if opened is not None and fresh_enough and await self._unchanged(opened):
+            self._keep(recording_id).audio[kind] = opened
+            return opened.audio
+        fresh = await self._open_verified(recording_id, kind, now)
+        if fresh is None:
+            return None
+        self._keep(recording_id).audio[kind] = fresh
+        return fresh.audio
 
     def forget(self, recording_id: uuid.UUID) -> None:
         """Drop what is kept of a recording (it is being deleted)."""
         self._kept.pop(recording_id, None)
+
+    async def _unchanged(self, opened: _Opened) -> bool:
+        """Whether the store still holds the object as it was when verified."""
+        try:
+            return await self._objects.fingerprint(opened.object_key) == opened.fingerprint
+        except ObjectMissing:
+            return False  # opened afresh, which names the object as missing
 
     def _keep(self, recording_id: uuid.UUID) -> _Kept:
         kept = self._kept.get(recording_id)
@@ -153,7 +177,9 @@ class RecordingAudio:
             self._kept.popitem(last=False)
         return kept
 
-    async def _open_verified(self, recording_id: uuid.UUID, kind: str) -> OpenAudio | None:
+    async def _open_verified(
+        self, recording_id: uuid.UUID, kind: str, now: float
+    ) -> _Opened | None:
         async with self._database.read() as session:
             found = (
                 await session.execute(
@@ -175,6 +201,8 @@ class RecordingAudio:
             self._objects, stored.object_key, stored.id, stored.ciphertext_size
         )
         try:
+            # Taken before the checks, so a change made while they run is seen next time.
+            fingerprint = await self._objects.fingerprint(stored.object_key)
             # The share's one GET goes out beside the size check, not after it.
             _, share = await asyncio.gather(
                 ciphertext.check_size(), self._shares.read(recording_id, digest)
@@ -192,4 +220,4 @@ class RecordingAudio:
             # Strong: the object never changes, and a new format would be a new object.
             etag=f'"{stored.id.hex}-sgrc1"',
         )
-        return OpenAudio(info, verified)
+        return _Opened(now, OpenAudio(info, verified), stored.object_key, fingerprint)

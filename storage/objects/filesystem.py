@@ -94,6 +94,17 @@ class FilesystemObjectStore:
             raise ObjectMissing(key)
         return info.st_size
 
+    async def fingerprint(self, key: str) -> str:
+        """Size, inode, and modification and change times in nanoseconds.
+
+        Any write to the file moves its change time, which (unlike the modification
+        time) no one can set back by hand; a replaced file has a new one too.
+        """
+        info = await self._stat_object(key)
+        if info is None:
+            raise ObjectMissing(key)
+        return f"{info.st_size}-{info.st_ino}-{info.st_mtime_ns}-{info.st_ctime_ns}"
+
     async def delete(self, key: str) -> None:
         """Unlink and fsync the directory, so the deletion survives a crash too."""
         path = self._path(key)

@@ -21,7 +21,7 @@ from storage.objects.store import ObjectVersion, validate_key, validate_range
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_s3.type_defs import HeadObjectOutputTypeDef, ObjectIdentifierTypeDef
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -159,21 +159,18 @@ class S3ObjectStore:
             raise unavailable(self._bucket, "GetObject", exc) from exc
 
     async def size(self, key: str) -> int:
-        """HEAD the object.
+        """HEAD the object (a missing bucket looks like a missing object: see ``_head``)."""
+        head = await self._head(key)
+        return int(head["ContentLength"])
 
-        A HEAD response has no error body, so a missing bucket also looks like a missing
-        object here; ``check`` is what tells a misconfigured bucket apart.
+    async def fingerprint(self, key: str) -> str:
+        """The object's length, ETag and version id, from one HEAD.
+
+        S3 never changes an object in place: any new bytes are a new PUT with a new ETag
+        (and, in a versioned bucket, a new version id).
         """
-        name = self._name(key)
-        try:
-            head = await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=name)
-        except ClientError as exc:
-            if error_code(exc) in NOT_FOUND:
-                raise ObjectMissing(key) from exc
-            raise unavailable(self._bucket, "HeadObject", exc) from exc
-        except BotoCoreError as exc:
-            raise unavailable(self._bucket, "HeadObject", exc) from exc
-        return head["ContentLength"]
+        head = await self._head(key)
+        return f"{head['ContentLength']}-{head.get('ETag', '')}-{head.get('VersionId', '')}"
 
     async def delete(self, key: str) -> None:
         """Delete the object; in a versioned bucket, every version and delete marker of it.
@@ -262,6 +259,22 @@ class S3ObjectStore:
 
     def _name(self, key: str) -> str:
         return self._prefix + validate_key(key)
+
+    async def _head(self, key: str) -> HeadObjectOutputTypeDef:
+        """HEAD the object.
+
+        A HEAD response has no error body, so a missing bucket also looks like a missing
+        object here; ``check`` is what tells a misconfigured bucket apart.
+        """
+        name = self._name(key)
+        try:
+            return await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=name)
+        except ClientError as exc:
+            if error_code(exc) in NOT_FOUND:
+                raise ObjectMissing(key) from exc
+            raise unavailable(self._bucket, "HeadObject", exc) from exc
+        except BotoCoreError as exc:
+            raise unavailable(self._bucket, "HeadObject", exc) from exc
 
     async def _delete_versions(self, key: str, name: str) -> None:
         paginator = self._client.get_paginator("list_object_versions")

@@ -62,6 +62,17 @@ class ObjectStore(Protocol):
         """Return the object's length in bytes; ObjectMissing when it is absent."""
         ...
 
+    async def fingerprint(self, key: str) -> str:
+        """A short token that changes whenever the object's bytes may have changed.
+
+        An opened object is kept between the ranges a player asks for; before each play
+        its fingerprint is compared with the one taken when it was opened and verified,
+        so an object rewritten behind the service's back is verified again rather than
+        served from what was checked before. One HEAD or stat: cheap enough for every
+        request. ObjectMissing when the object is absent.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the object and every older version of it; a missing object is fine.
 

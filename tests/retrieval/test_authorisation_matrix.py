@@ -213,6 +213,33 @@ async def test_no_token_or_a_bad_one_is_401_on_every_endpoint(
     assert b"RIFF" not in body
 
 
+async def test_a_grant_is_refused_once_its_holder_is_no_longer_in_the_recordings_team(
+    setting: Setting,
+) -> None:
+    # Issued while the supervisor was in the recording's team; played with the token they
+    # hold after moving to another team. The grant narrows access, it never widens it.
+    client = setting.service.client
+    before = setting.service.token("supervisor", "mash-children", subject="mover")
+    after = setting.service.token("supervisor", "mash-adults", subject="mover")
+    made = await client.post(
+        f"/api/v1/recordings/{setting.ids['own']}/grants",
+        headers={"Authorization": f"Bearer {before}"},
+        json={"purpose": "quality_review", "reason": REASON},
+    )
+    assert made.status == 201
+    path = "/" + (await made.json())["audio_url"].split("/", 3)[3]
+    still = await client.get(path, headers={"Authorization": f"Bearer {before}"})
+    assert still.status == 200
+    await still.read()
+    response = await client.get(path, headers={"Authorization": f"Bearer {after}"})
+    answer = await response.read()
+    assert_documented(
+        response.method, response.url.path, response.status, response.content_type, answer
+    )
+    assert response.status == 403
+    assert b"RIFF" not in answer
+
+
 def test_the_matrix_covers_every_role_and_endpoint() -> None:
     assert set(MATRIX) == set(ROLES)
     assert all(set(cells) == set(ENDPOINTS) for cells in MATRIX.values())

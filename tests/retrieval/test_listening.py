@@ -180,6 +180,27 @@ async def test_a_purpose_the_role_no_longer_has_is_refused(hub: Hub) -> None:
     assert hub.store.actions() == [("recording.play", "deny", "purpose")]
 
 
+async def test_a_grant_stops_playing_once_its_holder_leaves_the_recordings_team(hub: Hub) -> None:
+    issued_to = principal("alice")  # in team mash when the grant was issued
+    grant = hub.grant(issued_to)
+    moved = replace(issued_to, teams=frozenset({"adults"}))
+    with pytest.raises(InvalidGrant, match="team"):
+        await hub.listening.open(moved, grant, download=False)
+    assert hub.store.actions() == [("recording.play", "deny", "team")]
+    assert hub.store.opened == []
+
+
+async def test_a_team_left_is_refused_before_anything_is_said_of_the_recordings_state(
+    hub: Hub,
+) -> None:
+    # Whether it was deleted is not the former team member's business any more.
+    alice = principal("alice")
+    grant = hub.grant(alice)
+    hub.store.views[hub.view.id] = replace(hub.view, state="deleted", deleted_at=NOW)
+    with pytest.raises(InvalidGrant):
+        await hub.listening.open(replace(alice, teams=frozenset()), grant, download=False)
+
+
 async def test_a_deleted_recording_is_refused(hub: Hub) -> None:
     alice = principal("alice")
     hub.store.views[hub.view.id] = replace(hub.view, state="deleted", deleted_at=NOW)

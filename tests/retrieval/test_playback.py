@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -20,71 +16,18 @@ from sqlalchemy import select
 from recorder.formats import CONTENT_TYPES
 from retrieval.playback import file_extension
 from storage import PLAYBACK, DatabaseUnavailable
-from storage.db.models import AuditEvent, StoredObject
-from tests.audio_factory import noisy_wav
-from tests.push_support import make_wav, metadata, push_body, push_headers
-from tests.service_support import RunningService, running_service
-
-# Noise encodes at the full bit rate: a rendition of about 170 KB, three encrypted segments.
-AUDIO = noisy_wav(45)
-REASON = "weekly quality review of call handling"
-WEBM = b"\x1a\x45\xdf\xa3"
-
-
-@dataclass
-class Room:
-    service: RunningService
-    recording_id: str
-    other_team_id: str
-    # What the playback URL must serve: the stored rendition, read behind the API.
-    rendition: bytes = b""
-
-    def token(
-        self, role: str = "supervisor", subject: str = "sup-1", team: str = "mash-children"
-    ) -> str:
-        return self.service.token(role, team, subject=subject)
-
-    async def grant(
-        self, token: str, recording_id: str | None = None, **body: Any
-    ) -> tuple[int, dict[str, Any]]:
-        payload = {"purpose": "quality_review", "reason": REASON} | body
-        response = await self.service.client.post(
-            f"/api/v1/recordings/{recording_id or self.recording_id}/grants",
-            json=payload,
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        return response.status, await response.json()
-
-    async def play(self, url: str, token: str, method: str = "GET", **headers: str) -> Any:
-        path = url.split("://", 1)[1].split("/", 1)[1]
-        return await self.service.client.request(
-            method, f"/{path}", headers={"Authorization": f"Bearer {token}", **headers}
-        )
-
-    async def events(self, action: str) -> list[AuditEvent]:
-        async with self.service.services.database.read() as session:
-            found = await session.execute(
-                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)
-            )
-            return list(found.scalars())
-
-
-async def push(service: RunningService, source_id: str, team: str, audio: bytes) -> str:
-    body = push_body(metadata(recording_id=source_id, team=team), audio)
-    response = await service.client.post(
-        "/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body)
-    )
-    assert response.status == 201
-    answer: dict[str, str] = await response.json()
-    return answer["id"]
-
-
-@asynccontextmanager
-async def room_at(data_dir: Path, database_url: str) -> AsyncIterator[Room]:
-    async with running_service(data_dir, database_url) as service:
-        own = await push(service, "own", "mash-children", AUDIO)
-        other = await push(service, "other", "mash-adults", make_wav(1))
-        yield Room(service, own, other, await service.stored(own, PLAYBACK))
+from storage.db.models import StoredObject
+from tests.push_support import make_wav
+from tests.retrieval.playback_support import (
+    AUDIO,
+    REASON,
+    WEBM,
+    Room,
+    granted_url,
+    push,
+    room_at,
+)
+from tests.service_support import running_service
 
 
 @pytest.fixture
@@ -101,13 +44,6 @@ async def shared_room(
     """One service for the tests that only ask for grants and ranges and check the answers."""
     async with room_at(tmp_path_factory.mktemp("playback") / "var", module_database_url) as made:
         yield made
-
-
-async def granted_url(room: Room, token: str) -> str:
-    status, body = await room.grant(token)
-    assert status == 201, body
-    url: str = body["audio_url"]
-    return url
 
 
 async def test_a_grant_is_audited_with_its_reason_and_plays_the_recording(room: Room) -> None:

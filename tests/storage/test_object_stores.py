@@ -103,6 +103,20 @@ async def test_size_and_exists_describe_a_stored_object(store: ObjectStore, sour
     assert await store.size(KEY) == len(DATA)
 
 
+async def test_a_fingerprint_holds_while_the_object_is_only_read(
+    store: ObjectStore, source: Path
+) -> None:
+    await store.put_file(KEY, source)
+    taken = await store.fingerprint(KEY)
+
+    await store.read_range(KEY, 0, 10)
+    await store.set_tags(KEY, {"callrec-retention": "held"})
+
+    assert await store.fingerprint(KEY) == taken
+    with pytest.raises(ObjectMissing):
+        await store.fingerprint("objects/ab/absent")
+
+
 async def test_an_empty_file_is_stored_as_an_empty_object(
     store: ObjectStore, tmp_path: Path
 ) -> None:
@@ -359,6 +373,23 @@ async def test_filesystem_check_fails_when_the_root_is_no_longer_a_directory(
 # S3 only.
 
 
+async def test_a_filesystem_objects_fingerprint_changes_with_a_byte_rewritten_in_place(
+    tmp_path: Path, source: Path
+) -> None:
+    store = FilesystemObjectStore(tmp_path / "store")
+    await store.put_file(KEY, source)
+    taken = await store.fingerprint(KEY)
+    path = tmp_path / "store" / KEY
+    before = path.stat()
+    with path.open("r+b") as stored:
+        stored.seek(5)
+        stored.write(b"\xff")
+    # Same size, same inode, modification time put back: only the change time tells.
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert await store.fingerprint(KEY) != taken
+
+
 @pytest.fixture
 async def s3_store(s3_endpoint: str, s3_bucket: str) -> AsyncIterator[S3ObjectStore]:
     store = S3ObjectStore.connect(s3_bucket, PREFIX, endpoint_url=s3_endpoint, part_size=PART_SIZE)
@@ -546,3 +577,16 @@ async def test_s3_connect_takes_the_endpoint_from_the_standard_environment_varia
 def test_s3_store_refuses_a_part_size_below_the_s3_minimum() -> None:
     with pytest.raises(ValueError, match="part_size"):
         S3ObjectStore.connect("callrec-test", endpoint_url="http://127.0.0.1:9", part_size=MIB)
+
+
+@pytest.mark.s3
+async def test_an_s3_objects_fingerprint_changes_when_it_is_overwritten_behind_the_store(
+    s3_store: S3ObjectStore, s3_client: S3Client, s3_bucket: str, source: Path
+) -> None:
+    await s3_store.put_file(KEY, source)
+    taken = await s3_store.fingerprint(KEY)
+    altered = bytearray(DATA)
+    altered[5] ^= 0xFF
+    s3_client.put_object(Bucket=s3_bucket, Key=f"{PREFIX}/{KEY}", Body=bytes(altered))
+
+    assert await s3_store.fingerprint(KEY) != taken
