@@ -156,15 +156,6 @@ async def test_a_sender_outside_its_sources_list_is_refused_403_before_its_body(
         assert await service.counts() == NOTHING
 
 
-async def test_a_sender_inside_its_sources_list_pushes_as_before(
-    tmp_path: Path, database_url: str
-) -> None:
-    lists: dict[str, Any] = {"push_allowed_senders": {"pbx": ("192.0.2.0/24", "127.0.0.0/8")}}
-    async with running_service(tmp_path / "var", database_url, **lists) as service:
-        status, body = await genuine(service, "from-the-pbx")
-        assert status == 201, body
-
-
 LISTED: dict[str, Any] = {"push_allowed_senders": {"pbx": ("192.0.2.0/24",)}}
 
 
