@@ -258,6 +258,7 @@ def create_app(services: Services) -> web.Application:
             vonage=services.vonage,
             stop_receiving=drain.stop_receiving,
             stop_storing=drain.stop_storing,
+            senders=services.senders,
         ),
     )
     app.add_subapp(

@@ -25,6 +25,7 @@ from recorder import (
     MediaWorkers,
     PushCapture,
     SafeFetcher,
+    SenderAllowList,
     SpooledCapture,
     TelnyxAccount,
     TelnyxCallbacks,
@@ -196,6 +197,17 @@ class Services:
             clock=self.clock,
             max_body_bytes=settings.max_upload_bytes,
             max_concurrent=settings.max_concurrent_pushes,
+            max_unauthenticated=settings.max_unauthenticated_pushes,
+        )
+
+    @part
+    def senders(self) -> SenderAllowList:
+        settings = self.settings
+        return SenderAllowList(
+            push=settings.push_allowed_senders,
+            providers=settings.provider_allowed_senders,
+            trusted_proxies=settings.trusted_proxies,
+            push_sources=settings.push_secrets,
         )
 
     @part

@@ -6,6 +6,7 @@ line naming the variable; nothing falls back silently.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -28,6 +29,7 @@ ENV_PREFIX = "CALLREC_"
 # The hub's privacy notice promises that recordings are kept for up to 90 days.
 MAX_RETENTION_PERIOD = timedelta(days=90)
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PROVIDERS = ("twilio", "telnyx", "vonage")
 
 
 _DATABASE_DRIVERS = {
@@ -59,6 +61,16 @@ class Settings(BaseSettings):
     retention_period: timedelta = MAX_RETENTION_PERIOD
     auth_mode: Literal["dev", "oidc"] = "dev"
     push_secrets: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # Who may deliver where: CIDRs per push source and per provider (none: anyone, as a
+    # signature alone decides); outside its list a request is refused before its body.
+    push_allowed_senders: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict
+    )
+    provider_allowed_senders: Annotated[dict[str, tuple[str, ...]], NoDecode] = Field(
+        default_factory=dict
+    )
+    # Reverse proxies whose X-Forwarded-For is believed; otherwise the socket peer counts.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     # A KMS key (id, ARN or alias) for wrapping data keys; endpoint and credentials from
     # the AWS environment. Keys the local keyring wrapped before stay readable.
     kms_key_id: str | None = None
@@ -110,6 +122,9 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(default=1024**3, gt=0)
     max_concurrent_pushes: int = Field(default=32, gt=0, le=1024)
+    # Of those, how many may be uploads whose sender is not proven yet (half by default):
+    # the rest are kept for pre-authenticated pushes and those being stored.
+    max_unauthenticated_pushes: int | None = Field(default=None, gt=0, le=1024)
     # Worker processes that decode and encode audio; by default one per core but one.
     media_workers: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), gt=0, le=64
@@ -204,6 +219,68 @@ class Settings(BaseSettings):
             if len(secret.get_secret_value()) < 16:
                 raise ValueError(f"the secret of {name!r} is shorter than 16 characters")
         return value
+
+    @field_validator("push_allowed_senders", "provider_allowed_senders", mode="before")
+    @classmethod
+    def _parse_allowed_senders(cls, value: Any) -> Any:
+        # name=cidr cidr,name2=cidr: commas between webhooks, spaces between networks.
+        if isinstance(value, str):
+            lists: dict[str, tuple[str, ...]] = {}
+            for item in filter(None, (part.strip() for part in value.split(","))):
+                name, sep, cidrs = item.partition("=")
+                if not sep or not cidrs.split():
+                    raise ValueError("expected name=cidr [cidr ...][,name2=cidr]")
+                lists[name.strip()] = tuple(cidrs.split())
+            return lists
+        return value
+
+    @field_validator("push_allowed_senders", "provider_allowed_senders")
+    @classmethod
+    def _sound_networks(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, cidrs in value.items():
+            _check_networks(cidrs, f"the list of {name!r}")
+        return value
+
+    @field_validator("provider_allowed_senders")
+    @classmethod
+    def _known_providers(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        unknown = sorted(set(value) - set(_PROVIDERS))
+        if unknown:
+            raise ValueError(f"providers are {', '.join(_PROVIDERS)}, not {unknown[0]!r}")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part for part in value.replace(",", " ").split() if part)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _sound_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _check_networks(value, "a proxy")
+        return value
+
+    @model_validator(mode="after")
+    def _lists_name_sources(self) -> Settings:
+        unknown = sorted(set(self.push_allowed_senders) - set(self.push_secrets))
+        if unknown:
+            raise ValueError(
+                f"{ENV_PREFIX}PUSH_ALLOWED_SENDERS: {unknown[0]!r} is not a source in "
+                f"{ENV_PREFIX}PUSH_SECRETS"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _unauthenticated_within_total(self) -> Settings:
+        limit = self.max_unauthenticated_pushes
+        if limit is not None and limit > self.max_concurrent_pushes:
+            raise ValueError(
+                f"{ENV_PREFIX}MAX_UNAUTHENTICATED_PUSHES: at most "
+                f"{ENV_PREFIX}MAX_CONCURRENT_PUSHES ({self.max_concurrent_pushes})"
+            )
+        return self
 
     @field_validator("oidc_scopes", mode="before")
     @classmethod
@@ -372,6 +449,17 @@ class Settings(BaseSettings):
         return {
             name: value.get_secret_value().encode() for name, value in self.push_secrets.items()
         }
+
+
+def _check_networks(cidrs: tuple[str, ...], whose: str) -> None:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise ValueError(
+                f"{whose} holds something that is not an address or network "
+                "(a network's host bits must be zero, as in 10.1.0.0/24)"
+            ) from None
 
 
 class SecretFileSource(PydanticBaseSettingsSource):

@@ -8,7 +8,8 @@ from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.fetch_worker import FetchWorkers
 from recorder.fetcher import ProviderOrigin, SafeFetcher
 from recorder.handlers import create_recorder_app
-from recorder.signatures import sign_push
+from recorder.senders import SenderAllowList
+from recorder.signatures import sign_preauth, sign_push
 from recorder.storing import CaptureSink, SpooledCapture
 from recorder.telnyx import TelnyxAccount, TelnyxCallbacks
 from recorder.telnyx_signature import TelnyxSignature
@@ -28,6 +29,7 @@ __all__ = [
     "PushDelivery",
     "PushResult",
     "SafeFetcher",
+    "SenderAllowList",
     "SpooledCapture",
     "TelnyxAccount",
     "TelnyxCallbacks",
@@ -40,5 +42,6 @@ __all__ = [
     "VonageSignature",
     "application_token",
     "create_recorder_app",
+    "sign_preauth",
     "sign_push",
 ]

@@ -8,6 +8,7 @@ the same flow serves the webhook handler, tests and the benchmark.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from recorder.errors import (
+    BodyStalled,
     Busy,
     NotMultipart,
     PayloadTooLarge,
@@ -24,7 +26,9 @@ from recorder.errors import (
 )
 from recorder.form import PushFormReader, boundary_of
 from recorder.metadata import parse_push_metadata
-from recorder.signatures import REFUSAL, PushSignatureCheck
+from recorder.pace import PROOF_BYTES, PROOF_POLL_S, PROOF_WAIT_S
+from recorder.signatures import REFUSAL, PushSignatureCheck, preauthenticated
+from recorder.slots import CaptureSlots, Slot
 from recorder.storing import CaptureSink, MediaProcessor, SpooledCapture
 from storage import (
     PAST_RETENTION,
@@ -36,6 +40,9 @@ from storage import (
 
 DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 DEFAULT_MAX_CONCURRENT = 32
+PACE_TICK_S = 0.5
+"""How often a body that is waited for is asked whether it is too slow or displaced."""
+TOO_SLOW = "the body is arriving too slowly to finish"
 # Headers of an unknown source are judged against this, exactly like a known source's.
 _NO_SECRET = b"\x00" * 32
 
@@ -47,10 +54,14 @@ class PushDelivery:
     source: str
     timestamp: str | None
     signature: str | None
+    preauth: str | None
     content_type: str
     content_encoding: str | None
     content_length: int | None
     body: AsyncIterator[bytes]
+    arrived: Callable[[], tuple[int, bool]] = lambda: (0, False)
+    """Bytes of the body the connection has received so far, read or not, and whether
+    that is all of it: how a newcomer shows its pace before it has a slot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,8 @@ class PushCapture:
         max_body_bytes: int,
         max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        max_unauthenticated: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._recordings = recordings
         self._storing = SpooledCapture(recordings, media)
@@ -86,7 +99,12 @@ class PushCapture:
         self._clock = clock
         self._max_body = max_body_bytes
         self._max_metadata = max_metadata_bytes
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._monotonic = monotonic
+        self._slots = CaptureSlots(
+            max_concurrent,
+            max_unauthenticated or default_unauthenticated_budget(max_concurrent),
+            monotonic,
+        )
 
     async def capture(self, delivery: PushDelivery) -> PushResult:
         """Store the delivery or say why not; raises RecorderError or storage Unavailable.
@@ -109,14 +127,22 @@ class PushCapture:
         boundary = boundary_of(delivery.content_type)
         if delivery.content_length is not None and delivery.content_length > self._max_body:
             raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
-        if self._slots.locked():
-            raise Busy("too many recordings are being received at once; retry shortly")
-        async with self._slots:
+        vouched = preauthenticated(
+            secret,
+            header=delivery.preauth,
+            timestamp=delivery.timestamp,
+            content_length=delivery.content_length,
+            source=delivery.source,
+        )
+        slot = await self._take_slot(delivery, authenticated=vouched)
+        try:
             spool = EncryptedSpool(self._spool_dir)
             try:
-                return await self._capture_into(spool, delivery, signature, boundary)
+                return await self._capture_into(spool, delivery, signature, boundary, slot)
             finally:
                 await spool.discard()
+        finally:
+            slot.release()
 
     async def _capture_into(
         self,
@@ -124,11 +150,12 @@ class PushCapture:
         delivery: PushDelivery,
         signature: PushSignatureCheck,
         boundary: bytes,
+        slot: Slot,
     ) -> PushResult:
         form_reader = PushFormReader(boundary, max_metadata_bytes=self._max_metadata)
         received = 0
         refusal: RecorderError | None = None
-        async for chunk in delivery.body:
+        async for chunk in self._paced(delivery.body, slot):
             received += len(chunk)
             if received > self._max_body:
                 raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
@@ -145,6 +172,7 @@ class PushCapture:
             for piece in pieces:
                 await spool.write(piece)
         signature.verify()
+        slot.authenticate()
         if refusal is not None:
             raise refusal
         form = form_reader.finish()
@@ -181,3 +209,64 @@ class PushCapture:
         )
         status: Literal["stored", "duplicate"] = "stored" if outcome.created else "duplicate"
         return PushResult(status, outcome.recording_id, outcome.retention_deadline)
+
+    async def _take_slot(self, delivery: PushDelivery, *, authenticated: bool) -> Slot:
+        """A slot at once if one is free; else, once the body shows a real sender's pace,
+        a crawler's; Busy if neither comes within PROOF_WAIT_S."""
+        deadline = self._monotonic() + PROOF_WAIT_S
+        while True:
+            try:
+                return self._slots.take(authenticated=authenticated, proven=_shows_pace(delivery))
+            except Busy:
+                if self._monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(PROOF_POLL_S)
+
+    async def _paced(self, body: AsyncIterator[bytes], slot: Slot) -> AsyncIterator[bytes]:
+        """The body's chunks; BodyStalled as soon as it is too slow or its slot was taken.
+
+        Asked every PACE_TICK_S while a chunk is awaited, not only when one comes, so a
+        sender that trickles or goes quiet is cut within seconds of falling behind.
+        """
+        displaced = asyncio.ensure_future(slot.displaced.wait())
+        try:
+            while True:
+                following = asyncio.ensure_future(_next_chunk_or_none(body))
+                try:
+                    while not following.done():
+                        slot.check_displaced()
+                        if slot.pace.too_slow(self._monotonic()):
+                            raise BodyStalled(TOO_SLOW)
+                        await asyncio.wait(
+                            (following, displaced),
+                            timeout=PACE_TICK_S,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                except BaseException:
+                    following.cancel()
+                    await asyncio.wait((following,))
+                    raise
+                chunk = following.result()
+                if chunk is None:
+                    return
+                slot.pace.arrived(self._monotonic(), len(chunk))
+                yield chunk
+        finally:
+            displaced.cancel()
+
+
+def _shows_pace(delivery: PushDelivery) -> bool:
+    received, complete = delivery.arrived()
+    wanted = PROOF_BYTES
+    if delivery.content_length is not None:
+        wanted = min(wanted, delivery.content_length)
+    return complete or received >= wanted
+
+
+def default_unauthenticated_budget(max_concurrent: int) -> int:
+    """Half the slots, at least one: the other half is kept for proven senders."""
+    return max(1, max_concurrent // 2)
+
+
+async def _next_chunk_or_none(body: AsyncIterator[bytes]) -> bytes | None:
+    return await anext(body, None)

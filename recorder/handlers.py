@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from recorder.callbacks import hang_up_refused
 from recorder.capture import PushCapture, PushDelivery, PushResult
@@ -29,6 +29,7 @@ from recorder.errors import (
     Unauthenticated,
     UndecodableAudio,
 )
+from recorder.senders import SenderAllowList, SenderNotAllowed
 from recorder.telnyx import TelnyxCallbacks
 from recorder.twilio import TwilioCallbacks
 from recorder.vonage import VonageCallbacks
@@ -38,11 +39,9 @@ log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1024 * 1024
 RETRY_AFTER_S = 30
-# A sender that goes quiet this long, or averages less than this after the grace
-# period, is holding a capture slot and a spool file for nothing.
+# A sender that goes quiet this long is holding a capture slot and a spool file for
+# nothing (one that crawls is cut sooner, by the capture's pace: recorder/pace.py).
 BODY_IDLE_TIMEOUT_S = 30.0
-BODY_GRACE_S = 60.0
-BODY_MIN_RATE = 32 * 1024  # bytes per second
 
 _STOPPING = "the service is shutting down; retry, another replica will answer"
 
@@ -50,6 +49,7 @@ _STATUS: dict[type[RecorderError], tuple[int, str]] = {
     Unauthenticated: (401, "unauthenticated"),
     # Written to a closed connection: the status is for the log, which says who hung up.
     SenderHungUp: (400, "sender_hung_up"),
+    SenderNotAllowed: (403, "forbidden"),
     NotMultipart: (415, "unsupported_media_type"),
     BodyStalled: (408, "request_timeout"),
     PayloadTooLarge: (413, "payload_too_large"),
@@ -103,6 +103,18 @@ async def webhook_errors(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
+def sender_check(senders: SenderAllowList) -> Middleware:
+    """Middleware refusing a sender outside its webhook's allow-list, before its body."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = senders.peer(request.remote, request.headers.get("X-Forwarded-For"))
+        senders.check(_webhook_of(request), request.match_info.get("source"), peer)
+        return await handler(request)
+
+    return check
+
+
 class PushHandler:
     """``POST /webhooks/push/{source}``: the generic signed push of a finished recording."""
 
@@ -120,10 +132,12 @@ class PushHandler:
                 source=request.match_info["source"],
                 timestamp=request.headers.get("X-Callrec-Timestamp"),
                 signature=request.headers.get("X-Callrec-Signature"),
+                preauth=request.headers.get("X-Callrec-Preauth"),
                 content_type=request.headers.get("Content-Type", ""),
                 content_encoding=request.headers.get("Content-Encoding"),
                 content_length=request.content_length,
                 body=_chunks(request, self._stop_receiving),
+                arrived=lambda: (request.content.total_bytes, request.content.is_eof()),
             )
         )
         if result.status == "discarded":
@@ -163,19 +177,12 @@ def _rfc3339_utc(moment: datetime | None) -> str | None:
 
 
 async def _chunks(request: web.Request, stop_receiving: asyncio.Event) -> AsyncIterator[bytes]:
-    """The raw body, as it arrives; BodyStalled when the sender stops or crawls, and
-    ShuttingDown when the process stops receiving before the body is complete."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    received = 0
+    """The raw body, as it arrives; BodyStalled when the sender stops, and ShuttingDown
+    when the process stops receiving before the body is complete."""
     while True:
         chunk = await _next_chunk(request, stop_receiving)
         if not chunk:
             return
-        received += len(chunk)
-        elapsed = loop.time() - started
-        if elapsed > BODY_GRACE_S and received < BODY_MIN_RATE * elapsed:
-            raise BodyStalled("the body is arriving too slowly to finish")
         yield chunk
 
 
@@ -211,6 +218,7 @@ def create_recorder_app(
     vonage: VonageCallbacks | None = None,
     stop_receiving: asyncio.Event | None = None,
     stop_storing: asyncio.Event | None = None,
+    senders: SenderAllowList | None = None,
 ) -> web.Application:
     """The webhooks sub-application, mounted under ``/webhooks/``.
 
@@ -218,8 +226,10 @@ def create_recorder_app(
     The process stopping sets ``stop_receiving`` (pushes whose body is still arriving are
     answered 503 with Retry-After; those received go on being stored), then
     ``stop_storing`` (captures still storing are given up and answered the same way).
+    ``senders`` refuses, with 403 before the body is read, addresses outside a webhook's
+    allow-list.
     """
-    app = web.Application(middlewares=[webhook_errors])
+    app = web.Application(middlewares=[webhook_errors, sender_check(senders or SenderAllowList())])
     push = PushHandler(
         capture,
         stop_receiving=stop_receiving or asyncio.Event(),

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from storage.crypto.encryptor import SegmentEncryptor
 from storage.crypto.format import SEGMENT_PLAINTEXT, new_data_key
 from tests.bench.bombs import bomb_rows, measure_bombs
+from tests.bench.flood import flood_rows
 from tests.bench.integrity import measure_scrub
 from tests.bench.keys import measure_rewrap
 from tests.bench.media import (
@@ -67,7 +68,9 @@ from tests.bench.workload import (
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
-PARTS = frozenset({"bombs", "ingest", "integrity", "keys", "media", "playback", "retention"})
+PARTS = frozenset(
+    {"bombs", "flood", "ingest", "integrity", "keys", "media", "playback", "retention"}
+)
 _CHUNK = 1024 * 1024
 
 
@@ -435,6 +438,18 @@ async def run(quick: bool, parts: set[str]) -> None:
     if "keys" in parts:
         print()
         await run_keys(quick)
+    if "flood" in parts:
+        print()
+        row(
+            "slow-upload flood (from the PBX's own address)",
+            "genuine succeeded / failed",
+            "on the first try",
+            "time to success",
+            "flood connections ended",
+        )
+        row("---", "---", "---", "---", "---")
+        for cells in await flood_rows(quick):
+            row(*cells)
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.audio_factory import BY_NAME, make_audio
+from tests.push_support import make_wav
 from tests.serve_support import Answer, Served, SlowPush, start_serve
 
 GRACE_S = 25.0
@@ -31,7 +32,8 @@ async def upload_that_finishes(served: Served) -> tuple[str, Callable[[], Awaita
 async def upload_that_cannot_finish(
     served: Served,
 ) -> tuple[str, Callable[[], Awaitable[Answer]]]:
-    push = SlowPush(served.port, "endless", pieces=60, pause_s=1.0)  # a minute of body
+    # A minute of body at about 53 KB/s: slow to finish, but above the minimum pace.
+    push = SlowPush(served.port, "endless", pieces=60, pause_s=1.0, audio=make_wav(200))
     return "a push whose body would take a minute more", await _started(push)
 
 

@@ -26,6 +26,7 @@ from storage.db.models import FetchJob, Recording
 from tests.audio_factory import BY_NAME, make_audio
 from tests.cli_support import run
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
+from tests.push_support import make_wav
 from tests.serve_support import Answer, Served, SlowPush, ask, read_response, start_serve
 from tests.service_support import free_port
 
@@ -107,7 +108,8 @@ async def test_an_upload_the_grace_period_cannot_wait_for_is_told_503_and_nothin
     tmp_path: Path,
 ) -> None:
     served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
-    push = SlowPush(served.port, "too-slow-1", pieces=20, pause_s=0.5)  # about 10 s
+    # About 10 s of body at about 96 KB/s: slow, but above the minimum pace.
+    push = SlowPush(served.port, "too-slow-1", pieces=20, pause_s=0.5, audio=make_wav(60))
     upload = asyncio.create_task(push.send())
     await push.headers_sent.wait()
     await asyncio.sleep(0.3)  # the handler is reading the body

@@ -261,3 +261,44 @@ def test_a_complete_oidc_configuration_builds_an_idp_verifier(
     assert isinstance(build_verifier(settings), OidcTokenVerifier)
     # No dev key is made in oidc mode: nothing signs tokens locally.
     assert not (tmp_path / "dev-signing-key.pem").exists()
+
+
+def test_allowed_senders_are_read_from_the_environment(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("CALLREC_PUSH_SECRETS", "pbx1=0123456789abcdef,pbx2=0123456789abcdef")
+    environment.setenv(
+        "CALLREC_PUSH_ALLOWED_SENDERS", "pbx1=10.20.0.0/24 10.20.1.7,pbx2=2001:db8::/32"
+    )
+    environment.setenv("CALLREC_PROVIDER_ALLOWED_SENDERS", "twilio=192.0.2.0/24")
+    environment.setenv("CALLREC_TRUSTED_PROXIES", "10.0.0.1, 10.0.1.0/24")
+    settings = load_settings()
+    assert settings.push_allowed_senders == {
+        "pbx1": ("10.20.0.0/24", "10.20.1.7"),
+        "pbx2": ("2001:db8::/32",),
+    }
+    assert settings.provider_allowed_senders == {"twilio": ("192.0.2.0/24",)}
+    assert settings.trusted_proxies == ("10.0.0.1", "10.0.1.0/24")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CALLREC_PUSH_ALLOWED_SENDERS", "pbx1=10.20.0.1/24", "host bits"),
+        ("CALLREC_PUSH_ALLOWED_SENDERS", "pbx1=not-an-address", "not an address"),
+        ("CALLREC_PUSH_ALLOWED_SENDERS", "pbx1", "name=cidr"),
+        ("CALLREC_PUSH_ALLOWED_SENDERS", "stranger=10.0.0.0/8", "not a source"),
+        ("CALLREC_PROVIDER_ALLOWED_SENDERS", "plivo=10.0.0.0/8", "providers are"),
+        ("CALLREC_TRUSTED_PROXIES", "10.0.0.0/33", "not an address"),
+        ("CALLREC_MAX_UNAUTHENTICATED_PUSHES", "33", "at most CALLREC_MAX_CONCURRENT_PUSHES"),
+    ],
+)
+def test_a_bad_sender_setting_is_one_line_naming_it(
+    environment: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    environment.setenv("CALLREC_PUSH_SECRETS", "pbx1=0123456789abcdef")
+    environment.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith(f"{variable}: "), message
+    assert says in message, message
+    assert "\n" not in message

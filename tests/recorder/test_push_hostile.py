@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 import recorder.handlers
+from recorder import sign_preauth
 from tests.push_support import (
     BOUNDARY,
+    SECRET,
     make_wav,
     metadata,
     part,
@@ -457,9 +459,12 @@ async def test_pushes_beyond_the_concurrency_limit_are_told_to_retry(
             await gate.wait()
             yield body[100:]
 
-        first = asyncio.create_task(
-            service.client.post(URL, data=slow_body(), headers=push_headers(body))
-        )
+        # Pre-authenticated, the first holds its slot as a proven sender: a newcomer cannot
+        # take it, however slowly its body comes (a crawling stranger's could be taken).
+        headers = push_headers(body) | {"Content-Length": str(len(body))}
+        when = int(headers["X-Callrec-Timestamp"])
+        headers["X-Callrec-Preauth"] = sign_preauth(SECRET.encode(), when, len(body), "pbx")
+        first = asyncio.create_task(service.client.post(URL, data=slow_body(), headers=headers))
         await asyncio.sleep(0.2)
         status, refused = await send(service, signed(good_body(recording_id="second")))
         gate.set()
