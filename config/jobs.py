@@ -149,11 +149,17 @@ async def key_upkeep_job(services: Services, _metrics: JobMetrics) -> None:
         )
 
 
+async def audit_checkpoint_job(services: Services, _metrics: JobMetrics) -> None:
+    """Anchor the audit chain's head outside the database (the log line is written there)."""
+    await services.anchors.checkpoint()
+
+
 JOBS: tuple[Job, ...] = (
     # At start-up too: a sweep missed while the service was down is caught up at once.
     Job("retention sweep", retention_job, lambda s: s.retention_sweep_interval, True),
     Job("integrity scrub", scrub_job, lambda s: s.integrity_scrub_interval, False),
     Job("key upkeep", key_upkeep_job, lambda _s: KEY_UPKEEP_INTERVAL, False),
+    Job("audit checkpoint", audit_checkpoint_job, lambda s: s.audit_checkpoint_interval, True),
 )
 """Every background job the service runs; ``start_jobs`` starts exactly these."""
 

@@ -12,6 +12,8 @@ none of its siblings.
 
 from typing import TYPE_CHECKING
 
+from storage.anchors.checkpoints import AuditAnchors, Checkpoint, compare_with_checkpoint
+from storage.anchors.records import AnchorLock, LockMode, SignedRecords
 from storage.audit import (
     AuditEntry,
     AuditLog,
@@ -38,6 +40,8 @@ from storage.db.referrals import ReferralLinks
 from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.errors import (
+    AnchorInvalid,
+    AnchorMismatch,
     AuditChainBroken,
     DatabaseNotMigrated,
     DatabaseUnavailable,
@@ -74,7 +78,7 @@ from storage.keys.shared_secrets import (
 )
 from storage.keys.signing import SigningKey, load_secret, load_signing_key
 from storage.objects.filesystem import FilesystemObjectStore
-from storage.objects.store import ObjectStore, ObjectVersion
+from storage.objects.store import ObjectLock, ObjectStore, ObjectVersion
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     ORIGINAL,
@@ -106,8 +110,12 @@ __all__ = [
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
     "AdoptedKeys",
+    "AnchorInvalid",
+    "AnchorLock",
+    "AnchorMismatch",
     "AudioFacts",
     "AudioInfo",
+    "AuditAnchors",
     "AuditChainBroken",
     "AuditEntry",
     "AuditLog",
@@ -116,6 +124,7 @@ __all__ = [
     "AuditTrail",
     "CaptureInProgress",
     "CaptureOutcome",
+    "Checkpoint",
     "ClaimedFetch",
     "DataKeys",
     "Database",
@@ -136,9 +145,11 @@ __all__ = [
     "KeyringError",
     "KmsKeyWrapper",
     "LocalKeyring",
+    "LockMode",
     "NewRecording",
     "NotStored",
     "ObjectExists",
+    "ObjectLock",
     "ObjectMissing",
     "ObjectStore",
     "ObjectVersion",
@@ -169,6 +180,7 @@ __all__ = [
     "SharedKeys",
     "SharedSecrets",
     "ShredReport",
+    "SignedRecords",
     "SigningKey",
     "SpoolDirectory",
     "SpoolFacts",
@@ -178,6 +190,7 @@ __all__ = [
     "Unavailable",
     "VerifiedObject",
     "check_database",
+    "compare_with_checkpoint",
     "create_engine",
     "create_sessionmaker",
     "epoch_of",

@@ -63,13 +63,16 @@ class RecordingDeleter(RetentionQueries):
         audit: AuditTrail,
         receipts: Callable[[], Awaitable[ReceiptSigner]],
         clock: Callable[[], datetime],
+        after_batch: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """``receipts`` gives the signer when a receipt is due: it is read from the
-        database, so a deleter that only counts or lists never needs it."""
+        database, so a deleter that only counts or lists never needs it. ``after_batch``
+        runs once each batch of deletions is committed (the audit checkpoint)."""
         super().__init__(database=database, audit=audit)
         self._objects = objects
         self._receipts = receipts
         self._clock = clock
+        self._after_batch = after_batch
 
     async def due(self, before: datetime, *, now: datetime, limit: int) -> list[DueRecording]:
         """Unheld stored recordings whose deadline falls before ``before``, oldest first."""
@@ -236,6 +239,8 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             await self._audit.append_many(session, receipts)
+        if self._after_batch is not None:
+            await self._after_batch()
         return finished
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
