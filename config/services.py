@@ -53,6 +53,7 @@ from storage import (
     AuditLog,
     AuditTrail,
     Database,
+    DeletionLedger,
     EpochKeys,
     FetchQueue,
     FilesystemObjectStore,
@@ -407,7 +408,12 @@ class Services:
             receipts=self.receipt_signer,
             clock=self.clock,
             after_batch=self.checkpoint_after_deletions,
+            ledger=self.ledger,
         )
+
+    @part
+    def ledger(self) -> DeletionLedger:
+        return DeletionLedger(self.anchor_records)
 
     @part
     def holds(self) -> HoldDesk:

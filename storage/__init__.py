@@ -13,6 +13,7 @@ none of its siblings.
 from typing import TYPE_CHECKING
 
 from storage.anchors.checkpoints import AuditAnchors, Checkpoint, compare_with_checkpoint
+from storage.anchors.ledger import DeletionLedger, LedgerEntry
 from storage.anchors.records import AnchorLock, LockMode, SignedRecords
 from storage.audit import (
     AuditEntry,
@@ -130,6 +131,7 @@ __all__ = [
     "Database",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
+    "DeletionLedger",
     "DueRecording",
     "EncryptedFileReader",
     "EncryptedSpool",
@@ -144,6 +146,7 @@ __all__ = [
     "KeyWrapper",
     "KeyringError",
     "KmsKeyWrapper",
+    "LedgerEntry",
     "LocalKeyring",
     "LockMode",
     "NewRecording",

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
+from storage.anchors.ledger import DeletionLedger
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import (
@@ -64,6 +65,7 @@ class RecordingDeleter(RetentionQueries):
         receipts: Callable[[], Awaitable[ReceiptSigner]],
         clock: Callable[[], datetime],
         after_batch: Callable[[], Awaitable[None]] | None = None,
+        ledger: DeletionLedger | None = None,
     ) -> None:
         """``receipts`` gives the signer when a receipt is due: it is read from the
         database, so a deleter that only counts or lists never needs it. ``after_batch``
@@ -73,6 +75,7 @@ class RecordingDeleter(RetentionQueries):
         self._receipts = receipts
         self._clock = clock
         self._after_batch = after_batch
+        self._ledger = ledger
 
     async def due(self, before: datetime, *, now: datetime, limit: int) -> list[DueRecording]:
         """Unheld stored recordings whose deadline falls before ``before``, oldest first."""
@@ -186,6 +189,23 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             ).all()
+        if self._ledger is not None:
+            # Outside the database before anything goes from the store, so a backup
+            # restored later cannot bring this recording back (see docs/operations.md).
+            async with self._database.read() as session:
+                deleting = list(
+                    (
+                        await session.execute(
+                            select(Recording.id).where(
+                                Recording.id.in_(ids), Recording.state == RecordingState.DELETING
+                            )
+                        )
+                    ).scalars()
+                )
+                reasons = await _deletion_reasons(session, deleting)
+            await self._ledger.record(
+                {rid: reasons.get(rid, "unknown") for rid in deleting}, self._clock()
+            )
         await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored])
         hashes: dict[uuid.UUID, list[str]] = {}
         for recording_id, _, _, sha256 in stored:

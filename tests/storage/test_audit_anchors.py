@@ -33,6 +33,7 @@ from storage.db.models import AuditEvent
 from storage.keys.signing import signing_key_from_seed
 from tests.cli_support import run
 from tests.clock import FakeClock
+from tests.key_support import store_recording
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -287,3 +288,18 @@ async def test_on_a_bucket_with_object_lock_each_checkpoint_is_locked(
     # Not even the account can take it away before then.
     with pytest.raises(ClientError):
         s3_client.delete_object(Bucket=bucket, Key=checkpoint.key, VersionId=head["VersionId"])
+
+
+async def test_an_erasure_is_recorded_in_the_signed_ledger_and_anchored(
+    tmp_path: Path, database_url: str, anchor_settings: dict[str, str]
+) -> None:
+    async with service(tmp_path, database_url, **anchor_settings) as services:
+        recording = await store_recording(services, "erased", START, b"audio" * 100)
+        await services.holds.erase(recording, reason="subject's request", actor="dpo:1")
+        (entry,) = await services.ledger.entries(await services.anchors.trusted_keys())
+        assert (entry.recording_id, entry.reason) == (recording, "erasure")
+        assert await services.ledger.says_deleted(recording)
+        # The erasure's batch was anchored: the latest checkpoint is the head after it.
+        latest = await services.anchors.latest(await services.anchors.trusted_keys())
+        assert latest is not None
+        assert latest.seq == await head_seq(services)
