@@ -62,6 +62,7 @@ from storage import (
     LocalKeyring,
     ObjectStore,
     ReceiptSigner,
+    Reconciliation,
     RecordingAudio,
     RecordingCatalog,
     RecordingDeleter,
@@ -74,6 +75,7 @@ from storage import (
     SpoolDirectory,
     StorageError,
     create_engine,
+    reconcile_with_anchors,
 )
 
 _T = TypeVar("_T")
@@ -413,7 +415,13 @@ class Services:
 
     @part
     def ledger(self) -> DeletionLedger:
-        return DeletionLedger(self.anchor_records)
+        return DeletionLedger(self.anchor_records, self.anchors.trusted_keys)
+
+    async def reconcile_with_anchors(self) -> Reconciliation:
+        """Re-apply the deletions a restored database lacks, before anything is served."""
+        return await reconcile_with_anchors(
+            database=self.database, anchors=self.anchors, ledger=self.ledger, deleter=self.deleter
+        )
 
     @part
     def holds(self) -> HoldDesk:

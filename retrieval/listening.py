@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from retrieval.access import RecordingAccess, refuse_if_gone
+from retrieval.access import RecordingAccess
 from retrieval.auth import Principal
 from retrieval.errors import Forbidden, IntegrityProblem, NotFound
 from retrieval.grants import Grant, GrantSigner, InvalidGrant
@@ -145,7 +145,7 @@ class Listening:
         view = await self._audio.recording(recording_id)
         if view is None:
             raise NotFound("no such recording")
-        refuse_if_gone(view, self._access.clock())
+        await self._access.refuse_if_gone(view)
         return view
 
 

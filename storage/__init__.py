@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from storage.anchors.checkpoints import AuditAnchors, Checkpoint, compare_with_checkpoint
 from storage.anchors.ledger import DeletionLedger, LedgerEntry
+from storage.anchors.reconcile import Reconciliation, reconcile_with_anchors
 from storage.anchors.records import AnchorLock, LockMode, SignedRecords
 from storage.audit import (
     AuditEntry,
@@ -162,6 +163,7 @@ __all__ = [
     "QueuedFetch",
     "ReceiptInvalid",
     "ReceiptSigner",
+    "Reconciliation",
     "RecordingAudio",
     "RecordingCatalog",
     "RecordingDeleter",
@@ -203,6 +205,7 @@ __all__ = [
     "open_verified",
     "past_retention",
     "receipt_public_keys",
+    "reconcile_with_anchors",
     "retention_deadline",
     "rfc3339",
     "sweep_spool",

@@ -11,7 +11,7 @@ never claimed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -39,7 +39,20 @@ from storage.retention_queries import RetentionFacts, RetentionQueries, due_unhe
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
 # RetentionFacts is named here too: the package has always exported it from this module.
-__all__ = ["RECEIPT_ACTION", "DueRecording", "RecordingDeleter", "RetentionFacts"]
+__all__ = [
+    "KEYS_DESTROYED_ACTION",
+    "REAPPLIED_ACTION",
+    "RECEIPT_ACTION",
+    "DueRecording",
+    "RecordingDeleter",
+    "RetentionFacts",
+]
+
+KEYS_DESTROYED_ACTION = "recording.keys_destroyed"
+"""The audit action of a deletion's first step: its data keys destroyed, in one commit."""
+REAPPLIED_ACTION = "recording.deletion_reapplied"
+"""The same step taken again because the deletion ledger records a deletion a restored
+database lacks (docs/operations.md, "Restoring a backup")."""
 
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
@@ -263,6 +276,55 @@ class RecordingDeleter(RetentionQueries):
             await self._after_batch()
         return finished
 
+    async def reapply(self, reasons: Mapping[uuid.UUID, str]) -> list[uuid.UUID]:
+        """Begin again, in one commit, deletions the deletion ledger records but a restored
+        database lacks: their data keys destroyed and each marked ``deleting``, audited as
+        ``recording.deletion_reapplied`` with the ledger's reason; ``finish_many`` does the rest.
+
+        Holds are not consulted: the deletion happened, and its objects are gone. Returns
+        the recordings this call began again: rows already ``deleting`` or ``deleted``
+        are left alone, and the row lock lets one of several replicas starting at once
+        take each recording, so a deletion is re-applied and audited once.
+        """
+        if not reasons:
+            return []
+        async with self._database.transaction() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(Recording)
+                        .where(
+                            Recording.id.in_(list(reasons)),
+                            Recording.state.not_in(
+                                [RecordingState.DELETING, RecordingState.DELETED]
+                            ),
+                        )
+                        .order_by(Recording.id)
+                        .options(*_ROW_ONLY)
+                        .with_for_update()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            await self._shred(
+                session,
+                rows,
+                actor=RETENTION_ACTOR,
+                action=REAPPLIED_ACTION,
+                reasons={row.id: reasons[row.id] for row in rows},
+            )
+            return [row.id for row in rows]
+
+    async def not_deleted(self) -> set[uuid.UUID]:
+        """Every recording the database does not show as deleted (at 90 days' volume, tens
+        of thousands of ids): what a restored database is checked against the ledger with."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(Recording.id).where(Recording.state != RecordingState.DELETED)
+            )
+            return set(rows.scalars())
+
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""
         async with self._database.read() as session:
@@ -280,9 +342,13 @@ class RecordingDeleter(RetentionQueries):
         rows: Sequence[Recording],
         *,
         actor: str,
-        reason: str,
+        reason: str = "",
         note: str | None = None,
+        action: str = KEYS_DESTROYED_ACTION,
+        reasons: Mapping[uuid.UUID, str] | None = None,
     ) -> None:
+        """Destroy the rows' data keys and mark them ``deleting``, audited as ``action``
+        with ``reason`` (or each row's own, from ``reasons``)."""
         if not rows:
             return
         ids = [row.id for row in rows]
@@ -295,9 +361,12 @@ class RecordingDeleter(RetentionQueries):
             [
                 AuditRecord(
                     actor=actor,
-                    action="recording.keys_destroyed",
+                    action=action,
                     recording_id=row.id,
-                    details={"reason": reason, "deadline": rfc3339(row.retention_deadline)}
+                    details={
+                        "reason": reasons[row.id] if reasons is not None else reason,
+                        "deadline": rfc3339(row.retention_deadline),
+                    }
                     | ({"note": note} if note else {}),
                 )
                 for row in rows
@@ -321,11 +390,12 @@ async def _held_among(
 async def _deletion_reasons(
     session: AsyncSession, recording_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, str]:
-    """Why each deletion began, from its keys_destroyed event (retention or erasure)."""
+    """Why each deletion began, from the event that began it (retention or erasure; or
+    the ledger's word, for a deletion re-applied to a restored database)."""
     rows = await session.execute(
         select(AuditEvent.recording_id, AuditEvent.details)
         .where(
-            AuditEvent.action == "recording.keys_destroyed",
+            AuditEvent.action.in_([KEYS_DESTROYED_ACTION, REAPPLIED_ACTION]),
             AuditEvent.recording_id.in_(recording_ids),
         )
         .order_by(AuditEvent.seq)

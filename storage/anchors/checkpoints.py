@@ -5,6 +5,12 @@ from its end or that the whole database was not swapped for an older copy: both 
 chain that is consistent with itself. A checkpoint (sequence, chain hash, time, replica)
 written outside the database at least every few minutes and after every deletion batch
 pins the chain as it was; ``compare_with_checkpoint`` then names what a database lacks.
+
+A restored database's chain is behind the latest checkpoint, and the events it gains
+from then on fork from it. The checkpoint written once the restore is reconciled (see
+``storage.anchors.reconcile``) opens a new *era*: keys sort by era first, then by
+sequence, so the restored chain's checkpoints are the latest from then on even though
+their sequence numbers are lower than the ones written before the restore.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from storage.vocabulary import rfc3339
 CHECKPOINTS_PREFIX: Final = f"{ANCHORS_PREFIX}checkpoints/"
 CHECKPOINT_KIND: Final = "audit-checkpoint"
 _SEQ_DIGITS = 20  # zero-padded, so the keys sort as their sequence numbers do
+_ERA_DIGITS = 4  # one era per restore reconciled: thousands would be absurd
 
 log = logging.getLogger("callrec.anchors")
 
@@ -42,16 +49,18 @@ class Checkpoint:
     replica: str
     key: str
     after_restore: Mapping[str, Any] | None = None
+    era: int = 0
+    """How many restores the chain had been reconciled after when this was written."""
 
     def describe(self) -> str:
         """How an operator reads it in one line."""
         return f"checkpoint at seq {self.seq} ({self.at})"
 
 
-def checkpoint_key(seq: int, chain: bytes) -> str:
-    """Where the checkpoint of head (seq, chain) lives: two replicas anchoring the same
-    head write the same key, and the second is told the first stands."""
-    return f"{CHECKPOINTS_PREFIX}{seq:0{_SEQ_DIGITS}d}-{chain.hex()[:16]}"
+def checkpoint_key(seq: int, chain: bytes, era: int = 0) -> str:
+    """Where the checkpoint of head (seq, chain) in ``era`` lives: two replicas anchoring
+    the same head write the same key, and the second is told the first stands."""
+    return f"{CHECKPOINTS_PREFIX}{era:0{_ERA_DIGITS}d}-{seq:0{_SEQ_DIGITS}d}-{chain.hex()[:16]}"
 
 
 class AuditAnchors:
@@ -89,13 +98,18 @@ class AuditAnchors:
         if latest is not None and latest.seq == seq and latest.chain == chain:
             return latest
         at = rfc3339(self._clock())
-        key = checkpoint_key(seq, chain)
+        if after_restore is not None:
+            era = after_restore.era + 1
+        else:
+            era = latest.era if latest is not None else 0
+        key = checkpoint_key(seq, chain, era)
         facts: dict[str, Any] = {
             "kind": CHECKPOINT_KIND,
             "seq": seq,
             "chain": chain.hex(),
             "at": at,
             "replica": self._replica,
+            "era": era,
         }
         if after_restore is not None:
             facts["after_restore"] = {
@@ -109,7 +123,7 @@ class AuditAnchors:
             "audit checkpoint",
             extra={"seq": seq, "chain": chain.hex(), "at": at, "key": key, "written": written},
         )
-        return Checkpoint(seq, chain, at, self._replica, key, facts.get("after_restore"))
+        return Checkpoint(seq, chain, at, self._replica, key, facts.get("after_restore"), era)
 
     async def trusted_keys(self) -> dict[str, bytes]:
         """The keys a record may be signed by: every listed receipt key, and this service's."""
@@ -118,7 +132,8 @@ class AuditAnchors:
         return listed | await self._records.own_public_key()
 
     async def latest(self, public_keys: Mapping[str, bytes]) -> Checkpoint | None:
-        """The checkpoint of the highest sequence number, verified; None if there is none.
+        """The checkpoint of the highest sequence number in the latest era, verified; None
+        if there is none.
 
         Raises AnchorInvalid when that record is not a genuine checkpoint (something was
         written into the anchors that the service did not sign).
@@ -131,12 +146,15 @@ class AuditAnchors:
         try:
             seq, chain = int(record["seq"]), bytes.fromhex(record["chain"])
             at, replica = str(record["at"]), str(record["replica"])
+            era = int(record.get("era", 0))
         except (KeyError, TypeError, ValueError):
             raise AnchorInvalid(f"{key} lacks a checkpoint's fields") from None
-        if key != checkpoint_key(seq, chain):
+        if key != checkpoint_key(seq, chain, era):
             raise AnchorInvalid(f"{key} holds the checkpoint of another head")
         after = record.get("after_restore")
-        return Checkpoint(seq, chain, at, replica, key, after if isinstance(after, dict) else None)
+        return Checkpoint(
+            seq, chain, at, replica, key, after if isinstance(after, dict) else None, era
+        )
 
 
 async def compare_with_checkpoint(session: AsyncSession, checkpoint: Checkpoint) -> None:
