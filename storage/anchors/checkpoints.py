@@ -117,6 +117,10 @@ class AuditAnchors:
                 "chain": after_restore.chain.hex(),
                 "at": after_restore.at,
             }
+        elif latest is not None and latest.after_restore is not None:
+            # Every checkpoint of an era says which restore opened it: the events after
+            # the backup stay missing from this database for as long as the era lasts.
+            facts["after_restore"] = dict(latest.after_restore)
         written = await self._records.put(key, facts)
         # The log is the second anchor: a log shipper's copy is out of the database's reach.
         log.info(
