@@ -26,7 +26,14 @@ from config.services import Services
 from recorder import create_recorder_app
 from retention import retention_status
 from retrieval import CAPABILITY_PARAMETERS, AnswerBrokenOff, ReviewPages, create_api_app
-from storage import PeakReader, ReferralLinks, StorageError, check_database, sweep_spool
+from storage import (
+    AnchorInvalid,
+    PeakReader,
+    ReferralLinks,
+    StorageError,
+    check_database,
+    sweep_spool,
+)
 
 log = logging.getLogger("callrec")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
@@ -230,12 +237,29 @@ def _lifecycle(services: Services) -> Callable[[web.Application], AsyncIterator[
                 log.warning("removed abandoned captures", extra={"count": reaped})
         except StorageError:
             log.warning("could not look for abandoned captures at start-up", exc_info=True)
+        await _reconcile_with_anchors(services)
         background = app[BACKGROUND]
         background.start(app[JOB_METRICS])
         yield
         await background.stop()
 
     return lifecycle
+
+
+async def _reconcile_with_anchors(services: Services) -> None:
+    """Re-apply every deletion a restored database lacks before the first request, or do
+    not start: a service that cannot read the ledger cannot tell what it must not serve.
+    Every start-up, not only after a known restore (docs/operations.md, "Restoring a
+    backup")."""
+    try:
+        report = await services.reconcile_with_anchors()
+    except AnchorInvalid as exc:
+        raise StorageError(f"cannot start: an anchor record is not genuine: {exc}") from exc
+    if report.reapplied or report.finished:
+        log.warning(
+            "re-applied deletions the restored database lacked",
+            extra={"reapplied": len(report.reapplied), "finished": len(report.finished)},
+        )
 
 
 def create_app(services: Services) -> web.Application:
@@ -286,6 +310,7 @@ def create_app(services: Services) -> web.Application:
             grant_lifetime=services.settings.grant_lifetime,
             public_url=services.settings.public_url,
             sessions=services.sessions,
+            ledger=services.ledger,
         ),
     )
     ReviewPages(

@@ -149,11 +149,31 @@ async def key_upkeep_job(services: Services, _metrics: JobMetrics) -> None:
         )
 
 
+async def audit_checkpoint_job(services: Services, _metrics: JobMetrics) -> None:
+    """Anchor the audit chain's head outside the database (the log line is written there)."""
+    await services.anchors.checkpoint()
+
+
+LEDGER_REFRESH_INTERVAL = timedelta(minutes=1)
+"""How often the deletion ledger's listing that playback consults is read again: one LIST
+(a request per thousand entries). Deletions this process records join it at once and the
+start-up reconciliation reads it first, so the interval only bounds how long a deletion
+recorded against some other database goes unseen (docs/operations.md)."""
+
+
+async def ledger_refresh_job(services: Services, _metrics: JobMetrics) -> None:
+    """List the deletion ledger again, for playback's check."""
+    await services.ledger.refresh()
+
+
 JOBS: tuple[Job, ...] = (
     # At start-up too: a sweep missed while the service was down is caught up at once.
     Job("retention sweep", retention_job, lambda s: s.retention_sweep_interval, True),
     Job("integrity scrub", scrub_job, lambda s: s.integrity_scrub_interval, False),
     Job("key upkeep", key_upkeep_job, lambda _s: KEY_UPKEEP_INTERVAL, False),
+    Job("audit checkpoint", audit_checkpoint_job, lambda s: s.audit_checkpoint_interval, True),
+    # Not at start-up: the reconciliation has just read it.
+    Job("deletion ledger", ledger_refresh_job, lambda _s: LEDGER_REFRESH_INTERVAL, False),
 )
 """Every background job the service runs; ``start_jobs`` starts exactly these."""
 

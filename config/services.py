@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +49,12 @@ from retrieval import (
     WebSessions,
 )
 from storage import (
+    AnchorLock,
+    AuditAnchors,
     AuditLog,
     AuditTrail,
     Database,
+    DeletionLedger,
     EpochKeys,
     FetchQueue,
     FilesystemObjectStore,
@@ -58,6 +63,7 @@ from storage import (
     LocalKeyring,
     ObjectStore,
     ReceiptSigner,
+    Reconciliation,
     RecordingAudio,
     RecordingCatalog,
     RecordingDeleter,
@@ -66,11 +72,15 @@ from storage import (
     SessionStore,
     SharedKeys,
     SharedSecrets,
+    SignedRecords,
     SpoolDirectory,
+    StorageError,
     create_engine,
+    reconcile_with_anchors,
 )
 
 _T = TypeVar("_T")
+log = logging.getLogger("callrec")
 
 
 class part(functools.cached_property[_T]):
@@ -370,6 +380,41 @@ class Services:
         )
 
     @part
+    def anchor_objects(self) -> ObjectStore:
+        if self.settings.resolved_anchor_store_url == self.settings.resolved_store_url:
+            return self.objects
+        return build_object_store(self.settings.resolved_anchor_store_url)
+
+    @part
+    def anchor_records(self) -> SignedRecords:
+        return SignedRecords(
+            self.anchor_objects,
+            self.receipt_signer,
+            clock=self.clock,
+            lock=AnchorLock(self.settings.anchor_lock_mode, self.settings.anchor_lock_period),
+        )
+
+    @part
+    def anchors(self) -> AuditAnchors:
+        return AuditAnchors(
+            database=self.database,
+            records=self.anchor_records,
+            clock=self.clock,
+            replica=socket.gethostname(),
+        )
+
+    async def checkpoint_after_deletions(self) -> None:
+        """Anchor the head once a deletion batch is on the record.
+
+        A failure here takes nothing back: the deletions stand, and the scheduled
+        checkpoint anchors them within its interval; so it is logged, not raised.
+        """
+        try:
+            await self.anchors.checkpoint()
+        except StorageError:
+            log.error("could not write the audit checkpoint after deletions", exc_info=True)
+
+    @part
     def deleter(self) -> RecordingDeleter:
         return RecordingDeleter(
             database=self.database,
@@ -377,6 +422,18 @@ class Services:
             audit=self.audit,
             receipts=self.receipt_signer,
             clock=self.clock,
+            after_batch=self.checkpoint_after_deletions,
+            ledger=self.ledger,
+        )
+
+    @part
+    def ledger(self) -> DeletionLedger:
+        return DeletionLedger(self.anchor_records, self.anchors.trusted_keys)
+
+    async def reconcile_with_anchors(self) -> Reconciliation:
+        """Re-apply the deletions a restored database lacks, before anything is served."""
+        return await reconcile_with_anchors(
+            database=self.database, anchors=self.anchors, ledger=self.ledger, deleter=self.deleter
         )
 
     @part
@@ -401,6 +458,8 @@ class Services:
             await asyncio.to_thread(self.media.close)
         if "spool" in built:
             self.spool.release()
+        if "anchor_objects" in built and self.anchor_objects is not self.__dict__.get("objects"):
+            await self.anchor_objects.close()
         if "objects" in built:
             await self.objects.close()
         if "database" in built:

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # Where epoch keys live: never the database, and not backed up with it, or a restored
     # backup could open the keys of deleted recordings. Same URL forms as the store.
     epoch_key_store_url: str | None = None
+    anchor_store_url: str | None = None
     public_url: str | None = None
     retention_period: timedelta = MAX_RETENTION_PERIOD
     auth_mode: Literal["dev", "oidc"] = "dev"
@@ -165,6 +166,16 @@ class Settings(BaseSettings):
         default=timedelta(hours=6), ge=timedelta(seconds=1), le=timedelta(days=7)
     )
     integrity_scrub_sample: int = Field(default=100, ge=1, le=100_000)
+    # How often the service writes a signed checkpoint of the audit chain's head outside
+    # the database (it also writes one after every deletion batch); and how the anchors
+    # are locked on an S3 bucket with Object Lock (docs/operations.md).
+    audit_checkpoint_interval: timedelta = Field(
+        default=timedelta(minutes=5), ge=timedelta(seconds=1), le=timedelta(hours=1)
+    )
+    anchor_lock_mode: Literal["none", "governance", "compliance"] = "none"
+    anchor_lock_period: timedelta = Field(
+        default=timedelta(days=730), ge=timedelta(days=1), le=timedelta(days=36500)
+    )
     # How often the service rotates keys by itself (then re-wraps every data key under the
     # new generation and retires what nothing uses); P0D turns scheduled rotation off.
     key_rotation_interval: timedelta = Field(default=timedelta(days=90), ge=timedelta(0))
@@ -383,7 +394,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("store_url", "epoch_key_store_url")
+    @field_validator("store_url", "epoch_key_store_url", "anchor_store_url")
     @classmethod
     def _known_store(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("file://", "s3://")):
@@ -433,6 +444,20 @@ class Settings(BaseSettings):
     def resolved_store_url(self) -> str:
         """The object store URL; a directory in the data directory by default."""
         return self.store_url or f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def resolved_anchor_store_url(self) -> str:
+        """Where the audit checkpoints and the deletion ledger go (under ``anchors/``).
+
+        An S3 store's own bucket by default (replicas then share them); beside the data
+        directory's objects otherwise, never among them, so the audio's store holds only
+        audio.
+        """
+        if self.anchor_store_url is not None:
+            return self.anchor_store_url
+        if self.store_url is not None and self.store_url.startswith("s3://"):
+            return self.store_url
+        return f"file://{(self.data_dir / 'anchors').resolve()}"
 
     @property
     def resolved_epoch_key_store_url(self) -> str:

@@ -33,6 +33,12 @@ class ReferralChanges(Protocol):
     async def unlink(self, recording_id: uuid.UUID, reference: str, *, actor: str) -> bool: ...
 
 
+class DeletionRecords(Protocol):
+    """The deletion ledger kept outside the database: it outlives a restored backup."""
+
+    async def deleted_at(self, recording_id: uuid.UUID) -> datetime | None: ...
+
+
 class AuditSink(Protocol):
     """Where the API writes who looked at what, and who was refused."""
 
@@ -43,11 +49,16 @@ class RecordingAccess:
     """Finds a recording for a person, or refuses (and audits the refusal)."""
 
     def __init__(
-        self, queries: RecordingQueries, audit: AuditSink, clock: Callable[[], datetime]
+        self,
+        queries: RecordingQueries,
+        audit: AuditSink,
+        clock: Callable[[], datetime],
+        ledger: DeletionRecords | None = None,
     ) -> None:
         self.queries = queries
         self.audit = audit
         self.clock = clock
+        self.ledger = ledger
 
     async def visible(
         self, principal: Principal, recording_id: uuid.UUID, action: str
@@ -67,8 +78,19 @@ class RecordingAccess:
         if not may_see(principal, view.team):
             await self.deny(principal, action, recording_id, "team")
             raise NotFound("no such recording")
-        refuse_if_gone(view, self.clock())
+        await self.refuse_if_gone(view)
         return view
+
+    async def refuse_if_gone(self, view: RecordingView) -> None:
+        """Gone (410) as ``refuse_if_gone`` says, and also when the deletion ledger records
+        the recording's deletion though the database does not (a restored backup whose
+        deletions are not yet re-applied). The ledger answers from memory; see
+        ``storage.anchors.ledger``."""
+        refuse_if_gone(view, self.clock())
+        if self.ledger is not None:
+            deleted_at = await self.ledger.deleted_at(view.id)
+            if deleted_at is not None:
+                raise Gone("the recording was deleted", status="deleted", deleted_at=deleted_at)
 
     async def deny(
         self,

@@ -10,7 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from retrieval.access import AuditSink, RecordingAccess, RecordingQueries, ReferralChanges
+from retrieval.access import (
+    AuditSink,
+    DeletionRecords,
+    RecordingAccess,
+    RecordingQueries,
+    ReferralChanges,
+)
 from retrieval.auth import TokenVerifier
 from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.grants import GrantSigner
@@ -45,11 +51,12 @@ def create_api_app(
     grant_lifetime: timedelta,
     public_url: str | None,
     sessions: WebSessions | None = None,
+    ledger: DeletionRecords | None = None,
 ) -> web.Application:
     """The API, mounted under ``/api/v1/``; every route needs a bearer token or, from the
     review page, its session cookie."""
     app = web.Application(middlewares=[api_errors, authenticate_with(tokens, sessions)])
-    access = RecordingAccess(queries, audit, clock)
+    access = RecordingAccess(queries, audit, clock, ledger)
 
     async def document(_request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

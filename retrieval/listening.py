@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from retrieval.access import RecordingAccess, refuse_if_gone
+from retrieval.access import RecordingAccess
 from retrieval.auth import Principal
 from retrieval.errors import Forbidden, IntegrityProblem, NotFound
 from retrieval.grants import Grant, GrantSigner, InvalidGrant
@@ -164,7 +164,7 @@ class Listening:
             # recording when the grant was issued, so there is nothing left to hide.
             await self._access.deny(principal, "recording.play", recording_id, "team")
             raise InvalidGrant("the grant's holder may no longer see this recording's team")
-        refuse_if_gone(view, self._access.clock())
+        await self._access.refuse_if_gone(view)
         return view
 
 

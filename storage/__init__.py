@@ -12,6 +12,10 @@ none of its siblings.
 
 from typing import TYPE_CHECKING
 
+from storage.anchors.checkpoints import AuditAnchors, Checkpoint, compare_with_checkpoint
+from storage.anchors.ledger import DeletionLedger, LedgerEntry
+from storage.anchors.reconcile import Reconciliation, reconcile_with_anchors
+from storage.anchors.records import AnchorLock, LockMode, SignedRecords
 from storage.audit import (
     AuditEntry,
     AuditLog,
@@ -38,6 +42,8 @@ from storage.db.referrals import ReferralLinks
 from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.errors import (
+    AnchorInvalid,
+    AnchorMismatch,
     AuditChainBroken,
     DatabaseNotMigrated,
     DatabaseUnavailable,
@@ -76,7 +82,7 @@ from storage.keys.shared_secrets import (
 )
 from storage.keys.signing import SigningKey, load_secret, load_signing_key
 from storage.objects.filesystem import FilesystemObjectStore
-from storage.objects.store import ObjectStore, ObjectVersion
+from storage.objects.store import ObjectLock, ObjectStore, ObjectVersion
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     ORIGINAL,
@@ -108,8 +114,12 @@ __all__ = [
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
     "AdoptedKeys",
+    "AnchorInvalid",
+    "AnchorLock",
+    "AnchorMismatch",
     "AudioFacts",
     "AudioInfo",
+    "AuditAnchors",
     "AuditChainBroken",
     "AuditEntry",
     "AuditLog",
@@ -118,11 +128,13 @@ __all__ = [
     "AuditTrail",
     "CaptureInProgress",
     "CaptureOutcome",
+    "Checkpoint",
     "ClaimedFetch",
     "DataKeys",
     "Database",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
+    "DeletionLedger",
     "DueRecording",
     "EncryptedFileReader",
     "EncryptedSpool",
@@ -140,10 +152,13 @@ __all__ = [
     "KeyWrapper",
     "KeyringError",
     "KmsKeyWrapper",
+    "LedgerEntry",
     "LocalKeyring",
+    "LockMode",
     "NewRecording",
     "NotStored",
     "ObjectExists",
+    "ObjectLock",
     "ObjectMissing",
     "ObjectStore",
     "ObjectVersion",
@@ -153,6 +168,7 @@ __all__ = [
     "QueuedFetch",
     "ReceiptInvalid",
     "ReceiptSigner",
+    "Reconciliation",
     "RecordingAudio",
     "RecordingCatalog",
     "RecordingDeleter",
@@ -174,6 +190,7 @@ __all__ = [
     "SharedKeys",
     "SharedSecrets",
     "ShredReport",
+    "SignedRecords",
     "SigningKey",
     "SpoolDirectory",
     "SpoolFacts",
@@ -183,6 +200,7 @@ __all__ = [
     "Unavailable",
     "VerifiedObject",
     "check_database",
+    "compare_with_checkpoint",
     "create_engine",
     "create_sessionmaker",
     "epoch_of",
@@ -192,6 +210,7 @@ __all__ = [
     "open_verified",
     "past_retention",
     "receipt_public_keys",
+    "reconcile_with_anchors",
     "retention_deadline",
     "rfc3339",
     "share_key_for",

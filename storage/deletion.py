@@ -12,7 +12,7 @@ idempotent. A recording with a hold in force is never claimed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import raiseload
 
+from storage.anchors.ledger import DeletionLedger
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import (
@@ -40,7 +41,20 @@ from storage.retention_queries import RetentionFacts, RetentionQueries, due_unhe
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
 # RetentionFacts is named here too: the package has always exported it from this module.
-__all__ = ["RECEIPT_ACTION", "DueRecording", "RecordingDeleter", "RetentionFacts"]
+__all__ = [
+    "KEYS_DESTROYED_ACTION",
+    "REAPPLIED_ACTION",
+    "RECEIPT_ACTION",
+    "DueRecording",
+    "RecordingDeleter",
+    "RetentionFacts",
+]
+
+KEYS_DESTROYED_ACTION = "recording.keys_destroyed"
+"""The audit action of a deletion's first step: its data keys destroyed, in one commit."""
+REAPPLIED_ACTION = "recording.deletion_reapplied"
+"""The same step taken again because the deletion ledger records a deletion a restored
+database lacks (docs/operations.md, "Restoring a backup")."""
 
 # Deletion works on recording rows alone; their objects and links are handled in bulk.
 _ROW_ONLY = (raiseload(Recording.objects), raiseload(Recording.referrals))
@@ -65,13 +79,18 @@ class RecordingDeleter(RetentionQueries):
         audit: AuditTrail,
         receipts: Callable[[], Awaitable[ReceiptSigner]],
         clock: Callable[[], datetime],
+        after_batch: Callable[[], Awaitable[None]] | None = None,
+        ledger: DeletionLedger | None = None,
     ) -> None:
         """``receipts`` gives the signer when a receipt is due: it is read from the
-        database, so a deleter that only counts or lists never needs it."""
+        database, so a deleter that only counts or lists never needs it. ``after_batch``
+        runs once each batch of deletions is committed (the audit checkpoint)."""
         super().__init__(database=database, audit=audit)
         self._objects = objects
         self._receipts = receipts
         self._clock = clock
+        self._after_batch = after_batch
+        self._ledger = ledger
 
     async def due(self, before: datetime, *, now: datetime, limit: int) -> list[DueRecording]:
         """Unheld stored recordings whose deadline falls before ``before``, oldest first."""
@@ -185,6 +204,23 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             ).all()
+        if self._ledger is not None:
+            # Outside the database before anything goes from the store, so a backup
+            # restored later cannot bring this recording back (see docs/operations.md).
+            async with self._database.read() as session:
+                deleting = list(
+                    (
+                        await session.execute(
+                            select(Recording.id).where(
+                                Recording.id.in_(ids), Recording.state == RecordingState.DELETING
+                            )
+                        )
+                    ).scalars()
+                )
+                reasons = await _deletion_reasons(session, deleting)
+            await self._ledger.record(
+                {rid: reasons.get(rid, "unknown") for rid in deleting}, self._clock()
+            )
         shares = await self._shares_of(ids)
         await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored] + shares)
         hashes: dict[uuid.UUID, list[str]] = {}
@@ -239,6 +275,8 @@ class RecordingDeleter(RetentionQueries):
                     )
                 )
             await self._audit.append_many(session, receipts)
+        if self._after_batch is not None:
+            await self._after_batch()
         return finished
 
     async def _shares_of(self, recording_ids: list[uuid.UUID]) -> list[ObjectVersion]:
@@ -252,6 +290,55 @@ class RecordingDeleter(RetentionQueries):
                 )
             )
             return [ObjectVersion(share_key_for(rid), version) for rid, version in rows]
+
+    async def reapply(self, reasons: Mapping[uuid.UUID, str]) -> list[uuid.UUID]:
+        """Begin again, in one commit, deletions the deletion ledger records but a restored
+        database lacks: their data keys destroyed and each marked ``deleting``, audited as
+        ``recording.deletion_reapplied`` with the ledger's reason; ``finish_many`` does the rest.
+
+        Holds are not consulted: the deletion happened, and its objects are gone. Returns
+        the recordings this call began again: rows already ``deleting`` or ``deleted``
+        are left alone, and the row lock lets one of several replicas starting at once
+        take each recording, so a deletion is re-applied and audited once.
+        """
+        if not reasons:
+            return []
+        async with self._database.transaction() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(Recording)
+                        .where(
+                            Recording.id.in_(list(reasons)),
+                            Recording.state.not_in(
+                                [RecordingState.DELETING, RecordingState.DELETED]
+                            ),
+                        )
+                        .order_by(Recording.id)
+                        .options(*_ROW_ONLY)
+                        .with_for_update()
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            await self._shred(
+                session,
+                rows,
+                actor=RETENTION_ACTOR,
+                action=REAPPLIED_ACTION,
+                reasons={row.id: reasons[row.id] for row in rows},
+            )
+            return [row.id for row in rows]
+
+    async def not_deleted(self) -> set[uuid.UUID]:
+        """Every recording the database does not show as deleted (at 90 days' volume, tens
+        of thousands of ids): what a restored database is checked against the ledger with."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(Recording.id).where(Recording.state != RecordingState.DELETED)
+            )
+            return set(rows.scalars())
 
     async def unfinished(self, *, limit: int) -> list[uuid.UUID]:
         """Recordings left ``deleting`` by a crash, for ``finish`` to complete."""
@@ -270,9 +357,13 @@ class RecordingDeleter(RetentionQueries):
         rows: Sequence[Recording],
         *,
         actor: str,
-        reason: str,
+        reason: str = "",
         note: str | None = None,
+        action: str = KEYS_DESTROYED_ACTION,
+        reasons: Mapping[uuid.UUID, str] | None = None,
     ) -> None:
+        """Destroy the rows' data keys and mark them ``deleting``, audited as ``action``
+        with ``reason`` (or each row's own, from ``reasons``)."""
         if not rows:
             return
         ids = [row.id for row in rows]
@@ -285,9 +376,12 @@ class RecordingDeleter(RetentionQueries):
             [
                 AuditRecord(
                     actor=actor,
-                    action="recording.keys_destroyed",
+                    action=action,
                     recording_id=row.id,
-                    details={"reason": reason, "deadline": rfc3339(row.retention_deadline)}
+                    details={
+                        "reason": reasons[row.id] if reasons is not None else reason,
+                        "deadline": rfc3339(row.retention_deadline),
+                    }
                     | ({"note": note} if note else {}),
                 )
                 for row in rows
@@ -311,11 +405,12 @@ async def _held_among(
 async def _deletion_reasons(
     session: AsyncSession, recording_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, str]:
-    """Why each deletion began, from its keys_destroyed event (retention or erasure)."""
+    """Why each deletion began, from the event that began it (retention or erasure; or
+    the ledger's word, for a deletion re-applied to a restored database)."""
     rows = await session.execute(
         select(AuditEvent.recording_id, AuditEvent.details)
         .where(
-            AuditEvent.action == "recording.keys_destroyed",
+            AuditEvent.action.in_([KEYS_DESTROYED_ACTION, REAPPLIED_ACTION]),
             AuditEvent.recording_id.in_(recording_ids),
         )
         .order_by(AuditEvent.seq)

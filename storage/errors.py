@@ -101,3 +101,16 @@ class ReceiptInvalid(IntegrityFailure):
 
 class KeyringError(StorageError):
     """A key-encryption key is missing, readable by others, malformed or not the right one."""
+
+
+class AnchorMismatch(IntegrityFailure):
+    """The database's audit chain disagrees with a signed checkpoint kept outside it.
+
+    The message is the one line an operator reads: which checkpoint, and what the
+    database lacks or holds differently (a cut tail, a rewritten event, a restore).
+    """
+
+
+class AnchorInvalid(IntegrityFailure):
+    """An anchor record (checkpoint or deletion ledger entry) is malformed or not signed
+    by a listed key: it proves nothing and is never acted on."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 
+from storage.anchors.records import ANCHORS_PREFIX
 from storage.audit import AuditRecord, AuditTrail
 from storage.crypto.verified_reader import StoredCiphertext
 from storage.db.database import Database
@@ -180,7 +181,8 @@ class Scrubber:
         return [
             Finding(key, None, "orphaned")
             async for key in self._objects.iter_keys()
-            if key not in known
+            # The anchors are the service's own records beside the audio, not stray objects.
+            if key not in known and not key.startswith(ANCHORS_PREFIX)
         ]
 
     async def _record(self, report: ScrubReport, sample: int | None) -> None:

@@ -23,6 +23,8 @@ from config.logging import configure_logging
 from config.services import Services, build_services
 from config.settings import Settings, SettingsError, load_settings
 from storage import (
+    AnchorInvalid,
+    AnchorMismatch,
     AuditChainBroken,
     DatabaseUnavailable,
     ReceiptInvalid,
@@ -70,7 +72,7 @@ class CommandContext:
         except Unavailable as exc:
             click.echo(f"callrec: {exc}", err=True)
             sys.exit(2)
-        except (AuditChainBroken, ReceiptInvalid):
+        except (AuditChainBroken, ReceiptInvalid, AnchorMismatch, AnchorInvalid):
             raise  # the command that verifies says what it means
         except StorageError as exc:
             click.echo(f"callrec: {exc}", err=True)

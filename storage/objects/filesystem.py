@@ -16,7 +16,7 @@ import aiofiles.os
 
 from storage.durable_files import fsync_directory
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
-from storage.objects.store import ObjectVersion, validate_key, validate_range
+from storage.objects.store import ObjectLock, ObjectVersion, validate_key, validate_range
 
 _COPY_CHUNK = 1024 * 1024
 _TEMP_PREFIX = ".tmp-"
@@ -44,14 +44,20 @@ class FilesystemObjectStore:
         self._root = root
 
     async def put_file(
-        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+        self,
+        key: str,
+        path: Path,
+        *,
+        tags: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
     ) -> str | None:
         """Hard-link ``path`` into the store when it shares the filesystem, else copy it.
 
         Linking avoids copying a large recording a second time. The linked file becomes
         the object: it is made 0600 first, and the caller must not modify it afterwards
         (unlinking it is fine). Errors about ``path`` itself are the caller's and are
-        raised unchanged.
+        raised unchanged. A filesystem has no retention lock: ``lock`` is ignored, and the
+        store is only as write-once as its directory's owner keeps it.
         """
         final = self._path(key)
         source = await aiofiles.os.stat(path)
@@ -143,9 +149,13 @@ class FilesystemObjectStore:
         """Stat the object; only a regular file is an object."""
         return await self._stat_object(key) is not None
 
-    async def iter_keys(self) -> AsyncIterator[str]:
-        """Walk the tree one directory per thread hop, so a huge store never blocks the loop."""
-        pending = [self._root]
+    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Walk the tree one directory per thread hop, so a huge store never blocks the loop.
+
+        Under a prefix, the walk starts at the deepest directory the prefix names whole.
+        """
+        start = self._root.joinpath(*prefix.split("/")[:-1]) if "/" in prefix else self._root
+        pending = [start]
         while pending:
             directory = pending.pop()
             try:
@@ -157,7 +167,9 @@ class FilesystemObjectStore:
             except OSError as exc:
                 raise StoreUnavailable(f"cannot list objects under {self._root}") from exc
             for name in files:
-                yield (directory / name).relative_to(self._root).as_posix()
+                key = (directory / name).relative_to(self._root).as_posix()
+                if key.startswith(prefix):
+                    yield key
             # Reversed so that popping visits subdirectories in name order.
             pending.extend(directory / name for name in reversed(subdirs))
 

@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storage.errors import ObjectMissing, StoreUnavailable
 from storage.objects.s3_errors import NOT_FOUND, error_code, unavailable
 from storage.objects.s3_uploads import S3Uploads
-from storage.objects.store import ObjectVersion, validate_key, validate_range
+from storage.objects.store import ObjectLock, ObjectVersion, validate_key, validate_range
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -92,22 +92,29 @@ class S3ObjectStore:
         return cls(client, bucket, prefix, part_size=part_size)
 
     async def put_file(
-        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+        self,
+        key: str,
+        path: Path,
+        *,
+        tags: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
     ) -> str | None:
         """Upload in one request below ``part_size``, else as a multipart upload.
 
         Both paths are create-only through ``If-None-Match: *``; the tags are set in the
-        same request, so no object exists for a moment without them. Errors about
+        same request, so no object exists for a moment without them, and so is ``lock``
+        (a bucket without Object Lock refuses it: a lock asked for is never dropped
+        silently). Errors about
         ``path`` itself are the caller's and are raised unchanged.
         """
         name = self._name(key)
         tagging = urlencode(dict(tags or {}))
         size = (await aiofiles.os.stat(path)).st_size
         if size < self._part_size:
-            return await self._uploads.put_single(key, name, path, tagging)
+            return await self._uploads.put_single(key, name, path, tagging, lock)
         if -(-size // self._part_size) > MAX_PARTS:
             raise ValueError(f"{path} needs more than {MAX_PARTS} parts of {self._part_size}")
-        return await self._uploads.put_multipart(key, name, path, tagging)
+        return await self._uploads.put_multipart(key, name, path, tagging, lock)
 
     async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         """PutObjectTagging on the current version (the only one this service writes)."""
@@ -230,10 +237,10 @@ class S3ObjectStore:
             return False
         return True
 
-    async def iter_keys(self) -> AsyncIterator[str]:
+    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
         """List under the prefix one page per thread hop, yielding keys without the prefix."""
         paginator = self._client.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._prefix))
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix))
         while True:
             try:
                 page = await asyncio.to_thread(_next_or_none, pages)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiofiles
 from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.objects.s3_errors import translate_write, unavailable, version_of
+from storage.objects.store import ObjectLock
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,7 +30,9 @@ class S3Uploads:
         self._bucket = bucket
         self._part_size = part_size
 
-    async def put_single(self, key: str, name: str, path: Path, tagging: str) -> str | None:
+    async def put_single(
+        self, key: str, name: str, path: Path, tagging: str, lock: ObjectLock | None = None
+    ) -> str | None:
         """Upload ``path`` in one PutObject; returns the new version id, if any."""
         async with aiofiles.open(path, "rb") as source:
             data = await source.read()
@@ -41,6 +44,7 @@ class S3Uploads:
                 Body=data,
                 IfNoneMatch="*",
                 Tagging=tagging,
+                **_lock_arguments(lock),
             )
         except ClientError as exc:
             raise translate_write(self._bucket, key, "PutObject", exc) from exc
@@ -48,7 +52,9 @@ class S3Uploads:
             raise unavailable(self._bucket, "PutObject", exc) from exc
         return version_of(response)
 
-    async def put_multipart(self, key: str, name: str, path: Path, tagging: str) -> str | None:
+    async def put_multipart(
+        self, key: str, name: str, path: Path, tagging: str, lock: ObjectLock | None = None
+    ) -> str | None:
         """Upload parts, then complete create-only; abort on any failure or cancellation.
 
         An unfinished upload is invisible but billed and keeps the bytes, so it is aborted
@@ -60,6 +66,7 @@ class S3Uploads:
                 Bucket=self._bucket,
                 Key=name,
                 Tagging=tagging,
+                **_lock_arguments(lock),
             )
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(self._bucket, "CreateMultipartUpload", exc) from exc
@@ -112,3 +119,10 @@ class S3Uploads:
                 Key=name,
                 UploadId=upload_id,
             )
+
+
+def _lock_arguments(lock: ObjectLock | None) -> dict[str, Any]:
+    """PutObject's Object Lock parameters for ``lock``; none without one."""
+    if lock is None:
+        return {}
+    return {"ObjectLockMode": lock.mode, "ObjectLockRetainUntilDate": lock.retain_until}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 MAX_KEY_LENGTH = 1024
 """S3's limit on key length, applied to every backend so keys stay portable between them."""
@@ -29,11 +30,28 @@ class ObjectVersion:
     version_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """A write-once retention for one object: S3 Object Lock's mode and retain-until date.
+
+    ``governance`` can be lifted by a principal with ``s3:BypassGovernanceRetention``;
+    ``compliance`` by nobody, not even the account's root, until the date has passed.
+    """
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    retain_until: datetime
+
+
 class ObjectStore(Protocol):
     """Where encrypted objects live; callers never learn which backend it is."""
 
     async def put_file(
-        self, key: str, path: Path, *, tags: Mapping[str, str] | None = None
+        self,
+        key: str,
+        path: Path,
+        *,
+        tags: Mapping[str, str] | None = None,
+        lock: ObjectLock | None = None,
     ) -> str | None:
         """Store the file at ``path`` under ``key``, durably, without ever overwriting.
 
@@ -42,7 +60,9 @@ class ObjectStore(Protocol):
         Returns the store's version id of the new object where it has one (a versioned
         S3 bucket), so a later deletion can name that exact version. ``tags`` label the
         object for the store's own rules (an S3 lifecycle backstop); stores without tags
-        ignore them.
+        ignore them. ``lock`` asks the store to refuse deleting or replacing the object
+        until a date (S3 Object Lock, on a bucket that has it); stores without such a
+        lock ignore it, so it is a strengthening where available, never a requirement.
         """
         ...
 
@@ -93,8 +113,12 @@ class ObjectStore(Protocol):
         """Say whether an object is stored under ``key``."""
         ...
 
-    def iter_keys(self) -> AsyncIterator[str]:
-        """Yield every key in the store, so objects unknown to the database can be found."""
+    def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Yield every key in the store (starting with ``prefix``), in no promised order.
+
+        All of them, so objects unknown to the database can be found; under a prefix, so
+        the audit anchors can be listed without walking every recording.
+        """
         ...
 
     async def check(self) -> None:
