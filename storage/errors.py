@@ -111,6 +111,10 @@ class AnchorMismatch(IntegrityFailure):
     """
 
 
+class NothingToAccept(StorageError):
+    """An operator asked to accept a restore, but the database holds the latest checkpoint."""
+
+
 class AnchorInvalid(IntegrityFailure):
     """An anchor record (checkpoint or deletion ledger entry) is malformed or not signed
     by a listed key: it proves nothing and is never acted on."""

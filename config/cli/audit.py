@@ -7,15 +7,17 @@ import sys
 
 import click
 
-from config.cli.context import command_context
+from config.cli.context import CLI_ACTOR, command_context
 from config.plurals import counted
 from config.progress import Progress
 from config.services import Services
+from retrieval.grants import check_reason
 from storage import (
     AnchorInvalid,
     AnchorMismatch,
     AuditChainBroken,
     Checkpoint,
+    NothingToAccept,
     ReceiptInvalid,
     compare_with_checkpoint,
     receipt_public_keys,
@@ -87,3 +89,45 @@ def audit_verify() -> None:
             "are not in this database",
             err=True,
         )
+
+
+@audit.command("accept-restore")
+@click.option(
+    "--reason", help="Which backup was restored and why (the incident), for the audit trail."
+)
+def audit_accept_restore(reason: str | None) -> None:
+    """Anchor a database restored from a backup: after this, `audit verify` passes again,
+    naming the restore. Audited.
+
+    Only for a restore you made: start-up never does this by itself, because a database
+    behind its checkpoint may also be one whose tail was cut. Exit 1 if the chain itself is
+    broken, 2 if there is no restore to accept.
+    """
+    try:
+        text = check_reason(reason)
+    except ValueError as exc:
+        click.echo(f"callrec: --reason: {exc}", err=True)
+        sys.exit(2)
+
+    async def accept(services: Services) -> Checkpoint:
+        async with services.database.read() as session:
+            await verify_audit_chain(session)
+        return await services.anchors.accept_restore(services.audit, actor=CLI_ACTOR, reason=text)
+
+    with command_context() as context:
+        try:
+            accepted = context.run(accept)
+        except AuditChainBroken as exc:
+            click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
+            sys.exit(1)
+        except AnchorInvalid as exc:
+            click.echo(f"audit checkpoint is not genuine: {exc}", err=True)
+            sys.exit(1)
+        except NothingToAccept as exc:
+            click.echo(f"callrec: {exc}", err=True)
+            sys.exit(2)
+    behind = accepted.after_restore or {}
+    click.echo(
+        f"restore accepted: the chain is anchored at {accepted.describe()}, after the "
+        f"checkpoint at seq {behind.get('seq')} ({behind.get('at')}) it was restored behind"
+    )

@@ -7,8 +7,9 @@ written outside the database at least every few minutes and after every deletion
 pins the chain as it was; ``compare_with_checkpoint`` then names what a database lacks.
 
 A restored database's chain is behind the latest checkpoint, and the events it gains
-from then on fork from it. The checkpoint written once the restore is reconciled (see
-``storage.anchors.reconcile``) opens a new *era*: keys sort by era first, then by
+from then on fork from it. Nothing anchors it until an operator who restored it says so
+(``accept_restore``, audited): start-up cannot tell a restore from a cut tail. The
+checkpoint written then opens a new *era*: keys sort by era first, then by
 sequence, so the restored chain's checkpoints are the latest from then on even though
 their sequence numbers are lower than the ones written before the restore.
 """
@@ -25,14 +26,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.anchors.records import ANCHORS_PREFIX, SignedRecords
+from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.models import AuditEvent, AuditHead
-from storage.errors import AnchorInvalid, AnchorMismatch
+from storage.errors import AnchorInvalid, AnchorMismatch, NothingToAccept
 from storage.keys.shared_secrets import receipt_public_keys
 from storage.vocabulary import rfc3339
 
 CHECKPOINTS_PREFIX: Final = f"{ANCHORS_PREFIX}checkpoints/"
 CHECKPOINT_KIND: Final = "audit-checkpoint"
+RESTORE_ACCEPTED_ACTION: Final = "audit.restore_accepted"
+"""The audit action of an operator accepting a restored database (a new era)."""
 _SEQ_DIGITS = 20  # zero-padded, so the keys sort as their sequence numbers do
 _ERA_DIGITS = 4  # one era per restore reconciled: thousands would be absurd
 
@@ -83,9 +87,9 @@ class AuditAnchors:
         """Anchor the head as it is now; None while the chain is empty.
 
         Refuses (AnchorMismatch) when the database disagrees with the latest checkpoint:
-        anchoring a cut or rewritten chain would bless it. Only the start-up reconciliation
-        of a restored database, which names the checkpoint it was restored behind
-        (``after_restore``), anchors past a disagreement, and says so in the record.
+        anchoring a cut or rewritten chain would bless it. Only ``accept_restore``, which
+        names the checkpoint the database was restored behind (``after_restore``), anchors
+        past a disagreement, and says so in the record.
         """
         latest = await self.latest(await self.trusted_keys())
         async with self._database.read() as session:
@@ -128,6 +132,49 @@ class AuditAnchors:
             extra={"seq": seq, "chain": chain.hex(), "at": at, "key": key, "written": written},
         )
         return Checkpoint(seq, chain, at, self._replica, key, facts.get("after_restore"), era)
+
+    async def accept_restore(self, audit: AuditTrail, *, actor: str, reason: str) -> Checkpoint:
+        """Anchor a database an operator restored behind the latest checkpoint, in a new era.
+
+        An operator's act, never start-up's: only someone who knows a backup was restored
+        can tell it from a tail cut off by the database's owner. The acceptance is audited
+        (``audit.restore_accepted``, with the checkpoint it was behind and the reason) as
+        the first event of the new era, and every checkpoint of that era repeats the
+        restore, so ``audit verify`` names it for as long as the era lasts.
+
+        Raises NothingToAccept when the database holds the
+        latest checkpoint (there is no restore to accept).
+        """
+        latest = await self.latest(await self.trusted_keys())
+        if latest is None:
+            raise NothingToAccept("no checkpoint has been written: there is nothing to accept")
+        async with self._database.read() as session:
+            try:
+                await compare_with_checkpoint(session, latest)
+            except AnchorMismatch as exc:
+                found = str(exc)
+            else:
+                raise NothingToAccept(
+                    f"the database holds the latest {latest.describe()}: there is no restore "
+                    "to accept"
+                )
+        async with self._database.transaction() as session:
+            await audit.append(
+                session,
+                AuditRecord(
+                    actor=actor,
+                    action=RESTORE_ACCEPTED_ACTION,
+                    details={
+                        "behind": latest.key,
+                        "seq": latest.seq,
+                        "found": found,
+                        "reason": reason,
+                    },
+                ),
+            )
+        accepted = await self.checkpoint(after_restore=latest)
+        assert accepted is not None  # the event just appended is in the chain
+        return accepted
 
     async def trusted_keys(self) -> dict[str, bytes]:
         """The keys a record may be signed by: every listed receipt key, and this service's."""

@@ -5,10 +5,11 @@ taken, with their data keys, and a chain that ends before the latest checkpoint 
 forks from it). Run at every start-up, before the service takes a request:
 
 1. The chain against the latest checkpoint. Behind it, or differing from it, the
-   database was restored (or rolled back some other way): the head as it now is is
-   anchored in a new era, naming the checkpoint it was restored behind, so the deletions
-   re-applied next are anchored after it and ``callrec audit verify`` prints the restore
-   beside its verdict rather than failing forever.
+   database was restored, rolled back, or had its tail cut by someone with the owner's
+   rights: start-up cannot tell which, so it anchors nothing. It logs an error, checkpoints
+   stop until an operator who knows of a restore says so (``callrec audit accept-restore``,
+   audited), and ``callrec audit verify`` fails naming the gap until then. Re-anchoring
+   here would let a restart bless a cut tail.
 2. The deletion ledger against the database, always, not only when step 1 found a
    restore: a backup taken after the latest checkpoint but before an erasure has a
    chain that matches the checkpoint and still holds the erased recording. Every
@@ -43,7 +44,7 @@ REAPPLY_BATCH = 500
 class Reconciliation:
     """What the start-up reconciliation found and did."""
 
-    restored_behind: Checkpoint | None = None
+    behind: Checkpoint | None = None
     """The checkpoint the database was found behind (or differing from), if it was."""
     recorded: int = 0
     """Deletions the ledger records."""
@@ -76,12 +77,13 @@ async def reconcile_with_anchors(
             async with database.read() as session:
                 await compare_with_checkpoint(session, latest)
         except AnchorMismatch as exc:
-            log.warning(
-                "the database is behind the latest audit checkpoint: re-anchoring it as restored",
+            log.error(
+                "the database does not hold the latest audit checkpoint: if it was restored "
+                "from a backup, run `callrec audit accept-restore`; if not, treat it as an "
+                "incident",
                 extra={"reason": str(exc), "checkpoint": latest.key},
             )
-            await anchors.checkpoint(after_restore=latest)
-            report.restored_behind = latest
+            report.behind = latest
     recorded = await ledger.refresh()
     report.recorded = len(recorded)
     lacking = sorted(recorded & await deleter.not_deleted())

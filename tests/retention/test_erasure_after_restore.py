@@ -38,6 +38,7 @@ from tests.service_support import RunningService, running_service
 
 TEAM = "mash-children"
 REASON = "the caller's request under article 17, case DP-0193"
+RESTORE = "restored last night's dump after the migration failed, incident INC-2207"
 
 
 @pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
@@ -123,10 +124,14 @@ def headers(service: RunningService, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {service.token(role, TEAM)}"}
 
 
-def verify_cli(data_dir: Path, database_url: str, settings: dict[str, str]) -> Any:
+def verify_cli(data_dir: Path, database_url: str, settings: dict[str, Any]) -> Any:
+    return cli(data_dir, database_url, settings, "verify")
+
+
+def cli(data_dir: Path, database_url: str, settings: dict[str, Any], *args: str) -> Any:
     return run(
         "audit",
-        "verify",
+        *args,
         CALLREC_DATA_DIR=str(data_dir),
         CALLREC_DATABASE_URL=database_url,
         CALLREC_SINGLE_NODE="true",
@@ -191,6 +196,15 @@ async def test_an_erasure_undone_by_a_restore_is_reapplied_before_serving(
             key async for key in service.services.objects.iter_keys("") if "anchors/" not in key
         ] == []
 
+    # Behind the checkpoint written after the erasure: a gap until the operator who
+    # restored the backup says so; start-up never accepts it by itself.
+    result = await asyncio.to_thread(verify_cli, data_dir, backup, store_settings)
+    assert result.returncode == 1
+    assert "audit chain does not match its anchor" in result.stderr
+    accepted = await asyncio.to_thread(
+        cli, data_dir, backup, store_settings, "accept-restore", "--reason", RESTORE
+    )
+    assert accepted.returncode == 0, accepted.stderr
     result = await asyncio.to_thread(verify_cli, data_dir, backup, store_settings)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("audit chain intact:")

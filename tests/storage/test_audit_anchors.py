@@ -225,6 +225,78 @@ async def test_a_database_rolled_back_to_an_earlier_copy_is_caught(
     )
 
 
+async def test_a_cut_tail_stays_caught_after_the_service_starts_on_it(
+    tmp_path: Path, database_url: str, anchor_settings: dict[str, str]
+) -> None:
+    """Start-up cannot tell a cut tail from a restore, so it anchors neither."""
+    async with service(tmp_path, database_url, **anchor_settings) as services:
+        await append(services, EVENTS)
+        checkpoint = await services.anchors.checkpoint()
+        assert checkpoint is not None
+    await cut_tail(database_url, checkpoint.seq - CUT)
+    async with service(tmp_path, database_url, **anchor_settings) as services:
+        report = await services.reconcile_with_anchors()  # what start-up runs
+        assert report.behind == checkpoint
+    result = await asyncio.to_thread(verify_cli, tmp_path, database_url, anchor_settings)
+    assert result.returncode == 1
+    assert last_line(result).startswith(
+        f"audit chain does not match its anchor: checkpoint at seq {checkpoint.seq} "
+    )
+
+
+def accept_cli(tmp_path: Path, database_url: str, settings: dict[str, str], *args: str) -> Any:
+    return run(
+        "audit",
+        "accept-restore",
+        *args,
+        CALLREC_DATA_DIR=str(tmp_path / "var"),
+        CALLREC_DATABASE_URL=database_url,
+        CALLREC_SINGLE_NODE="true",
+        **{f"CALLREC_{name.upper()}": value for name, value in settings.items()},
+    )
+
+
+async def test_an_operator_accepts_a_restore_and_the_check_names_it_from_then_on(
+    tmp_path: Path,
+    database_url: str,
+    anchor_settings: dict[str, str],
+    database_backup: Callable[[str], Awaitable[str]],
+) -> None:
+    reason = "restored the 02:00 backup after the disk failure, incident INC-4410"
+    async with service(tmp_path, database_url, **anchor_settings) as services:
+        await append(services, EVENTS - CUT)
+        earlier = await database_backup(database_url)
+        await append(services, CUT)
+        checkpoint = await services.anchors.checkpoint()
+        assert checkpoint is not None
+    refused = await asyncio.to_thread(accept_cli, tmp_path, earlier, anchor_settings)
+    assert (refused.returncode, refused.stderr.count("\n")) == (2, 1)  # --reason is required
+    accepted = await asyncio.to_thread(
+        accept_cli, tmp_path, earlier, anchor_settings, "--reason", reason
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"after the checkpoint at seq {checkpoint.seq} ({checkpoint.at})" in accepted.stdout
+    result = await asyncio.to_thread(verify_cli, tmp_path, earlier, anchor_settings)
+    assert result.returncode == 0, result.stderr
+    assert f"restored behind the checkpoint at seq {checkpoint.seq}" in result.stderr
+    async with service(tmp_path, earlier, **anchor_settings) as services:
+        async with services.database.read() as session:
+            event = (
+                (await session.execute(select(AuditEvent).order_by(AuditEvent.seq.desc())))
+                .scalars()
+                .first()
+            )
+        assert event is not None
+        assert (event.action, event.actor) == ("audit.restore_accepted", "cli")
+        assert event.details is not None
+        assert (event.details["reason"], event.details["seq"]) == (reason, checkpoint.seq)
+    again = await asyncio.to_thread(
+        accept_cli, tmp_path, earlier, anchor_settings, "--reason", reason
+    )
+    assert again.returncode == 2
+    assert "there is no restore to accept" in again.stderr
+
+
 async def test_the_service_never_anchors_a_chain_that_disagrees_with_its_checkpoint(
     tmp_path: Path, database_url: str, anchor_settings: dict[str, str]
 ) -> None:
