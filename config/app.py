@@ -31,6 +31,7 @@ from storage import (
     PeakReader,
     ReferralLinks,
     StorageError,
+    Unavailable,
     check_database,
     sweep_spool,
 )
@@ -255,6 +256,11 @@ async def _reconcile_with_anchors(services: Services) -> None:
         report = await services.reconcile_with_anchors()
     except AnchorInvalid as exc:
         raise StorageError(f"cannot start: an anchor record is not genuine: {exc}") from exc
+    except Unavailable:
+        # Nothing can be served while the database is down (/readyz says so), and no
+        # audio while the store is: the deletion ledger's job runs it once they are back.
+        log.warning("could not compare the database with the anchors at start-up", exc_info=True)
+        return
     if report.reapplied or report.finished:
         log.warning(
             "re-applied deletions the restored database lacked",

@@ -162,8 +162,12 @@ recorded against some other database goes unseen (docs/operations.md)."""
 
 
 async def ledger_refresh_job(services: Services, _metrics: JobMetrics) -> None:
-    """List the deletion ledger again, for playback's check."""
-    await services.ledger.refresh()
+    """List the deletion ledger again, for playback's check; or, if the database or the
+    store was unreachable when the service started, do the start-up reconciliation now."""
+    if services.reconciled:
+        await services.ledger.refresh()
+    else:
+        await services.reconcile_with_anchors()
 
 
 JOBS: tuple[Job, ...] = (

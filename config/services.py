@@ -126,6 +126,8 @@ class Services:
         self.settings = settings
         self.clock = clock
         self.built: list[str] = []
+        self.reconciled = False
+        """Whether the database was compared with the anchors since start (see below)."""
 
     def provide(self, **parts: object) -> None:
         """Use these ready-made parts instead of building them; whoever made them closes them.
@@ -431,10 +433,16 @@ class Services:
         return DeletionLedger(self.anchor_records, self.anchors.trusted_keys)
 
     async def reconcile_with_anchors(self) -> Reconciliation:
-        """Re-apply the deletions a restored database lacks, before anything is served."""
-        return await reconcile_with_anchors(
+        """Re-apply the deletions a restored database lacks, before anything is served.
+
+        Remembers that it finished: when the database or the store was unreachable at
+        start-up, the deletion ledger's job runs it again until it does.
+        """
+        report = await reconcile_with_anchors(
             database=self.database, anchors=self.anchors, ledger=self.ledger, deleter=self.deleter
         )
+        self.reconciled = True
+        return report
 
     @part
     def holds(self) -> HoldDesk:

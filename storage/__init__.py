@@ -83,7 +83,7 @@ from storage.keys.shared_secrets import (
 )
 from storage.keys.signing import SigningKey, load_secret, load_signing_key
 from storage.objects.filesystem import FilesystemObjectStore
-from storage.objects.store import ObjectLock, ObjectStore, ObjectVersion
+from storage.objects.store import RECORDINGS_PREFIX, ObjectLock, ObjectStore, ObjectVersion
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     ORIGINAL,
@@ -112,6 +112,7 @@ __all__ = [
     "ORIGINAL",
     "PAST_RETENTION",
     "PLAYBACK",
+    "RECORDINGS_PREFIX",
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
     "AdoptedKeys",

@@ -40,7 +40,7 @@ from storage.db.repository import RecordingRepository
 from storage.errors import StorageError, Unavailable
 from storage.keys.epochs import DataKeys
 from storage.keys.key_shares import KeyShare, KeyShares, share_key_for
-from storage.objects.store import UNHELD_TAGS, ObjectStore
+from storage.objects.store import RECORDINGS_PREFIX, UNHELD_TAGS, ObjectStore
 
 log = logging.getLogger(__name__)
 _CLAIM_ATTEMPTS = 3
@@ -109,7 +109,7 @@ class _Sealed:
 
 def object_key_for(object_id: uuid.UUID) -> str:
     """Random, meaningless object keys: nothing about the call is visible in the store."""
-    return f"recordings/{object_id.hex[:2]}/{object_id.hex}"
+    return f"{RECORDINGS_PREFIX}{object_id.hex[:2]}/{object_id.hex}"
 
 
 class RecordingStore:

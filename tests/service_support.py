@@ -25,7 +25,14 @@ from config.services import Services, build_services
 from config.settings import Settings
 from recorder import MediaWorkers
 from retrieval import issue_dev_token
-from storage import KeyShares, SharedKeys, StoredCiphertext, open_verified, unmask
+from storage import (
+    RECORDINGS_PREFIX,
+    KeyShares,
+    SharedKeys,
+    StoredCiphertext,
+    open_verified,
+    unmask,
+)
 from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
 from storage.keys.keyring import WrappedKey
 from storage.keys.signing import signing_key_from_seed
@@ -164,7 +171,7 @@ class RunningService:
                     )
                 )
             ).scalar_one()
-        objects = [key async for key in self.services.objects.iter_keys()]
+        objects = [key async for key in self.services.objects.iter_keys(RECORDINGS_PREFIX)]
         spool = self.data_dir / "spool"
         spooled = len(list(spool.rglob("*.spool"))) if spool.exists() else 0
         return {

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from storage.errors import IntegrityFailure, KeyShareMissing, ObjectMissing
-from storage.objects.store import ObjectStore
+from storage.objects.store import RECORDINGS_PREFIX, ObjectStore
 
 SHARE_LENGTH: Final = 32
 _MAGIC: Final = b"CRKS"
@@ -50,7 +50,7 @@ _DIGEST_INFO: Final = b"callrec/key-share/v1 digest\x00"
 
 def share_key_for(recording_id: uuid.UUID) -> str:
     """Where a recording's share lives: beside its objects, named by the recording's id."""
-    return f"recordings/{recording_id.hex[:2]}/{recording_id.hex}.share"
+    return f"{RECORDINGS_PREFIX}{recording_id.hex[:2]}/{recording_id.hex}.share"
 
 
 def _hkdf(ikm: bytes, info: bytes) -> bytes:

@@ -12,6 +12,10 @@ from typing import Literal, Protocol
 MAX_KEY_LENGTH = 1024
 """S3's limit on key length, applied to every backend so keys stay portable between them."""
 
+RECORDINGS_PREFIX = "recordings/"
+"""Where every object of a recording lives in the store (audio, rendition, key share); the
+audit anchors, when they share the store, live beside it under ``anchors/``."""
+
 RETENTION_TAG = "callrec-retention"
 """The object tag an S3 lifecycle rule filters on (deploy/s3-lifecycle.json)."""
 UNHELD_TAGS = {RETENTION_TAG: "standard"}

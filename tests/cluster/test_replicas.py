@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 from config.services import Services, build_services
 from config.settings import Settings
 from recorder import TwilioSignature
+from storage import RECORDINGS_PREFIX
 from storage.db.models import AuditEvent, Recording
 from tests.cli_support import CALLREC, clean_environment
 from tests.fixtures_db import clean_postgres
@@ -452,7 +453,7 @@ async def test_a_replica_killed_mid_capture_leaves_nothing_after_the_next_sweep(
                 .scalars()
                 .all()
             )
-        keys = [key async for key in services.objects.iter_keys()]
+        keys = [key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)]
     finally:
         await services.close()
     assert all(row.from_number is None and row.to_number is None for row in left)

@@ -8,7 +8,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 
 from config.app import RUNNING_JOBS
-from config.jobs import JOBS, KEY_UPKEEP_INTERVAL
+from config.jobs import JOBS, KEY_UPKEEP_INTERVAL, LEDGER_REFRESH_INTERVAL
 from config.settings import Settings
 from tests.service_support import running_service
 
@@ -25,6 +25,8 @@ def test_the_table_names_each_job_once_with_its_interval_and_start_up_rule() -> 
         "retention sweep": (timedelta(minutes=7), True),
         "integrity scrub": (timedelta(hours=5), False),
         "key upkeep": (KEY_UPKEEP_INTERVAL, False),
+        "audit checkpoint": (settings.audit_checkpoint_interval, True),
+        "deletion ledger": (LEDGER_REFRESH_INTERVAL, False),
     }
 
 

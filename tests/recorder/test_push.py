@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
-from storage import KeyShares, unmask, verify_audit_chain
+from storage import RECORDINGS_PREFIX, KeyShares, unmask, verify_audit_chain
 from storage.crypto.file_reader import EncryptedFileReader
 from storage.db.models import AuditEvent, Recording, RecordingState
 from storage.keys.keyring import WrappedKey
@@ -218,7 +218,9 @@ async def test_the_production_backends_store_a_push_in_the_bucket_encrypted(
             "audit": 1,
         }
 
-    listed = s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+    listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix=f"hub-a/{RECORDINGS_PREFIX}")[
+        "Contents"
+    ]
     assert len(listed) == KEYS_PER_RECORDING  # the original, its rendition, its key share
     for entry in listed:
         assert entry["Key"].startswith("hub-a/recordings/")

@@ -15,6 +15,7 @@ import pytest
 
 import recorder.handlers
 from recorder import sign_preauth
+from storage import RECORDINGS_PREFIX
 from tests.push_support import (
     BOUNDARY,
     SECRET,
@@ -421,7 +422,7 @@ async def test_503_with_retry_after_when_the_database_is_unreachable(tmp_path: P
         body = await response.json()
         assert (response.status, body["error"]) == (503, "unavailable")
         assert response.headers["Retry-After"].isdigit()
-        assert [key async for key in service.services.objects.iter_keys()] == []
+        assert [key async for key in service.services.objects.iter_keys(RECORDINGS_PREFIX)] == []
         assert list((tmp_path / "var" / "spool").rglob("*.spool")) == []
 
 

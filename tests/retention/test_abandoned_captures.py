@@ -20,6 +20,7 @@ from config.metrics import RetentionMetrics
 from config.services import Services
 from retention import CycleReport, attest, retention_status, run_retention_cycle
 from storage import (
+    RECORDINGS_PREFIX,
     AudioFacts,
     EncryptedSpool,
     NewRecording,
@@ -121,7 +122,7 @@ async def reaped_events(services: Services) -> list[Reaped]:
 
 
 async def stored_keys(services: Services) -> list[str]:
-    return [key async for key in services.objects.iter_keys()]
+    return [key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)]
 
 
 async def cycle(services: Services, captures: RecordingStore | None = None) -> CycleReport:

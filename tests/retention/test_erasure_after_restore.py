@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from config.services import Services
 from storage import (
+    RECORDINGS_PREFIX,
     FilesystemObjectStore,
     IntegrityFailure,
     KeyShares,
@@ -192,9 +193,7 @@ async def test_an_erasure_undone_by_a_restore_is_reapplied_before_serving(
             )
         assert [(event.details or {}).get("reason") for event in reapplied] == ["erasure"]
         assert not await opens_with_what_is_held(service.services, saved, tmp_path / "copy")
-        assert [
-            key async for key in service.services.objects.iter_keys("") if "anchors/" not in key
-        ] == []
+        assert [key async for key in service.services.objects.iter_keys(RECORDINGS_PREFIX)] == []
 
     # Behind the checkpoint written after the erasure: a gap until the operator who
     # restored the backup says so; start-up never accepts it by itself.

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from retention import sweep_expired_recordings
-from storage import verify_receipt
+from storage import RECORDINGS_PREFIX, verify_receipt
 from storage.db.models import AuditEvent, Recording
 from tests.clock import FakeClock
 from tests.service_support import (
@@ -251,7 +251,7 @@ async def test_the_dpo_erases_early_with_a_signed_receipt(desk: Desk) -> None:
     assert (await desk.get())[0] == 410
     assert (await desk.erase())[0] == 410
     assert await desk.state() == "deleted"
-    assert [key async for key in desk.service.services.objects.iter_keys()] == []
+    assert [key async for key in desk.service.services.objects.iter_keys(RECORDINGS_PREFIX)] == []
     (destroyed,) = await desk.events("recording.keys_destroyed")
     assert destroyed.details == {
         "reason": "erasure",
@@ -290,7 +290,7 @@ async def test_objects_are_tagged_for_the_lifecycle_backstop_and_retagged_by_hol
         recording = await service.push_call("tagged", clock.now - timedelta(hours=1))
         desk = Desk(service, clock, recording, clock.now + timedelta(days=90))
         # The audit anchors share the bucket by default (under hub/anchors/): not audio.
-        listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="hub/recordings/")
+        listed = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix=f"hub/{RECORDINGS_PREFIX}")
         names = [item["Key"] for item in listed["Contents"]]
         # The original, the rendition and the key share, always tagged alike.
         assert len(names) == KEYS_PER_RECORDING

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from retention import retention_status, sweep_expired_recordings
 from storage import (
+    RECORDINGS_PREFIX,
     ObjectStore,
     ObjectVersion,
     RecordingDeleter,
@@ -91,7 +92,7 @@ async def test_a_sweep_deletes_what_falls_due_before_the_next_one_and_nothing_el
         assert row.source == "pbx"
         assert await hub.count(RecordingReferral, recording_id=recording_id) == 0
     assert await hub.count(DataKey) == OBJECTS_PER_RECORDING
-    stored_keys = [key async for key in hub.service.services.objects.iter_keys()]
+    stored_keys = [key async for key in hub.service.services.objects.iter_keys(RECORDINGS_PREFIX)]
     assert len(stored_keys) == KEYS_PER_RECORDING
 
 
@@ -196,7 +197,10 @@ async def test_a_sweep_interrupted_after_the_keys_are_gone_is_finished_by_the_ne
     report = await sweep_expired_recordings(deleter, now=sweep_now(hub), horizon=HORIZON)
     assert sorted(report.resumed) == sorted(hub.ids[1:])
     assert await hub.count(Recording, state="deleted") == 2
-    assert len([key async for key in services.objects.iter_keys()]) == KEYS_PER_RECORDING
+    assert (
+        len([key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)])
+        == KEYS_PER_RECORDING
+    )
 
 
 async def test_two_sweeps_at_once_delete_each_recording_once(hub: Hub) -> None:
@@ -228,7 +232,9 @@ async def test_no_object_version_is_left_in_a_versioned_bucket(
             service.services.deleter, now=started + timedelta(days=90), horizon=HORIZON
         )
         assert len(report.deleted) == 1
-    listed = s3_client.list_object_versions(Bucket=versioned_s3_bucket)
+    listed = s3_client.list_object_versions(
+        Bucket=versioned_s3_bucket, Prefix=f"hub/{RECORDINGS_PREFIX}"
+    )
     assert listed.get("Versions", []) == []
     assert listed.get("DeleteMarkers", []) == []
 
@@ -342,4 +348,7 @@ async def test_finishing_a_recording_whose_keys_were_not_destroyed_touches_nothi
     await services.deleter.finish_many(hub.ids)
     assert await hub.count(Recording, state="stored") == 3
     assert await hub.count(DataKey) == 3 * OBJECTS_PER_RECORDING
-    assert len([key async for key in services.objects.iter_keys()]) == 3 * KEYS_PER_RECORDING
+    assert (
+        len([key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)])
+        == 3 * KEYS_PER_RECORDING
+    )

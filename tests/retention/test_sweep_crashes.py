@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from retention import sweep_expired_recordings
 from storage import (
+    RECORDINGS_PREFIX,
     AuditRecord,
     AuditTrail,
     ObjectStore,
@@ -141,5 +142,5 @@ async def test_the_next_sweep_completes_what_a_crash_interrupted(
         assert destroyed == sorted(due)
         assert sorted(uuid.UUID(r["recording_id"]) for r in receipts) == sorted(due)
         assert all(verify_receipt(r, service.services.receipts.public_pem) for r in receipts)
-        left = [key async for key in service.services.objects.iter_keys()]
+        left = [key async for key in service.services.objects.iter_keys(RECORDINGS_PREFIX)]
         assert len(left) == KEYS_PER_RECORDING

@@ -25,6 +25,7 @@ from config.services import Services, build_services
 from config.settings import Settings
 from storage import (
     ORIGINAL,
+    RECORDINGS_PREFIX,
     IntegrityFailure,
     KeyShareMissing,
     KeyShares,
@@ -260,7 +261,7 @@ async def test_a_recording_stored_before_shares_still_plays_scrubs_and_deletes(
         report = await scrubber(services).run()
         assert report.ok, report.findings
         await erase(services, legacy)
-        assert [key async for key in services.objects.iter_keys()] == []
+        assert [key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)] == []
 
 
 async def replace_share(services: Services, recording_id: uuid.UUID, data: bytes) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import (
     ORIGINAL,
     PLAYBACK,
+    RECORDINGS_PREFIX,
     AudioFacts,
     AuditTrail,
     CaptureInProgress,
@@ -82,7 +83,7 @@ class Harness:
         return rows, events
 
     async def object_keys(self) -> list[str]:
-        return [key async for key in self.objects.iter_keys()]
+        return [key async for key in self.objects.iter_keys(RECORDINGS_PREFIX)]
 
 
 # What one capture here puts in the store: its original and its key share.
