@@ -139,17 +139,32 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         structlog.contextvars.unbind_contextvars("request_id")
 
 
+_LONG_SEGMENT = 64
+"""A path segment this long is logged as a digest when no route named it: a grant sent to a
+path that matches nothing (a trailing slash, a typo) is still a grant. Nothing the API
+names in a path (a recording id, a job id, a static file) comes near it."""
+
+
 def loggable_path(request: web.Request) -> str:
     """The request's path with each capability in it (a grant) replaced by a digest of it.
 
     The digest tells one grant's requests apart from another's, and is no use to listen.
     """
     path = request.path
-    for name in CAPABILITY_PARAMETERS & request.match_info.keys():
+    capabilities = CAPABILITY_PARAMETERS & request.match_info.keys()
+    for name in capabilities:
         value = request.match_info[name]
-        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
-        path = path.replace(value, f"sha256:{digest}")
+        path = path.replace(value, _digest(value))
+    if not capabilities:
+        path = "/".join(
+            _digest(segment) if len(segment) >= _LONG_SEGMENT else segment
+            for segment in path.split("/")
+        )
     return path
+
+
+def _digest(value: str) -> str:
+    return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
 
 
 def _drop_connection(request: web.Request) -> None:
