@@ -82,6 +82,7 @@ class AuditAnchors:
         self._records = records
         self._clock = clock
         self._replica = replica
+        self._latest_key = ""
 
     async def checkpoint(self, *, after_restore: Checkpoint | None = None) -> Checkpoint | None:
         """Anchor the head as it is now; None while the chain is empty.
@@ -189,10 +190,13 @@ class AuditAnchors:
         Raises AnchorInvalid when that record is not a genuine checkpoint (something was
         written into the anchors that the service did not sign).
         """
-        keys = await self._records.keys_under(CHECKPOINTS_PREFIX)
-        if not keys:
+        # Keys sort by era, then sequence, so nothing newer sorts before the latest seen:
+        # only the listing's tail is read again (a checkpoint every few minutes for the
+        # two years the anchors are kept is a quarter of a million keys).
+        keys = await self._records.keys_under(CHECKPOINTS_PREFIX, after=self._latest_key)
+        if not keys and not self._latest_key:
             return None
-        key = keys[-1]
+        key = keys[-1] if keys else self._latest_key
         record = await self._records.read(key, CHECKPOINT_KIND, public_keys)
         try:
             seq, chain = int(record["seq"]), bytes.fromhex(record["chain"])
@@ -203,6 +207,7 @@ class AuditAnchors:
         if key != checkpoint_key(seq, chain, era):
             raise AnchorInvalid(f"{key} holds the checkpoint of another head")
         after = record.get("after_restore")
+        self._latest_key = key
         return Checkpoint(
             seq, chain, at, replica, key, after if isinstance(after, dict) else None, era
         )

@@ -122,6 +122,6 @@ class SignedRecords:
             raise AnchorInvalid(f"{key}: the signature by key {key_id} does not verify")
         return record
 
-    async def keys_under(self, prefix: str) -> list[str]:
-        """Every record key under ``prefix``, sorted."""
-        return sorted([key async for key in self._objects.iter_keys(prefix)])
+    async def keys_under(self, prefix: str, *, after: str = "") -> list[str]:
+        """Every record key under ``prefix`` (sorting after ``after``), sorted."""
+        return sorted([key async for key in self._objects.iter_keys(prefix, after=after)])

@@ -149,7 +149,7 @@ class FilesystemObjectStore:
         """Stat the object; only a regular file is an object."""
         return await self._stat_object(key) is not None
 
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+    async def iter_keys(self, prefix: str = "", *, after: str = "") -> AsyncIterator[str]:
         """Walk the tree one directory per thread hop, so a huge store never blocks the loop.
 
         Under a prefix, the walk starts at the deepest directory the prefix names whole.
@@ -168,7 +168,7 @@ class FilesystemObjectStore:
                 raise StoreUnavailable(f"cannot list objects under {self._root}") from exc
             for name in files:
                 key = (directory / name).relative_to(self._root).as_posix()
-                if key.startswith(prefix):
+                if key.startswith(prefix) and key > after:
                     yield key
             # Reversed so that popping visits subdirectories in name order.
             pending.extend(directory / name for name in reversed(subdirs))

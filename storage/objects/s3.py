@@ -237,10 +237,16 @@ class S3ObjectStore:
             return False
         return True
 
-    async def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+    async def iter_keys(self, prefix: str = "", *, after: str = "") -> AsyncIterator[str]:
         """List under the prefix one page per thread hop, yielding keys without the prefix."""
         paginator = self._client.get_paginator("list_objects_v2")
-        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix))
+        pages = iter(
+            paginator.paginate(
+                Bucket=self._bucket,
+                Prefix=self._prefix + prefix,
+                StartAfter=self._prefix + after if after else "",
+            )
+        )
         while True:
             try:
                 page = await asyncio.to_thread(_next_or_none, pages)

@@ -117,11 +117,13 @@ class ObjectStore(Protocol):
         """Say whether an object is stored under ``key``."""
         ...
 
-    def iter_keys(self, prefix: str = "") -> AsyncIterator[str]:
+    def iter_keys(self, prefix: str = "", *, after: str = "") -> AsyncIterator[str]:
         """Yield every key in the store (starting with ``prefix``), in no promised order.
 
         All of them, so objects unknown to the database can be found; under a prefix, so
-        the audit anchors can be listed without walking every recording.
+        the audit anchors can be listed without walking every recording; only those that
+        sort after ``after``, so the newest of thousands of checkpoints is found without
+        listing the ones already seen (S3 starts the listing there).
         """
         ...
 

@@ -63,6 +63,18 @@ async def all_keys(store: ObjectStore) -> list[str]:
 # Behaviour shared by every backend.
 
 
+async def test_a_listing_under_a_prefix_gives_only_the_keys_after_the_one_named(
+    store: ObjectStore, source: Path
+) -> None:
+    names = [f"anchors/checkpoints/{n:04d}" for n in range(5)]
+    for name in [*names, "recordings/ab/abc"]:
+        await store.put_file(name, source)
+    listed = [key async for key in store.iter_keys("anchors/checkpoints/", after=names[2])]
+    assert sorted(listed) == names[3:]
+    everything = [key async for key in store.iter_keys("anchors/")]
+    assert sorted(everything) == names
+
+
 async def test_a_stored_object_reads_back_whole_and_in_ranges(
     store: ObjectStore, source: Path
 ) -> None:
