@@ -54,6 +54,7 @@ from tests.bench.playback import (
     start_moto,
     sustained_players,
 )
+from tests.bench.reliability import run_reliability
 from tests.bench.retention import measure_sweep, retention_rows
 from tests.bench.workload import (
     PushFile,
@@ -66,7 +67,7 @@ from tests.bench.workload import (
 from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
-PARTS = frozenset({"ingest", "integrity", "keys", "media", "playback", "retention"})
+PARTS = frozenset({"ingest", "integrity", "keys", "media", "playback", "reliability", "retention"})
 _CHUNK = 1024 * 1024
 
 
@@ -431,6 +432,9 @@ async def run(quick: bool, parts: set[str]) -> None:
     if "keys" in parts:
         print()
         await run_keys(quick)
+    if "reliability" in parts:
+        print()
+        await run_reliability(quick)
     shutil.rmtree(root, ignore_errors=True)
 
 

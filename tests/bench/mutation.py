@@ -27,6 +27,7 @@ import asyncio
 import random
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -81,8 +82,8 @@ _HEADER_FIELDS = (
 class Stored:
     """One stored object: where it is, its key, its pristine ciphertext and plaintext."""
 
-    recording_id: object
-    object_id: object
+    recording_id: uuid.UUID
+    object_id: uuid.UUID
     key: str
     data_key: bytes
     ciphertext: bytes
@@ -189,7 +190,7 @@ async def _fresh_read(objects: FilesystemObjectStore, target: Stored) -> bytes |
         objects,
         target.key,
         target.object_id,
-        len(target.ciphertext),  # type: ignore[arg-type]
+        len(target.ciphertext),
     )
     try:
         await ciphertext.check_size()
@@ -203,7 +204,7 @@ async def _kept_read(audio: RecordingAudio, target: Stored, rng: random.Random) 
     """What the playback reader, holding the object open from before the mutation, handed
     out of it (a range as a player asks, then the whole); None if it refused."""
     try:
-        opened = await audio.open(target.recording_id, "original")  # type: ignore[arg-type]
+        opened = await audio.open(target.recording_id, "original")
         if opened is None:
             return None
         size = opened.info.size
@@ -284,7 +285,7 @@ async def run_objects(count: int, seed: int) -> Tally:
         # Held open as a player holds it: opened once before any mutation, kept for an hour.
         audio = RecordingAudio(database, objects, keyring, keep_open_s=3600.0)
         for target in stored:
-            assert await audio.open(target.recording_id, "original")  # type: ignore[arg-type]
+            assert await audio.open(target.recording_id, "original")
             assert await _fresh_read(objects, target) == target.plaintext
         for _ in tqdm(range(count), desc="object mutations", unit=" mutation"):
             target = rng.choice(stored)
@@ -510,12 +511,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="500 of each, for a smoke run")
     arguments = parser.parse_args()
     objects, audit = (500, 500) if arguments.quick else (arguments.objects, arguments.audit)
+    asyncio.run(run_mutations(objects, audit, arguments.seed))
+
+
+async def run_mutations(objects: int, audit: int, seed: int = 16) -> None:
+    """Both suites, each printed as a table."""
     began = time.perf_counter()
-    tally = asyncio.run(run_objects(objects, arguments.seed))
+    tally = await run_objects(objects, seed)
     print_objects(tally, time.perf_counter() - began)
     print()
     began = time.perf_counter()
-    tried, accepted = asyncio.run(run_audit(audit, arguments.seed))
+    tried, accepted = await run_audit(audit, seed)
     print_audit(tried, accepted, time.perf_counter() - began)
 
 
