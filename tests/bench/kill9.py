@@ -84,6 +84,7 @@ class Figures:
     kills_mid_sweep: int = 0
     start_s: list[float] = field(default_factory=list)
     orphans: int = 0
+    failed_starts: list[str] = field(default_factory=list)
 
 
 def descendants(pid: int) -> list[int]:
@@ -141,15 +142,25 @@ class Harness:
         return self.served
 
     async def wait_up(self, served: Served) -> float:
-        """Seconds from launch until /healthz answers (start-up done, sweep begun)."""
+        """Seconds from launch until /healthz answers (start-up done, sweep begun).
+
+        A start that fails is a finding, not the end of the run: its log's tail is kept
+        and the service is launched again (three times at most)."""
         began = time.monotonic()
-        for _ in range(3000):
-            if await ask(served.port, "GET /healthz") is not None:
-                return time.monotonic() - began
-            if served.process.returncode is not None:
-                break
-            await asyncio.sleep(0.01)
-        raise RuntimeError(f"serve did not start: {served.log.read_text()[-2000:]}")
+        for attempt in range(3):
+            for _ in range(6000):
+                if await ask(served.port, "GET /healthz") is not None:
+                    return time.monotonic() - began
+                if served.process.returncode is not None:
+                    break
+                await asyncio.sleep(0.01)
+            await self.kill(served)
+            self.figures.failed_starts.append(
+                f"round {self.figures.rounds}, attempt {attempt + 1}: "
+                + served.log.read_text()[-600:].replace("\n", " | ")
+            )
+            served = await self.launch()
+        raise RuntimeError("serve did not start three times running")
 
     async def kill(self, served: Served) -> None:
         """SIGKILL the serve process; then its descendants, as a supervisor's cgroup would,
@@ -208,8 +219,9 @@ class Harness:
 
     async def sweep_trial(self) -> None:
         """Start; SIGKILL at a random moment of the start-up and its sweep; start again."""
-        served = await self.launch()
-        up = await self.wait_up(served)
+        up = await self.wait_up(await self.launch())
+        served = self.served
+        assert served is not None
         self.figures.start_s.append(up)
         await asyncio.sleep(self.rng.uniform(0.0, self.kill_within_s))
         await self.kill(served)
@@ -442,6 +454,7 @@ def report(
         f"processes a SIGKILLed serve left running (its media fork server and workers; "
         f"the harness then killed them): {figures.orphans} after {len(starts)} starts"
     )
+    print(f"starts that failed (launched again): {len(figures.failed_starts)}")
     print(
         f"pending captures left for the reaper (killed mid-capture, not due; reaped after "
         f"15 min by design): {len(figures.pending)}"
@@ -453,6 +466,7 @@ def report(
         ("due not cleanly deleted", figures.not_deleted),
         ("half-stored left", figures.half_stored),
         ("chain broken", figures.chain_broken),
+        ("start-up failed", figures.failed_starts),
     ):
         for item in items[:20]:
             print(f"- {name}: {item}")
