@@ -35,6 +35,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,12 +48,13 @@ from tqdm import tqdm
 
 from config.services import Services, build_services
 from config.settings import Settings
-from storage import StoredCiphertext, open_verified
+from storage import StoredCiphertext, create_engine, open_verified, upgrade_database
 from storage.audit import verify_audit_chain
 from storage.db.models import DataKey, Recording, RecordingState, StoredObject
 from storage.errors import AuditChainBroken, IntegrityFailure, ObjectMissing
 from storage.keys.keyring import WrappedKey
 from tests.cli_support import run
+from tests.fixtures_db import POSTGRES_ADMIN_DSN, run_as_admin
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.serve_support import Served, ask, launch_serve
 
@@ -114,6 +117,7 @@ class Harness:
         senders: int,
         kill_within_s: float,
         push_for_s: float,
+        database_url: str | None = None,
     ) -> None:
         self.root = root
         self.data_dir = root / "var"
@@ -126,19 +130,24 @@ class Harness:
         self.served: Served | None = None
         self.launches = 0
         self.figures = Figures()
-        self.inspector: Services = build_services(Settings(data_dir=self.data_dir))
-        self.checked: set[uuid.UUID] = set()
+        # PostgreSQL beside a local keyring needs the promise of one data directory.
+        self.settings = dict(SETTINGS) | (
+            {}
+            if database_url is None
+            else {"CALLREC_DATABASE_URL": database_url, "CALLREC_SINGLE_NODE": "true"}
+        )
+        self.inspector: Services = build_services(
+            Settings(
+                data_dir=self.data_dir,
+                database_url=database_url,
+                single_node=database_url is not None,
+            )
+        )
 
     async def launch(self) -> Served:
         self.launches += 1
         log = self.root / f"serve-{self.launches % 4}.log"
-        self.served = await launch_serve(
-            self.data_dir,
-            log,
-            grace_s=5.0,
-            CALLREC_LOG_LEVEL=SETTINGS["CALLREC_LOG_LEVEL"],
-            CALLREC_RETENTION_PERIOD=SETTINGS["CALLREC_RETENTION_PERIOD"],
-        )
+        self.served = await launch_serve(self.data_dir, log, grace_s=5.0, port=0, **self.settings)
         return self.served
 
     async def wait_up(self, served: Served) -> float:
@@ -393,11 +402,13 @@ async def run_rounds(
     chain_every: int,
     seed: int,
     budget_s: float | None = None,
+    database_url: str | None = None,
 ) -> tuple[Figures, float, CompletedProcess[str], CompletedProcess[str]]:
-    """``rounds`` rounds, or as many as end within ``budget_s`` (the figures say how many)."""
+    """``rounds`` rounds, or as many as end within ``budget_s`` (the figures say how many),
+    on SQLite in the data directory or on the (empty) PostgreSQL database at ``database_url``."""
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="callrec-kill9-") as scratch:
-        harness = Harness(Path(scratch), rng, senders, kill_within_s, push_for_s)
+        harness = Harness(Path(scratch), rng, senders, kill_within_s, push_for_s, database_url)
         began = time.monotonic()
         served = await harness.launch()
         harness.figures.start_s.append(await harness.wait_up(served))
@@ -414,7 +425,7 @@ async def run_rounds(
         assert harness.served is not None
         await harness.kill(harness.served)
         wall_s = time.monotonic() - began
-        env = {"CALLREC_DATA_DIR": str(harness.data_dir), **SETTINGS}
+        env = {"CALLREC_DATA_DIR": str(harness.data_dir), **harness.settings}
         audit = run("audit", "verify", **env)
         scrub = run("verify", **env)
         await harness.inspector.close()
@@ -496,21 +507,50 @@ def main() -> None:
         default=None,
         help="stop starting rounds after this long and report those done",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="on a fresh PostgreSQL database (CALLREC_TEST_POSTGRES_DSN) instead of SQLite",
+    )
     parser.add_argument("--quick", action="store_true", help="5 rounds, for a smoke run")
     arguments = parser.parse_args()
     rounds = 5 if arguments.quick else arguments.rounds
-    figures, wall_s, audit, scrub = asyncio.run(
-        run_rounds(
-            rounds,
-            arguments.senders,
-            arguments.kill_within,
-            arguments.push_for,
-            arguments.chain_every,
-            arguments.seed,
-            None if arguments.budget_minutes is None else arguments.budget_minutes * 60,
+    with fresh_postgres() if arguments.postgres else nullcontext() as database_url:
+        figures, wall_s, audit, scrub = asyncio.run(
+            run_rounds(
+                rounds,
+                arguments.senders,
+                arguments.kill_within,
+                arguments.push_for,
+                arguments.chain_every,
+                arguments.seed,
+                None if arguments.budget_minutes is None else arguments.budget_minutes * 60,
+                database_url,
+            )
         )
-    )
     report(figures, wall_s, audit, scrub)
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade_database(engine)
+    finally:
+        await engine.dispose()
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """A new PostgreSQL database for one run, migrated as ``callrec db upgrade`` would (on
+    PostgreSQL ``serve`` refuses to start on an unmigrated one); dropped afterwards."""
+    name = f"callrec_kill9_{uuid.uuid4().hex[:12]}"
+    base = POSTGRES_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    asyncio.run(run_as_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        asyncio.run(_migrate(f"{base}/{name}"))
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(run_as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":
