@@ -56,6 +56,7 @@ from tests.bench.playback import (
     start_moto,
     sustained_players,
 )
+from tests.bench.reliability import run_reliability
 from tests.bench.retention import measure_sweep, retention_rows
 from tests.bench.workload import (
     PushFile,
@@ -69,7 +70,17 @@ from tests.service_support import wait_until_healthy
 
 SECRET = "bench-secret-0123456789abcdef"
 PARTS = frozenset(
-    {"bombs", "flood", "ingest", "integrity", "keys", "media", "playback", "retention"}
+    {
+        "bombs",
+        "flood",
+        "ingest",
+        "integrity",
+        "keys",
+        "media",
+        "playback",
+        "reliability",
+        "retention",
+    }
 )
 _CHUNK = 1024 * 1024
 
@@ -450,6 +461,9 @@ async def run(quick: bool, parts: set[str]) -> None:
         row("---", "---", "---", "---", "---")
         for cells in await flood_rows(quick):
             row(*cells)
+    if "reliability" in parts:
+        print()
+        await run_reliability(quick)
     shutil.rmtree(root, ignore_errors=True)
 
 
