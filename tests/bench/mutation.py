@@ -52,10 +52,11 @@ from storage import (
     open_verified,
     upgrade_database,
 )
+from storage.anchors.checkpoints import Checkpoint, compare_with_checkpoint
 from storage.audit import chain_hash, leaf_hash, verify_audit_chain
 from storage.crypto.format import HEADER, HEADER_LENGTH, SEGMENT_CIPHERTEXT
 from storage.db.models import AuditEvent, StoredObject
-from storage.errors import AuditChainBroken, IntegrityFailure, ObjectMissing
+from storage.errors import AnchorMismatch, AuditChainBroken, IntegrityFailure, ObjectMissing
 from storage.keys.keyring import WrappedKey
 from storage.playback import RecordingAudio
 from tests.key_support import local_epoch_keys
@@ -421,11 +422,13 @@ AUDIT_MUTATIONS = (
 )
 
 
-async def run_audit(count: int, seed: int) -> tuple[Counter[str], Counter[str]]:
-    """``count`` audit-row mutations, each verified and rolled back: (tried, accepted)."""
+async def run_audit(count: int, seed: int) -> tuple[Counter[str], Counter[str], Counter[str]]:
+    """``count`` audit-row mutations, each verified and rolled back: (tried, accepted by
+    the chain alone, accepted by the chain and the checkpoint of its head)."""
     rng = random.Random(seed)
     tried: Counter[str] = Counter()
     accepted: Counter[str] = Counter()
+    anchored: Counter[str] = Counter()
     with tempfile.TemporaryDirectory(prefix="callrec-audit-mutation-") as scratch:
         engine = create_engine(f"sqlite+aiosqlite:///{Path(scratch) / 'callrec.db'}")
         await upgrade_database(engine)
@@ -458,6 +461,10 @@ async def run_audit(count: int, seed: int) -> tuple[Counter[str], Counter[str]]:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         async with sessions() as session:
             assert await verify_audit_chain(session) == events
+            head = (await session.execute(text("SELECT seq, chain FROM audit_head"))).one()
+        # What `callrec audit verify` compares with: the head as a checkpoint outside the
+        # database recorded it before anything was touched (its signature is tested apart).
+        checkpoint = Checkpoint(head.seq, head.chain, "before", "bench", "checkpoint")
         for _ in tqdm(range(count), desc="audit mutations", unit=" mutation"):
             async with sessions() as session:
                 kind = await rng.choice(AUDIT_MUTATIONS)(session, rng, events)
@@ -468,9 +475,15 @@ async def run_audit(count: int, seed: int) -> tuple[Counter[str], Counter[str]]:
                     pass
                 else:
                     accepted[kind] += 1
+                    try:
+                        await compare_with_checkpoint(session, checkpoint)
+                    except AnchorMismatch:
+                        pass
+                    else:
+                        anchored[kind] += 1
                 await session.rollback()
         await database.dispose()
-    return tried, accepted
+    return tried, accepted, anchored
 
 
 def print_objects(tally: Tally, seconds: float) -> None:
@@ -494,12 +507,19 @@ def print_objects(tally: Tally, seconds: float) -> None:
     print(f"({seconds:.1f} s)")
 
 
-def print_audit(tried: Counter[str], accepted: Counter[str], seconds: float) -> None:
-    print("| audit-row mutation | tried | accepted by `verify_audit_chain` |")
-    print("| --- | --- | --- |")
+def print_audit(
+    tried: Counter[str], accepted: Counter[str], anchored: Counter[str], seconds: float
+) -> None:
+    print(
+        "| audit-row mutation | tried | accepted by the chain alone (`verify_audit_chain`) "
+        "| accepted by the chain and its latest checkpoint (`callrec audit verify`) |"
+    )
+    print("| --- | --- | --- | --- |")
     for kind in sorted(tried):
-        print(f"| {kind} | {tried[kind]} | {accepted[kind]} |")
-    print(f"| **all** | {sum(tried.values())} | {sum(accepted.values())} |")
+        print(f"| {kind} | {tried[kind]} | {accepted[kind]} | {anchored[kind]} |")
+    print(
+        f"| **all** | {sum(tried.values())} | {sum(accepted.values())} | {sum(anchored.values())} |"
+    )
     print(f"({seconds:.1f} s)")
 
 
@@ -521,8 +541,8 @@ async def run_mutations(objects: int, audit: int, seed: int = 16) -> None:
     print_objects(tally, time.perf_counter() - began)
     print()
     began = time.perf_counter()
-    tried, accepted = await run_audit(audit, seed)
-    print_audit(tried, accepted, time.perf_counter() - began)
+    tried, accepted, anchored = await run_audit(audit, seed)
+    print_audit(tried, accepted, anchored, time.perf_counter() - began)
 
 
 if __name__ == "__main__":
