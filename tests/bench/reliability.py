@@ -1,6 +1,7 @@
 """The reliability figures in docs/reliability.md, in one command.
 
-``python -m tests.bench.reliability [--quick] [--rounds N] [--mutations N]`` (also the
+``python -m tests.bench.reliability [--quick] [--rounds N] [--mutations N]
+[--budget-minutes M]`` (also the
 ``reliability`` part of ``python -m tests.bench``): the kill -9 harness
 (``tests.bench.kill9``), the mutation suite (``tests.bench.mutation``) and the attack
 corpora (``tests.bench.corpora``), each printing its table. Each module also runs alone,
@@ -21,8 +22,14 @@ ROUNDS = 1000
 MUTATIONS = 10_000
 
 
-async def run_reliability(quick: bool, rounds: int = ROUNDS, mutations: int = MUTATIONS) -> None:
-    """Every table; ``quick``: 5 kill rounds and 500 mutations of each kind."""
+async def run_reliability(
+    quick: bool,
+    rounds: int = ROUNDS,
+    mutations: int = MUTATIONS,
+    budget_minutes: float | None = None,
+) -> None:
+    """Every table; ``quick``: 5 kill rounds and 500 mutations of each kind. The kill
+    rounds stop being started after ``budget_minutes`` (the table says how many ran)."""
     load = os.getloadavg()
     print(f"load average at the start: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     print()
@@ -37,6 +44,7 @@ async def run_reliability(quick: bool, rounds: int = ROUNDS, mutations: int = MU
         push_for_s=3.0,
         chain_every=10,
         seed=16,
+        budget_s=None if budget_minutes is None else budget_minutes * 60,
     )
     report(figures, wall_s, audit, scrub)
 
@@ -50,8 +58,17 @@ def main() -> None:
     parser.add_argument(
         "--mutations", type=int, default=MUTATIONS, help="object and audit-row mutations, each"
     )
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        help="start no kill round after this many minutes of the kill harness",
+    )
     arguments = parser.parse_args()
-    asyncio.run(run_reliability(arguments.quick, arguments.rounds, arguments.mutations))
+    asyncio.run(
+        run_reliability(
+            arguments.quick, arguments.rounds, arguments.mutations, arguments.budget_minutes
+        )
+    )
 
 
 if __name__ == "__main__":
