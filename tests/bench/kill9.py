@@ -48,7 +48,14 @@ from tqdm import tqdm
 
 from config.services import Services, build_services
 from config.settings import Settings
-from storage import StoredCiphertext, create_engine, open_verified, upgrade_database
+from storage import (
+    KeyShares,
+    StoredCiphertext,
+    create_engine,
+    open_verified,
+    unmask,
+    upgrade_database,
+)
 from storage.audit import verify_audit_chain
 from storage.db.models import DataKey, Recording, RecordingState, StoredObject
 from storage.errors import AuditChainBroken, IntegrityFailure, ObjectMissing
@@ -373,7 +380,9 @@ class Harness:
                 return "no original or no key"
             wrapped = WrappedKey(stored.data_key.kek_id, stored.data_key.wrapped)
         try:
-            key = await services.keys.unwrap(wrapped, stored.id)
+            # The data key as playback derives it: unwrapped, then unmasked by the share.
+            share = await KeyShares(services.objects).read(recording_id, row.key_share_digest)
+            key = unmask(await services.keys.unwrap(wrapped, stored.id), stored.id, share)
             ciphertext = StoredCiphertext(
                 services.objects, stored.object_key, stored.id, stored.ciphertext_size
             )

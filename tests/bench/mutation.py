@@ -44,18 +44,20 @@ from storage import (
     Database,
     EncryptedSpool,
     FilesystemObjectStore,
+    KeyShares,
     NewRecording,
     RecordingStore,
     Scrubber,
     StoredCiphertext,
     create_engine,
     open_verified,
+    unmask,
     upgrade_database,
 )
 from storage.anchors.checkpoints import Checkpoint, compare_with_checkpoint
 from storage.audit import chain_hash, leaf_hash, verify_audit_chain
 from storage.crypto.format import HEADER, HEADER_LENGTH, SEGMENT_CIPHERTEXT
-from storage.db.models import AuditEvent, StoredObject
+from storage.db.models import AuditEvent, Recording, StoredObject
 from storage.errors import AnchorMismatch, AuditChainBroken, IntegrityFailure, ObjectMissing
 from storage.keys.keyring import WrappedKey
 from storage.playback import RecordingAudio
@@ -254,12 +256,15 @@ async def _seed(root: Path, database: Database, objects: FilesystemObjectStore) 
             assert row.data_key is not None
             wrapped = WrappedKey(row.data_key.kek_id, row.data_key.wrapped)
             object_id, key = row.id, row.object_key
+            recording = await session.get(Recording, recording_id)
+            assert recording is not None
+            share = await KeyShares(objects).read(recording_id, recording.key_share_digest)
         stored.append(
             Stored(
                 recording_id=recording_id,
                 object_id=object_id,
                 key=key,
-                data_key=await keyring.unwrap(wrapped, object_id),
+                data_key=unmask(await keyring.unwrap(wrapped, object_id), object_id, share),
                 ciphertext=(root / "objects" / key).read_bytes(),
                 plaintext=plaintext,
             )
