@@ -49,10 +49,12 @@ from tqdm import tqdm
 from config.services import Services, build_services
 from config.settings import Settings
 from storage import (
+    RECORDINGS_PREFIX,
     KeyShares,
     StoredCiphertext,
     create_engine,
     open_verified,
+    share_key_for,
     unmask,
     upgrade_database,
 )
@@ -319,8 +321,17 @@ class Harness:
                 .scalars()
                 .all()
             )
-        in_store = {key async for key in services.objects.iter_keys()}
-        known = {stored_object.object_key for stored_object, _ in stored}
+            # A recording's key share belongs to it until its deletion finishes.
+            shares = {
+                share_key_for(recording_id)
+                for recording_id in (
+                    await session.execute(
+                        select(Recording.id).where(Recording.state != RecordingState.DELETED)
+                    )
+                ).scalars()
+            }
+        in_store = {key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)}
+        known = {stored_object.object_key for stored_object, _ in stored} | shares
         for key in sorted(in_store - known):
             figures.half_stored.append(f"{round_name}: object without a row: {key}")
         for stored_object, state in stored:
