@@ -44,7 +44,7 @@ from tests.service_support import free_port
 
 # The module runs on one worker (make test hands out whole files): one set of replicas,
 # and the trail's check comes last.
-pytestmark = [pytest.mark.postgres, pytest.mark.s3]
+pytestmark = [pytest.mark.postgres, pytest.mark.s3, pytest.mark.long]
 
 REPLICAS = 3
 GRACE_S = 3.0

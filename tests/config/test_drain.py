@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from config.drain import DrainPlan
@@ -29,6 +30,8 @@ from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import make_wav
 from tests.serve_support import Answer, Served, SlowPush, ask, read_response, start_serve
 from tests.service_support import free_port
+
+pytestmark = pytest.mark.long
 
 GRACE_S = 3.0
 """The tests' CALLREC_SHUTDOWN_GRACE: bodies still arriving 2 s after SIGTERM are refused."""

@@ -22,6 +22,8 @@ from tests.push_support import metadata, push_body, push_headers
 from tests.recorder.test_media import DAMAGED, NO_AUDIO
 from tests.service_support import RunningService, running_service
 
+pytestmark = pytest.mark.long
+
 SECONDS = 8.0
 REASON = "quality review of a referral call"
 

@@ -42,12 +42,13 @@ REASON = "the caller's request under article 17, case DP-0193"
 RESTORE = "restored last night's dump after the migration failed, incident INC-2207"
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture
 def store_settings(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> dict[str, str]:
-    """The audio and the anchors in the data directory, or both in one S3 bucket (moto)."""
-    if request.param == "filesystem":
+    """The audio and the anchors in the data directory with SQLite (the embedded default),
+    or both in one S3 bucket (moto) with PostgreSQL (production)."""
+    if database_url.startswith("sqlite"):
         return {}
     endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket: str = request.getfixturevalue("s3_bucket")

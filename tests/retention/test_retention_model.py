@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -40,6 +41,8 @@ from storage import create_engine, upgrade_database, verify_receipt
 from storage.db.models import AuditEvent, Recording
 from tests.clock import FakeClock
 from tests.service_support import RunningService, running_service
+
+pytestmark = pytest.mark.long
 
 HORIZON = timedelta(minutes=20)  # the default sweep interval plus margin
 PERIOD = timedelta(days=90)

@@ -34,6 +34,8 @@ from tests.service_support import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+pytestmark = pytest.mark.long
+
 HORIZON = timedelta(minutes=20)
 
 

@@ -18,6 +18,8 @@ from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.retrieval.document_support import assert_documented
 from tests.service_support import RunningService, running_service
 
+pytestmark = pytest.mark.long
+
 PURPOSE = {
     "supervisor": "quality_review",
     "safety_reviewer": "staff_safety",

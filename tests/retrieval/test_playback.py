@@ -29,6 +29,8 @@ from tests.retrieval.playback_support import (
 )
 from tests.service_support import running_service
 
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture
 async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:

@@ -27,6 +27,8 @@ from tests.retrieval.page_support import (
     watch_audio_requests,
 )
 
+pytestmark = pytest.mark.long
+
 REFERRAL = "MASH-2026-007731"
 REASON = "weekly quality review of call handling"
 # Long enough that the browser cannot hold it all at once: a seek to 75% must be fetched.

@@ -38,17 +38,23 @@ from tests.key_support import store_recording
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+pytestmark = pytest.mark.long
+
 EVENTS = 30
 CUT = 10
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.fixture
 def anchor_settings(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
 ) -> dict[str, str]:
-    """Where the anchors go: a directory beside the data, or an S3 bucket (moto)."""
-    if request.param == "filesystem":
+    """Where the anchors go, paired with the database as deployed: beside the data with
+    SQLite (the embedded default), in an S3 bucket (moto) with PostgreSQL (production)."""
+    if database_url.startswith("sqlite"):
         return {"anchor_store_url": f"file://{tmp_path / 'anchors'}"}
     endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket: str = request.getfixturevalue("s3_bucket")
