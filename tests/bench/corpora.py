@@ -25,16 +25,25 @@ CORPORA: dict[str, tuple[str, ...]] = {
         "tests/recorder/test_fetcher.py",
         "tests/recorder/test_twilio.py::test_a_recording_url_at_a_private_address_is_refused_before_queueing",
     ),
-    "hostile and malformed input (push bodies, signatures, provider webhooks, hold bodies, "
-    "request ids)": (
+    "hostile and malformed input (push bodies, signatures, provider webhooks and their "
+    "nesting, decompression bombs, slow and unsigned uploads, hold bodies, request ids)": (
         "tests/recorder/test_push_hostile.py",
+        "tests/recorder/test_push_bombs.py",
+        "tests/recorder/test_push_flood.py",
+        "tests/recorder/test_telnyx.py::test_a_signed_event_nested_30000_deep_is_422_and_queues_nothing",
+        "tests/recorder/test_vonage.py::test_a_signed_event_nested_30000_deep_is_422_and_queues_nothing",
         "tests/recorder/test_provider_signatures.py",
         "tests/retention/test_holds.py::test_hostile_hold_bodies_get_json_errors",
         "tests/config/test_app.py::test_a_sane_request_id_is_kept_and_a_hostile_one_replaced",
     ),
-    "authorisation attacks (role and team matrix, IDOR, grants, tokens)": (
+    "authorisation attacks (role and team matrix, IDOR, grants, tokens, grants outliving a "
+    "team, grants in logs)": (
         "tests/retrieval/test_authorisation_matrix.py",
         "tests/retrieval/test_auth.py",
+        "tests/retrieval/test_listening.py",
+    ),
+    "tampering with what is served (an altered segment or header, mid-answer)": (
+        "tests/retrieval/test_playback_failures.py",
     ),
 }
 
