@@ -20,6 +20,8 @@ from retrieval.grants import REASON_LENGTH, REASON_LENGTH_RULE, REASON_WORDS_RUL
 from tests.audio_factory import BY_NAME, make_audio
 from tests.retrieval.page_support import Site, cut_short, page_site, push, signed_in
 
+pytestmark = pytest.mark.long
+
 if TYPE_CHECKING:  # the shape of a screenshot's clip, which Playwright does not export
     from playwright._impl._api_structures import Clip
 

@@ -11,6 +11,8 @@ from playwright.async_api import Browser
 
 from tests.retrieval.page_support import Site, page_site, signed_in
 
+pytestmark = pytest.mark.long
+
 CALLER = "+441384000001"
 
 

@@ -20,6 +20,8 @@ from tests.retrieval.page_support import (
     wait_until,
 )
 
+pytestmark = pytest.mark.long
+
 REASON = "weekly quality review of call handling"
 # Checks run inside the page through the DevTools protocol (the page's CSP binds the
 # page's own scripts, not this): every control named, WCAG AA contrast for text.
