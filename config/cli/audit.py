@@ -4,6 +4,7 @@ the chain against the latest signed checkpoint kept outside the database."""
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
@@ -29,6 +30,21 @@ from storage import (
 @click.group()
 def audit() -> None:
     """The hash-chained audit trail."""
+
+
+def _found_broken(exc: Exception) -> NoReturn:
+    """What a check found wrong, in the one line an operator reads, and exit 1: the same
+    words whichever command found it."""
+    if isinstance(exc, AuditChainBroken):
+        line = f"audit chain broken at event {exc.seq}: {exc.reason}"
+    elif isinstance(exc, ReceiptInvalid):
+        line = f"deletion receipt at event {exc.seq} is bad: {exc.reason}"
+    elif isinstance(exc, AnchorMismatch):
+        line = f"audit chain does not match its anchor: {exc}"
+    else:
+        line = f"audit checkpoint is not genuine: {exc}"
+    click.echo(line, err=True)
+    sys.exit(1)
 
 
 @audit.command("verify")
@@ -62,18 +78,8 @@ def audit_verify() -> None:
     with command_context() as context:
         try:
             events, receipts, checkpoint = context.run(verify)
-        except AuditChainBroken as exc:
-            click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
-            sys.exit(1)
-        except ReceiptInvalid as exc:
-            click.echo(f"deletion receipt at event {exc.seq} is bad: {exc.reason}", err=True)
-            sys.exit(1)
-        except AnchorMismatch as exc:
-            click.echo(f"audit chain does not match its anchor: {exc}", err=True)
-            sys.exit(1)
-        except AnchorInvalid as exc:
-            click.echo(f"audit checkpoint is not genuine: {exc}", err=True)
-            sys.exit(1)
+        except (AuditChainBroken, ReceiptInvalid, AnchorMismatch, AnchorInvalid) as exc:
+            _found_broken(exc)
     click.echo(
         f"audit chain intact: {counted(events, 'event')} verified, "
         f"{counted(receipts, 'receipt')} verified"
@@ -117,12 +123,8 @@ def audit_accept_restore(reason: str | None) -> None:
     with command_context() as context:
         try:
             accepted = context.run(accept)
-        except AuditChainBroken as exc:
-            click.echo(f"audit chain broken at event {exc.seq}: {exc.reason}", err=True)
-            sys.exit(1)
-        except AnchorInvalid as exc:
-            click.echo(f"audit checkpoint is not genuine: {exc}", err=True)
-            sys.exit(1)
+        except (AuditChainBroken, AnchorInvalid) as exc:
+            _found_broken(exc)
         except NothingToAccept as exc:
             click.echo(f"callrec: {exc}", err=True)
             sys.exit(2)
