@@ -20,7 +20,13 @@ from aiohttp.typedefs import Handler
 
 from config.drain import Drain
 from config.jobs import JobMetrics, start_jobs, stop_jobs, sweep_horizon
-from config.metrics import FetchMetrics, HttpMetrics, IntegrityMetrics, RetentionMetrics
+from config.metrics import (
+    FetchMetrics,
+    HttpMetrics,
+    IntegrityMetrics,
+    RenditionMetrics,
+    RetentionMetrics,
+)
 from config.scheduler import SweepSchedule
 from config.services import Services
 from recorder import create_recorder_app
@@ -63,18 +69,22 @@ class BackgroundWork:
         """Start every scheduled job and the fetch workers."""
         self._running.extend(start_jobs(self._services, metrics))
         self._services.fetch_workers.start()
+        self._services.rendition_workers.start()
         self._started = True
 
     async def stop(self, *, finish_within: float = 0.0) -> None:
         """Start nothing more; fetches in flight get ``finish_within`` seconds, then go back
-        to the queue; a sweep or scrub in progress is waited for."""
+        to the queue; renditions in flight go back at once (nobody waits for them, and
+        another replica takes them up); a sweep or scrub in progress is waited for."""
         if not self._started:
             return
         self._started = False
         schedules = list(self._running)
         self._running.clear()
         await asyncio.gather(
-            self._services.fetch_workers.stop(finish_within=finish_within), stop_jobs(schedules)
+            self._services.fetch_workers.stop(finish_within=finish_within),
+            self._services.rendition_workers.stop(),
+            stop_jobs(schedules),
         )
 
 
@@ -189,6 +199,7 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
     """/healthz, /readyz and /metrics, with the gauges read from the database at each scrape."""
     retention_metrics = RetentionMetrics(metrics.registry)
     fetch_metrics = FetchMetrics(metrics.registry)
+    rendition_metrics = RenditionMetrics(metrics.registry)
     horizon = sweep_horizon(services.settings)
 
     async def refresh_retention_gauges() -> None:
@@ -198,8 +209,14 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
     async def refresh_fetch_gauges() -> None:
         fetch_metrics.show(await services.fetch_queue.counts())
 
+    async def refresh_rendition_gauges() -> None:
+        rendition_metrics.show(
+            await services.rendition_queue.backlog(), services.rendition_workers.tally
+        )
+
     metrics.refresh_on_scrape(refresh_retention_gauges)
     metrics.refresh_on_scrape(refresh_fetch_gauges)
+    metrics.refresh_on_scrape(refresh_rendition_gauges)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

@@ -20,7 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from storage import SCRUB_PROBLEMS, RetentionFacts
+from recorder import RenditionTally
+from storage import SCRUB_PROBLEMS, RenditionBacklog, RetentionFacts
 
 log = logging.getLogger(__name__)
 _SCRAPE_REFRESH_TIMEOUT_S = 5.0
@@ -177,6 +178,61 @@ class FetchMetrics:
         """Set the gauges from the queue's counts."""
         for state, count in counts.items():
             self.jobs.labels(state=state).set(count)
+
+
+class RenditionMetrics:
+    """The rendition queue (read from the database at each scrape: every replica's jobs)
+    and this process's throughput.
+
+    ``rate(callrec_renditions_audio_seconds_total[5m])`` is audio seconds rendered per
+    second; alert on ``callrec_rendition_oldest_wait_seconds`` growing, or on
+    ``callrec_rendition_jobs{state="dead"}`` above 0 (those recordings play their original).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs = Gauge(
+            "callrec_rendition_jobs",
+            "Playback rendition jobs by state (queued, running, done, dead).",
+            ["state"],
+            registry=registry,
+        )
+        self.waiting_audio = Gauge(
+            "callrec_rendition_backlog_audio_seconds",
+            "Audio seconds queued or being rendered.",
+            registry=registry,
+        )
+        self.oldest_wait = Gauge(
+            "callrec_rendition_oldest_wait_seconds",
+            "How long the oldest unfinished rendition has waited since its recording was stored.",
+            registry=registry,
+        )
+        self.renditions = Counter(
+            "callrec_renditions",
+            "Renditions this process made and stored.",
+            registry=registry,
+        )
+        self.audio = Counter(
+            "callrec_renditions_audio_seconds",
+            "Audio seconds of the renditions this process made and stored.",
+            registry=registry,
+        )
+        self.busy = Counter(
+            "callrec_renditions_busy_seconds",
+            "Wall seconds this process's rendition workers spent making them.",
+            registry=registry,
+        )
+        self._shown = RenditionTally()
+
+    def show(self, backlog: RenditionBacklog, tally: RenditionTally) -> None:
+        """Set the gauges from the queue, and move the counters on to the workers' tally."""
+        for state, count in backlog.counts.items():
+            self.jobs.labels(state=state).set(count)
+        self.waiting_audio.set(backlog.waiting_audio_s)
+        self.oldest_wait.set(backlog.oldest_wait_s)
+        self.renditions.inc(tally.renditions - self._shown.renditions)
+        self.audio.inc(tally.audio_s - self._shown.audio_s)
+        self.busy.inc(tally.busy_s - self._shown.busy_s)
+        self._shown = RenditionTally(tally.renditions, tally.audio_s, tally.busy_s)
 
 
 class IntegrityMetrics:

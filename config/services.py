@@ -22,10 +22,12 @@ from config.auth import build_oidc_sign_in, build_verifier
 from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
 from config.settings import Settings
 from recorder import (
+    RENDITION_NICENESS,
     FetchWorkers,
     Intake,
     MediaWorkers,
     PushCapture,
+    RenditionWorkers,
     SafeFetcher,
     SenderAllowList,
     SpooledCapture,
@@ -69,6 +71,8 @@ from storage import (
     RecordingDeleter,
     RecordingHolds,
     RecordingStore,
+    RenditionQueue,
+    RenditionStore,
     SessionStore,
     SharedKeys,
     SharedSecrets,
@@ -198,11 +202,52 @@ class Services:
         )
 
     @part
+    def rendition_media(self) -> MediaWorkers:
+        """The renditions' own pool, at a lower CPU priority than the captures' checks."""
+        return MediaWorkers(
+            workers=self.settings.rendition_workers,
+            max_channels=self.settings.max_audio_channels,
+            job_deadline_s=self.settings.media_job_deadline.total_seconds(),
+            niceness=RENDITION_NICENESS,
+        )
+
+    @part
+    def storing(self) -> SpooledCapture:
+        return SpooledCapture(
+            self.recordings, self.media, rendition_queued=self.rendition_workers.wake
+        )
+
+    @part
+    def rendition_queue(self) -> RenditionQueue:
+        return RenditionQueue(database=self.database, audit=self.audit, clock=self.clock)
+
+    @part
+    def renditions(self) -> RenditionStore:
+        return RenditionStore(
+            database=self.database,
+            objects=self.objects,
+            keys=self.keys,
+            queue=self.rendition_queue,
+            clock=self.clock,
+        )
+
+    @part
+    def rendition_workers(self) -> RenditionWorkers:
+        return RenditionWorkers(
+            queue=self.rendition_queue,
+            store=self.renditions,
+            media=self.rendition_media,
+            scratch_dir=self.spool.path,
+            clock=self.clock,
+            workers=self.settings.rendition_workers,
+        )
+
+    @part
     def capture(self) -> PushCapture:
         settings = self.settings
         return PushCapture(
             recordings=self.recordings,
-            media=self.media,
+            storing=self.storing,
             secrets=settings.push_secret_bytes(),
             spool_dir=self.spool.path,
             retention_period=settings.retention_period,
@@ -248,7 +293,7 @@ class Services:
         return FetchWorkers(
             queue=self.fetch_queue,
             fetcher=self.fetcher,
-            storing=SpooledCapture(self.recordings, self.media),
+            storing=self.storing,
             recordings=self.recordings,
             audit=self.audit_log,
             spool_dir=self.spool.path,
@@ -464,6 +509,8 @@ class Services:
         self.built.clear()
         if "media" in built:
             await asyncio.to_thread(self.media.close)
+        if "rendition_media" in built:
+            await asyncio.to_thread(self.rendition_media.close)
         if "spool" in built:
             self.spool.release()
         if "anchor_objects" in built and self.anchor_objects is not self.__dict__.get("objects"):

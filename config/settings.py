@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     media_workers: int = Field(
         default_factory=lambda: max(1, (os.cpu_count() or 1) - 1), gt=0, le=64
     )
+    # Worker processes that make the queued playback renditions, at a lower CPU priority
+    # than the captures' checks; 0 makes none here (another replica does).
+    rendition_workers: int = Field(default=1, ge=0, le=64)
     # How long one capture may hold a media worker; past it the worker is killed and the
     # capture refused (recorder/workers.py). 25 hours of two channels renders in about 15
     # minutes on one core here, so only a file built to be slow reaches the default.

@@ -8,6 +8,7 @@ from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.fetch_worker import FetchWorkers
 from recorder.fetcher import ProviderOrigin, SafeFetcher
 from recorder.handlers import create_recorder_app
+from recorder.rendition_worker import RenditionTally, RenditionWorkers
 from recorder.senders import SenderAllowList
 from recorder.signatures import sign_preauth, sign_push
 from recorder.storing import CaptureSink, SpooledCapture
@@ -17,9 +18,10 @@ from recorder.twilio import TwilioAccount, TwilioCallbacks
 from recorder.twilio_signature import TwilioSignature
 from recorder.vonage import VonageAccount, VonageCallbacks, application_token
 from recorder.vonage_signature import VonageSignature
-from recorder.workers import MediaWorkers
+from recorder.workers import RENDITION_NICENESS, MediaWorkers
 
 __all__ = [
+    "RENDITION_NICENESS",
     "CaptureSink",
     "FetchWorkers",
     "Intake",
@@ -28,6 +30,8 @@ __all__ = [
     "PushCapture",
     "PushDelivery",
     "PushResult",
+    "RenditionTally",
+    "RenditionWorkers",
     "SafeFetcher",
     "SenderAllowList",
     "SpooledCapture",

@@ -1,5 +1,5 @@
-"""The signed-push capture: spool encrypted while checking the signature, then validate,
-decode and render in a media worker, store and audit.
+"""The signed-push capture: spool encrypted while checking the signature, then check the
+audio in a media worker, store and audit (the rendition is queued, not waited for).
 
 Written against a small protocol of what it needs from storage, and free of aiohttp, so
 the same flow serves the webhook handler, tests and the benchmark.
@@ -29,7 +29,7 @@ from recorder.metadata import parse_push_metadata
 from recorder.pace import PROOF_BYTES, PROOF_POLL_S, PROOF_WAIT_S
 from recorder.signatures import REFUSAL, PushSignatureCheck, preauthenticated
 from recorder.slots import CaptureSlots, Slot
-from recorder.storing import CaptureSink, MediaProcessor, SpooledCapture
+from recorder.storing import CaptureSink, SpooledCapture
 from storage import (
     PAST_RETENTION,
     EncryptedSpool,
@@ -80,7 +80,7 @@ class PushCapture:
         self,
         *,
         recordings: CaptureSink,
-        media: MediaProcessor,
+        storing: SpooledCapture,
         secrets: Mapping[str, bytes],
         spool_dir: Path,
         retention_period: timedelta,
@@ -92,7 +92,7 @@ class PushCapture:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._recordings = recordings
-        self._storing = SpooledCapture(recordings, media)
+        self._storing = storing
         self._secrets = dict(secrets)
         self._spool_dir = spool_dir
         self._retention_period = retention_period

@@ -18,7 +18,7 @@ whose claim marks the job done deletes the provider's copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from recorder.callbacks import iso_instant
 from recorder.errors import MediaWorkerLost, UndecodableAudio
 from recorder.fetcher import FetchFailed, FetchRefused, SafeFetcher
+from recorder.queue_workers import QueueWorkers, holding_lease
 from recorder.storing import CaptureSink, SpooledCapture
 from storage import (
     PAST_RETENTION,
@@ -45,10 +46,6 @@ from storage import (
 
 log = logging.getLogger(__name__)
 IDLE_POLL_S = 1.0
-RENEWALS_PER_LEASE = 3
-"""How often a lease is renewed: three times per lease, so one slow or failed renewal
-still leaves time for the next before the lease runs out."""
-SHORTEST_RENEWAL_S = 0.05
 
 
 class FetchJobsToWork(Protocol):
@@ -79,8 +76,10 @@ DELETE_URL = "delete_url"
 """The key, in a job's details, of the URL that deletes the provider's copy (if any)."""
 
 
-class FetchWorkers:
+class FetchWorkers(QueueWorkers):
     """A few tasks working the fetch queue; ``wake`` starts one at once after a callback."""
+
+    kind = "fetch"
 
     def __init__(
         self,
@@ -95,6 +94,7 @@ class FetchWorkers:
         clock: Callable[[], datetime],
         workers: int,
     ) -> None:
+        super().__init__(workers=workers, idle_poll_s=IDLE_POLL_S)
         self._queue = queue
         self._fetcher = fetcher
         self._storing = storing
@@ -103,53 +103,12 @@ class FetchWorkers:
         self._spool_dir = spool_dir
         self._period = retention_period
         self._clock = clock
-        self._count = workers
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wake = asyncio.Event()
-        self._stopping = False
-
-    def wake(self) -> None:
-        """A job was queued: look now rather than at the next poll."""
-        self._wake.set()
-
-    def start(self) -> None:
-        """Start the worker tasks (none when configured with zero)."""
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"fetch-worker-{n}") for n in range(self._count)
-        ]
 
     async def stop(self, *, finish_within: float = 0.0) -> None:
-        """Claim nothing more; give jobs in flight ``finish_within`` seconds to finish, then
-        cancel them, handing each back to the queue (due at once, for another replica).
-        Calling it again does nothing more."""
-        self._stopping = True
-        self._wake.set()  # idle workers stop waiting for the next poll
-        tasks, self._tasks = self._tasks, []
-        if tasks and finish_within > 0:
-            await asyncio.wait(tasks, timeout=finish_within)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """As ``QueueWorkers.stop``; each fetch cut short goes back to the queue, due at
+        once, for another replica."""
+        await super().stop(finish_within=finish_within)
         await self._fetcher.close()
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                worked = await self.work_one()
-            except Unavailable:
-                log.warning("the fetch queue is unavailable; trying again shortly")
-                worked = False
-            except Exception:
-                # A worker that died would stop fetching until a restart; its job is
-                # left to its lease and claimed again.
-                log.exception("a fetch worker failed; it carries on")
-                worked = False
-            if not worked and not self._stopping:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
 
     async def work_one(self) -> bool:
         """Claim and work one due job; False when none was due.
@@ -214,41 +173,18 @@ class FetchWorkers:
     async def _holding_lease(
         self, job: ClaimedFetch, work: Coroutine[Any, Any, _Fetched | None]
     ) -> _Fetched | None:
-        """Run ``work`` while renewing the job's lease; if the lease is lost, stop the
-        work and return None. Whatever ends first, nothing of the other is left running."""
-        working = asyncio.create_task(work)
-        renewing = asyncio.create_task(self._renew_until_lost(job))
-        try:
-            await asyncio.wait((working, renewing), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (working, renewing):
-                task.cancel()
-            await asyncio.gather(working, renewing, return_exceptions=True)
-        if not working.cancelled():
-            return working.result()  # its failure, if it failed, is the caller's
-        if not renewing.cancelled() and renewing.exception() is not None:
-            log.error("could not renew a fetch's lease", exc_info=renewing.exception())
-        log.warning("a fetch lost its lease and stopped; its new holder does it", extra=_job(job))
-        return None
-
-    async def _renew_until_lost(self, job: ClaimedFetch) -> None:
-        """Renew the lease every part of it; return once it is lost or can no longer be
-        shown to be held (the database out of reach until the lease ran out)."""
-        held_until = job.lease_until
-        every = max(
-            (held_until - self._clock()).total_seconds() / RENEWALS_PER_LEASE, SHORTEST_RENEWAL_S
+        """Run ``work`` while renewing the job's lease; None if the lease was lost."""
+        finished, fetched = await holding_lease(
+            work,
+            lease_until=job.lease_until,
+            renew=functools.partial(self._queue.renew, job),
+            clock=self._clock,
         )
-        while True:
-            await asyncio.sleep(every)
-            try:
-                renewed = await self._queue.renew(job)
-            except Unavailable:
-                if self._clock() < held_until:
-                    continue  # still ours for a while: try again at the next renewal
-                return
-            if renewed is None:
-                return
-            held_until = renewed
+        if not finished:
+            log.warning(
+                "a fetch lost its lease and stopped; its new holder does it", extra=_job(job)
+            )
+        return fetched
 
     def _recording_of(self, job: ClaimedFetch) -> NewRecording:
         details = job.details

@@ -1,14 +1,16 @@
-"""The work a media worker process does for one capture, and what it sends back.
+"""The work a media worker process does, and what it sends back: a capture's check, or a
+queued rendition.
 
 Kept apart from workers.py so a worker process imports only this (PyAV, numpy and the
 storage crypto), never aiohttp or the service. Everything here crosses a process
-boundary by pickling: the data key of the spool goes to the worker, the data key of
-the new rendition comes back; both live only in memory and in the pipe between.
+boundary by pickling: the data key of the input goes to the worker, the data key of
+a new rendition comes back; both live only in memory and in the pipe between.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -24,49 +26,80 @@ _READ_BUFFER = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class MediaJob:
-    """Where the encrypted spool is, how to read it, and where to write the rendition."""
+class EncryptedInput:
+    """An encrypted file on local disk (a spool, or a copy of a stored original) and what
+    opens it."""
 
-    spool_path: Path
+    path: Path
     object_id: uuid.UUID
     data_key: bytes
     ciphertext_size: int
-    rendition_path: Path
-    max_channels: int
 
     def __repr__(self) -> str:
-        return f"MediaJob({self.object_id}, {self.spool_path})"
+        return f"EncryptedInput({self.object_id}, {self.path})"
+
+    def open(self) -> EncryptedFileReader:
+        return EncryptedFileReader(self.path, self.data_key, self.object_id, self.ciphertext_size)
 
 
 @dataclass(frozen=True, slots=True)
-class MediaResult:
-    """The report and the sealed rendition, ready for storing."""
+class CheckJob:
+    """Decode a capture to decide whether it is usable, and draw its peaks: what the sender
+    waits for."""
 
-    report: MediaReport
-    rendition: SealedFile
+    source: EncryptedInput
+    max_channels: int
 
-
-def run_media_job(job: MediaJob) -> MediaResult:
-    """Decode the spool, write the encrypted rendition; raise UndecodableAudio if unusable."""
-    with EncryptedFileReader(
-        job.spool_path, job.data_key, job.object_id, job.ciphertext_size
-    ) as plaintext:
-        source = io.BufferedReader(plaintext, _READ_BUFFER)
-        writer = SealedFileWriter(job.rendition_path, CONTENT_TYPE)
-        try:
-            report = analyse(source, max_channels=job.max_channels, rendition=writer)
-            sealed = writer.seal()
-        finally:
-            writer.close()
-    return MediaResult(report, sealed)
+    def run(self) -> MediaReport:
+        """The report; UndecodableAudio if the file holds no usable audio."""
+        with self.source.open() as plaintext:
+            return analyse(
+                io.BufferedReader(plaintext, _READ_BUFFER),
+                max_channels=self.max_channels,
+                rendition=None,
+            )
 
 
-def serve_jobs(pipe: Connection) -> None:
+@dataclass(frozen=True, slots=True)
+class RenderJob:
+    """Make the encrypted browser rendition of a stored original: queued work, no sender
+    waiting."""
+
+    source: EncryptedInput
+    rendition_path: Path
+    rendition_object_id: uuid.UUID
+    max_channels: int
+
+    def run(self) -> SealedFile:
+        """The sealed rendition at ``rendition_path``; UndecodableAudio if it cannot be made."""
+        with self.source.open() as plaintext:
+            writer = SealedFileWriter(
+                self.rendition_path, CONTENT_TYPE, object_id=self.rendition_object_id
+            )
+            try:
+                analyse(
+                    io.BufferedReader(plaintext, _READ_BUFFER),
+                    max_channels=self.max_channels,
+                    rendition=writer,
+                )
+                return writer.seal()
+            finally:
+                writer.close()
+
+
+MediaJob = CheckJob | RenderJob
+
+
+def serve_jobs(pipe: Connection, niceness: int = 0) -> None:
     """A worker process's life: run each job that comes down the pipe, send back its result.
 
     The answer is ``("ok", result)`` or ``("error", exception)``; ``None`` is a ping,
     answered with ``None``. The process ends when the service closes its end.
+    ``niceness`` lowers the process's CPU priority: renditions, which nobody waits for,
+    yield the cores to captures a sender is waiting on.
     """
+    if niceness:
+        os.nice(niceness)
     while True:
         try:
             job = pipe.recv()
@@ -77,7 +110,7 @@ def serve_jobs(pipe: Connection) -> None:
             continue
         answer: tuple[str, Any]
         try:
-            answer = ("ok", run_media_job(job))
+            answer = ("ok", job.run())
         except Exception as exc:  # whatever it was, the service decides what to answer
             answer = ("error", exc)
         try:

@@ -1,17 +1,21 @@
 """Storing a received recording, however it arrived (pushed, or fetched from a platform):
-decode and render it in a media worker, then hand the original, the rendition and the
-peaks to storage in one durable step.
+check it in a media worker, then hand the original and its peaks to storage in one
+durable step, with its rendition queued.
+
+What a sender is promised on acknowledgement is durability: the original stored,
+encrypted, and known to be usable audio. The browser rendition is not part of that
+promise, so it is made afterwards (recorder/rendition_worker.py) and nobody waits for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
 from recorder.errors import UndecodableAudio
 from recorder.media import MediaReport
-from recorder.media_jobs import MediaResult
-from storage import AudioFacts, CaptureOutcome, EncryptedSpool, NewRecording, Peaks, SealedFile
+from storage import AudioFacts, CaptureOutcome, EncryptedSpool, NewRecording, Peaks
 
 # Audio this far from the call's length by its metadata is kept but flagged.
 _MISMATCH_S = 10.0
@@ -32,8 +36,8 @@ class CaptureSink(Protocol):
         audio: AudioFacts,
         *,
         actor: str,
-        rendition: SealedFile,
         peaks: Peaks,
+        queue_rendition: bool,
     ) -> CaptureOutcome: ...
 
     async def record_discard(
@@ -41,42 +45,48 @@ class CaptureSink(Protocol):
     ) -> None: ...
 
 
-class MediaProcessor(Protocol):
-    """Decodes a finished spool and makes its rendition (workers.MediaWorkers)."""
+class MediaChecker(Protocol):
+    """Decodes a finished spool to decide whether it is usable (workers.MediaWorkers)."""
 
-    async def process(self, spool: EncryptedSpool) -> MediaResult: ...
+    async def check(self, spool: EncryptedSpool) -> MediaReport: ...
 
 
 class SpooledCapture:
     """Finished spool in, stored recording out; shared by every way recordings arrive."""
 
-    def __init__(self, recordings: CaptureSink, media: MediaProcessor) -> None:
+    def __init__(
+        self,
+        recordings: CaptureSink,
+        media: MediaChecker,
+        rendition_queued: Callable[[], None] = lambda: None,
+    ) -> None:
         self._recordings = recordings
         self._media = media
+        self._rendition_queued = rendition_queued
 
     async def store(
         self, spool: EncryptedSpool, recording: NewRecording, *, actor: str
     ) -> CaptureOutcome:
-        """Decode, render and store; UndecodableAudio, MediaWorkerLost or Unavailable if not.
+        """Check and store, with the rendition queued; UndecodableAudio, MediaWorkerLost or
+        Unavailable if not.
 
         Idempotent per (source, source recording id), like ``store_capture``.
         """
         facts = await spool.finish()
         if facts.plaintext_size == 0:
             raise UndecodableAudio("the audio part is empty")
-        media = await self._media.process(spool)
-        try:
-            return await self._recordings.store_capture(
-                spool,
-                recording,
-                audio_facts(media.report, recording.started_at, recording.ended_at),
-                actor=actor,
-                rendition=media.rendition,
-                peaks=media.report.peaks,
-            )
-        finally:
-            # Stored by now (a link or an upload), or not to be stored at all.
-            media.rendition.path.unlink(missing_ok=True)
+        report = await self._media.check(spool)
+        outcome = await self._recordings.store_capture(
+            spool,
+            recording,
+            audio_facts(report, recording.started_at, recording.ended_at),
+            actor=actor,
+            peaks=report.peaks,
+            queue_rendition=True,
+        )
+        if outcome.created:
+            self._rendition_queued()
+        return outcome
 
 
 def audio_facts(report: MediaReport, started_at: datetime, ended_at: datetime | None) -> AudioFacts:

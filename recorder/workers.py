@@ -29,8 +29,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from recorder.errors import MediaWorkerLost, UndecodableAudio
-from recorder.media_jobs import MediaJob, MediaResult, serve_jobs
-from storage import EncryptedSpool
+from recorder.media import MediaReport
+from recorder.media_jobs import CheckJob, EncryptedInput, MediaJob, RenderJob, serve_jobs
+from storage import EncryptedSpool, SealedFile
 
 log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -38,14 +39,20 @@ _CONTEXT.set_forkserver_preload(["recorder.media_jobs"])
 # A killed worker is gone within milliseconds; this only bounds the wait for its exit code.
 _REAP_S = 5.0
 DEFAULT_JOB_DEADLINE_S = 30 * 60.0
+RENDITION_NICENESS = 10
+"""How far the renditions' workers lower their CPU priority: at 10, Linux gives a process
+about a tenth of the CPU time of a default one it competes with, so a capture's check
+runs at nearly full speed beside a backlog of renditions, which use the cores left idle."""
 
 
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, niceness: int) -> None:
         ours, theirs = _CONTEXT.Pipe()
-        self.process: BaseProcess = _CONTEXT.Process(target=serve_jobs, args=(theirs,), daemon=True)
+        self.process: BaseProcess = _CONTEXT.Process(
+            target=serve_jobs, args=(theirs, niceness), daemon=True
+        )
         self.process.start()
         theirs.close()
         self.pipe: multiprocessing.connection.Connection = ours
@@ -63,6 +70,10 @@ class _Worker:
 class MediaWorkers:
     """Runs media jobs in worker processes; one instance per service (or shared by tests).
 
+    A service has two: one checks captures (a sender waits for each), the other makes the
+    queued renditions at a lower CPU priority (``niceness``), so a burst of captures is
+    never starved by the rendition backlog and never waits for a worker it holds.
+
     ``job_deadline_s`` bounds how long one capture may hold a worker. It is sized so that
     the longest call the service accepts (25 hours, two channels) finishes well within it
     on one core; a job past it is killed and its capture refused with 422, because with
@@ -71,37 +82,50 @@ class MediaWorkers:
     """
 
     def __init__(
-        self, *, workers: int, max_channels: int, job_deadline_s: float = DEFAULT_JOB_DEADLINE_S
+        self,
+        *,
+        workers: int,
+        max_channels: int,
+        job_deadline_s: float = DEFAULT_JOB_DEADLINE_S,
+        niceness: int = 0,
     ) -> None:
         self._workers = workers
+        self._niceness = niceness
         self._max_channels = max_channels
         self._deadline_s = job_deadline_s
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._waiting: collections.deque[asyncio.Future[_Worker]] = collections.deque()
 
-    async def process(self, spool: EncryptedSpool) -> MediaResult:
-        """Decode the finished spool and write its rendition; UndecodableAudio if unusable.
+    async def check(self, spool: EncryptedSpool) -> MediaReport:
+        """Decode the finished spool to decide it is usable, and draw its peaks;
+        UndecodableAudio if it is not."""
+        source = EncryptedInput(
+            spool.path, spool.object_id, spool.data_key, spool.facts.ciphertext_size
+        )
+        report: MediaReport = await self._run(CheckJob(source, self._max_channels))
+        return report
+
+    async def render(self, source: EncryptedInput, object_id: uuid.UUID) -> SealedFile:
+        """Write the encrypted rendition of ``source`` as object ``object_id``, beside it.
 
         The rendition file belongs to the caller once this returns; if this fails, times
         out or is cancelled, the worker is stopped first and the file removed.
         """
-        job = MediaJob(
-            spool_path=spool.path,
-            object_id=spool.object_id,
-            data_key=spool.data_key,
-            ciphertext_size=spool.facts.ciphertext_size,
-            # Beside its spool, in the capturing service's own spool directory, so the pool
-            # holds no path of its own and can serve any service in the process.
-            rendition_path=spool.path.with_name(f"{uuid.uuid4().hex}.rendition.spool"),
+        # Beside its input, in the service's own spool directory, so the pool holds no
+        # path of its own and can serve any service in the process.
+        job = RenderJob(
+            source=source,
+            rendition_path=source.path.with_name(f"{uuid.uuid4().hex}.rendition.spool"),
+            rendition_object_id=object_id,
             max_channels=self._max_channels,
         )
         try:
-            result: MediaResult = await self._run(job)
+            sealed: SealedFile = await self._run(job)
         except BaseException:
             job.rendition_path.unlink(missing_ok=True)
             raise
-        return result
+        return sealed
 
     async def _run(self, job: MediaJob) -> Any:
         worker = await self._acquire()
@@ -127,7 +151,7 @@ class MediaWorkers:
         except TimeoutError:
             log.warning(
                 "a media job overran its deadline; its worker was replaced",
-                extra={"deadline_s": self._deadline_s, "bytes": job.ciphertext_size},
+                extra={"deadline_s": self._deadline_s, "bytes": job.source.ciphertext_size},
             )
             raise UndecodableAudio(
                 f"the audio took more than {self._deadline_s:g} s to process, far longer "
@@ -148,7 +172,7 @@ class MediaWorkers:
             log.warning("a media worker had died between jobs; it was replaced")
             worker.stop()
         if len(self._busy) < self._workers:
-            worker = _Worker()
+            worker = _Worker(self._niceness)
             self._busy.add(worker)
             return worker
         waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
@@ -177,7 +201,7 @@ class MediaWorkers:
             if waiter.done() or waiter.get_loop().is_closed():
                 continue
             if not keep:
-                worker = _Worker()
+                worker = _Worker(self._niceness)
             self._busy.add(worker)
             waiter.set_result(worker)
             return
@@ -192,7 +216,7 @@ class MediaWorkers:
         """
         if self._idle:
             return
-        worker = _Worker()
+        worker = _Worker(self._niceness)
         worker.pipe.send(None)  # the worker answers None with None: it is up
         worker.pipe.recv()
         self._idle.append(worker)

@@ -8,6 +8,7 @@ RetrievalError
 ├── BadRequest          a malformed parameter or cursor
 ├── Unprocessable       a well-formed request whose content is not acceptable (a trivial reason)
 ├── Conflict            the recording's state forbids this now (held, already being deleted)
+├── NotReadyYet         what was asked for is being made (a playback copy): ask again later
 └── IntegrityProblem    the stored audio failed verification: nothing is served
 
 AnswerBrokenOff is no refusal: an answer already under way cannot be finished, and the
@@ -58,6 +59,14 @@ class Unprocessable(RetrievalError):
 
 class Conflict(RetrievalError):
     """The recording's state forbids the change now; another change must come first."""
+
+
+class NotReadyYet(RetrievalError):
+    """What was asked for is being prepared; ``retry_after_s`` says when to ask again."""
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class IntegrityProblem(RetrievalError):

@@ -18,7 +18,8 @@ from typing import Protocol
 
 from retrieval.access import RecordingAccess
 from retrieval.auth import Principal
-from retrieval.errors import Forbidden, IntegrityProblem, NotFound
+from retrieval.browsers import playback_serves, retry_after_s
+from retrieval.errors import Forbidden, IntegrityProblem, NotFound, NotReadyYet
 from retrieval.grants import Grant, GrantSigner, InvalidGrant
 from retrieval.journal import PlaybackJournal
 from retrieval.policy import may_download_original, may_see, purposes_for
@@ -78,7 +79,8 @@ class Listening:
 
         InvalidGrant (forged, expired, someone else's, a purpose the role lost, a team the
         person left), Forbidden for a download by a role that may only listen, NotFound,
-        Gone once deleted or past its deadline, IntegrityProblem when the stored audio
+        Gone once deleted or past its deadline, NotReadyYet while a rendition is being
+        prepared for an original no browser plays, IntegrityProblem when the stored audio
         fails its checks.
         """
         grant = await self._valid_grant(principal, token)
@@ -86,6 +88,12 @@ class Listening:
             await self._access.deny(principal, "recording.download", grant.recording_id, "role")
             raise Forbidden("this role may play recordings but not download the original")
         view = await self._playable(principal, grant.recording_id)
+        if not download and playback_serves(view) is None:
+            wait = retry_after_s(view)
+            raise NotReadyYet(
+                f"the playback copy is being prepared; ready in about {wait} s",
+                retry_after_s=wait,
+            )
         try:
             audio = await self._audio.open(view.id, ORIGINAL if download else PLAYBACK)
         except (IntegrityFailure, KeyringError):

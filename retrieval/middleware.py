@@ -16,6 +16,7 @@ from retrieval.errors import (
     Gone,
     IntegrityProblem,
     NotFound,
+    NotReadyYet,
     RetrievalError,
     Unauthenticated,
     Unprocessable,
@@ -69,6 +70,10 @@ async def api_errors(request: web.Request, handler: Handler) -> web.StreamRespon
             exc.detail,
             {"status": exc.status, "deleted_at": rfc3339(exc.deleted_at)},
         )
+    except NotReadyYet as exc:
+        response = _json_error(503, ERROR_CODES[503], exc.detail, {"ready_in_s": exc.retry_after_s})
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except RetrievalError as exc:
         status, code = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
         response = _json_error(status, code, exc.detail)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from retrieval.auth import Principal
+from retrieval.browsers import playback_serves
 from retrieval.policy import may_manage_holds
 from storage import HoldView, Peaks, RecordingView, in_force, rfc3339
 
@@ -46,6 +47,12 @@ def recording_json(view: RecordingView, principal: Principal, now: datetime) -> 
             # Kept although damaged: what was wrong, for whoever relies on it as evidence.
             "complete": not view.audio_problems,
             "problems": [{"code": code, "detail": detail} for code, detail in view.audio_problems],
+        },
+        "playback": {
+            # The browser rendition: ready, preparing (after capture), failed, or none.
+            "copy": view.playback.state,
+            "serves": playback_serves(view),
+            "ready_in_s": view.playback.ready_in_s,
         },
         "retention_deadline": _moment(view.retention_deadline),
         "holds": [

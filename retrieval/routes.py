@@ -211,7 +211,9 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         f"/play/{{{GRANT_PARAMETER}}}",
         lambda h: h.playback.play,
-        "The audio of a grant; a Range request gives 206 (every range audited before serving)",
+        "The audio of a grant; a Range request gives 206 (every range audited before serving). "
+        "While the playback copy is prepared after capture, the original is served if every "
+        "browser plays it; otherwise 503 with Retry-After and ready_in_s",
         _AUDIO,
         (400, 403, 404, 410, 416, 500),
         query=(

@@ -12,7 +12,7 @@ from retrieval.grants import REASON_LENGTH, REASON_WORDS
 from retrieval.parsing import REFERENCE
 from retrieval.representations import PEAK_SCALE
 from retrieval.roles import PURPOSES
-from storage import HOLD_KINDS
+from storage import HOLD_KINDS, CopyState
 
 # A problem probing can report about captured audio (written by capture, shown here).
 _PROBLEM_CODES = [
@@ -75,7 +75,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Recording": _object(
         "id status source source_recording_id started_at ended_at direction from to agent "
-        "team referrals audio retention_deadline holds extra",
+        "team referrals audio playback retention_deadline holds extra",
         id=_ID,
         status={"type": "string"},
         source={"type": "string"},
@@ -88,6 +88,7 @@ SCHEMAS: dict[str, Any] = {
         team=_nullable("string"),
         referrals={"type": "array", "items": {"type": "string"}},
         audio=ref("AudioFacts"),
+        playback=ref("PlaybackCopy"),
         retention_deadline=_TIME,
         holds={"type": "array", "items": ref("Hold")},
         extra={"type": "object"},
@@ -118,6 +119,23 @@ SCHEMAS: dict[str, Any] = {
         "description": (
             "What probing found. duration_s is what decodes; a damaged file is kept with "
             "complete false and its problems listed."
+        ),
+    },
+    "PlaybackCopy": {
+        **_object(
+            "copy serves ready_in_s",
+            copy={"enum": [CopyState.READY, CopyState.PREPARING, CopyState.FAILED, CopyState.NONE]},
+            serves=_nullable(
+                "string",
+                enum=["rendition", "original", None],
+                description="what the playback link serves now; null: it answers 503 with "
+                "Retry-After until the copy being prepared is ready",
+            ),
+            ready_in_s=_nullable("number", minimum=0, description="a rough wait while preparing"),
+        ),
+        "description": (
+            "The browser rendition (Opus in WebM), made after the recording is stored. While "
+            "it is prepared, an original every browser plays is served as it is."
         ),
     },
     "Peaks": {

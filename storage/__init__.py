@@ -28,7 +28,13 @@ from storage.crypto.file_reader import EncryptedFileReader
 from storage.crypto.sealed_writer import SealedFile, SealedFileWriter
 from storage.crypto.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject, open_verified
-from storage.db.catalog import RecordingCatalog, RecordingView, SearchQuery
+from storage.db.catalog import (
+    CopyState,
+    PlaybackCopy,
+    RecordingCatalog,
+    RecordingView,
+    SearchQuery,
+)
 from storage.db.database import (
     Database,
     check_database,
@@ -39,6 +45,12 @@ from storage.db.database import (
 from storage.db.fetch_queue import ClaimedFetch, FetchQueue, QueuedFetch
 from storage.db.peaks import PeakReader, Peaks
 from storage.db.referrals import ReferralLinks
+from storage.db.rendition_queue import (
+    ClaimedRendition,
+    RenditionBacklog,
+    RenditionQueue,
+    RenditionStatus,
+)
 from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.errors import (
@@ -94,6 +106,7 @@ from storage.recordings import (
     NewRecording,
     RecordingStore,
 )
+from storage.renditions import OriginalCopy, RenditionStore
 from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
 from storage.vocabulary import (
@@ -132,6 +145,8 @@ __all__ = [
     "CaptureOutcome",
     "Checkpoint",
     "ClaimedFetch",
+    "ClaimedRendition",
+    "CopyState",
     "DataKeys",
     "Database",
     "DatabaseNotMigrated",
@@ -166,8 +181,10 @@ __all__ = [
     "ObjectStore",
     "ObjectVersion",
     "OpenAudio",
+    "OriginalCopy",
     "PeakReader",
     "Peaks",
+    "PlaybackCopy",
     "QueuedFetch",
     "ReceiptInvalid",
     "ReceiptSigner",
@@ -180,6 +197,10 @@ __all__ = [
     "RecordingStore",
     "RecordingView",
     "ReferralLinks",
+    "RenditionBacklog",
+    "RenditionQueue",
+    "RenditionStatus",
+    "RenditionStore",
     "RetentionFacts",
     "RewrapReport",
     "S3ObjectStore",

@@ -23,6 +23,7 @@ from sqlalchemy.orm import raiseload
 from storage.anchors.ledger import DeletionLedger
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
+from storage.db.job_models import RenditionJob, RenditionState
 from storage.db.models import (
     AuditEvent,
     DataKey,
@@ -37,6 +38,7 @@ from storage.holds import hold_in_force
 from storage.keys.key_shares import share_key_for
 from storage.keys.receipts import RECEIPT_ACTION, ReceiptSigner
 from storage.objects.store import ObjectStore, ObjectVersion
+from storage.recordings import object_key_for
 from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
@@ -222,7 +224,10 @@ class RecordingDeleter(RetentionQueries):
                 {rid: reasons.get(rid, "unknown") for rid in deleting}, self._clock()
             )
         shares = await self._shares_of(ids)
-        await self._objects.delete_many([ObjectVersion(row[1], row[2]) for row in stored] + shares)
+        unfinished = await self._renditions_in_flight(ids)
+        await self._objects.delete_many(
+            [ObjectVersion(row[1], row[2]) for row in stored] + shares + unfinished
+        )
         hashes: dict[uuid.UUID, list[str]] = {}
         for recording_id, _, _, sha256 in stored:
             hashes.setdefault(recording_id, []).append(sha256)
@@ -247,6 +252,10 @@ class RecordingDeleter(RetentionQueries):
             await RecordingRepository(session).strip_personal_data(rows)
             await session.execute(
                 delete(RecordingHold).where(RecordingHold.recording_id.in_(finished))
+            )
+            # A rendition never made is not made later: its job goes with the recording.
+            await session.execute(
+                delete(RenditionJob).where(RenditionJob.recording_id.in_(finished))
             )
             now = self._clock()
             reasons = await _deletion_reasons(session, finished)
@@ -290,6 +299,27 @@ class RecordingDeleter(RetentionQueries):
                 )
             )
             return [ObjectVersion(share_key_for(rid), version) for rid, version in rows]
+
+    async def _renditions_in_flight(self, recording_ids: list[uuid.UUID]) -> list[ObjectVersion]:
+        """What unfinished rendition jobs of those recordings may have put in the store: a
+        worker overtaken by this deletion deletes its own object, but one that died would
+        leave it behind."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(RenditionJob.object_id)
+                .join(Recording, Recording.id == RenditionJob.recording_id)
+                .where(
+                    RenditionJob.recording_id.in_(recording_ids),
+                    Recording.state == RecordingState.DELETING,
+                    RenditionJob.state != RenditionState.DONE,
+                    RenditionJob.object_id.is_not(None),
+                )
+            )
+            return [
+                ObjectVersion(object_key_for(object_id), None)
+                for (object_id,) in rows
+                if object_id is not None
+            ]
 
     async def reapply(self, reasons: Mapping[uuid.UUID, str]) -> list[uuid.UUID]:
         """Begin again, in one commit, deletions the deletion ledger records but a restored

@@ -36,6 +36,7 @@ from storage.crypto.spool import EncryptedSpool, SpoolFacts
 from storage.db.database import Database
 from storage.db.models import DataKey, Recording, RecordingPeaks, RecordingState, StoredObject
 from storage.db.peaks import Peaks
+from storage.db.rendition_queue import RenditionQueue
 from storage.db.repository import RecordingRepository
 from storage.errors import StorageError, Unavailable
 from storage.keys.epochs import DataKeys
@@ -179,13 +180,15 @@ class RecordingStore:
         actor: str,
         rendition: SealedFile | None = None,
         peaks: Peaks | None = None,
+        queue_rendition: bool = False,
     ) -> CaptureOutcome:
-        """Make a finished spool and its rendition a durable, audited recording.
+        """Make a finished spool (and a rendition, if one is given) a durable, audited recording.
 
-        The capture path always gives a rendition and peaks; without them, playback
-        serves the original. Idempotent per source id. Raises Unavailable (database or store) or
-        CaptureInProgress; in every failure case nothing stays visible and the caller
-        may retry.
+        The capture path gives peaks and ``queue_rendition``: the rendition is then made
+        afterwards, by a queued job committed with the recording (rendition_queue.py), and
+        playback serves the original until it is ready. Idempotent per source id. Raises
+        Unavailable (database or store) or CaptureInProgress; in every failure case nothing
+        stays visible and the caller may retry.
         """
         files = [_Sealed(spool.object_id, spool.path, spool.data_key, spool.facts, ORIGINAL)]
         if rendition is not None:
@@ -208,7 +211,9 @@ class RecordingStore:
             # pending row the reaper knows to remove it with.
             row.key_share_digest = share.digest
             if await self._claim(row):
-                return await self._complete(row.id, files, share, recording, peaks, actor)
+                return await self._complete(
+                    row.id, files, share, recording, peaks, actor, queue_rendition, audio
+                )
             # Another delivery of the same id claimed it first: look again.
         raise CaptureInProgress(recording.source_recording_id)
 
@@ -269,6 +274,8 @@ class RecordingStore:
         recording: NewRecording,
         peaks: Peaks | None,
         actor: str,
+        queue_rendition: bool,
+        audio: AudioFacts,
     ) -> CaptureOutcome:
         keys = [object_key_for(sealed.object_id) for sealed in files]
         try:
@@ -278,8 +285,16 @@ class RecordingStore:
                 await self._objects.put_file(key, sealed.path, tags=UNHELD_TAGS)
                 for key, sealed in zip(keys, files, strict=True)
             ]
+            rendition = audio.duration_s if queue_rendition else None
             await self._commit(
-                recording_id, files, versions, (share, share_version), recording, peaks, actor
+                recording_id,
+                files,
+                versions,
+                (share, share_version),
+                recording,
+                peaks,
+                actor,
+                rendition,
             )
         except BaseException:
             # A put may have landed even if it reported failure; deleting is idempotent.
@@ -307,7 +322,9 @@ class RecordingStore:
         recording: NewRecording,
         peaks: Peaks | None,
         actor: str,
+        rendition_audio_s: float | None,
     ) -> None:
+        """``rendition_audio_s``: queue a rendition of that much audio with the recording."""
         share, share_version = stored_share
         # The database keeps each data key masked by the share: a copy of the database
         # opens nothing once the share is deleted from the store.
@@ -348,6 +365,8 @@ class RecordingStore:
                         data=peaks.data,
                     )
                 )
+            if rendition_audio_s is not None:
+                RenditionQueue.queue(session, recording_id, rendition_audio_s, now)
             await repository.link_referrals(recording_id, recording.referrals, by=actor, at=now)
             await self._audit.append(
                 session,

@@ -33,7 +33,8 @@ from storage import (
     open_verified,
     unmask,
 )
-from storage.db.models import AuditEvent, FetchJob, Recording, StoredObject
+from storage.db.job_models import FetchJob
+from storage.db.models import AuditEvent, Recording, StoredObject
 from storage.keys.keyring import WrappedKey
 from storage.keys.signing import signing_key_from_seed
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
@@ -130,6 +131,18 @@ class RunningService:
             await asyncio.sleep(0.05)
         raise AssertionError(f"the fetch of {external_id} never became {state}")
 
+    async def renditions_made(self, timeout_s: float = 30.0) -> None:
+        """Wait until no rendition is queued or being made: a push is acknowledged before
+        its rendition exists, and the rendition workers run in the background."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            backlog = await self.services.rendition_queue.backlog()
+            if not backlog.counts["queued"] and not backlog.counts["running"]:
+                return
+            self.services.rendition_workers.wake()
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"renditions still waiting after {timeout_s} s: {backlog}")
+
     async def search_referral(self, referral: str, *teams: str) -> list[dict[str, Any]]:
         """What a supervisor of ``teams`` finds by a referral."""
         token = self.token("supervisor", *teams)
@@ -159,7 +172,9 @@ class RunningService:
         raise AssertionError("the start-up retention sweep never finished")
 
     async def counts(self) -> dict[str, int]:
-        """How much is stored anywhere: rows, objects, spool files, audit events."""
+        """How much is stored anywhere: rows, objects, spool files, audit events; once the
+        renditions queued have been made, so the count does not depend on their timing."""
+        await self.renditions_made()
         async with self.services.database.read() as session:
             recordings = (await session.execute(select(func.count(Recording.id)))).scalar_one()
             # The start-up sweep records itself and attests; that says nothing about what a

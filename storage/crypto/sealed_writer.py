@@ -53,9 +53,13 @@ class SealedFile:
 class SealedFileWriter(io.RawIOBase):
     """Plaintext in, SGRC ciphertext on disk; see the module docstring for what may seek."""
 
-    def __init__(self, path: Path, content_type: str) -> None:
+    def __init__(
+        self, path: Path, content_type: str, *, object_id: uuid.UUID | None = None
+    ) -> None:
+        """``object_id`` is bound into every segment; a queued rendition names it in
+        advance (so whoever takes its job over knows which object to clear away)."""
         super().__init__()
-        self.object_id = uuid.uuid4()
+        self.object_id = object_id or uuid.uuid4()
         self.path = path
         self._content_type = content_type
         self._data_key = new_data_key()

@@ -10,14 +10,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db.database import Database
+from storage.db.job_models import RenditionJob, RenditionState
 from storage.db.models import Recording, RecordingReferral, RecordingState, Referral
+from storage.db.rendition_queue import rendition_status
 from storage.holds import HoldView, held_at, unreleased_holds
+from storage.recordings import PLAYBACK
+
+
+class CopyState:
+    """Where a recording's browser rendition stands, as people are told it."""
+
+    READY = "ready"  # stored: playback serves it
+    PREPARING = "preparing"  # queued or being made; the original serves meanwhile if it can
+    FAILED = "failed"  # given up (an operator retries it); the original serves
+    NONE = "none"  # stored before renditions were made: the original serves
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackCopy:
+    """A recording's browser rendition: its state and, while preparing, a rough wait."""
+
+    state: str = CopyState.NONE
+    ready_in_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +69,7 @@ class RecordingView:
     extra: dict[str, Any] = field(default_factory=dict)
     # Unreleased holds; those whose review date has passed no longer protect anything.
     holds: tuple[HoldView, ...] = ()
+    playback: PlaybackCopy = PlaybackCopy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +102,12 @@ class RecordingCatalog:
             if row is None or row.state == RecordingState.PENDING:
                 return None
             holds = await unreleased_holds(session, [row.id])
-            return _view(row, holds.get(row.id, []))
+            jobs = await _job_states(session, [row.id])
+            copy = _copy_of(row, jobs.get(row.id, ""))
+            if copy.state == CopyState.PREPARING:
+                status = await rendition_status(session, row.id, datetime.now(UTC))
+                copy = PlaybackCopy(copy.state, status.ready_in_s if status else None)
+            return _view(row, holds.get(row.id, []), copy)
 
     async def search(self, query: SearchQuery) -> list[RecordingView]:
         """Stored recordings matching ``query``, newest first, at most ``query.limit``.
@@ -93,8 +120,13 @@ class RecordingCatalog:
         statement = _search_statement(query)
         async with self._database.read() as session:
             rows = (await session.execute(statement)).scalars().all()
-            holds = await unreleased_holds(session, [row.id for row in rows])
-            return [_view(row, holds.get(row.id, [])) for row in rows]
+            ids = [row.id for row in rows]
+            holds = await unreleased_holds(session, ids)
+            jobs = await _job_states(session, ids)
+            return [
+                _view(row, holds.get(row.id, []), _copy_of(row, jobs.get(row.id, "")))
+                for row in rows
+            ]
 
 
 def _search_statement(query: SearchQuery) -> Select[Recording]:
@@ -132,7 +164,29 @@ def _search_statement(query: SearchQuery) -> Select[Recording]:
     return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(query.limit)
 
 
-def _view(row: Recording, holds: Sequence[HoldView]) -> RecordingView:
+async def _job_states(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(RenditionJob.recording_id, RenditionJob.state).where(
+            RenditionJob.recording_id.in_(ids)
+        )
+    )
+    return {recording_id: state for recording_id, state in rows}
+
+
+def _copy_of(row: Recording, job_state: str) -> PlaybackCopy:
+    """The rendition's state from the recording's objects and its job's state ("": none)."""
+    if any(stored.kind == PLAYBACK for stored in row.objects):
+        return PlaybackCopy(CopyState.READY)
+    if job_state in (RenditionState.QUEUED, RenditionState.RUNNING):
+        return PlaybackCopy(CopyState.PREPARING)
+    if job_state == RenditionState.DEAD:
+        return PlaybackCopy(CopyState.FAILED)
+    return PlaybackCopy(CopyState.NONE)
+
+
+def _view(row: Recording, holds: Sequence[HoldView], copy: PlaybackCopy) -> RecordingView:
     references: Sequence[str] = [referral.reference for referral in row.referrals]
     return RecordingView(
         id=row.id,
@@ -161,4 +215,5 @@ def _view(row: Recording, holds: Sequence[HoldView]) -> RecordingView:
         deleted_at=row.deleted_at,
         extra=dict(row.extra or {}),
         holds=tuple(holds),
+        playback=copy,
     )

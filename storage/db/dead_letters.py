@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
-from storage.db.models import FetchJob, FetchState
+from storage.db.job_models import FetchJob, FetchState
 
 log = logging.getLogger(__name__)
 ERROR_LENGTH = 500

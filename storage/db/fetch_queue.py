@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
 from storage.db.dead_letters import ERROR_LENGTH, DeadLetters
-from storage.db.models import FetchJob, FetchState
+from storage.db.job_models import FetchJob, FetchState
 
 LEASE = timedelta(minutes=10)
 MAX_ATTEMPTS = 8

@@ -252,46 +252,6 @@ class RecordingHold(Base):
     released_by: Mapped[str | None] = mapped_column(String(200))
 
 
-class FetchState:
-    """Lifecycle of a provider fetch: queued until claimed, then done or back to queued;
-    dead after the last attempt, until retried (queued again) or discarded."""
-
-    QUEUED = "queued"  # waiting for its next attempt (``next_attempt_at``)
-    RUNNING = "running"  # claimed by a worker until ``lease_until``
-    DONE = "done"  # fetched and stored (``recording_id``), or nothing to fetch
-    DEAD = "dead"  # given up: dead-lettered for an operator, audited
-    DISCARDED = "discarded"  # a dead letter an operator gave up for good, with a reason
-
-
-class FetchJob(Base):
-    """A recording a cloud platform announced and the service must fetch: the durable queue.
-
-    One row per (provider, provider's recording id): a repeated callback finds it and
-    queues nothing new. ``details`` is what the callback said about the call; it is
-    cleared once the recording is stored.
-    """
-
-    __tablename__ = "fetch_job"
-    __table_args__ = (
-        UniqueConstraint("provider", "external_id", name="uq_fetch_job_provider_external"),
-        Index("ix_fetch_job_due", "state", "next_attempt_at"),
-    )
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    provider: Mapped[str] = mapped_column(String(32))
-    external_id: Mapped[str] = mapped_column(String(200))
-    url: Mapped[str] = mapped_column(String(2048))
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(String(500))
-    recording_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 class DataKey(Base):
     """The wrapped data key of one object; it lives only here, so deleting it shreds the object.
 
@@ -425,3 +385,8 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     chain: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+# The job queues' tables live in job_models.py. Importing it here registers them with
+# ``Base.metadata`` wherever the schema is used (migrations, the tests' clean-up).
+from storage.db import job_models as _job_models  # noqa: E402,F401

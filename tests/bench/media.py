@@ -30,7 +30,7 @@ import av.audio.stream
 import numpy as np
 
 from recorder.media import analyse
-from recorder.media_jobs import MediaJob, run_media_job
+from recorder.media_jobs import EncryptedInput, RenderJob
 from recorder.rendition import BITS_PER_CHANNEL
 from storage import EncryptedFileReader, EncryptedSpool
 
@@ -85,25 +85,26 @@ def probe_seconds(spool: EncryptedSpool) -> float:
     return time.perf_counter() - started
 
 
-def job_for(spool: EncryptedSpool, scratch: Path) -> MediaJob:
-    return MediaJob(
-        spool_path=spool.path,
-        object_id=spool.object_id,
-        data_key=spool.data_key,
-        ciphertext_size=spool.facts.ciphertext_size,
+def job_for(spool: EncryptedSpool, scratch: Path) -> RenderJob:
+    """The queued rendition job for a spool, as a rendition worker runs it."""
+    return RenderJob(
+        source=EncryptedInput(
+            spool.path, spool.object_id, spool.data_key, spool.facts.ciphertext_size
+        ),
         rendition_path=scratch / f"{uuid.uuid4().hex}.rendition",
+        rendition_object_id=uuid.uuid4(),
         max_channels=2,
     )
 
 
 def rendition_seconds(spool: EncryptedSpool, scratch: Path) -> tuple[float, int]:
-    """The worker's whole job (decrypt, decode, peaks, encode, encrypt): seconds and size."""
+    """The rendition job's work (decrypt, decode, encode, encrypt): seconds and size."""
     job = job_for(spool, scratch)
     started = time.perf_counter()
-    result = run_media_job(job)
+    sealed = job.run()
     took = time.perf_counter() - started
-    result.rendition.path.unlink()
-    return took, result.rendition.facts.plaintext_size
+    sealed.path.unlink()
+    return took, sealed.facts.plaintext_size
 
 
 def ffmpeg_seconds(source: Path, channels: int, scratch: Path) -> tuple[float, int]:
@@ -122,11 +123,10 @@ def ffmpeg_seconds(source: Path, channels: int, scratch: Path) -> tuple[float, i
     return took, size
 
 
-def _job_with_peak_memory(job: MediaJob) -> tuple[float, float]:
+def _job_with_peak_memory(job: RenderJob) -> tuple[float, float]:
     """Run in a fresh process: the job's seconds and the process's peak RSS in MB."""
     started = time.perf_counter()
-    result = run_media_job(job)
-    result.rendition.path.unlink()
+    job.run().path.unlink()
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return time.perf_counter() - started, peak_kb / 1024
 

@@ -23,7 +23,8 @@ from config.services import build_services
 from config.settings import Settings
 from recorder import TwilioSignature
 from storage import Database, create_engine
-from storage.db.models import FetchJob, Recording
+from storage.db.job_models import FetchJob
+from storage.db.models import Recording
 from tests.audio_factory import BY_NAME, make_audio
 from tests.cli_support import run
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving

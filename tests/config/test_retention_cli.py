@@ -8,7 +8,7 @@ from pathlib import Path
 
 from config.settings import Settings
 from storage import AuditTrail, Database, FetchQueue, create_engine
-from storage.db.models import FetchJob
+from storage.db.job_models import FetchJob
 from tests.cli_support import run
 
 

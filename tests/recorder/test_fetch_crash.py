@@ -19,7 +19,8 @@ from sqlalchemy import select
 from config.settings import Settings
 from recorder import TwilioSignature
 from storage import Database, create_engine
-from storage.db.models import FetchJob, Recording
+from storage.db.job_models import FetchJob
+from storage.db.models import Recording
 from tests.audio_factory import BY_NAME, make_audio
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.service_support import wait_until_healthy

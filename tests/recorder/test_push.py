@@ -56,6 +56,7 @@ async def test_a_signed_push_of_a_real_wav_is_stored_encrypted_and_audited(
     deadline = datetime.fromisoformat(body["retention_deadline"])
     started = datetime.fromisoformat(metadata()["started_at"])
     assert abs(deadline - (started + timedelta(days=90))) < timedelta(seconds=5)
+    await service.renditions_made()
 
     async with service.services.database.read() as session:
         row = await session.get(Recording, recording_id)

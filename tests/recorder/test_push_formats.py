@@ -64,7 +64,9 @@ async def api(service: RunningService, method: str, path: str, **kwargs: Any) ->
 
 
 async def played(service: RunningService, recording_id: str) -> bytes:
-    """The playback URL's bytes, through a grant, as a browser would fetch them."""
+    """The playback URL's bytes, through a grant, as a browser would fetch them, once the
+    rendition is made."""
+    await service.renditions_made()
     status, grant = await api(
         service,
         "POST",
@@ -86,6 +88,7 @@ async def test_every_format_is_stored_probed_rendered_and_drawn(service: Running
             status, body = await push(service, call_of(SECONDS, f"{spec.name}-{channels}"), audio)
             assert status == 201, (label, body)
             rid = body["id"]
+            await service.renditions_made()
 
             # The evidential copy, byte for byte, with its hash taken at capture.
             assert await service.stored(rid, ORIGINAL) == audio, label

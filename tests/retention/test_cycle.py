@@ -10,7 +10,8 @@ from sqlalchemy import select
 from config.services import Services
 from retention import CycleReport, run_retention_cycle
 from storage import KeyringError, RecordingDeleter, ShredReport
-from storage.db.models import AuditEvent, FetchJob, Recording
+from storage.db.job_models import FetchJob
+from storage.db.models import AuditEvent, Recording
 from tests.key_support import store_recording
 from tests.retention.parts import clock_of
 

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from storage import AuditTrail, Database, FetchQueue, create_engine, verify_audit_chain
-from storage.db.models import AuditEvent, FetchJob
+from storage.db.job_models import FetchJob
+from storage.db.models import AuditEvent
 from tests.clock import FakeClock
 
 START = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -18,7 +18,8 @@ from storage import (
     create_engine,
     verify_audit_chain,
 )
-from storage.db.models import AuditEvent, FetchJob
+from storage.db.job_models import FetchJob
+from storage.db.models import AuditEvent
 from tests.clock import FakeClock
 
 

@@ -25,6 +25,34 @@ function length(audio) {
   return problem ? `${clock(audio.duration_s)} ⚠ ${problem}` : clock(audio.duration_s);
 }
 
+// The playback copy (the browser rendition) is made after the call is stored; until it
+// is, the original plays if browsers can play it, and otherwise the page waits for it.
+function copyState(playback) {
+  if (playback.copy === "ready") return "ready";
+  if (playback.copy === "preparing") {
+    const wait = playback.ready_in_s == null ? "" : `, ready in about ${Math.ceil(playback.ready_in_s)} s`;
+    return `being prepared${wait}${playback.serves === "original" ? "; the original plays meanwhile" : ""}`;
+  }
+  if (playback.copy === "failed") return "could not be made; the original plays";
+  return "none; the original plays";
+}
+
+const sleep = (seconds) => new Promise((resolve) => { setTimeout(resolve, seconds * 1000); });
+
+// Wait, saying so, until the playback link serves something a browser plays.
+async function untilPlayable() {
+  const notice = $("preparing");
+  while (recording.playback.serves === null) {
+    const expected = recording.playback.ready_in_s ?? 2;
+    notice.textContent = `The playback copy is being prepared; ready in about ${Math.ceil(expected)} s. It will play here when it is.`;
+    notice.hidden = false;
+    await sleep(Math.max(2, Math.min(10, expected)));
+    recording = await api(`/recordings/${id}`);
+    render();
+  }
+  notice.hidden = true;
+}
+
 function render() {
   $("title").textContent = `Call of ${when(recording.started_at)}`;
   const problems = recording.audio.problems.map((p) => p.detail).join("; ");
@@ -39,6 +67,7 @@ function render() {
     ...fact("Length", length(recording.audio)),
     ...fact("Channels", recording.audio.channels),
     ...fact("Audio", recording.audio.complete ? "complete" : `kept with problems: ${problems}`),
+    ...fact("Playback copy", copyState(recording.playback)),
     ...fact("Deletion", deletion()),
     ...fact("Holds", recording.holds.length
       ? recording.holds.map((h) => `${h.type.replaceAll("_", " ")} until ${holdDate(h.review_by)}`).join("; ")
@@ -107,6 +136,8 @@ if ($("ask")) {
       reason.focus();
       return;
     }
+    event.target.hidden = true;
+    await untilPlayable();
     const peaks = await api(`/recordings/${id}/peaks`);
     player.load(granted.audio_url, {
       durationS: recording.audio.duration_s,
@@ -114,7 +145,6 @@ if ($("ask")) {
       peaks: peaks.status === "ready" ? peaks.peaks : null,
     });
     $("player").hidden = false;
-    event.target.hidden = true;
     $("play").focus();
     say(`Listening for ${asked.purpose.replaceAll("_", " ")}; this link works until ${when(granted.expires_at)}`);
   }));
