@@ -75,7 +75,8 @@ class RunningService:
         )
 
     async def push_call(self, source_id: str, started: datetime) -> uuid.UUID:
-        """Push a one-second call that started at ``started``; the new recording's id."""
+        """Push a one-second call that started at ``started``; the new recording's id, once
+        its rendition is made too (so what a test counts does not depend on timing)."""
         meta = metadata(
             recording_id=source_id,
             started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -87,10 +88,14 @@ class RunningService:
         headers = push_headers(body, timestamp=int(self.services.clock().timestamp()))
         response = await self.client.post("/webhooks/push/pbx", data=body, headers=headers)
         assert response.status == 201, await response.text()
+        await self.renditions_made()
         return uuid.UUID((await response.json())["id"])
 
     async def stored(self, recording_id: uuid.UUID | str, kind: str) -> bytes:
-        """The plaintext of a recording's stored object of ``kind``, read behind the API."""
+        """The plaintext of a recording's stored object of ``kind``, read behind the API
+        (the playback rendition once it is made)."""
+        if kind == "playback":
+            await self.renditions_made()
         async with self.services.database.read() as session:
             stored = (
                 await session.execute(

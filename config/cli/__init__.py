@@ -8,6 +8,7 @@ from config.cli.audit import audit
 from config.cli.db import db
 from config.cli.fetches import fetches
 from config.cli.keys import keys
+from config.cli.renditions import renditions
 from config.cli.retention import retention
 from config.cli.serve import serve
 from config.cli.token import token
@@ -19,7 +20,7 @@ def main() -> None:
     """Captures, protects and deletes the call recordings of a safeguarding hub."""
 
 
-for _command in (serve, db, audit, token, retention, fetches, verify, keys):
+for _command in (serve, db, audit, token, retention, fetches, renditions, verify, keys):
     main.add_command(_command)
 
 __all__ = ["main"]

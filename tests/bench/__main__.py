@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.crypto.encryptor import SegmentEncryptor
 from storage.crypto.format import SEGMENT_PLAINTEXT, new_data_key
+from tests.bench.acknowledge import acknowledgement_rows
 from tests.bench.bombs import bomb_rows, measure_bombs
 from tests.bench.flood import flood_rows
 from tests.bench.integrity import measure_scrub
@@ -58,19 +54,26 @@ from tests.bench.playback import (
 )
 from tests.bench.reliability import run_reliability
 from tests.bench.retention import measure_sweep, retention_rows
+from tests.bench.servers import (
+    CHUNK,
+    SECRET,
+    make_push,
+    send,
+    send_for_id,
+    server,
+    write_with_fsync,
+)
 from tests.bench.workload import (
     PushFile,
     seconds_for_bytes,
     tone_second,
     wav_header,
-    write_push,
     write_push_of_file,
 )
-from tests.service_support import wait_until_healthy
 
-SECRET = "bench-secret-0123456789abcdef"
 PARTS = frozenset(
     {
+        "acknowledge",
         "bombs",
         "flood",
         "ingest",
@@ -82,107 +85,6 @@ PARTS = frozenset(
         "retention",
     }
 )
-_CHUNK = 1024 * 1024
-
-
-class Server:
-    """A ``callrec serve`` child process on a fresh data directory."""
-
-    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLREC_")}  # noqa: TID251
-        env |= {
-            "CALLREC_DATA_DIR": str(data_dir),
-            "CALLREC_PUSH_SECRETS": f"bench={SECRET}",
-            "CALLREC_LOG_LEVEL": "warning",
-            # The 1 GiB recording's body is a little over 1 GiB with its framing.
-            "CALLREC_MAX_UPLOAD_BYTES": str(2 * 1024**3),
-        }
-        env |= extra_env or {}
-        self.env = env
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "config", "serve", "--port", str(self.port)],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-        if not wait_until_healthy(self.url, self.process):
-            raise RuntimeError("callrec serve did not start")
-
-    def memory_mb(self, field: str) -> float:
-        """VmRSS (now) or VmHWM (peak) of the server process, in MB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"{field} not found")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
-@contextmanager
-def server(root: Path, name: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    running = Server(root / name, extra_env)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-async def send(session: aiohttp.ClientSession, url: str, push: PushFile) -> float:
-    """POST the push file, streamed from disk; return seconds until the 201 arrived."""
-    return (await send_for_id(session, url, push))[0]
-
-
-async def send_for_id(
-    session: aiohttp.ClientSession, url: str, push: PushFile
-) -> tuple[float, str]:
-    """POST the push file; return the seconds until the 201 and the recording's id."""
-    started = time.perf_counter()
-    with push.path.open("rb") as body:
-        async with session.post(
-            f"{url}/webhooks/push/bench",
-            data=body,
-            headers=push.headers | {"Content-Length": str(push.size)},
-        ) as response:
-            answer = await response.text()
-            if response.status != 201:
-                raise RuntimeError(f"push answered {response.status}: {answer}")
-    return time.perf_counter() - started, json.loads(answer)["id"]
-
-
-def write_with_fsync(source: Path, target: Path) -> float:
-    """The baseline: the same bytes written to a new file on the same disk, then fsync."""
-    started = time.perf_counter()
-    with source.open("rb") as reader:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            while chunk := reader.read(_CHUNK):
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    elapsed = time.perf_counter() - started
-    target.unlink()
-    return elapsed
-
-
-def make_push(root: Path, name: str, seconds: int, rate: int, channels: int) -> PushFile:
-    return write_push(
-        root / f"{name}.body",
-        recording_id=name,
-        seconds=seconds,
-        rate=rate,
-        channels=channels,
-        secret=SECRET.encode(),
-        timestamp=int(time.time()),
-    )
 
 
 async def measure_ingest(
@@ -220,8 +122,8 @@ async def measure_ingest(
 
 def measure_encryption(total: int, repetitions: int) -> dict[str, float]:
     """SegmentEncryptor fed 1 MiB pieces (as the spool feeds it) vs a bare AES-GCM loop."""
-    data = os.urandom(_CHUNK)
-    pieces = total // _CHUNK
+    data = os.urandom(CHUNK)
+    pieces = total // CHUNK
 
     def ours() -> float:
         encryptor = SegmentEncryptor(new_data_key(), uuid.uuid4())
@@ -238,7 +140,7 @@ def measure_encryption(total: int, repetitions: int) -> dict[str, float]:
         started = time.perf_counter()
         counter = 0
         for _ in range(pieces):
-            for offset in range(0, _CHUNK, SEGMENT_PLAINTEXT):
+            for offset in range(0, CHUNK, SEGMENT_PLAINTEXT):
                 nonce = counter.to_bytes(12, "big")
                 aead.encrypt(nonce, view[offset : offset + SEGMENT_PLAINTEXT], aad)
                 counter += 1
@@ -246,7 +148,7 @@ def measure_encryption(total: int, repetitions: int) -> dict[str, float]:
 
     ours_s = statistics.median(ours() for _ in range(repetitions))
     plain_s = statistics.median(plain() for _ in range(repetitions))
-    return {"bytes": pieces * _CHUNK, "ours_s": ours_s, "plain_s": plain_s}
+    return {"bytes": pieces * CHUNK, "ours_s": ours_s, "plain_s": plain_s}
 
 
 async def measure_concurrency(
@@ -428,6 +330,18 @@ async def run(quick: bool, parts: set[str]) -> None:
     print(f"- Python {platform.python_version()}; scratch directory on the data disk: {root}\n")
     if "ingest" in parts:
         await run_ingest(root, quick)
+    if "acknowledge" in parts:
+        print()
+        row(
+            "what a sender sees at the end of a shift",
+            "callrec",
+            "baseline (same run)",
+            "ratio",
+            "goal",
+        )
+        row("---", "---", "---", "---", "---")
+        for cells in await acknowledgement_rows(root, quick):
+            row(*cells)
     if "media" in parts:
         print()
         await run_media(root, quick)
@@ -695,7 +609,7 @@ async def run_ingest(root: Path, quick: bool) -> None:
         f"median of {big_reps}",
         big_result,
     )
-    crypto = measure_encryption((64 if quick else 256) * _CHUNK, 3 if quick else 5)
+    crypto = measure_encryption((64 if quick else 256) * CHUNK, 3 if quick else 5)
     row(
         f"segment encryption, {int(crypto['bytes']) >> 20} MiB fed 1 MiB at a time",
         mb_s(crypto["bytes"], crypto["ours_s"]),

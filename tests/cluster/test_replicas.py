@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -242,6 +243,19 @@ async def test_one_recording_pushed_to_every_replica_at_once_is_stored_once(
     assert rows == 1
 
 
+async def rendition_ready(
+    session: aiohttp.ClientSession, url: str, bearer: dict[str, str], limit_s: float = 30.0
+) -> None:
+    """Wait until the recording's metadata says its playback copy is ready."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        async with session.get(url, headers=bearer) as answer:
+            if (await answer.json())["playback"]["copy"] == "ready":
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the rendition was not ready within {limit_s} s")
+
+
 async def test_a_grant_made_on_any_replica_plays_with_range_on_every_other(
     cluster: Cluster, record_property: Callable[[str, object], None]
 ) -> None:
@@ -252,6 +266,9 @@ async def test_a_grant_made_on_any_replica_plays_with_range_on_every_other(
         status, body = await push(session, cluster.url(0, "/webhooks/push/pbx"), "played-call")
         assert status == 201, body
         recording = body["id"]
+        # Acknowledged before its rendition: whichever replica's worker makes it, every
+        # replica then plays the same rendition.
+        await rendition_ready(session, cluster.url(1, f"/api/v1/recordings/{recording}"), bearer)
         for issuer in range(REPLICAS):
             async with session.post(
                 cluster.url(issuer, f"/api/v1/recordings/{recording}/grants"),

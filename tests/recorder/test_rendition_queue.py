@@ -20,6 +20,7 @@ from storage.db.job_models import RenditionJob
 from storage.db.models import AuditEvent
 from storage.recordings import object_key_for
 from tests.audio_factory import BY_NAME, decode, make_audio
+from tests.cli_support import run
 from tests.push_support import metadata, push_body, push_headers
 from tests.service_support import KEYS_PER_RECORDING, RunningService, running_service
 
@@ -215,7 +216,17 @@ async def test_a_rendition_given_up_is_on_the_record_counted_and_retried_by_an_o
         scraped = await (await service.client.get("/metrics")).text()
         assert 'callrec_rendition_jobs{state="dead"} 1.0' in scraped
 
-        assert await queue.retry_dead(actor="operator:test") == 1
+        # What an operator runs: the queue's state (exit 1 while any is given up), then retry.
+        settings = {
+            "CALLREC_DATA_DIR": str(tmp_path / "var"),
+            "CALLREC_DATABASE_URL": database_url,
+            "CALLREC_SINGLE_NODE": "true",
+        }
+        status = run("renditions", **settings)
+        assert status.returncode == 1, status.stderr
+        assert status.stdout.splitlines()[3] == "dead: 1"
+        retried = run("renditions", "retry", **settings)
+        assert (retried.returncode, retried.stdout) == (0, "1 rendition queued again\n")
         assert await shown(service, rid) == {
             "copy": "preparing",
             "serves": "original",

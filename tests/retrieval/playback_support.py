@@ -77,6 +77,8 @@ async def room_at(data_dir: Path, database_url: str) -> AsyncIterator[Room]:
     async with running_service(data_dir, database_url) as service:
         own = await push(service, "own", "mash-children", AUDIO)
         other = await push(service, "other", "mash-adults", make_wav(1))
+        # Playback serves the rendition once made: the tests play what the room's people hear.
+        await service.renditions_made()
         yield Room(service, own, other, await service.stored(own, PLAYBACK))
 
 

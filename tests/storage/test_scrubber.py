@@ -24,6 +24,7 @@ async def push(service: RunningService, name: str, seconds: float) -> str:
     )
     assert response.status == 201
     recording_id: str = (await response.json())["id"]
+    await service.renditions_made()  # the scrub reads every object: the rendition too
     return recording_id
 
 
