@@ -8,6 +8,7 @@ import os
 import re
 import struct
 import wave
+from typing import Any
 
 import av
 import av.video.stream
@@ -205,3 +206,92 @@ def test_audio_that_decodes_to_more_than_any_call_is_refused() -> None:
             rendition=io.BytesIO(),
             max_seconds=3.6,
         )
+
+
+def check(data: bytes) -> MediaReport:
+    """The check pass: no rendition, so WAV's PCM is read in large packets."""
+    return analyse(io.BytesIO(data), max_channels=2, rendition=None)
+
+
+@pytest.mark.parametrize(("spec", "channels"), CASES)
+def test_the_check_pass_reports_what_the_rendition_pass_reports(
+    spec: Format, channels: int
+) -> None:
+    data = make_audio(spec, SECONDS, channels)
+    assert check(data) == run(data)[0]
+
+
+def _ending_in_part_of_a_sample(samples: int) -> bytes:
+    """Two-channel PCM whose data chunk holds ``samples`` and then half of one more."""
+    wav = make_audio(BY_NAME["pcm-wav"], samples / 8000 + 1, channels=2)
+    start = wav.index(b"data") + 8
+    size = samples * 4 + 2
+    return _wav_with_data_size(wav[: start + size], size)
+
+
+# Each spans several of the check's packets (a megabyte each).
+LONG_WAVS = {
+    "whole": (make_audio(BY_NAME["pcm-wav"], 70.0, channels=2), set()),
+    "header-claims-an-hour": (
+        _wav_with_data_size(make_audio(BY_NAME["mulaw-wav"], 150.0), 3600 * 8000),
+        {"truncated"},
+    ),
+    # FFmpeg's own packets (512 samples at 8 kHz) leave the half sample alone in the last
+    # one, which does not decode; in a large packet it would pass unnoticed.
+    "half-a-sample-at-the-end": (_ending_in_part_of_a_sample(600 * 512), {"undecodable_stretch"}),
+}
+
+
+@pytest.mark.parametrize(("data", "codes"), LONG_WAVS.values(), ids=LONG_WAVS.keys())
+def test_the_check_pass_over_a_long_wav_reports_what_the_rendition_pass_reports(
+    data: bytes, codes: set[str]
+) -> None:
+    report = check(data)
+    assert {problem.code for problem in report.problems} == codes
+    assert report == run(data)[0]
+
+
+class _FailingAfter(io.RawIOBase):
+    """A file that fails to read past ``limit`` bytes, as a damaged spool does."""
+
+    def __init__(self, data: bytes, limit: int) -> None:
+        super().__init__()
+        self._data, self._limit, self._position = data, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._position = offset + (len(self._data) if whence == io.SEEK_END else 0)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        if self._position >= self._limit:
+            raise OSError("unreadable")
+        chunk = self._data[self._position : min(self._limit, self._position + len(buffer))]
+        buffer[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+
+STOPS_READING = make_audio(BY_NAME["pcm-wav"], 150.0)  # 2.4 MB
+
+
+# Within the check's first packet, read while the file is opened, and in its second.
+@pytest.mark.parametrize("limit", [480_001, 1_680_001])
+def test_a_file_that_stops_reading_breaks_off_where_the_rendition_pass_says(limit: int) -> None:
+    data = STOPS_READING
+
+    def source() -> io.BufferedReader:
+        return io.BufferedReader(_FailingAfter(data, limit))
+
+    report = analyse(source(), max_channels=2, rendition=None)
+
+    assert {problem.code for problem in report.problems} == {"damaged_container", "truncated"}
+    assert report == analyse(source(), max_channels=2, rendition=io.BytesIO())
