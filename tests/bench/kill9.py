@@ -59,9 +59,11 @@ from storage import (
     upgrade_database,
 )
 from storage.audit import verify_audit_chain
+from storage.db.job_models import RenditionJob, RenditionState
 from storage.db.models import DataKey, Recording, RecordingState, StoredObject
 from storage.errors import AuditChainBroken, IntegrityFailure, ObjectMissing
 from storage.keys.keyring import WrappedKey
+from storage.recordings import object_key_for
 from tests.cli_support import run
 from tests.fixtures_db import POSTGRES_ADMIN_DSN, run_as_admin
 from tests.push_support import make_wav, metadata, push_body, push_headers
@@ -330,8 +332,21 @@ class Harness:
                     )
                 ).scalars()
             }
+            # A rendition a killed worker was writing: its job names it, and whoever
+            # takes the job over (or the recording's deletion) deletes it.
+            in_flight = {
+                object_key_for(object_id)
+                for object_id in (
+                    await session.execute(
+                        select(RenditionJob.object_id).where(
+                            RenditionJob.state != RenditionState.DONE
+                        )
+                    )
+                ).scalars()
+                if object_id is not None
+            }
         in_store = {key async for key in services.objects.iter_keys(RECORDINGS_PREFIX)}
-        known = {stored_object.object_key for stored_object, _ in stored} | shares
+        known = {stored_object.object_key for stored_object, _ in stored} | shares | in_flight
         for key in sorted(in_store - known):
             figures.half_stored.append(f"{round_name}: object without a row: {key}")
         for stored_object, state in stored:
