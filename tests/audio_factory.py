@@ -188,6 +188,25 @@ def noisy_wav(seconds: float, *, rate: int = 8000, channels: int = 2) -> bytes:
     return encode("wav", "pcm_s16le", samples, rate)
 
 
+def slow_to_check_flac(seconds: float, *, rate: int = 8000) -> bytes:
+    """Noise as FLAC in its smallest frames (16 samples): every frame is a step of the
+    check's loop, so two minutes keep a worker busy for seconds, long enough to kill it."""
+    rng = np.random.default_rng(11)
+    samples = (rng.uniform(-0.5, 0.5, (1, round(seconds * rate))) * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="flac") as output:
+        stream = output.add_stream("flac", rate=rate)
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        stream.layout = "mono"
+        stream.codec_context.options = {"frame_size": "16"}
+        frame = av.AudioFrame.from_ndarray(samples, format="s16p", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            output.mux(packet)
+    return buffer.getvalue()
+
+
 def silence_repeated(
     container: str, codec: str, rate: int, seconds: float, **options: str
 ) -> bytes:

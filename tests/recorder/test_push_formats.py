@@ -17,7 +17,14 @@ from typing import Any
 import pytest
 
 from storage import ORIGINAL
-from tests.audio_factory import BY_NAME, DECODER, FORMATS, decode, make_audio, noisy_wav
+from tests.audio_factory import (
+    BY_NAME,
+    DECODER,
+    FORMATS,
+    decode,
+    make_audio,
+    slow_to_check_flac,
+)
 from tests.push_support import metadata, push_body, push_headers
 from tests.recorder.test_media import DAMAGED, NO_AUDIO
 from tests.service_support import RunningService, running_service
@@ -174,8 +181,8 @@ async def test_a_worker_that_died_between_jobs_is_replaced_and_the_push_is_serve
 async def test_a_worker_killed_mid_job_is_a_503_and_the_next_push_is_served(
     service: RunningService,
 ) -> None:
-    # Twenty minutes of noise keeps a worker busy for seconds: long enough to kill it.
-    body = push_body(call_of(1200.0, "killed"), noisy_wav(1200, channels=1))
+    # Checked frame by frame, this keeps a worker busy for seconds: long enough to kill it.
+    body = push_body(call_of(150.0, "killed"), slow_to_check_flac(150))
     pushing = asyncio.ensure_future(
         service.client.post("/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body))
     )
