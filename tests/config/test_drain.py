@@ -25,7 +25,7 @@ from recorder import TwilioSignature
 from storage import Database, create_engine
 from storage.db.job_models import FetchJob
 from storage.db.models import Recording
-from tests.audio_factory import BY_NAME, make_audio
+from tests.audio_factory import BY_NAME, make_audio, slow_to_check_flac
 from tests.cli_support import run
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import make_wav
@@ -128,13 +128,13 @@ async def test_a_capture_still_storing_at_the_end_is_given_up_told_503_and_remov
     tmp_path: Path,
 ) -> None:
     served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
-    # Twenty minutes of audio: all sent at once, its rendition takes seconds longer than
-    # the drain's 2.4 s for storing (about 20 s an hour on the development machine).
-    long_call = make_audio(BY_NAME["pcm-wav"], 20 * 60.0)
+    # All sent at once, and checked frame by frame for seconds longer than the drain's
+    # 2.4 s for storing (eight minutes in FLAC's smallest frames).
+    long_call = slow_to_check_flac(8 * 60.0)
     push = SlowPush(served.port, "long-1", pieces=1, pause_s=0.0, audio=long_call)
     upload = asyncio.create_task(push.send())
     await push.headers_sent.wait()
-    await asyncio.sleep(0.5)  # received; the media worker is rendering it
+    await asyncio.sleep(0.5)  # received; the media worker is checking it
     drain_s = await served.terminate_and_time()
     answer = await upload
 

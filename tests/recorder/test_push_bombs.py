@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.audio_factory import BY_NAME, make_audio, noisy_wav, silence_repeated
+from tests.audio_factory import BY_NAME, make_audio, silence_repeated, slow_to_check_flac
 from tests.push_support import metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 
@@ -76,8 +76,8 @@ async def test_a_capture_past_its_deadline_is_refused_and_its_worker_replaced(
         media_workers=1,
         media_job_deadline=timedelta(seconds=1),
     ) as service:
-        # Twenty minutes of noise takes seconds to render: longer than this deadline.
-        status, refused = await push(service, "slow", noisy_wav(1200, channels=1))
+        # Checked frame by frame, this takes seconds: longer than this deadline.
+        status, refused = await push(service, "slow", slow_to_check_flac(150))
         assert (status, refused["error"]) == (422, "undecodable_audio")
         assert "to process" in refused["detail"]
         assert await service.counts() == NOTHING
