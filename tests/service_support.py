@@ -138,7 +138,10 @@ class RunningService:
 
     async def renditions_made(self, timeout_s: float = 30.0) -> None:
         """Wait until no rendition is queued or being made: a push is acknowledged before
-        its rendition exists, and the rendition workers run in the background."""
+        its rendition exists, and the rendition workers run in the background. A service
+        started without rendition workers makes none: nothing to wait for."""
+        if not self.services.settings.rendition_workers:
+            return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             backlog = await self.services.rendition_queue.backlog()

@@ -104,7 +104,10 @@ class RetentionHistory(RuleBasedStateMachine):
         database = self.workdir / "callrec.db"
         shutil.copyfile(self.run(_migrated_template()), database)
         url = f"sqlite+aiosqlite:///{database}"
-        self._context = running_service(self.workdir / "var", url, clock=self.clock)
+        # No renditions: they have no part in what is kept or deleted, and cost each push.
+        self._context = running_service(
+            self.workdir / "var", url, clock=self.clock, rendition_workers=0
+        )
         self.service = self.run(self._context.__aenter__())
 
     def teardown(self) -> None:

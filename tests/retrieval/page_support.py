@@ -38,7 +38,8 @@ async def push(
     audio: bytes | None = None,
     **fields: Any,
 ) -> str:
-    """Push a call of ``seconds`` (of stereo noise, unless ``audio``) that started ``ago``."""
+    """Push a call of ``seconds`` (of stereo noise, unless ``audio``) that started ``ago``;
+    its id once its rendition is made (a review comes later than the call)."""
     started = time.gmtime(time.time() - ago.total_seconds())
     ended = time.gmtime(time.time() - ago.total_seconds() + seconds)
     meta = metadata(
@@ -53,6 +54,7 @@ async def push(
     )
     assert response.status == 201, await response.text()
     answer: dict[str, str] = await response.json()
+    await service.renditions_made()
     return answer["id"]
 
 
