@@ -43,7 +43,8 @@ class QueueWorkers(ABC):
         self._wake.set()
 
     def start(self) -> None:
-        """Start the worker tasks (none when configured with zero)."""
+        """Start the worker tasks (none when configured with zero); again after a stop."""
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._run(), name=f"{self.kind}-worker-{n}")
             for n in range(self._count)

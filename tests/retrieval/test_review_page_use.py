@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page
 
+from tests.audio_factory import BY_NAME, make_audio
+from tests.push_support import metadata, push_body, push_headers
 from tests.retrieval.page_support import (
     Site,
     current_time,
@@ -106,6 +108,43 @@ async def test_the_player_skips_changes_speed_plays_one_channel_and_answers_keys
     await page.keyboard.press("k")
     await wait_until(page, "!document.getElementById('audio').paused")
     await page.context.close()
+
+
+async def test_a_call_whose_playback_copy_is_not_ready_says_so_and_plays_once_it_is(
+    browser: Browser, site: Site
+) -> None:
+    workers = site.service.services.rendition_workers
+    await workers.stop()  # the copy is made below, while the page waits for it
+    try:
+        # Mu-law: no browser plays it as it is, so the page must wait for its copy.
+        body = push_body(
+            metadata(recording_id="copy-pending"), make_audio(BY_NAME["mulaw-wav"], 6.0)
+        )
+        answer = await site.service.client.post(
+            "/webhooks/push/pbx", data=body, headers=push_headers(body)
+        )
+        assert answer.status == 201
+        pending = (await answer.json())["id"]
+        page = await signed_in(browser, site, "supervisor", "mash-children", subject="sup-9")
+        await page.goto(f"{site.base}/recordings/{pending}")
+        await page.get_by_text("Playback copy").wait_for()
+        assert "being prepared" in await page.locator("#facts").inner_text()
+        await page.get_by_label("Reason (recorded in the audit trail)").fill(REASON)
+        await page.get_by_role("button", name="Listen").click()
+        notice = page.locator("#preparing")
+        await notice.wait_for(state="visible")
+        assert "The playback copy is being prepared" in await notice.inner_text()
+        assert await page.locator("#player").is_hidden()
+
+        assert await workers.work_one()  # the copy is made; the page's next look finds it
+        await page.locator("#player").wait_for(state="visible", timeout=15_000)
+        assert await notice.is_hidden()
+        await page.get_by_role("button", name="Play").click()
+        await wait_until(page, "document.getElementById('audio').currentTime > 0.3")
+        assert "ready" in await page.locator("#facts").inner_text()
+        await page.context.close()
+    finally:
+        workers.start()
 
 
 async def test_referrals_are_linked_and_unlinked_on_the_page(browser: Browser, site: Site) -> None:
