@@ -136,7 +136,7 @@ class RunningService:
             await asyncio.sleep(0.05)
         raise AssertionError(f"the fetch of {external_id} never became {state}")
 
-    async def renditions_made(self, timeout_s: float = 30.0) -> None:
+    async def renditions_made(self, timeout_s: float = 120.0) -> None:
         """Wait until no rendition is queued or being made: a push is acknowledged before
         its rendition exists, and the rendition workers run in the background. A service
         started without rendition workers makes none: nothing to wait for."""
