@@ -49,6 +49,8 @@ class OriginalCopy:
     data_key: bytes
     ciphertext_size: int
     started_at: datetime
+    share_digest: bytes | None
+    """The recording's key-share digest, which the rendition's key is masked under too."""
 
     def __repr__(self) -> str:
         return f"OriginalCopy({self.object_id}, {self.path})"
@@ -105,7 +107,7 @@ class RenditionStore:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return OriginalCopy(path, stored.id, data_key, stored.ciphertext_size, started_at)
+        return OriginalCopy(path, stored.id, data_key, stored.ciphertext_size, started_at, digest)
 
     async def _copy(self, key: str, path: Path, length: int) -> None:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -126,7 +128,7 @@ class RenditionStore:
         """Store the rendition with its recording and finish the job; False if the claim
         was lost or the recording is no longer stored (then nothing is left behind)."""
         key = object_key_for(job.object_id)
-        share = await self._shares.read(job.recording_id, await self._share_digest(job))
+        share = await self._shares.read(job.recording_id, copy.share_digest)
         # Masked by the recording's share, like every key of a recording that has one.
         masked = sealed.data_key if share is None else share.mask(sealed.data_key, sealed.object_id)
         wrapped = await self._keys.wrap(masked, sealed.object_id, started_at=copy.started_at)
@@ -193,13 +195,6 @@ class RenditionStore:
             await self._objects.delete(object_key_for(object_id))
         except (Unavailable, OSError):
             log.warning("could not delete an unfinished rendition's object", exc_info=True)
-
-    async def _share_digest(self, job: ClaimedRendition) -> bytes | None:
-        async with self._database.read() as session:
-            digest: bytes | None = await session.scalar(
-                select(Recording.key_share_digest).where(Recording.id == job.recording_id)
-            )
-        return digest
 
     async def _tags(self, job: ClaimedRendition) -> dict[str, str]:
         """A held recording's objects carry the held tag, so the store's lifecycle backstop

@@ -102,8 +102,12 @@ class RecordingCatalog:
             if row is None or row.state == RecordingState.PENDING:
                 return None
             holds = await unreleased_holds(session, [row.id])
-            jobs = await _job_states(session, [row.id])
-            copy = _copy_of(row, jobs.get(row.id, ""))
+            # A stored rendition settles it; only one not made yet asks about its job (the
+            # playback path re-reads this view every few seconds while a player is on).
+            copy = _copy_of(row, "")
+            if copy.state != CopyState.READY:
+                jobs = await _job_states(session, [row.id])
+                copy = _copy_of(row, jobs.get(row.id, ""))
             if copy.state == CopyState.PREPARING:
                 status = await rendition_status(session, row.id, datetime.now(UTC))
                 copy = PlaybackCopy(copy.state, status.ready_in_s if status else None)
