@@ -4,6 +4,7 @@ the retention sweeps."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -221,6 +222,11 @@ class RenditionMetrics:
             "Wall seconds this process's rendition workers spent making them.",
             registry=registry,
         )
+        self.cpu = Counter(
+            "callrec_renditions_cpu_seconds",
+            "CPU seconds this process's media workers spent decoding and encoding them.",
+            registry=registry,
+        )
         self._shown = RenditionTally()
 
     def show(self, backlog: RenditionBacklog, tally: RenditionTally) -> None:
@@ -232,7 +238,8 @@ class RenditionMetrics:
         self.renditions.inc(tally.renditions - self._shown.renditions)
         self.audio.inc(tally.audio_s - self._shown.audio_s)
         self.busy.inc(tally.busy_s - self._shown.busy_s)
-        self._shown = RenditionTally(tally.renditions, tally.audio_s, tally.busy_s)
+        self.cpu.inc(tally.cpu_s - self._shown.cpu_s)
+        self._shown = dataclasses.replace(tally)
 
 
 class IntegrityMetrics:

@@ -155,7 +155,7 @@ class PushCapture:
         form_reader = PushFormReader(boundary, max_metadata_bytes=self._max_metadata)
         received = 0
         refusal: RecorderError | None = None
-        async for chunk in self._paced(delivery.body, slot):
+        async for chunk in self._paced(delivery, slot):
             received += len(chunk)
             if received > self._max_body:
                 raise PayloadTooLarge(f"the body is over {self._max_body} bytes")
@@ -222,37 +222,55 @@ class PushCapture:
                     raise
             await asyncio.sleep(PROOF_POLL_S)
 
-    async def _paced(self, body: AsyncIterator[bytes], slot: Slot) -> AsyncIterator[bytes]:
+    async def _paced(self, delivery: PushDelivery, slot: Slot) -> AsyncIterator[bytes]:
         """The body's chunks; BodyStalled as soon as it is too slow or its slot was taken.
 
         Asked every PACE_TICK_S while a chunk is awaited, not only when one comes, so a
-        sender that trickles or goes quiet is cut within seconds of falling behind.
+        sender that trickles or goes quiet is cut within seconds of falling behind. A
+        chunk already received is taken at once, with no task or timer: a fast upload
+        arrives in thousands of chunks, and each wait costs the event loop what every
+        other upload and request is waiting on.
         """
         displaced = asyncio.ensure_future(slot.displaced.wait())
+        consumed = 0
         try:
             while True:
-                following = asyncio.ensure_future(_next_chunk_or_none(body))
-                try:
-                    while not following.done():
-                        slot.check_displaced()
-                        if slot.pace.too_slow(self._monotonic()):
-                            raise BodyStalled(TOO_SLOW)
-                        await asyncio.wait(
-                            (following, displaced),
-                            timeout=PACE_TICK_S,
-                            return_when=asyncio.FIRST_COMPLETED,
-                        )
-                except BaseException:
-                    following.cancel()
-                    await asyncio.wait((following,))
-                    raise
-                chunk = following.result()
+                slot.check_displaced()
+                if slot.pace.too_slow(self._monotonic()):
+                    raise BodyStalled(TOO_SLOW)
+                received, complete = delivery.arrived()
+                if received > consumed or complete:
+                    chunk = await _next_chunk_or_none(delivery.body)
+                else:
+                    chunk = await self._awaited_chunk(delivery.body, slot, displaced)
                 if chunk is None:
                     return
+                consumed += len(chunk)
                 slot.pace.arrived(self._monotonic(), len(chunk))
                 yield chunk
         finally:
             displaced.cancel()
+
+    async def _awaited_chunk(
+        self, body: AsyncIterator[bytes], slot: Slot, displaced: asyncio.Future[Literal[True]]
+    ) -> bytes | None:
+        """The next chunk, not yet received: asked after every PACE_TICK_S while it comes."""
+        following = asyncio.ensure_future(_next_chunk_or_none(body))
+        try:
+            while not following.done():
+                slot.check_displaced()
+                if slot.pace.too_slow(self._monotonic()):
+                    raise BodyStalled(TOO_SLOW)
+                await asyncio.wait(
+                    (following, displaced),
+                    timeout=PACE_TICK_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        except BaseException:
+            following.cancel()
+            await asyncio.wait((following,))
+            raise
+        return following.result()
 
 
 def _shows_pace(delivery: PushDelivery) -> bool:

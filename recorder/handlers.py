@@ -191,6 +191,10 @@ async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> by
     signal to stop receiving (bytes that did arrive win over the signal)."""
     if stop_receiving.is_set():
         raise ShuttingDown(_STOPPING)
+    # What is already received is returned at once; only an empty buffer is waited on.
+    buffered = await hang_up_refused(_buffered(request))
+    if buffered:
+        return buffered
     reading = asyncio.ensure_future(request.content.read(_READ_CHUNK))
     stopping = asyncio.ensure_future(stop_receiving.wait())
     try:
@@ -208,6 +212,11 @@ async def _next_chunk(request: web.Request, stop_receiving: asyncio.Event) -> by
     if stopping in done:
         raise ShuttingDown(_STOPPING)
     raise BodyStalled(f"no body bytes arrived for {BODY_IDLE_TIMEOUT_S:.0f} s")
+
+
+async def _buffered(request: web.Request) -> bytes:
+    """Body bytes received and not yet read, up to _READ_CHUNK; empty if none (or the end)."""
+    return request.content.read_nowait(_READ_CHUNK)
 
 
 def create_recorder_app(

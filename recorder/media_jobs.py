@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -61,6 +62,19 @@ class CheckJob:
 
 
 @dataclass(frozen=True, slots=True)
+class Rendered:
+    """A rendition made, and the CPU seconds the worker process spent making it.
+
+    CPU, not wall time, because the rendition workers run niced beneath the captures a
+    sender waits on: their wall time measures how often they were made to wait, their
+    CPU time what the encode costs, which is what a core-hour of capacity buys.
+    """
+
+    sealed: SealedFile
+    cpu_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class RenderJob:
     """Make the encrypted browser rendition of a stored original: queued work, no sender
     waiting."""
@@ -70,8 +84,9 @@ class RenderJob:
     rendition_object_id: uuid.UUID
     max_channels: int
 
-    def run(self) -> SealedFile:
+    def run(self) -> Rendered:
         """The sealed rendition at ``rendition_path``; UndecodableAudio if it cannot be made."""
+        started = time.process_time()
         with self.source.open() as plaintext:
             writer = SealedFileWriter(
                 self.rendition_path, CONTENT_TYPE, object_id=self.rendition_object_id
@@ -82,7 +97,7 @@ class RenderJob:
                     max_channels=self.max_channels,
                     rendition=writer,
                 )
-                return writer.seal()
+                return Rendered(writer.seal(), time.process_time() - started)
             finally:
                 writer.close()
 

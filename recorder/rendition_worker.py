@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from recorder.errors import MediaWorkerLost, UndecodableAudio
-from recorder.media_jobs import EncryptedInput
+from recorder.media_jobs import EncryptedInput, Rendered
 from recorder.queue_workers import QueueWorkers, holding_lease
 from storage import (
     ClaimedRendition,
@@ -72,7 +72,7 @@ class RenditionStorage(Protocol):
 class Renderer(Protocol):
     """Makes a rendition in a worker process (workers.MediaWorkers)."""
 
-    async def render(self, source: EncryptedInput, object_id: uuid.UUID) -> SealedFile: ...
+    async def render(self, source: EncryptedInput, object_id: uuid.UUID) -> Rendered: ...
 
 
 @dataclass(slots=True)
@@ -84,6 +84,8 @@ class RenditionTally:
     """Audio seconds of the renditions stored."""
     busy_s: float = 0.0
     """Wall seconds spent on them, copy and store included."""
+    cpu_s: float = 0.0
+    """CPU seconds the worker processes spent decoding and encoding them."""
 
 
 class RenditionWorkers(QueueWorkers):
@@ -133,7 +135,7 @@ class RenditionWorkers(QueueWorkers):
         started = time.perf_counter()
         # What an earlier claim may have put before it died: never left in the store.
         await self._store.forget_object(job.abandoned_object_id)
-        finished, stored = await holding_lease(
+        finished, cpu_s = await holding_lease(
             self._attempt(job),
             lease_until=job.lease_until,
             renew=functools.partial(self._queue.renew, job),
@@ -145,34 +147,37 @@ class RenditionWorkers(QueueWorkers):
                 extra=_job(job),
             )
             await self._store.forget_object(job.object_id)
-        elif stored:
+        elif cpu_s is not None:
             self.tally.renditions += 1
             self.tally.audio_s += job.audio_seconds
             self.tally.busy_s += time.perf_counter() - started
+            self.tally.cpu_s += cpu_s
 
-    async def _attempt(self, job: ClaimedRendition) -> bool:
-        """Make and store the rendition; False once the job is retried, given up, or its
-        recording is no longer stored (its deletion takes the job away)."""
+    async def _attempt(self, job: ClaimedRendition) -> float | None:
+        """Make and store the rendition: the worker's CPU seconds for it once stored; None
+        once the job is retried, given up, or its recording is no longer stored (its
+        deletion takes the job away)."""
         try:
             copy = await self._store.copy_original(job.recording_id, self._scratch)
             if copy is None:
-                return False
+                return None
             try:
                 source = EncryptedInput(
                     copy.path, copy.object_id, copy.data_key, copy.ciphertext_size
                 )
-                sealed = await self._media.render(source, job.object_id)
+                rendered = await self._media.render(source, job.object_id)
             finally:
                 copy.path.unlink(missing_ok=True)
             try:
-                return await self._store.store(job, sealed, copy)
+                stored = await self._store.store(job, rendered.sealed, copy)
             finally:
-                sealed.path.unlink(missing_ok=True)
+                rendered.sealed.path.unlink(missing_ok=True)
+            return rendered.cpu_s if stored else None
         except (UndecodableAudio, IntegrityFailure) as exc:
             await self._queue.give_up(job, str(exc))
         except (StorageError, MediaWorkerLost, OSError) as exc:
             await self._queue.retry(job, type(exc).__name__)
-        return False
+        return None
 
 
 def _job(job: ClaimedRendition) -> dict[str, object]:

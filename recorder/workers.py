@@ -30,8 +30,15 @@ from typing import Any
 
 from recorder.errors import MediaWorkerLost, UndecodableAudio
 from recorder.media import MediaReport
-from recorder.media_jobs import CheckJob, EncryptedInput, MediaJob, RenderJob, serve_jobs
-from storage import EncryptedSpool, SealedFile
+from recorder.media_jobs import (
+    CheckJob,
+    EncryptedInput,
+    MediaJob,
+    Rendered,
+    RenderJob,
+    serve_jobs,
+)
+from storage import EncryptedSpool
 
 log = logging.getLogger(__name__)
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -106,7 +113,7 @@ class MediaWorkers:
         report: MediaReport = await self._run(CheckJob(source, self._max_channels))
         return report
 
-    async def render(self, source: EncryptedInput, object_id: uuid.UUID) -> SealedFile:
+    async def render(self, source: EncryptedInput, object_id: uuid.UUID) -> Rendered:
         """Write the encrypted rendition of ``source`` as object ``object_id``, beside it.
 
         The rendition file belongs to the caller once this returns; if this fails, times
@@ -121,11 +128,11 @@ class MediaWorkers:
             max_channels=self._max_channels,
         )
         try:
-            sealed: SealedFile = await self._run(job)
+            rendered: Rendered = await self._run(job)
         except BaseException:
             job.rendition_path.unlink(missing_ok=True)
             raise
-        return sealed
+        return rendered
 
     async def _run(self, job: MediaJob) -> Any:
         worker = await self._acquire()

@@ -14,7 +14,6 @@ no longer the job's latest, stores nothing, and the object just put is deleted a
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ from storage.objects.store import HELD_TAGS, UNHELD_TAGS, ObjectStore
 from storage.recordings import ORIGINAL, PLAYBACK, object_key_for
 
 log = logging.getLogger(__name__)
-_COPY_PIECE = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +108,7 @@ class RenditionStore:
         return OriginalCopy(path, stored.id, data_key, stored.ciphertext_size, started_at, digest)
 
     async def _copy(self, key: str, path: Path, length: int) -> None:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "wb") as out:
-            position = 0
-            while position < length:
-                piece = await self._objects.read_range(
-                    key, position, min(length, position + _COPY_PIECE)
-                )
-                if not piece:
-                    break
-                out.write(piece)
-                position += len(piece)
-        if position != length or await self._objects.size(key) != length:
+        if await self._objects.copy_out(key, path, length) != length:
             raise IntegrityFailure("the recording's original is not the length it was stored at")
 
     async def store(self, job: ClaimedRendition, sealed: SealedFile, copy: OriginalCopy) -> bool:

@@ -16,7 +16,13 @@ import aiofiles.os
 
 from storage.durable_files import fsync_directory
 from storage.errors import ObjectExists, ObjectMissing, StoreUnavailable
-from storage.objects.store import ObjectLock, ObjectVersion, validate_key, validate_range
+from storage.objects.store import (
+    ObjectLock,
+    ObjectVersion,
+    copy_in_ranges,
+    validate_key,
+    validate_range,
+)
 
 _COPY_CHUNK = 1024 * 1024
 _TEMP_PREFIX = ".tmp-"
@@ -76,6 +82,24 @@ class FilesystemObjectStore:
 
     async def set_tags(self, key: str, tags: Mapping[str, str]) -> None:
         """Files carry no tags; the sweep is the only deletion a filesystem store has."""
+
+    async def copy_out(self, key: str, target: Path, length: int) -> int:
+        """Hard-link the object as ``target`` when both share a filesystem, else copy it.
+
+        An object file is never written again once stored, and the caller only reads
+        ``target``, so sharing its bytes is as good as a copy and costs no I/O: a
+        rendition does not read and write a whole recording beside the captures.
+        """
+        source = self._path(key)
+        try:
+            await aiofiles.os.link(source, target)
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+        except OSError as exc:
+            if exc.errno not in _LINK_REFUSALS:
+                raise StoreUnavailable(f"cannot read object {key!r} under {self._root}") from exc
+            return await copy_in_ranges(self, key, target, length)
+        return (await aiofiles.os.stat(target)).st_size
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """Seek and read; a buffered read only comes back short at the end of the file.

@@ -17,7 +17,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storage.errors import ObjectMissing, StoreUnavailable
 from storage.objects.s3_errors import NOT_FOUND, error_code, unavailable
 from storage.objects.s3_uploads import S3Uploads
-from storage.objects.store import ObjectLock, ObjectVersion, validate_key, validate_range
+from storage.objects.store import (
+    ObjectLock,
+    ObjectVersion,
+    copy_in_ranges,
+    validate_key,
+    validate_range,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -133,6 +139,10 @@ class S3ObjectStore:
             raise unavailable(self._bucket, "PutObjectTagging", exc) from exc
         except BotoCoreError as exc:
             raise unavailable(self._bucket, "PutObjectTagging", exc) from exc
+
+    async def copy_out(self, key: str, target: Path, length: int) -> int:
+        """Ranged GETs into ``target``: a bucket shares nothing with local files."""
+        return await copy_in_ranges(self, key, target, length)
 
     async def read_range(self, key: str, start: int, end: int) -> bytes:
         """GET with an HTTP Range; S3 itself shortens a range that runs past the end."""

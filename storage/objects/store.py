@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ UNHELD_TAGS = {RETENTION_TAG: "standard"}
 HELD_TAGS = {RETENTION_TAG: "held"}
 """Tags of an object under a hold: the lifecycle rule passes it by."""
 
+# What a ranged copy reads at a time: few requests, little memory.
+COPY_PIECE = 8 * 1024 * 1024
 _KEY_CHARACTERS = re.compile(r"[a-z0-9/_.-]+")
 
 
@@ -84,6 +89,17 @@ class ObjectStore(Protocol):
 
     async def size(self, key: str) -> int:
         """Return the object's length in bytes; ObjectMissing when it is absent."""
+        ...
+
+    async def copy_out(self, key: str, target: Path, length: int) -> int:
+        """Give ``target`` (a new private file) the object's bytes, expected to be
+        ``length``; return the object's real size, so the caller can refuse a mismatch.
+
+        At most ``length`` bytes are fetched where that costs I/O, so an object that grew
+        cannot fill the disk. For work that needs the ciphertext as a local file (a
+        rendition decoded in a worker process); the caller only reads ``target``, then
+        unlinks it. ObjectMissing when there is no such object.
+        """
         ...
 
     async def fingerprint(self, key: str) -> str:
@@ -160,3 +176,25 @@ def validate_range(start: int, end: int) -> None:
     """Raise ValueError for a range no backend could serve, before any I/O is spent on it."""
     if start < 0 or end < start:
         raise ValueError(f"invalid byte range [{start}, {end})")
+
+
+async def copy_in_ranges(store: ObjectStore, key: str, target: Path, length: int) -> int:
+    """``copy_out`` for a store that can only read ranges: pieces of COPY_PIECE bytes,
+    written off the event loop, so memory stays bounded and the loop keeps serving."""
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            position = 0
+            while position < length:
+                end = min(length, position + COPY_PIECE)
+                piece = await store.read_range(key, position, end)
+                if not piece:
+                    break
+                await asyncio.to_thread(out.write, piece)
+                position += len(piece)
+        # Short: the object ended there. Whole: only its size says whether it goes on.
+        return position if position < length else await store.size(key)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)  # a short unlink: not worth a thread hop
+        raise

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from storage import RECORDINGS_PREFIX, RenditionQueue
@@ -250,3 +251,12 @@ async def test_renditions_run_at_a_lower_cpu_priority_than_capture_checks(
         assert "callrec_renditions_total 1.0" in scraped
         assert f"callrec_renditions_audio_seconds_total {SECONDS}" in scraped
         assert "callrec_rendition_backlog_audio_seconds 0.0" in scraped
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(scraped)
+            for sample in family.samples
+        }
+        # The worker's own CPU for the encode: some, and no more than the job's wall time
+        # (one thread decodes and encodes), which also counts the copy and the store.
+        cpu_s = samples["callrec_renditions_cpu_seconds_total"]
+        assert 0 < cpu_s <= samples["callrec_renditions_busy_seconds_total"]

@@ -221,6 +221,40 @@ async def test_an_object_larger_than_a_part_round_trips(store: ObjectStore, tmp_
     assert await store.read_range(KEY, len(data) - 5, len(data) + 5) == data[-5:]
 
 
+async def test_copy_out_gives_a_private_file_of_the_object_that_outlives_nothing(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    data = os.urandom(9 * MIB + 17)  # more than one piece of a ranged copy
+    await store.put_file(KEY, write(tmp_path / "incoming" / "large.bin", data))
+    target = tmp_path / "incoming" / "copy.bin"
+
+    assert await store.copy_out(KEY, target, len(data)) == len(data)
+
+    assert target.read_bytes() == data
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    target.unlink()
+    assert await store.read_range(KEY, 0, len(data)) == data
+
+
+async def test_copy_out_reports_an_object_that_is_not_the_expected_length(
+    store: ObjectStore, source: Path, tmp_path: Path
+) -> None:
+    await store.put_file(KEY, source)
+
+    longer = await store.copy_out(KEY, tmp_path / "short.bin", len(DATA) - 10)
+    shorter = await store.copy_out(KEY, tmp_path / "long.bin", len(DATA) + 10)
+
+    assert (longer, shorter) == (len(DATA), len(DATA))
+
+
+async def test_copy_out_of_an_absent_key_raises_object_missing(
+    store: ObjectStore, tmp_path: Path
+) -> None:
+    with pytest.raises(ObjectMissing):
+        await store.copy_out(KEY, tmp_path / "none.bin", 10)
+    assert not (tmp_path / "none.bin").exists()
+
+
 @pytest.mark.parametrize(
     "key", ["../x", "/abs", "A B", "", "objects//x", "objects/.tmp-x", "objects/ab/"]
 )
@@ -284,6 +318,19 @@ async def test_filesystem_put_from_the_same_filesystem_links_and_leaves_no_tempo
 
     assert tree(root) == ["objects", "objects/ab", KEY]
     assert inode(root / KEY) == inode(source)
+
+
+async def test_filesystem_copy_out_on_the_same_filesystem_links_instead_of_copying(
+    tmp_path: Path, source: Path
+) -> None:
+    root = tmp_path / "store"
+    store = FilesystemObjectStore(root)
+    await store.put_file(KEY, source)
+    target = tmp_path / "scratch.bin"
+
+    await store.copy_out(KEY, target, len(DATA))
+
+    assert inode(target) == inode(root / KEY)
 
 
 @pytest.fixture
