@@ -23,7 +23,7 @@ from sqlalchemy.orm import raiseload
 from storage.anchors.ledger import DeletionLedger
 from storage.audit import AuditRecord, AuditTrail
 from storage.db.database import Database
-from storage.db.job_models import RenditionJob, RenditionState
+from storage.db.job_models import RenditionJob
 from storage.db.models import (
     AuditEvent,
     DataKey,
@@ -33,12 +33,16 @@ from storage.db.models import (
     StoredObject,
 )
 from storage.db.repository import RecordingRepository
+from storage.deletion_finish import (
+    deletion_receipt,
+    renditions_in_flight,
+    shares_of,
+    stored_objects_of,
+)
 from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
-from storage.keys.key_shares import share_key_for
 from storage.keys.receipts import RECEIPT_ACTION, ReceiptSigner
-from storage.objects.store import ObjectStore, ObjectVersion
-from storage.recordings import object_key_for
+from storage.objects.store import ObjectStore
 from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
@@ -189,23 +193,7 @@ class RecordingDeleter(RetentionQueries):
         if not recording_ids:
             return []
         ids = list(recording_ids)
-        async with self._database.read() as session:
-            stored = (
-                await session.execute(
-                    select(
-                        StoredObject.recording_id,
-                        StoredObject.object_key,
-                        StoredObject.version_id,
-                        StoredObject.plaintext_sha256,
-                    )
-                    .join(Recording, Recording.id == StoredObject.recording_id)
-                    # Only recordings whose keys are gone: a stored one is never touched here.
-                    .where(
-                        StoredObject.recording_id.in_(ids),
-                        Recording.state == RecordingState.DELETING,
-                    )
-                )
-            ).all()
+        stored = await stored_objects_of(self._database, ids)
         if self._ledger is not None:
             # Outside the database before anything goes from the store, so a backup
             # restored later cannot bring this recording back (see docs/operations.md).
@@ -223,14 +211,12 @@ class RecordingDeleter(RetentionQueries):
             await self._ledger.record(
                 {rid: reasons.get(rid, "unknown") for rid in deleting}, self._clock()
             )
-        shares = await self._shares_of(ids)
-        unfinished = await self._renditions_in_flight(ids)
-        await self._objects.delete_many(
-            [ObjectVersion(row[1], row[2]) for row in stored] + shares + unfinished
-        )
+        shares = await shares_of(self._database, ids)
+        unfinished = await renditions_in_flight(self._database, ids)
+        await self._objects.delete_many([item.version for item in stored] + shares + unfinished)
         hashes: dict[uuid.UUID, list[str]] = {}
-        for recording_id, _, _, sha256 in stored:
-            hashes.setdefault(recording_id, []).append(sha256)
+        for stored_object in stored:
+            hashes.setdefault(stored_object.recording_id, []).append(stored_object.sha256)
         signer = await self._receipts()
         async with self._database.transaction() as session:
             rows = (
@@ -264,62 +250,18 @@ class RecordingDeleter(RetentionQueries):
                 row.state = RecordingState.DELETED
                 row.deleted_at = now
                 receipts.append(
-                    AuditRecord(
-                        actor=RETENTION_ACTOR,
-                        action=RECEIPT_ACTION,
-                        recording_id=row.id,
-                        details=signer.sign(
-                            {
-                                "recording_id": str(row.id),
-                                "source": row.source,
-                                "started_at": rfc3339(row.started_at),
-                                "retention_deadline": rfc3339(row.retention_deadline),
-                                "deleted_at": rfc3339(now),
-                                "reason": reasons.get(row.id, "unknown"),
-                                # What was destroyed, identified by its hashes alone.
-                                "objects": len(hashes.get(row.id, [])),
-                                "sha256": sorted(hashes.get(row.id, [])),
-                            }
-                        ),
+                    deletion_receipt(
+                        signer,
+                        row,
+                        deleted_at=now,
+                        reason=reasons.get(row.id, "unknown"),
+                        sha256=hashes.get(row.id, []),
                     )
                 )
             await self._audit.append_many(session, receipts)
         if self._after_batch is not None:
             await self._after_batch()
         return finished
-
-    async def _shares_of(self, recording_ids: list[uuid.UUID]) -> list[ObjectVersion]:
-        """The key shares of those recordings whose keys are gone (each exact version)."""
-        async with self._database.read() as session:
-            rows = await session.execute(
-                select(Recording.id, Recording.key_share_version_id).where(
-                    Recording.id.in_(recording_ids),
-                    Recording.state == RecordingState.DELETING,
-                    Recording.key_share_digest.is_not(None),
-                )
-            )
-            return [ObjectVersion(share_key_for(rid), version) for rid, version in rows]
-
-    async def _renditions_in_flight(self, recording_ids: list[uuid.UUID]) -> list[ObjectVersion]:
-        """What unfinished rendition jobs of those recordings may have put in the store: a
-        worker overtaken by this deletion deletes its own object, but one that died would
-        leave it behind."""
-        async with self._database.read() as session:
-            rows = await session.execute(
-                select(RenditionJob.object_id)
-                .join(Recording, Recording.id == RenditionJob.recording_id)
-                .where(
-                    RenditionJob.recording_id.in_(recording_ids),
-                    Recording.state == RecordingState.DELETING,
-                    RenditionJob.state != RenditionState.DONE,
-                    RenditionJob.object_id.is_not(None),
-                )
-            )
-            return [
-                ObjectVersion(object_key_for(object_id), None)
-                for (object_id,) in rows
-                if object_id is not None
-            ]
 
     async def reapply(self, reasons: Mapping[uuid.UUID, str]) -> list[uuid.UUID]:
         """Begin again, in one commit, deletions the deletion ledger records but a restored
