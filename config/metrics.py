@@ -20,6 +20,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -35,6 +36,9 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The process's start time, memory, CPU and descriptors, under the service's own
+        # prefix so a rule can tell them from other processes' in the same namespace.
+        ProcessCollector(namespace="callrec", registry=self.registry)
         self._before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.requests = Counter(
             "callrec_http_requests",
