@@ -24,6 +24,8 @@ from config.metrics import (
     FetchMetrics,
     HttpMetrics,
     IntegrityMetrics,
+    KeyMetrics,
+    ReadinessMetrics,
     RenditionMetrics,
     RetentionMetrics,
 )
@@ -198,9 +200,30 @@ async def stamp_request_id(request: web.Request, response: web.StreamResponse) -
 def _operations(services: Services, app: web.Application, metrics: HttpMetrics) -> None:
     """/healthz, /readyz and /metrics, with the gauges read from the database at each scrape."""
     retention_metrics = RetentionMetrics(metrics.registry)
+    retention_metrics.schedule(services.settings.retention_sweep_interval)
     fetch_metrics = FetchMetrics(metrics.registry)
     rendition_metrics = RenditionMetrics(metrics.registry)
+    readiness_metrics = ReadinessMetrics(metrics.registry)
+    key_metrics = KeyMetrics(metrics.registry)
     horizon = sweep_horizon(services.settings)
+
+    async def unready_because() -> list[str]:
+        """Why this replica should get no traffic; empty when it is ready."""
+        if app[DRAIN].draining:
+            return ["draining"]
+        problems = []
+        try:
+            await check_database(services.database.engine)
+        except StorageError:
+            problems.append("database")
+        try:
+            await services.objects.check()
+        except StorageError:
+            problems.append("store")
+        return problems
+
+    async def refresh_readiness_gauge() -> None:
+        readiness_metrics.show(not await unready_because())
 
     async def refresh_retention_gauges() -> None:
         now = services.clock()
@@ -214,29 +237,28 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
             await services.rendition_queue.backlog(), services.rendition_workers.tally
         )
 
+    async def refresh_key_gauges() -> None:
+        every = services.settings.key_rotation_interval
+        key_metrics.show(await services.keys.rotation_due_at(every))
+
+    metrics.refresh_on_scrape(refresh_readiness_gauge)
     metrics.refresh_on_scrape(refresh_retention_gauges)
     metrics.refresh_on_scrape(refresh_fetch_gauges)
     metrics.refresh_on_scrape(refresh_rendition_gauges)
+    metrics.refresh_on_scrape(refresh_key_gauges)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        if app[DRAIN].draining:
+        problems = await unready_because()
+        readiness_metrics.show(not problems)
+        if problems == ["draining"]:
             # First of all: a load balancer must stop sending here before anything else.
             return web.json_response(
                 {"error": "draining", "detail": "shutting down; finishing work in flight"},
                 status=503,
             )
-        problems = []
-        try:
-            await check_database(services.database.engine)
-        except StorageError:
-            problems.append("database")
-        try:
-            await services.objects.check()
-        except StorageError:
-            problems.append("store")
         if problems:
             return web.json_response(
                 {"error": "not_ready", "detail": f"unreachable: {', '.join(problems)}"},

@@ -1,5 +1,8 @@
-"""Prometheus metrics on a registry owned by the app (no globals): the HTTP front door and
-the retention sweeps."""
+"""Prometheus metrics on a registry owned by the app (no globals): the HTTP front door,
+readiness, the retention sweeps and attestations, the queues, the scrub and key rotation.
+
+The alert rules in deploy/kubernetes/base/prometheusrule.yaml name these metrics; a test
+checks that every metric they name is served."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,6 +21,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -33,6 +37,9 @@ class HttpMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # The process's start time, memory, CPU and descriptors, under the service's own
+        # prefix so a rule can tell them from other processes' in the same namespace.
+        ProcessCollector(namespace="callrec", registry=self.registry)
         self._before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.requests = Counter(
             "callrec_http_requests",
@@ -139,6 +146,26 @@ class RetentionMetrics:
             "Unix time at which a sweep of this process last finished without error.",
             registry=registry,
         )
+        self.interval = Gauge(
+            "callrec_retention_sweep_interval_seconds",
+            "How often this process sweeps (CALLREC_RETENTION_SWEEP_INTERVAL).",
+            registry=registry,
+        )
+        self.attestation_failed = Gauge(
+            "callrec_retention_attestation_failed",
+            "1 when the last daily attestation found unheld recordings past their deadline, "
+            "else 0 (read from the audit trail: the same on every replica).",
+            registry=registry,
+        )
+        self.last_attestation = Gauge(
+            "callrec_retention_last_attestation_timestamp_seconds",
+            "Unix time of the last daily attestation (0: none yet).",
+            registry=registry,
+        )
+
+    def schedule(self, interval: timedelta) -> None:
+        """Show how often sweeps run, so an alert can say "two intervals" whatever it is."""
+        self.interval.set(interval.total_seconds())
 
     def sweep_finished(self, *, deleted: int, seconds: float, at: datetime) -> None:
         """Record a successful sweep."""
@@ -158,6 +185,9 @@ class RetentionMetrics:
         self.held.set(facts.held)
         oldest = facts.oldest_unheld_started_at
         self.oldest_unheld_age.set(0 if oldest is None else (now - oldest).total_seconds())
+        self.attestation_failed.set(1 if facts.last_attestation_passed is False else 0)
+        attested = facts.last_attestation_at
+        self.last_attestation.set(0 if attested is None else attested.timestamp())
 
 
 class FetchMetrics:
@@ -271,3 +301,41 @@ class IntegrityMetrics:
         for problem in SCRUB_PROBLEMS:
             self.problems.labels(problem=problem).set(problems.get(problem, 0))
         self.last_run.set(at)
+
+
+class ReadinessMetrics:
+    """Whether this replica is ready, by the same test as ``/readyz``: a replica the load
+    balancer has left out still answers Prometheus, which scrapes every pod."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.ready = Gauge(
+            "callrec_ready",
+            "1 when this replica would answer /readyz with 200, 0 when draining or when the "
+            "database or the object store cannot be reached.",
+            registry=registry,
+        )
+
+    def show(self, ready: bool) -> None:
+        """Record the outcome of a readiness check."""
+        self.ready.set(1 if ready else 0)
+
+
+class KeyMetrics:
+    """When the current key generation is due to be replaced (CALLREC_KEY_ROTATION_INTERVAL).
+
+    The service rotates by itself within an hour of that time; a generation that outlives
+    it means the scheduled rotation is failing. NaN while nothing is due: scheduled
+    rotation off, or no key made yet.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rotation_due = Gauge(
+            "callrec_keys_rotation_due_timestamp_seconds",
+            "Unix time at which the current key generation is due to be rotated "
+            "(NaN: scheduled rotation off, or no key yet).",
+            registry=registry,
+        )
+
+    def show(self, due: datetime | None) -> None:
+        """Record the current generation's due time."""
+        self.rotation_due.set(float("nan") if due is None else due.timestamp())

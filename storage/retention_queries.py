@@ -41,6 +41,8 @@ class RetentionFacts:
     last_sweep_at: datetime | None
     last_sweep: dict[str, object] | None
     last_attestation_at: datetime | None
+    last_attestation_passed: bool | None
+    """Whether the last attestation found nothing unheld past its deadline (None: none yet)."""
 
 
 class RetentionQueries:
@@ -151,6 +153,9 @@ class RetentionQueries:
             last_sweep_at=last.occurred_at if last is not None else None,
             last_sweep=dict(last.details or {}) if last is not None else None,
             last_attestation_at=attestation.occurred_at if attestation is not None else None,
+            last_attestation_passed=(
+                attestation.outcome == "allow" if attestation is not None else None
+            ),
         )
 
     async def _record(self, event: AuditRecord) -> None:

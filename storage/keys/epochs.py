@@ -106,6 +106,11 @@ class EpochKeys:
         """Rotate when the current generation is ``every`` old; the new generation, or None."""
         return await self._rotation.rotate_if_due(every, actor=actor)
 
+    async def rotation_due_at(self, every: timedelta) -> datetime | None:
+        """When the current generation is due to be replaced under a rotation ``every``
+        long; None when scheduled rotation is off or no key exists yet."""
+        return await self._rotation.rotation_due_at(every)
+
     async def rotate(self, *, actor: str) -> int:
         """Start a new generation (and root version); returns the new generation."""
         return await self._rotation.rotate(actor=actor)

@@ -14,7 +14,7 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -60,15 +60,21 @@ class Rotation:
         Before the first rotation the age is counted from the first epoch key, so a new
         installation is not rotated on its first day. ``every`` of zero never rotates.
         """
+        due = await self.rotation_due_at(every)
+        if due is None or self._keys.clock() < due:
+            return None
+        return await self.rotate(actor=actor)
+
+    async def rotation_due_at(self, every: timedelta) -> datetime | None:
+        """When the current generation is ``every`` old and due to be replaced; None when
+        ``every`` is zero (no scheduled rotation) or no key has been made yet."""
         if not every:
             return None
         async with self._keys.database.read() as session:
             since = await session.scalar(
                 select(KeyRotation.rotated_at).order_by(KeyRotation.generation.desc()).limit(1)
             ) or await session.scalar(select(func.min(EpochKey.created_at)))
-        if since is None or self._keys.clock() - since < every:
-            return None
-        return await self.rotate(actor=actor)
+        return None if since is None else since + every
 
     async def rotate(self, *, actor: str) -> int:
         """Make a new root version current (where the provider has versions) and a new

@@ -59,10 +59,17 @@ async def test_the_attestation_counts_overdue_lists_holds_and_reports_the_lag(
         clock.now = deadline + timedelta(hours=1)
         failing = await attest(deleter, now=clock.now, window=timedelta(days=1))
         assert failing["overdue_unheld"] == 1
+        # What the CallrecAttestationFailed alert reads, the same on every replica.
+        text = await scrape(service)
+        assert metric(text, "callrec_retention_attestation_failed") == 1
+        assert metric(text, "callrec_retention_last_attestation_timestamp_seconds") == (
+            clock.now.timestamp()
+        )
         await sweep_expired_recordings(deleter, now=clock.now, horizon=HORIZON)
         clock.advance(timedelta(minutes=5))
         passing = await attest(deleter, now=clock.now, window=timedelta(days=1))
 
+        assert metric(await scrape(service), "callrec_retention_attestation_failed") == 0
         assert passing["overdue_unheld"] == 0
         assert passing["held_past_deadline"] == [
             {

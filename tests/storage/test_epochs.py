@@ -331,3 +331,25 @@ async def test_scheduled_rotation_comes_when_the_generation_is_old_enough(
         assert await keys.rotate_if_due(timedelta(days=90), actor="keys") == 2
         rotations = await actions(services, "keys.rotated")
         assert [event.actor for event in rotations] == ["keys", "keys"]
+
+
+async def test_the_rotation_due_time_is_what_the_scheduled_rotation_follows(
+    tmp_path: Path, database_url: str
+) -> None:
+    # The time an alert compares with the clock: a generation outliving it means the
+    # scheduled rotation is not happening.
+    clock = FakeClock(WEEK_23)
+    every = timedelta(days=90)
+    async with service_parts(tmp_path / "var", database_url, clock) as services:
+        keys = services.keys
+        assert await keys.rotation_due_at(every) is None  # no key yet
+        await capture(services, "first", WEEK_23)
+        first_due = await keys.rotation_due_at(every)
+        assert first_due is not None
+        assert first_due == WEEK_23 + every  # the first key was made at WEEK_23
+        assert await keys.rotation_due_at(timedelta(0)) is None  # scheduled rotation off
+        clock.now = first_due - timedelta(seconds=1)
+        assert await keys.rotate_if_due(every, actor="keys") is None
+        clock.now = first_due
+        assert await keys.rotate_if_due(every, actor="keys") == 1
+        assert await keys.rotation_due_at(every) == first_due + every
