@@ -27,9 +27,11 @@ lint: $(STAMP)
 
 # Debian tools the tests drive: ffmpeg (with libgsm) makes the GSM 6.10 fixtures and is
 # the benchmark's baseline; chromium is the real browser the review page is tested in
-# (driven by Playwright, no browser download). Installed when missing and possible (root
-# with apt-get); otherwise the tests that need them skip, which CI=true turns into failures.
-SYSTEM_PACKAGES := ffmpeg chromium
+# (driven by Playwright, no browser download); docker-compose, caddy and systemd check the
+# deploy files (`docker-compose config`, `caddy validate`, `systemd-analyze verify`), with
+# no container engine or service started. Installed when missing and possible (root with
+# apt-get); otherwise the tests that need them skip, which CI=true turns into failures.
+SYSTEM_PACKAGES := ffmpeg chromium docker-compose caddy systemd
 system-tools:
 	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
