@@ -28,7 +28,7 @@ make_bucket() {
         return 0
     fi
     aws s3api create-bucket --bucket "$bucket" \
-        --create-bucket-configuration "LocationConstraint=$AWS_REGION" "$@" >/dev/null
+        --create-bucket-configuration "LocationConstraint=$AWS_DEFAULT_REGION" "$@" >/dev/null
     echo "bootstrap: made bucket $bucket"
 }
 

@@ -247,7 +247,7 @@ def test_the_bootstrap_makes_the_buckets_and_key_the_replicas_use(
     assert settings["CALLREC_EPOCH_KEY_STORE_URL"] == f"s3://{buckets['EPOCH_KEYS']}"
     assert settings["CALLREC_ANCHOR_STORE_URL"] == f"s3://{buckets['ANCHORS']}"
     assert bootstrap["environment"]["KMS_ALIAS"] == settings["CALLREC_KMS_KEY_ID"]
-    for variable in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KMS", "AWS_REGION"):
+    for variable in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KMS", "AWS_DEFAULT_REGION"):
         assert bootstrap["environment"][variable] == settings[variable]
 
 
