@@ -268,3 +268,12 @@ def test_make_secrets_writes_every_secret_once(compose: dict[str, Any], tmp_path
     name, _, secret = read["push_secrets"].partition("=")
     assert name == "pbx1"
     assert len(secret) >= 32
+
+
+def test_the_region_is_one_boto3_reads(compose: dict[str, Any]) -> None:
+    # boto3 takes the region from AWS_DEFAULT_REGION, not AWS_REGION: without it the KMS
+    # client has no region and start-up stops.
+    for name in (*REPLICAS, "migrate", "bootstrap"):
+        environment = services(compose)[name]["environment"]
+        assert environment.get("AWS_DEFAULT_REGION") == "eu-west-2", name
+        assert "AWS_REGION" not in environment, name
