@@ -28,11 +28,13 @@ lint: $(STAMP)
 # Debian tools the tests drive: ffmpeg (with libgsm) makes the GSM 6.10 fixtures and is
 # the benchmark's baseline; chromium is the real browser the review page is tested in
 # (driven by Playwright, no browser download); prometheus brings promtool, which loads and
-# unit-tests the alert rules (where systemd runs, Debian starts the package's server too:
-# `systemctl disable --now prometheus` if it is not wanted). Installed when missing and
-# possible (root with apt-get); otherwise the tests that need them skip, which CI=true
+# unit-tests the alert rules; docker-compose, caddy and systemd check the deploy files
+# (`docker-compose config`, `caddy validate`, `systemd-analyze verify`), with no container
+# engine started. Where systemd runs, Debian starts the prometheus and caddy servers too:
+# `systemctl disable --now prometheus caddy` if they are not wanted. Installed when missing
+# and possible (root with apt-get); otherwise the tests that need them skip, which CI=true
 # turns into failures.
-SYSTEM_PACKAGES := ffmpeg chromium prometheus
+SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd
 system-tools:
 	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
