@@ -28,6 +28,7 @@ from tests.deploy.manifests import (
     render,
     validate,
 )
+from tests.deploy.settings_names import unknown_settings
 from tests.service_support import running_service
 
 RENDERS = {"base": BASE, "production": PRODUCTION}
@@ -192,15 +193,13 @@ def _aws_variables() -> set[str]:
 @pytest.mark.parametrize("which", sorted(RENDERS))
 def test_every_variable_the_manifests_set_is_one_the_service_reads(which: str) -> None:
     manifests = render(RENDERS[which])
-    fields = set(Settings.model_fields)
     aws = _aws_variables()
     for name, spec in pod_specs(manifests):
         for container in containers(spec):
-            for variable in _environment(manifests, container):
-                if variable.startswith("CALLREC_"):
-                    setting = variable.removeprefix("CALLREC_").removesuffix("_FILE").lower()
-                    assert setting in fields, f"{name}: {variable} is no setting"
-                else:
+            variables = list(_environment(manifests, container))
+            assert not unknown_settings(variables), f"{name}: no such setting"
+            for variable in variables:
+                if not variable.startswith("CALLREC_"):
                     assert variable in aws, f"{name}: {variable} is read by nothing"
 
 
@@ -265,11 +264,7 @@ def _documented_secrets() -> dict[tuple[str, str], str]:
 def test_every_secret_and_config_map_referenced_exists_or_is_documented(which: str) -> None:
     manifests = render(RENDERS[which])
     documented = _documented_secrets()
-    fields = set(Settings.model_fields)
-    for (_, _), reader in documented.items():
-        if reader.startswith("CALLREC_"):
-            setting = reader.removeprefix("CALLREC_").removesuffix("_FILE").lower()
-            assert setting in fields, reader
+    assert not unknown_settings(documented.values())
     config_maps = {m["metadata"]["name"] for m in every(manifests, "ConfigMap")}
     for name, spec in pod_specs(manifests):
         for container in containers(spec):
