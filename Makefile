@@ -30,11 +30,12 @@ lint: $(STAMP)
 # (driven by Playwright, no browser download); prometheus brings promtool, which loads and
 # unit-tests the alert rules; docker-compose, caddy and systemd check the deploy files
 # (`docker-compose config`, `caddy validate`, `systemd-analyze verify`), with no container
-# engine started. Where systemd runs, Debian starts the prometheus and caddy servers too:
-# `systemctl disable --now prometheus caddy` if they are not wanted. Installed when missing
-# and possible (root with apt-get); otherwise the tests that need them skip, which CI=true
-# turns into failures.
-SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd
+# engine started. podman builds the container image (no container is started either) and
+# mmdebstrap makes the Debian base it is built on for its test. Where systemd runs, Debian
+# starts the prometheus and caddy servers too: `systemctl disable --now prometheus caddy` if
+# they are not wanted. Installed when missing and possible (root with apt-get); otherwise
+# the tests that need them skip, which CI=true turns into failures.
+SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd podman mmdebstrap
 system-tools:
 	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
