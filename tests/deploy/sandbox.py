@@ -12,6 +12,7 @@ so they happen in the process that then becomes the image's program.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -151,7 +152,11 @@ class Container:
     def kill(self) -> None:
         """End everything that was started, if it is still running."""
         if self.launcher.poll() is None:
-            self.launcher.kill()  # --kill-child takes the program and its children along
+            # The first process of its PID namespace: when it dies, every process in the
+            # namespace does. (unshare's --kill-child does not reach it: changing user
+            # cleared the parent-death signal it had set.)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
             self.launcher.wait(timeout=30)
 
 
