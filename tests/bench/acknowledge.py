@@ -4,7 +4,8 @@ Measured on a real ``callrec serve`` (embedded default, its default workers):
 
 - eight senders each push a 30-minute 8 kHz mono call at once: each one's time from its
   last byte sent to its acknowledgement, against writing and fsyncing the same eight
-  files at once in the same run;
+  files at once in the same run, and against the hashing and encryption every byte
+  needs, done alone on the same cores (what bounds ingest when the disk is fast);
 - one hour-long push: its acknowledgement after the last byte;
 - the rendition backlog those leave, drained: audio hours rendered per core-hour (from
   the service's own counter of the media workers' CPU seconds), against the ffmpeg
@@ -17,8 +18,11 @@ Measured on a real ``callrec serve`` (embedded default, its default workers):
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,6 +30,8 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from storage.crypto.encryptor import SegmentEncryptor
+from storage.crypto.format import new_data_key
 from tests.bench.media import ffmpeg_run, write_call_audio
 from tests.bench.playback import percentile
 from tests.bench.servers import CHUNK, SECRET, server, write_with_fsync
@@ -131,6 +137,29 @@ def baseline_writes(pushes: list[PushFile]) -> list[float]:
         )
 
 
+def protocol_floor(pushes: list[PushFile], threads: int = 2) -> float:
+    """Seconds for the work every byte of a push needs, with no network, disk or parsing:
+    the body's HMAC-SHA256 (the push signature), and the SHA-256 and AES-GCM segments of
+    the same bytes, the eight bodies on ``threads`` threads (the machine's cores). What
+    ingest cannot go below on this machine, whatever the disk does."""
+
+    def one(push: PushFile) -> None:
+        mac = hmac.new(SECRET.encode(), b"", hashlib.sha256)
+        digest = hashlib.sha256()
+        encryptor = SegmentEncryptor(new_data_key(), uuid.uuid4())
+        with push.path.open("rb") as reader:
+            while chunk := reader.read(CHUNK):
+                mac.update(chunk)
+                digest.update(chunk)
+                encryptor.update_view(chunk)
+        encryptor.finalize()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, pushes))
+    return time.perf_counter() - started
+
+
 async def acknowledgement_rows(root: Path, quick: bool) -> list[list[str]]:
     """Rows for the table: the burst, the hour, the backlog drained, /healthz throughout."""
     burst_s, hour_s = (180, 360) if quick else (1800, 3600)
@@ -141,6 +170,7 @@ async def acknowledgement_rows(root: Path, quick: bool) -> list[list[str]]:
     burst = pushes_of(root, call, burst_s, SENDERS, "burst")
     (long_push,) = pushes_of(root, hour, hour_s, 1, "hour")
     disk = baseline(burst)
+    floor = protocol_floor(burst)
     cli_wall_s, cli_cpu_s, _ = ffmpeg_run(call, 1, root)
     with server(root, "server-acknowledge") as running:
         stop = asyncio.Event()
@@ -181,6 +211,14 @@ async def acknowledgement_rows(root: Path, quick: bool) -> list[list[str]]:
             f"write + fsync, median {statistics.median(disk):.2f} s",
             f"{statistics.median(disk) / ingest:.2f}x",
             ">= 0.25x",
+        ],
+        [
+            "the same, against the work every byte needs: HMAC-SHA256, SHA-256 and AES-GCM "
+            f"of the {SENDERS} bodies on 2 threads, no network, disk or parsing",
+            f"{ingest:.2f} s",
+            f"{floor:.2f} s",
+            f"{floor / ingest:.2f}x",
+            "measured",
         ],
         [
             f"a {hour_s // 60}-min 8 kHz mono push: last byte to acknowledgement",
