@@ -36,6 +36,7 @@ from retention import retention_status
 from retrieval import CAPABILITY_PARAMETERS, AnswerBrokenOff, ReviewPages, create_api_app
 from storage import (
     AnchorInvalid,
+    CallAccesses,
     PeakReader,
     ReferralLinks,
     StorageError,
@@ -353,6 +354,7 @@ def create_app(services: Services) -> web.Application:
             audio=services.audio,
             audit=services.audit_log,
             trail=services.audit_log,
+            call_accesses=CallAccesses(services.database),
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             peaks=PeakReader(services.database),
             holds=services.holds,

@@ -30,6 +30,7 @@ from retrieval.recordings import PeakSource, RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
 from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
+from retrieval.staff_accesses import CallAccessReader, StaffAccessHandlers
 from retrieval.trail import AuditHandlers, AuditReader
 
 
@@ -40,6 +41,7 @@ def create_api_app(
     audio: AudioOpener,
     audit: AuditSink,
     trail: AuditReader,
+    call_accesses: CallAccessReader,
     referrals: ReferralChanges,
     peaks: PeakSource,
     holds: HoldOffice,
@@ -74,6 +76,7 @@ def create_api_app(
         audit=AuditHandlers(trail, audit),
         retention=RetentionHandlers(access, retention_report),
         dead_letters=DeadLetterHandlers(access, dead_letters),
+        staff=StaffAccessHandlers(call_accesses, audit),
         document=document,
     )
     for route in ROUTES:

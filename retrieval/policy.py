@@ -107,3 +107,13 @@ AUDIT_READERS: Final = frozenset({"auditor", "dpo"})
 def may_read_audit(principal: Principal) -> bool:
     """Whether the person may read the audit trail."""
     return bool(principal.roles & AUDIT_READERS)
+
+
+# Call handlers: they see who accessed the calls they took (matched on their subject),
+# and nothing else; no role reads another person's list here, the trail serves auditors.
+CALL_HANDLERS: Final = frozenset({"staff"})
+
+
+def may_read_own_accesses(principal: Principal) -> bool:
+    """Whether the person may see who accessed the calls they handled."""
+    return bool(principal.roles & CALL_HANDLERS)

@@ -11,5 +11,6 @@ ROLES: Final = (
     "auditor",
     "dpo",
     "admin",
+    "staff",
 )
 PURPOSES: Final = ("quality_review", "staff_safety", "subject_access")

@@ -14,13 +14,14 @@ from typing import Any
 
 from aiohttp.typedefs import Handler
 
-from retrieval import trail
+from retrieval import staff_accesses, trail
 from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.holds import HoldHandlers
 from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
 from retrieval.playback import GRANT_PARAMETER, VARIANTS, PlaybackHandlers
 from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
+from retrieval.staff_accesses import StaffAccessHandlers
 from retrieval.trail import AuditHandlers
 
 
@@ -34,6 +35,7 @@ class ApiHandlers:
     audit: AuditHandlers
     retention: RetentionHandlers
     dead_letters: DeadLetterHandlers
+    staff: StaffAccessHandlers
     document: Handler
 
 
@@ -279,6 +281,31 @@ ROUTES: tuple[Route, ...] = (
                 default=trail.ORDERS[0],
             ),
             _whole("limit", "Page size", 1, trail.MAX_LIMIT, trail.DEFAULT_LIMIT),
+        ),
+    ),
+    Route(
+        "GET",
+        "/me/accesses",
+        lambda h: h.staff.listed,
+        "Who replayed or downloaded the calls the caller handled, newest first (staff: "
+        "their own calls, matched on agent; never audio or the caller's numbers; the read "
+        "is audited)",
+        {200: Answer("One page, and the cursor to the next", "CallAccessPage")},
+        (400, 403),
+        query=(
+            query(
+                "cursor",
+                "next_cursor of the previous page",
+                type="string",
+                pattern="^[0-9]{1,18}$",
+            ),
+            _whole(
+                "limit",
+                "Page size",
+                1,
+                staff_accesses.MAX_LIMIT,
+                staff_accesses.DEFAULT_LIMIT,
+            ),
         ),
     ),
     Route(

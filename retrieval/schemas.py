@@ -240,6 +240,24 @@ SCHEMAS: dict[str, Any] = {
         outcome={"type": "string"},
         details={"type": "object"},
     ),
+    "CallAccessPage": _object(
+        "accesses next_cursor",
+        accesses={"type": "array", "items": ref("CallAccess")},
+        next_cursor=_nullable("string", description="pass as cursor for the next page"),
+    ),
+    "CallAccess": {
+        **_object(
+            "occurred_at actor kind purpose recording_id call_started_at",
+            occurred_at=_TIME,
+            actor={"type": "string", "description": "who, as the audit trail names them"},
+            kind={"type": "string", "enum": ["replayed", "downloaded"]},
+            purpose=_nullable("string", enum=[*PURPOSES, None]),
+            recording_id=_ID,
+            call_started_at=_TIME,
+        ),
+        # Closed: nothing about the call beyond what identifies it to its handler.
+        "additionalProperties": False,
+    },
     "RetentionStatus": _object(
         "retention_period_days sweep_interval_s last_sweep next_sweep due_before_next_sweep "
         "overdue oldest_deadline oldest_unheld_age_s recordings holds last_attestation",

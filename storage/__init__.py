@@ -28,6 +28,7 @@ from storage.crypto.file_reader import EncryptedFileReader
 from storage.crypto.sealed_writer import SealedFile, SealedFileWriter
 from storage.crypto.spool import EncryptedSpool, SpoolDirectory, SpoolFacts, sweep_spool
 from storage.crypto.verified_reader import StoredCiphertext, VerifiedObject, open_verified
+from storage.db.call_accesses import CallAccess, CallAccesses, CallAccessQuery
 from storage.db.catalog import (
     CopyState,
     PlaybackCopy,
@@ -141,6 +142,9 @@ __all__ = [
     "AuditQuery",
     "AuditRecord",
     "AuditTrail",
+    "CallAccess",
+    "CallAccessQuery",
+    "CallAccesses",
     "CaptureInProgress",
     "CaptureOutcome",
     "Checkpoint",

@@ -27,6 +27,7 @@ from retrieval.policy import (
     may_manage_holds,
     may_read_audit,
     may_read_dead_letters,
+    may_read_own_accesses,
     may_read_retention,
     may_search,
     purposes_for,
@@ -58,6 +59,7 @@ _STATIC: Final = {
     "player.js": "text/javascript",
     "audit.js": "text/javascript",
     "retention.js": "text/javascript",
+    "accesses.js": "text/javascript",
 }
 _MAX_TOKEN = 8192
 # Each kind of hold as the page offers it: the policy's name, read as words.
@@ -102,6 +104,7 @@ class ReviewPages:
         app.router.add_get("/recordings/{id}", self.recording)
         app.router.add_get("/audit", self.audit)
         app.router.add_get("/retention", self.retention)
+        app.router.add_get("/accesses", self.accesses)
         app.router.add_get("/sign-in", self.sign_in_form)
         app.router.add_post("/sign-in", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
@@ -122,6 +125,8 @@ class ReviewPages:
                 return _redirect("/audit")
             if may_read_retention(principal):
                 return _redirect("/retention")
+            if may_read_own_accesses(principal):
+                return _redirect("/accesses")
         return self._page("search.html", principal, facts, script="search.js")
 
     async def recording(self, request: web.Request) -> web.StreamResponse:
@@ -159,6 +164,14 @@ class ReviewPages:
             return _to_sign_in()
         principal, facts = found
         return self._page("retention.html", principal, facts, script="retention.js")
+
+    async def accesses(self, request: web.Request) -> web.StreamResponse:
+        """Who replayed or downloaded the caller's own calls (call handlers)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        return self._page("accesses.html", principal, facts, script="accesses.js")
 
     # -- signing in and out ------------------------------------------------------------
 
@@ -334,6 +347,7 @@ def _abilities(principal: Principal) -> dict[str, bool]:
         "audit": may_read_audit(principal),
         "retention": may_read_retention(principal),
         "fetches": may_read_dead_letters(principal),
+        "accesses": may_read_own_accesses(principal),
     }
 
 

@@ -37,6 +37,7 @@ ENDPOINTS = [
     "hold",
     "release",
     "erase",
+    "accesses",
 ]
 REASON = "matrix check of access"
 # Expected status per role, for a recording of the caller's own team and of another team.
@@ -54,6 +55,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "hold": (403, 403),
         "release": (403, 403),
         "erase": (403, 403),
+        "accesses": (403, 403),
     },
     "safety_reviewer": {
         "search": (200, 200),
@@ -67,6 +69,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "hold": (201, 201),
         "release": (200, 200),
         "erase": (403, 403),
+        "accesses": (403, 403),
     },
     "dpo": {
         "search": (200, 200),
@@ -80,6 +83,12 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "hold": (201, 201),
         "release": (200, 200),
         "erase": (200, 200),
+        "accesses": (403, 403),
+    },
+    # A call handler reaches only the accesses to their own calls: no recording, no audio,
+    # no team's anything. Every other role is refused that list (the trail serves them).
+    "staff": {
+        endpoint: (200, 200) if endpoint == "accesses" else (403, 403) for endpoint in ENDPOINTS
     },
     **{
         role: {
@@ -146,6 +155,8 @@ async def call(
             f"{base}/referrals/MASH-M2", headers={"Authorization": f"Bearer {reviewer}"}
         )
         response = await client.delete(f"{base}/referrals/MASH-M2", headers=headers)
+    elif endpoint == "accesses":
+        response = await client.get("/api/v1/me/accesses", headers=headers)
     elif endpoint == "retention":
         response = await client.get("/api/v1/retention", headers=headers)
     elif endpoint == "hold":

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from openapi_spec_validator import validate
 
-from retrieval import GrantSigner, PlaybackJournal, create_api_app, trail
+from retrieval import GrantSigner, PlaybackJournal, create_api_app, staff_accesses, trail
 from retrieval.grants import REASON_LENGTH
 from retrieval.openapi import OPENAPI
 from retrieval.parsing import SEARCH_PARAMETERS
@@ -25,6 +25,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         audio=unused,
         audit=unused,
         trail=unused,
+        call_accesses=unused,
         referrals=unused,
         peaks=unused,
         holds=unused,
@@ -109,3 +110,4 @@ def test_the_documented_query_parameters_are_those_the_handlers_accept() -> None
 
     assert names("/recordings") == set(SEARCH_PARAMETERS)
     assert names("/audit") == set(trail.PARAMETERS)
+    assert names("/me/accesses") == set(staff_accesses.PARAMETERS)
