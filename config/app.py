@@ -358,6 +358,7 @@ def create_app(services: Services) -> web.Application:
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             peaks=PeakReader(services.database),
             holds=services.holds,
+            erasures=services.erasures,
             signer=services.grants,
             journal=services.journal,
             retention_report=lambda: retention_status(
@@ -366,6 +367,7 @@ def create_app(services: Services) -> web.Application:
                 interval=services.settings.retention_sweep_interval,
                 margin=services.settings.retention_margin,
                 period=services.settings.retention_period,
+                erasure_approvals=services.settings.erasure_approvals,
             ),
             dead_letters=lambda: services.fetch_queue.dead.summary(50),
             clock=services.clock,

@@ -74,6 +74,7 @@ async def retention_cycle(
         clock=services.clock,
         horizon=sweep_horizon(services.settings),
         period=services.settings.retention_period,
+        erasure_approvals=services.settings.erasure_approvals,
         dry_run=dry_run,
         progress=progress,
         batch_size=batch_size,

@@ -41,7 +41,7 @@ from recorder import (
     VonageCallbacks,
     VonageSignature,
 )
-from retention import HoldDesk
+from retention import ErasureDesk, HoldDesk
 from retrieval import (
     GrantSigner,
     OidcSignIn,
@@ -58,6 +58,7 @@ from storage import (
     Database,
     DeletionLedger,
     EpochKeys,
+    ErasureRequests,
     FetchQueue,
     FilesystemObjectStore,
     KeyChain,
@@ -495,9 +496,18 @@ class Services:
             RecordingHolds(
                 database=self.database, objects=self.objects, audit=self.audit, clock=self.clock
             ),
-            self.deleter,
             clock=self.clock,
             max_review=self.settings.hold_max_review,
+        )
+
+    @part
+    def erasures(self) -> ErasureDesk:
+        return ErasureDesk(
+            ErasureRequests(
+                database=self.database, audit=self.audit, deleter=self.deleter, clock=self.clock
+            ),
+            self.deleter,
+            approvals=self.settings.erasure_approvals,
         )
 
     async def close(self) -> None:

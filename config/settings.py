@@ -163,6 +163,9 @@ class Settings(BaseSettings):
     hold_max_review: timedelta = Field(
         default=timedelta(days=90), ge=timedelta(days=1), le=timedelta(days=366)
     )
+    # DPOs an early erasure needs: 2 makes one DPO's erasure a request another DPO approves
+    # or rejects; 1 is for a hub with a single DPO (audited and attested as such).
+    erasure_approvals: int = Field(default=2, ge=1, le=2)
     # The service checks this many stored objects, chosen at random, every interval
     # (`callrec verify` checks them all).
     integrity_scrub_interval: timedelta = Field(

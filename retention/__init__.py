@@ -17,7 +17,14 @@ from retention.cycle import (
     SpentEpochs,
     run_retention_cycle,
 )
-from retention.holds import Erasure, HoldDesk, HoldRefused
+from retention.erasure import (
+    ERASURE_APPROVALS_SETTING,
+    SINGLE_DPO_RULE,
+    Erasure,
+    ErasureDesk,
+    SelfApproval,
+)
+from retention.holds import HoldDesk, HoldRefused
 from retention.report import RetentionCounts, retention_status
 from retention.sweep import (
     DEFAULT_BATCH,
@@ -31,18 +38,22 @@ from storage import HOLD_KINDS
 __all__ = [
     "ATTESTATION_INTERVAL",
     "DEFAULT_BATCH",
+    "ERASURE_APPROVALS_SETTING",
     "HOLD_KINDS",
     "LISTED_HOLDS",
     "RETENTION_REASON",
+    "SINGLE_DPO_RULE",
     "AttestationRecords",
     "CycleReport",
     "Deletions",
     "Erasure",
+    "ErasureDesk",
     "FetchDetails",
     "HoldDesk",
     "HoldRefused",
     "RetentionCounts",
     "RetentionRecords",
+    "SelfApproval",
     "SpentEpochs",
     "SweepReport",
     "attest",

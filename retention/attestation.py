@@ -11,6 +11,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from retention.erasure import erasure_rule
 from storage import RetentionFacts, rfc3339
 
 ATTESTATION_INTERVAL = timedelta(days=1)
@@ -29,13 +30,19 @@ class AttestationRecords(Protocol):
 
     async def deleted_since(self, since: datetime) -> list[tuple[datetime, datetime]]: ...
 
+    async def erasures_since(self, since: datetime) -> list[dict[str, Any]]: ...
+
     async def record_attestation(self, details: dict[str, Any], *, passed: bool) -> None: ...
 
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
 
 
 async def attest(
-    records: AttestationRecords, *, now: datetime, window: timedelta
+    records: AttestationRecords,
+    *,
+    now: datetime,
+    window: timedelta,
+    erasure_approvals: int = 2,
 ) -> dict[str, Any]:
     """Write the attestation: nothing is stored past its deadline unless on a listed hold.
 
@@ -43,7 +50,9 @@ async def attest(
     which carry the call's phone numbers) as well as stored recordings.
     ``largest_deletion_lag_s`` is the longest any recording deleted in the last
     ``window`` outlived its deadline (negative when every one went early, as sweeps
-    ahead of the deadline make it).
+    ahead of the deadline make it). ``early_erasure`` states the rule early erasures are
+    under (``erasure_approvals``) and counts those of the window, saying how many one DPO
+    authorised alone.
     """
     overdue_unheld = await records.overdue_unheld(now=now)
     held = await records.held_past_deadline(now=now, limit=LISTED_HOLDS + 1)
@@ -62,13 +71,33 @@ async def attest(
         "deletions_in_window": len(lags),
         "window_s": window.total_seconds(),
         "largest_deletion_lag_s": max(lags) if lags else None,
+        "early_erasure": await early_erasure(
+            records, since=now - window, approvals=erasure_approvals
+        ),
     }
     await records.record_attestation(details, passed=overdue_unheld == 0)
     return details
 
 
+async def early_erasure(
+    records: AttestationRecords, *, since: datetime, approvals: int
+) -> dict[str, Any]:
+    """The rule early erasures are under, and those begun since ``since`` by how many DPOs."""
+    erasures = await records.erasures_since(since)
+    return {
+        "approvals_required": approvals,
+        "rule": erasure_rule(approvals),
+        "erasures_in_window": len(erasures),
+        "authorised_by_single_dpo": sum(1 for item in erasures if item.get("approvals") == 1),
+    }
+
+
 async def attest_if_due(
-    records: AttestationRecords, *, now: datetime, every: timedelta = ATTESTATION_INTERVAL
+    records: AttestationRecords,
+    *,
+    now: datetime,
+    every: timedelta = ATTESTATION_INTERVAL,
+    erasure_approvals: int = 2,
 ) -> dict[str, Any] | None:
     """Write the daily attestation when the last one is ``every`` old (or there is none).
 
@@ -79,4 +108,4 @@ async def attest_if_due(
     last = facts.last_attestation_at
     if last is not None and now - last < every:
         return None
-    return await attest(records, now=now, window=every)
+    return await attest(records, now=now, window=every, erasure_approvals=erasure_approvals)

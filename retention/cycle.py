@@ -77,6 +77,7 @@ async def run_retention_cycle(
     clock: Callable[[], datetime],
     horizon: timedelta,
     period: timedelta,
+    erasure_approvals: int = 2,
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
@@ -90,7 +91,8 @@ async def run_retention_cycle(
     store outage does not keep them). After the sweep: the daily attestation when one
     is due; the fetch queue forgets callback details older than ``period`` (a dead
     letter keeps its labels for an operator, but not past the retention period); a week
-    whose recordings are all gone loses its key, in every backup too. A dry run lists
+    whose recordings are all gone loses its key, in every backup too (the attestation
+    states the early-erasure rule, ``erasure_approvals``). A dry run lists
     what is due and changes nothing.
     """
     now = clock()
@@ -107,7 +109,9 @@ async def run_retention_cycle(
     report = CycleReport(sweep, captures_reaped=reaped)
     if dry_run:
         return report
-    report.attestation = await attest_if_due(deletions, now=clock())
+    report.attestation = await attest_if_due(
+        deletions, now=clock(), erasure_approvals=erasure_approvals
+    )
     report.details_forgotten = await fetch_details.forget_details(before=clock() - period)
     try:
         report.shred = await epochs.shred_spent_epochs()

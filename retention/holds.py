@@ -1,21 +1,18 @@
-"""Holds and early erasure as the hub's policy defines them: typed, justified, time-limited.
+"""Holds as the hub's policy defines them: typed, justified, time-limited.
 
-Storage keeps holds and deletes; this module decides what a valid hold is (its kind and
-how far ahead its review date may be) and what an erasure does, so the API and any
-future command apply the same rules.
+Storage keeps holds; this module decides what a valid hold is (its kind and how far
+ahead its review date may be), so the API and any future command apply the same rules.
+Early erasure has its own module (erasure.py).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from storage import HOLD_KINDS, HoldView, NotStored, Unavailable
-
-ERASURE_REASON = "erasure"
+from storage import HOLD_KINDS, HoldView
 
 
 class HoldStore(Protocol):
@@ -30,41 +27,21 @@ class HoldStore(Protocol):
     ) -> list[str]: ...
 
 
-class Eraser(Protocol):
-    """What the desk needs from storage's deleter."""
-
-    async def begin_one(
-        self, recording_id: uuid.UUID, *, actor: str, reason: str, note: str | None = None
-    ) -> bool: ...
-
-    async def finish(self, recording_id: uuid.UUID) -> None: ...
-
-
 class HoldRefused(ValueError):
     """The hold or release asked for breaks the policy; the message says how."""
 
 
-@dataclass(frozen=True, slots=True)
-class Erasure:
-    """The outcome of an erasure: ``finished`` False when the objects go at the next sweep."""
-
-    recording_id: uuid.UUID
-    finished: bool
-
-
 class HoldDesk:
-    """Places, renews and releases holds, and erases recordings early, under the policy."""
+    """Places, renews and releases holds under the policy."""
 
     def __init__(
         self,
         holds: HoldStore,
-        eraser: Eraser,
         *,
         clock: Callable[[], datetime],
         max_review: timedelta,
     ) -> None:
         self._holds = holds
-        self._eraser = eraser
         self._clock = clock
         self.max_review = max_review
 
@@ -95,20 +72,3 @@ class HoldDesk:
         if kind is not None and kind not in HOLD_KINDS:
             raise HoldRefused(f"type must be one of {', '.join(HOLD_KINDS)}")
         return await self._holds.release(recording_id, kind=kind, reason=reason, actor=actor)
-
-    async def erase(self, recording_id: uuid.UUID, *, reason: str, actor: str) -> Erasure:
-        """Destroy the keys now (the audio is unrecoverable from that commit), then the rest.
-
-        Raises RecordingHeld while a hold is in force and NotStored if the recording is
-        already being deleted. If the store is down after the keys went, the sweep
-        finishes the deletion; the caller learns it is not finished yet.
-        """
-        if not await self._eraser.begin_one(
-            recording_id, actor=actor, reason=ERASURE_REASON, note=reason
-        ):
-            raise NotStored(str(recording_id))
-        try:
-            await self._eraser.finish(recording_id)
-        except Unavailable:
-            return Erasure(recording_id, finished=False)
-        return Erasure(recording_id, finished=True)

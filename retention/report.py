@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from retention.erasure import erasure_rule
 from storage import RetentionFacts, rfc3339
 
 
@@ -21,8 +22,10 @@ async def retention_status(
     interval: timedelta,
     margin: timedelta,
     period: timedelta,
+    erasure_approvals: int = 2,
 ) -> dict[str, Any]:
-    """Last and next sweep, what is due and overdue, holds: the operator's view, as JSON."""
+    """Last and next sweep, what is due and overdue, holds, the early-erasure rule: the
+    operator's view, as JSON."""
     facts = await counts.facts(now=now, cutoff=now + interval + margin)
     last = facts.last_sweep_at
     return {
@@ -46,6 +49,10 @@ async def retention_status(
             "by_kind": facts.holds_by_kind,
         },
         "last_attestation": _iso(facts.last_attestation_at),
+        "early_erasure": {
+            "approvals_required": erasure_approvals,
+            "rule": erasure_rule(erasure_approvals),
+        },
     }
 
 

@@ -19,6 +19,7 @@ from retrieval.access import (
 )
 from retrieval.auth import TokenVerifier
 from retrieval.dead_letters import DeadLetterHandlers
+from retrieval.erasure import ErasureHandlers, ErasureOffice
 from retrieval.grants import GrantSigner
 from retrieval.holds import HoldHandlers, HoldOffice
 from retrieval.journal import PlaybackJournal
@@ -45,6 +46,7 @@ def create_api_app(
     referrals: ReferralChanges,
     peaks: PeakSource,
     holds: HoldOffice,
+    erasures: ErasureOffice,
     signer: GrantSigner,
     journal: PlaybackJournal,
     retention_report: Callable[[], Awaitable[dict[str, Any]]],
@@ -66,6 +68,7 @@ def create_api_app(
     handlers = ApiHandlers(
         recordings=RecordingHandlers(access, referrals, peaks),
         holds=HoldHandlers(access, holds),
+        erasures=ErasureHandlers(access, erasures),
         playback=PlaybackHandlers(
             access=access,
             listening=Listening(access=access, audio=audio, signer=signer, journal=journal),

@@ -1,7 +1,8 @@
-"""``/recordings/{id}/hold`` and ``DELETE /recordings/{id}``: keeping and erasing, on the record.
+"""``/recordings/{id}/hold``: keeping a recording past its deadline, on the record.
 
 The rules for what a hold may be live in the retention package, reached through a small
-protocol; this module checks who is asking and shapes the HTTP exchange.
+protocol; this module checks who is asking and shapes the HTTP exchange. Early erasure
+has its own handlers (erasure.py).
 """
 
 from __future__ import annotations
@@ -17,20 +18,13 @@ from retrieval.errors import Conflict, Forbidden, Unprocessable
 from retrieval.grants import check_reason
 from retrieval.middleware import principal_of
 from retrieval.parsing import json_object, recording_id_from
-from retrieval.policy import may_erase, may_manage_holds
+from retrieval.policy import may_manage_holds
 from retrieval.representations import hold_json
-from storage import HoldView, NotStored, RecordingHeld
-
-
-class ErasureOutcome(Protocol):
-    """What an erasure reports: whether the objects are gone already."""
-
-    @property
-    def finished(self) -> bool: ...
+from storage import HoldView, NotStored
 
 
 class HoldOffice(Protocol):
-    """Holds and erasure under the hub's retention policy."""
+    """Holds under the hub's retention policy."""
 
     async def place(
         self, recording_id: uuid.UUID, *, kind: str, reason: str, review_by: datetime, actor: str
@@ -40,18 +34,13 @@ class HoldOffice(Protocol):
         self, recording_id: uuid.UUID, *, kind: str | None, reason: str, actor: str
     ) -> list[str]: ...
 
-    async def erase(
-        self, recording_id: uuid.UUID, *, reason: str, actor: str
-    ) -> ErasureOutcome: ...
-
 
 _HOLD_SHAPE = '{"type": ..., "reason": ..., "review_by": "2026-12-31"}'
 _RELEASE_SHAPE = '{"reason": ...} (and "type" to release one kind only)'
-_ERASE_SHAPE = '{"reason": ...}'
 
 
 class HoldHandlers:
-    """Place, renew and release holds (safety reviewers, DPO); erase early (DPO)."""
+    """Place, renew and release holds (safety reviewers, DPO)."""
 
     def __init__(self, access: RecordingAccess, office: HoldOffice) -> None:
         self._access = access
@@ -104,25 +93,6 @@ class HoldHandlers:
         if not released:
             raise Conflict("no hold of that kind is in force on this recording")
         return web.json_response({"id": str(view.id), "released": released})
-
-    async def erase(self, request: web.Request) -> web.Response:
-        """``DELETE /recordings/{id}``: the keys go now; 200 deleted, 202 objects still going."""
-        principal = principal_of(request)
-        if not may_erase(principal):
-            await self._access.deny(principal, "recording.erase", None, "role")
-            raise Forbidden("only the DPO erases recordings early")
-        view = await self._access.visible(principal, recording_id_from(request), "recording.erase")
-        reason = _reason(await json_object(request, _ERASE_SHAPE))
-        try:
-            outcome = await self._office.erase(view.id, reason=reason, actor=principal.actor)
-        except RecordingHeld as exc:
-            raise Conflict(
-                f"the recording is held ({', '.join(exc.kinds)}); release the hold first"
-            ) from None
-        except NotStored:
-            raise Conflict("the recording is already being deleted") from None
-        body = {"id": str(view.id), "status": "deleted" if outcome.finished else "deleting"}
-        return web.json_response(body, status=200 if outcome.finished else 202)
 
 
 def _reason(body: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 
 from retrieval import staff_accesses, trail
 from retrieval.dead_letters import DeadLetterHandlers
+from retrieval.erasure import ErasureHandlers
 from retrieval.holds import HoldHandlers
 from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
 from retrieval.playback import GRANT_PARAMETER, VARIANTS, PlaybackHandlers
@@ -31,6 +32,7 @@ class ApiHandlers:
 
     recordings: RecordingHandlers
     holds: HoldHandlers
+    erasures: ErasureHandlers
     playback: PlaybackHandlers
     audit: AuditHandlers
     retention: RetentionHandlers
@@ -146,13 +148,49 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "DELETE",
         "/recordings/{id}",
-        lambda h: h.holds.erase,
-        "Erase early (DPO; audited): keys now, then objects, then personal data",
+        lambda h: h.erasures.erase,
+        "Erase early (DPO; audited). With CALLREC_ERASURE_APPROVALS=2 (the default) this asks "
+        "for the erasure and destroys nothing until a different DPO approves it; with 1 the "
+        "keys go now, then the objects, then the personal data",
+        {
+            200: Answer("Deleted", "Erasure"),
+            202: Answer(
+                "Keys destroyed and the objects go at the next sweep (status deleting), or the "
+                "erasure awaits a second DPO (status approval_required, with the request)",
+                "Erasure",
+            ),
+        },
+        (403, 404, 409, 410, 422),
+        body="Reason",
+    ),
+    Route(
+        "GET",
+        "/erasure-requests",
+        lambda h: h.erasures.listed,
+        "Erasure requests awaiting a second DPO, oldest first (DPO)",
+        {200: Answer("The pending requests", "ErasureRequests")},
+        (400, 403),
+        query=(query("recording", "Only this recording's", type="string", format="uuid"),),
+    ),
+    Route(
+        "POST",
+        "/erasure-requests/{id}/approve",
+        lambda h: h.erasures.approve,
+        "Approve another DPO's erasure request: the erasure happens (DPO; audited). The DPO "
+        "who asked may not approve it (403)",
         {
             200: Answer("Deleted", "Erasure"),
             202: Answer("Keys destroyed; the objects go at the next sweep", "Erasure"),
         },
-        (403, 404, 409, 410, 422),
+        (403, 404, 409),
+    ),
+    Route(
+        "POST",
+        "/erasure-requests/{id}/reject",
+        lambda h: h.erasures.reject,
+        "Reject an erasure request with a reason; nothing is destroyed (DPO; audited)",
+        {200: Answer("The rejected request", "ErasureRequestDecision")},
+        (403, 404, 409, 422),
         body="Reason",
     ),
     Route(

@@ -177,7 +177,38 @@ SCHEMAS: dict[str, Any] = {
         "id referral linked", id=_ID, referral=REFERRAL, linked={"const": True}
     ),
     "Reason": _object("reason", reason=_REASON),
-    "Erasure": _object("id status", id=_ID, status={"enum": ["deleted", "deleting"]}),
+    "Erasure": {
+        **_object(
+            "id status",
+            id=_ID,
+            status={"enum": ["deleted", "deleting", "approval_required"]},
+            request=ref("ErasureRequest"),
+        ),
+        "description": (
+            "approval_required: the erasure awaits a different DPO (CALLREC_ERASURE_APPROVALS"
+            "=2) and nothing is destroyed yet; request is the pending request. After an "
+            "approval, request is the approved one."
+        ),
+    },
+    "ErasureRequest": _object(
+        "id recording_id state reason requested_by requested_at decided_by decided_at "
+        "decision_reason",
+        id=_ID,
+        recording_id=_ID,
+        state={"enum": ["pending", "approved", "rejected"]},
+        reason=_REASON,
+        requested_by={"type": "string"},
+        requested_at=_TIME,
+        decided_by=_nullable("string"),
+        decided_at=_nullable("string", format="date-time"),
+        decision_reason=_nullable("string"),
+    ),
+    "ErasureRequests": _object(
+        "approvals_required requests",
+        approvals_required={"enum": [1, 2], "description": "CALLREC_ERASURE_APPROVALS"},
+        requests={"type": "array", "items": ref("ErasureRequest")},
+    ),
+    "ErasureRequestDecision": _object("request", request=ref("ErasureRequest")),
     "HoldRequest": _object(
         "type reason review_by",
         type=_HOLD_KIND,
@@ -260,7 +291,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "RetentionStatus": _object(
         "retention_period_days sweep_interval_s last_sweep next_sweep due_before_next_sweep "
-        "overdue oldest_deadline oldest_unheld_age_s recordings holds last_attestation",
+        "overdue oldest_deadline oldest_unheld_age_s recordings holds last_attestation "
+        "early_erasure",
         retention_period_days={"type": "number"},
         sweep_interval_s={"type": "number"},
         last_sweep=_nullable("object", required=["at"]),
@@ -287,6 +319,11 @@ SCHEMAS: dict[str, Any] = {
             },
         ),
         last_attestation=_nullable("string", format="date-time"),
+        early_erasure=_object(
+            "approvals_required rule",
+            approvals_required={"enum": [1, 2], "description": "CALLREC_ERASURE_APPROVALS"},
+            rule={"type": "string", "description": "How an early erasure is authorised"},
+        ),
     ),
     "DeadLetters": _object(
         "count jobs",

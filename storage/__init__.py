@@ -54,12 +54,16 @@ from storage.db.rendition_queue import (
 )
 from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
+from storage.erasure_requests import ErasureRequests, ErasureRequestView
 from storage.errors import (
     AnchorInvalid,
     AnchorMismatch,
     AuditChainBroken,
     DatabaseNotMigrated,
     DatabaseUnavailable,
+    ErasureAlreadyRequested,
+    ErasureRequestDecided,
+    ErasureRequestMissing,
     IntegrityFailure,
     KeyringError,
     KeyShareMissing,
@@ -160,6 +164,11 @@ __all__ = [
     "EncryptedFileReader",
     "EncryptedSpool",
     "EpochKeys",
+    "ErasureAlreadyRequested",
+    "ErasureRequestDecided",
+    "ErasureRequestMissing",
+    "ErasureRequestView",
+    "ErasureRequests",
     "FetchQueue",
     "FilesystemObjectStore",
     "HoldView",

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,7 +44,12 @@ from storage.errors import RecordingHeld
 from storage.holds import hold_in_force
 from storage.keys.receipts import RECEIPT_ACTION, ReceiptSigner
 from storage.objects.store import ObjectStore
-from storage.retention_queries import RetentionFacts, RetentionQueries, due_unheld
+from storage.retention_queries import (
+    KEYS_DESTROYED_ACTION,
+    RetentionFacts,
+    RetentionQueries,
+    due_unheld,
+)
 from storage.vocabulary import RETENTION_ACTOR, rfc3339
 
 # RetentionFacts is named here too: the package has always exported it from this module.
@@ -56,8 +62,6 @@ __all__ = [
     "RetentionFacts",
 ]
 
-KEYS_DESTROYED_ACTION = "recording.keys_destroyed"
-"""The audit action of a deletion's first step: its data keys destroyed, in one commit."""
 REAPPLIED_ACTION = "recording.deletion_reapplied"
 """The same step taken again because the deletion ledger records a deletion a restored
 database lacks (docs/operations.md, "Restoring a backup")."""
@@ -141,39 +145,57 @@ class RecordingDeleter(RetentionQueries):
             return [row.id for row in claimed]
 
     async def begin_one(
-        self, recording_id: uuid.UUID, *, actor: str, reason: str, note: str | None = None
+        self,
+        recording_id: uuid.UUID,
+        *,
+        actor: str,
+        reason: str,
+        note: str | None = None,
+        authorisation: Mapping[str, Any] | None = None,
     ) -> bool:
         """Start deleting one stored recording now (early erasure); False if not stored.
 
         Raises RecordingHeld when a hold is in force: it must be released first, on the
-        record, rather than overridden silently.
+        record, rather than overridden silently. ``authorisation`` (who allowed the
+        erasure, under which rule) goes into the audit event.
         """
         async with self._database.transaction() as session:
-            row = (
-                await session.execute(
-                    select(Recording)
-                    .where(Recording.id == recording_id, Recording.state == RecordingState.STORED)
-                    .with_for_update()
-                )
-            ).scalar_one_or_none()
-            if row is None:
-                return False
-            kinds = (
-                (
-                    await session.execute(
-                        select(RecordingHold.kind).where(
-                            RecordingHold.recording_id == recording_id,
-                            hold_in_force(self._clock()),
-                        )
-                    )
-                )
-                .scalars()
-                .all()
+            return await self.begin_one_in(
+                session,
+                recording_id,
+                actor=actor,
+                reason=reason,
+                note=note,
+                authorisation=authorisation,
             )
-            if kinds:
-                raise RecordingHeld(sorted(kinds))
-            await self._shred(session, [row], actor=actor, reason=reason, note=note)
-            return True
+
+    async def begin_one_in(
+        self,
+        session: AsyncSession,
+        recording_id: uuid.UUID,
+        *,
+        actor: str,
+        reason: str,
+        note: str | None = None,
+        authorisation: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """``begin_one`` inside the caller's transaction, so that what allowed the erasure
+        (an approval) commits with the destroyed keys or not at all."""
+        row = (
+            await session.execute(
+                select(Recording)
+                .where(Recording.id == recording_id, Recording.state == RecordingState.STORED)
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return False
+        kinds = await held_kinds(session, recording_id, self._clock())
+        if kinds:
+            raise RecordingHeld(kinds)
+        extra = {"authorisation": dict(authorisation)} if authorisation else {}
+        await self._shred(session, [row], actor=actor, reason=reason, note=note, extra=extra)
+        return True
 
     async def finish(self, recording_id: uuid.UUID) -> None:
         """Finish one deletion; see ``finish_many``."""
@@ -333,6 +355,7 @@ class RecordingDeleter(RetentionQueries):
         note: str | None = None,
         action: str = KEYS_DESTROYED_ACTION,
         reasons: Mapping[uuid.UUID, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         """Destroy the rows' data keys and mark them ``deleting``, audited as ``action``
         with ``reason`` (or each row's own, from ``reasons``)."""
@@ -354,11 +377,22 @@ class RecordingDeleter(RetentionQueries):
                         "reason": reasons[row.id] if reasons is not None else reason,
                         "deadline": rfc3339(row.retention_deadline),
                     }
-                    | ({"note": note} if note else {}),
+                    | ({"note": note} if note else {})
+                    | dict(extra or {}),
                 )
                 for row in rows
             ],
         )
+
+
+async def held_kinds(session: AsyncSession, recording_id: uuid.UUID, now: datetime) -> list[str]:
+    """The kinds of hold in force on one recording at ``now``, sorted."""
+    rows = await session.execute(
+        select(RecordingHold.kind).where(
+            RecordingHold.recording_id == recording_id, hold_in_force(now)
+        )
+    )
+    return sorted(rows.scalars())
 
 
 async def _held_among(

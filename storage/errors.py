@@ -8,6 +8,9 @@ StorageError
 ├── ObjectExists                 a create-only write found the key taken
 ├── RecordingHeld                a deletion was asked of a recording under a hold
 ├── NotStored                    the recording is not (or no longer) stored
+├── ErasureAlreadyRequested      an erasure request for the recording is pending already
+├── ErasureRequestMissing        no erasure request has that id
+├── ErasureRequestDecided        the erasure request was approved or rejected already
 ├── IntegrityFailure             stored bytes or metadata fail authentication or checks
 │   └── AuditChainBroken         the audit trail was edited, deleted from or reordered
 └── KeyringError                 a key-encryption key is missing, unsafe or wrong
@@ -68,6 +71,22 @@ class RecordingHeld(StorageError):
 
 class NotStored(StorageError):
     """The recording is not stored (being deleted, deleted, or never completed)."""
+
+
+class ErasureAlreadyRequested(StorageError):
+    """The recording has an erasure request pending already; it is decided, not repeated."""
+
+
+class ErasureRequestMissing(StorageError):
+    """No erasure request has that id."""
+
+
+class ErasureRequestDecided(StorageError):
+    """The erasure request was approved or rejected already; ``state`` says which."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the request was {state} already")
+        self.state = state
 
 
 class IntegrityFailure(StorageError):

@@ -24,6 +24,10 @@ SWEEP_ACTION = "retention.sweep"
 ATTESTATION_ACTION = "retention.attestation"
 
 
+KEYS_DESTROYED_ACTION = "recording.keys_destroyed"
+"""The audit action of a deletion's first step: its data keys destroyed, in one commit."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetentionFacts:
     """Counts and times an operator needs to see that nothing outlives its deadline."""
@@ -99,6 +103,24 @@ class RetentionQueries:
                 )
             )
             return [(deleted_at, deadline) for deleted_at, deadline in rows.all() if deleted_at]
+
+    async def erasures_since(self, since: datetime) -> list[dict[str, Any]]:
+        """The authorisation (who allowed it, under which rule) of each early erasure begun
+        after ``since``, oldest first; ``{}`` for one recorded without."""
+        async with self._database.read() as session:
+            rows = await session.execute(
+                select(AuditEvent.details)
+                .where(
+                    AuditEvent.action == KEYS_DESTROYED_ACTION,
+                    AuditEvent.occurred_at > since,
+                )
+                .order_by(AuditEvent.seq)
+            )
+            return [
+                dict(details.get("authorisation") or {})
+                for (details,) in rows.all()
+                if details and details.get("reason") == "erasure"
+            ]
 
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts:
         """Counts by state, what the next sweep will take, what is already overdue, holds."""

@@ -106,6 +106,7 @@ def retention_status_command() -> None:
             interval=settings.retention_sweep_interval,
             margin=settings.retention_margin,
             period=settings.retention_period,
+            erasure_approvals=settings.erasure_approvals,
         )
 
     with command_context() as context:

@@ -145,6 +145,7 @@ class ReviewPages:
             facts,
             script="recording.js",
             recording_id=str(recording_id),
+            actor=principal.actor,
             hold_kinds=HOLD_LABELS,
             reason=REASON_RULE,
         )

@@ -387,6 +387,8 @@ class AuditHead(Base):
     chain: Mapped[bytes] = mapped_column(LargeBinary(32))
 
 
-# The job queues' tables live in job_models.py. Importing it here registers them with
-# ``Base.metadata`` wherever the schema is used (migrations, the tests' clean-up).
+# The job queues' tables live in job_models.py, the erasure requests' in erasure_models.py.
+# Importing them here registers them with ``Base.metadata`` wherever the schema is used
+# (migrations, the tests' clean-up).
+from storage.db import erasure_models as _erasure_models  # noqa: E402,F401
 from storage.db import job_models as _job_models  # noqa: E402,F401

@@ -506,7 +506,8 @@ async def test_audit_verify_names_the_first_deletion_receipt_that_does_not_verif
     tmp_path: Path, sqlite_url: str
 ) -> None:
     data_dir = tmp_path / "var"
-    async with running_service(data_dir, sqlite_url) as service:
+    # One DPO erases at once: the receipt is the subject here, not the approval.
+    async with running_service(data_dir, sqlite_url, erasure_approvals=1) as service:
         recording = await service.push_call("call-1", datetime.now(UTC))
         erased = await service.client.delete(
             f"/api/v1/recordings/{recording}",

@@ -102,9 +102,16 @@ async def test_what_one_replica_makes_every_other_honours(
         listed = await one.client.get("/api/v1/recordings", cookies={"callrec_session": session})
         assert listed.status == 200
 
-        # A deletion on one replica: its receipt verifies anywhere, below.
-        erased = await one.client.delete(
+        # An erasure asked for on one replica and approved by another DPO on the other;
+        # its receipt verifies anywhere, below.
+        asked = await one.client.delete(
             f"/api/v1/recordings/{recording}", json={"reason": REASON}, headers=bearer
+        )
+        assert asked.status == 202, await asked.text()
+        second_dpo = {"Authorization": f"Bearer {two.token('dpo', subject='staff-2')}"}
+        erased = await two.client.post(
+            f"/api/v1/erasure-requests/{(await asked.json())['request']['id']}/approve",
+            headers=second_dpo,
         )
         assert erased.status == 200, await erased.text()
         gone = await two.client.get(f"/api/v1/recordings/{recording}", headers=bearer)

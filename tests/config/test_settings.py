@@ -108,6 +108,9 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_SHUTDOWN_GRACE", "PT0S", ""),
         ("CALLREC_SHUTDOWN_GRACE", "PT1H", ""),
         ("CALLREC_SHUTDOWN_GRACE", "25", ""),
+        ("CALLREC_ERASURE_APPROVALS", "0", ""),
+        ("CALLREC_ERASURE_APPROVALS", "3", ""),
+        ("CALLREC_ERASURE_APPROVALS", "two", ""),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(

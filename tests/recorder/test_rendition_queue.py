@@ -170,7 +170,9 @@ async def test_deleting_a_recording_takes_its_unfinished_rendition_with_it(
     tmp_path: Path, database_url: str
 ) -> None:
     audio = make_audio(BY_NAME["mulaw-wav"], SECONDS)
-    async with running_service(tmp_path / "var", database_url, rendition_workers=0) as service:
+    async with running_service(
+        tmp_path / "var", database_url, rendition_workers=0, erasure_approvals=1
+    ) as service:
         rid = await push(service, "erased-early", audio)
         claimed = await service.services.rendition_queue.claim()
         assert claimed is not None

@@ -149,7 +149,10 @@ async def test_an_erasure_undone_by_a_restore_is_reapplied_before_serving(
 ) -> None:
     data_dir = tmp_path / "var"
     clock = FakeClock()
-    async with running_service(data_dir, database_url, clock=clock, **store_settings) as service:
+    # One DPO erases at once (CALLREC_ERASURE_APPROVALS=1): the restore is the subject here.
+    async with running_service(
+        data_dir, database_url, clock=clock, erasure_approvals=1, **store_settings
+    ) as service:
         started = clock.now.replace(microsecond=0) - timedelta(hours=1)
         recording = await service.push_call("erased-call", started)
         saved = await save_original(service.services, recording)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select
 
-from retention import sweep_expired_recordings
+from retention import attest, sweep_expired_recordings
 from storage import RECORDINGS_PREFIX, verify_receipt
 from storage.db.models import AuditEvent, Recording
 from tests.clock import FakeClock
@@ -106,7 +106,10 @@ def _iso(moment: datetime) -> str:
 @pytest.fixture
 async def desk(tmp_path: Path, database_url: str) -> AsyncIterator[Desk]:
     clock = FakeClock()
-    async with running_service(tmp_path / "var", database_url, clock=clock) as service:
+    # One DPO erases at once here; the two-DPO rule has its own tests (test_erasure_approvals).
+    async with running_service(
+        tmp_path / "var", database_url, clock=clock, erasure_approvals=1
+    ) as service:
         started = clock.now.replace(microsecond=0) - timedelta(hours=1)
         recording = await service.push_call("held-call", started)
         yield Desk(service, clock, recording, started + timedelta(days=90))
@@ -257,10 +260,38 @@ async def test_the_dpo_erases_early_with_a_signed_receipt(desk: Desk) -> None:
         "reason": "erasure",
         "note": REASON,
         "deadline": _iso(desk.deadline),
+        "authorisation": {
+            "approvals": 1,
+            "authorised_by": ACTOR,
+            "rule": "authorised by a single DPO under CALLREC_ERASURE_APPROVALS=1",
+        },
     }
     (receipt,) = await desk.events("recording.deleted")
     assert (receipt.details or {})["reason"] == "erasure"
     assert verify_receipt(receipt.details or {}, desk.service.services.receipts.public_pem)
+
+
+async def test_a_single_dpo_erasure_is_attested_and_reported_as_such(desk: Desk) -> None:
+    services = desk.service.services
+    assert services.settings.erasure_approvals == 1
+    assert (await desk.erase())[0] == 200
+    rule = "authorised by a single DPO under CALLREC_ERASURE_APPROVALS=1"
+    attestation = await attest(
+        services.deleter,
+        now=desk.clock.now,
+        window=timedelta(days=1),
+        erasure_approvals=services.settings.erasure_approvals,
+    )
+    assert attestation["early_erasure"] == {
+        "approvals_required": 1,
+        "rule": rule,
+        "erasures_in_window": 1,
+        "authorised_by_single_dpo": 1,
+    }
+    response = await desk.service.client.get(
+        "/api/v1/retention", headers=desk.headers("retention_operator")
+    )
+    assert (await response.json())["early_erasure"] == {"approvals_required": 1, "rule": rule}
 
 
 async def test_a_held_recording_cannot_be_erased_until_released(desk: Desk) -> None:

@@ -105,8 +105,9 @@ class RetentionHistory(RuleBasedStateMachine):
         shutil.copyfile(self.run(_migrated_template()), database)
         url = f"sqlite+aiosqlite:///{database}"
         # No renditions: they have no part in what is kept or deleted, and cost each push.
+        # One DPO erases at once: the model is about what is kept, not who approves.
         self._context = running_service(
-            self.workdir / "var", url, clock=self.clock, rendition_workers=0
+            self.workdir / "var", url, clock=self.clock, rendition_workers=0, erasure_approvals=1
         )
         self.service = self.run(self._context.__aenter__())
 

@@ -38,7 +38,11 @@ ENDPOINTS = [
     "release",
     "erase",
     "accesses",
+    "erasure_requests",
+    "approve_erasure",
+    "reject_erasure",
 ]
+ERASURE_ENDPOINTS = ("erasure_requests", "approve_erasure", "reject_erasure")
 REASON = "matrix check of access"
 # Expected status per role, for a recording of the caller's own team and of another team.
 OWN, OTHER = 0, 1
@@ -56,6 +60,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "release": (403, 403),
         "erase": (403, 403),
         "accesses": (403, 403),
+        **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
     },
     "safety_reviewer": {
         "search": (200, 200),
@@ -70,6 +75,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "release": (200, 200),
         "erase": (403, 403),
         "accesses": (403, 403),
+        **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
     },
     "dpo": {
         "search": (200, 200),
@@ -82,8 +88,10 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "retention": (403, 403),
         "hold": (201, 201),
         "release": (200, 200),
-        "erase": (200, 200),
+        # The default needs two DPOs: the first one's erasure is a request.
+        "erase": (202, 202),
         "accesses": (403, 403),
+        **dict.fromkeys(ERASURE_ENDPOINTS, (200, 200)),
     },
     # A call handler reaches only the accesses to their own calls: no recording, no audio,
     # no team's anything. Every other role is refused that list (the trail serves them).
@@ -175,6 +183,22 @@ async def call(
         response = await client.delete(f"{base}/hold", headers=headers, json={"reason": REASON})
     elif endpoint == "erase":
         response = await client.delete(base, headers=headers, json={"reason": REASON})
+    elif endpoint == "erasure_requests":
+        response = await client.get("/api/v1/erasure-requests", headers=headers)
+    elif endpoint in ("approve_erasure", "reject_erasure"):
+        # Asked for first by another DPO, so only the caller's rights decide.
+        asker = setting.token("dpo", "matrix-setup")
+        asked = await client.delete(
+            base, headers={"Authorization": f"Bearer {asker}"}, json={"reason": REASON}
+        )
+        assert asked.status == 202, await asked.text()
+        decision = f"/api/v1/erasure-requests/{(await asked.json())['request']['id']}"
+        if endpoint == "approve_erasure":
+            response = await client.post(f"{decision}/approve", headers=headers)
+        else:
+            response = await client.post(
+                f"{decision}/reject", headers=headers, json={"reason": REASON}
+            )
     elif endpoint == "grant":
         body = {"purpose": PURPOSE.get(role, "quality_review"), "reason": "matrix check of access"}
         response = await client.post(f"{base}/grants", headers=headers, json=body)

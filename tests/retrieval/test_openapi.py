@@ -29,6 +29,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         referrals=unused,
         peaks=unused,
         holds=unused,
+        erasures=unused,
         signer=GrantSigner(bytes(32)),
         journal=PlaybackJournal(unused),
         retention_report=unused,

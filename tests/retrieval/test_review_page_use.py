@@ -192,20 +192,35 @@ async def test_results_come_a_page_at_a_time(browser: Browser, site: Site) -> No
     await page.context.close()
 
 
-async def test_the_dpo_erases_a_recording_and_it_is_gone(browser: Browser, site: Site) -> None:
+async def test_one_dpo_asks_to_erase_and_another_approves_and_it_is_gone(
+    browser: Browser, site: Site
+) -> None:
     doomed = await push(site.service, "erase-me", 3, referrals=["MASH-2026-000303"])
-    page = await signed_in(browser, site, "dpo", subject="dpo-1")
-    await page.goto(f"{site.base}/recordings/{doomed}")
-    await page.locator("#facts dd").first.wait_for()
-    page.on("dialog", lambda dialog: dialog.accept())
-    await page.get_by_label("Reason (erasure cannot be undone)").fill(
+    asker = await signed_in(browser, site, "dpo", subject="dpo-1")
+    await asker.goto(f"{site.base}/recordings/{doomed}")
+    await asker.locator("#facts dd").first.wait_for()
+    asker.on("dialog", lambda dialog: dialog.accept())
+    await asker.get_by_label("Reason (erasure cannot be undone)").fill(
         "subject erasure request 2026-77 upheld"
     )
-    await page.get_by_role("button", name="Erase this recording").click()
-    await page.get_by_role("heading", name="This recording has been deleted").wait_for()
-    answer = await page.context.request.get(f"{site.base}/api/v1/recordings/{doomed}")
+    await asker.get_by_role("button", name="Erase this recording").click()
+    await asker.get_by_text("Another DPO must approve or reject it").wait_for()
+    # The one who asked is offered no approval; the recording is still there.
+    assert await asker.get_by_role("button", name="Approve erasure").is_hidden()
+    still = await asker.context.request.get(f"{site.base}/api/v1/recordings/{doomed}")
+    assert still.status == 200
+
+    approver = await signed_in(browser, site, "dpo", subject="dpo-2")
+    await approver.goto(f"{site.base}/recordings/{doomed}")
+    await approver.get_by_text("Awaiting a second DPO").wait_for()
+    assert await approver.locator("#erase").is_hidden()
+    approver.on("dialog", lambda dialog: dialog.accept())
+    await approver.get_by_role("button", name="Approve erasure").click()
+    await approver.get_by_role("heading", name="This recording has been deleted").wait_for()
+    answer = await approver.context.request.get(f"{site.base}/api/v1/recordings/{doomed}")
     assert answer.status == 410
-    await page.context.close()
+    await asker.context.close()
+    await approver.context.close()
 
 
 @pytest.mark.parametrize("width", [1280, 360])

@@ -371,9 +371,9 @@ async def test_on_a_bucket_with_object_lock_each_checkpoint_is_locked(
 async def test_an_erasure_is_recorded_in_the_signed_ledger_and_anchored(
     tmp_path: Path, database_url: str, anchor_settings: dict[str, str]
 ) -> None:
-    async with service(tmp_path, database_url, **anchor_settings) as services:
+    async with service(tmp_path, database_url, erasure_approvals=1, **anchor_settings) as services:
         recording = await store_recording(services, "erased", START, b"audio" * 100)
-        await services.holds.erase(recording, reason="subject's request", actor="dpo:1")
+        await services.erasures.erase(recording, reason="subject's request", actor="dpo:1")
         (entry,) = await services.ledger.entries(await services.anchors.trusted_keys())
         assert (entry.recording_id, entry.reason) == (recording, "erasure")
         assert await services.ledger.says_deleted(recording)

@@ -91,6 +91,7 @@ async function load() {
     throw error;
   }
   render();
+  await showErasure();
 }
 
 $("referrals")?.addEventListener("click", guard(async (event) => {
@@ -151,7 +152,7 @@ if ($("ask")) {
 }
 
 // The other reasons follow the same rule; the browser says so when the form is sent.
-for (const field of document.querySelectorAll("#hold-reason, #release-reason, #erase-reason")) {
+for (const field of document.querySelectorAll("#hold-reason, #release-reason, #erase-reason, #reject-reason")) {
   field.addEventListener("input", () => field.setCustomValidity(reasonProblem(field) ?? ""));
 }
 
@@ -170,11 +171,56 @@ $("release")?.addEventListener("submit", guard(async (event) => {
   say("Holds released");
 }));
 
+// Early erasure: at once where one DPO suffices; otherwise a request that a different
+// DPO approves or rejects here (the API refuses the one who asked, whatever the page shows).
+let pendingErasure = null;
+
+async function showErasure() {
+  if (!$("erase")) return;
+  const listed = await api(`/erasure-requests?recording=${id}`);
+  const twoDpos = listed.approvals_required === 2;
+  pendingErasure = listed.requests[0] ?? null;
+  $("erase-heading").textContent = twoDpos ? "Erasure (two DPOs)" : "Erase now";
+  $("erase-rule").hidden = !twoDpos;
+  $("erase").hidden = pendingErasure !== null;
+  $("erasure-request").hidden = pendingErasure === null;
+  if (!pendingErasure) return;
+  const mine = pendingErasure.requested_by === document.body.dataset.actor;
+  $("erasure-state").textContent = `Erasure requested by ${pendingErasure.requested_by} on ${when(pendingErasure.requested_at)}: `
+    + `“${pendingErasure.reason}”. ${mine ? "Another DPO must approve or reject it." : "Awaiting a second DPO: you may approve or reject it."}`;
+  $("erasure-decision").hidden = mine;
+}
+
 $("erase")?.addEventListener("submit", guard(async (event) => {
-  if (!window.confirm("Erase this recording now? This cannot be undone.")) return;
-  await api(`/recordings/${id}`, { method: "DELETE", json: fields(event.target) });
+  const twoDpos = !$("erase-rule").hidden;
+  const question = twoDpos
+    ? "Ask for this recording to be erased? A second DPO must approve it."
+    : "Erase this recording now? This cannot be undone.";
+  if (!window.confirm(question)) return;
+  const answer = await api(`/recordings/${id}`, { method: "DELETE", json: fields(event.target) });
+  event.target.reset();
+  if (answer.status === "approval_required") {
+    await showErasure();
+    say("Erasure requested; a second DPO must approve it");
+    return;
+  }
   say("The recording was erased");
   await load().catch(() => {});
+}));
+
+$("approve-erasure")?.addEventListener("click", guard(async () => {
+  if (!pendingErasure || !window.confirm("Approve this erasure? This cannot be undone.")) return;
+  await api(`/erasure-requests/${pendingErasure.id}/approve`, { method: "POST" });
+  say("The recording was erased");
+  await load().catch(() => {});
+}));
+
+$("reject-erasure")?.addEventListener("submit", guard(async (event) => {
+  if (!pendingErasure) return;
+  await api(`/erasure-requests/${pendingErasure.id}/reject`, { method: "POST", json: fields(event.target) });
+  event.target.reset();
+  await showErasure();
+  say("Erasure request rejected; the recording stays");
 }));
 
 load().catch((error) => say(error.message, { error: true }));
