@@ -224,3 +224,22 @@ async def test_only_the_dpo_asks_lists_and_decides(office: Office) -> None:
         )
         assert (listed.status, approved.status) == (403, 403), role
     assert (await office.keys_and_objects())[0] > 0
+
+
+async def test_a_hold_placed_after_the_request_stops_the_approval_and_the_request_waits(
+    office: Office,
+) -> None:
+    _, body = await office.ask()
+    review_by = office.clock.now + timedelta(days=30)
+    hold = await office.service.client.post(
+        f"/api/v1/recordings/{office.recording}/hold",
+        json={"type": "legal", "reason": NO, "review_by": review_by.date().isoformat()},
+        headers=office.dpo("dpo-cy"),
+    )
+    assert hold.status == 201, await hold.text()
+    status, refused = await office.decide(body["request"]["id"], "approve")
+    assert (status, refused["error"]) == (409, "conflict")
+    assert (await office.keys_and_objects())[0] > 0
+    # Nothing of the refused approval stands: the request still waits, unapproved.
+    assert [item["state"] for item in await office.pending()] == ["pending"]
+    assert [e.action for e in await office.events()] == ["recording.erasure_requested"]
