@@ -44,8 +44,6 @@ from tests.fixtures_db import run_as_admin
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
 
-pytestmark = pytest.mark.long
-
 OIDC = {
     "CALLREC_AUTH_MODE": "oidc",
     "CALLREC_OIDC_ISSUER": "https://login.example.test/hub",

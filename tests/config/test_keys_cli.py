@@ -19,8 +19,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from config.services import Services, build_services
 from config.settings import Settings
 from storage import (
@@ -30,8 +28,6 @@ from storage import (
 )
 from tests.cli_support import CALLREC, clean_environment, invoke
 from tests.key_support import store_recording
-
-pytestmark = pytest.mark.long
 
 RECORDINGS = 300
 KILLED_AFTER = 60

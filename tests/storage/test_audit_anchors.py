@@ -38,8 +38,6 @@ from tests.key_support import store_recording
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-pytestmark = pytest.mark.long
-
 EVENTS = 30
 CUT = 10
 START = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
