@@ -13,8 +13,10 @@ pytest_plugins = ["tests.fixtures_db", "tests.fixtures_s3", "tests.fixtures_brow
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Modules marked ``long`` go first, in their own order: ``make test`` hands whole files
-    to its workers in collection order, so a long file collected last keeps one worker busy
-    while the others have finished (the suite's wall time is its longest tail)."""
+    to its workers in collection order (``--no-loadscope-reorder``: by default xdist would
+    order them by how many tests they hold, and a long file of few tests would come last),
+    so a long file collected last keeps one worker busy while the others have finished
+    (the suite's wall time is its longest tail)."""
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 

@@ -14,7 +14,8 @@ import shutil
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -98,6 +99,63 @@ def module_database_url(
     url: str = request.getfixturevalue("postgres_database_url")
     asyncio.run(clean_postgres(url))
     return url
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def template_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated, empty database on each backend in turn, the module's own: for a module
+    that fills it once and gives each test a ``database_copy`` of it to change.
+
+    Nobody may be connected to it while it is copied (PostgreSQL copies a database only
+    from an idle template).
+    """
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path_factory.mktemp("template-db") / "callrec.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite+aiosqlite:///{path}"
+        return
+    session_url: str = request.getfixturevalue("postgres_database_url")  # reachable, or skipped
+    url = f"{session_url.rsplit('/', 1)[0]}/callrec_template_{uuid.uuid4().hex[:12]}"
+    asyncio.run(run_as_admin(f'CREATE DATABASE "{_name_of(url)}"'))
+    try:
+        asyncio.run(_migrate(url))
+        yield url
+    finally:
+        asyncio.run(run_as_admin(f'DROP DATABASE IF EXISTS "{_name_of(url)}" WITH (FORCE)'))
+
+
+@asynccontextmanager
+async def database_copy(url: str, folder: Path) -> AsyncIterator[str]:
+    """A copy of a database nobody is connected to, dropped afterwards: SQLite's file (its
+    write-ahead log too, if one is left) into ``folder``; on PostgreSQL a new database made
+    with the original as its template, a file copy of a few tens of milliseconds."""
+    if url.startswith("sqlite"):
+        copied = await asyncio.to_thread(_copy_sqlite_files, Path(url.split(":///", 1)[1]), folder)
+        yield f"sqlite+aiosqlite:///{copied}"
+        return
+    copy = f"{url.rsplit('/', 1)[0]}/callrec_copy_{uuid.uuid4().hex[:12]}"
+    await run_as_admin(f'CREATE DATABASE "{_name_of(copy)}" TEMPLATE "{_name_of(url)}"')
+    try:
+        yield copy
+    finally:
+        await run_as_admin(f'DROP DATABASE IF EXISTS "{_name_of(copy)}" WITH (FORCE)')
+
+
+def _copy_sqlite_files(source: Path, folder: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", folder / f"{source.name}{suffix}")
+    return folder / source.name
+
+
+def _name_of(url: str) -> str:
+    """The database a URL names."""
+    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from config.settings import Settings
 from recorder import TwilioSignature
 from storage import RECORDINGS_PREFIX
 from storage.db.models import AuditEvent, Recording
-from tests.cli_support import CALLREC, clean_environment
+from tests.cli_support import CALLREC, clean_environment, invoke
 from tests.fixtures_db import clean_postgres
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
@@ -75,7 +75,16 @@ class Cluster:
         return clean_environment(CALLREC_DATA_DIR=str(data_dir), **self.shared)
 
     async def command(self, *args: str) -> tuple[int, str, str]:
-        """`callrec *args` as an operator on another machine runs it: an empty data dir."""
+        """`callrec *args` as an operator on another machine runs it: an empty data dir,
+        the shared settings. In this process: the replicas are the processes under test."""
+        data_dir = self.workdir / f"operator-{uuid.uuid4().hex[:8]}"
+        data_dir.mkdir(parents=True)
+        done = await asyncio.to_thread(invoke, *args, CALLREC_DATA_DIR=str(data_dir), **self.shared)
+        return done.returncode, done.stdout, done.stderr
+
+    async def process(self, *args: str) -> tuple[int, str, str]:
+        """`callrec *args` as ``command`` runs it, as a process of its own: for commands
+        that run at the same time as each other."""
         process = await asyncio.create_subprocess_exec(
             *CALLREC,
             *args,
@@ -181,13 +190,10 @@ async def cluster(
         # Short, so a download outlasts several leases: only renewal keeps it one fetch.
         "CALLREC_FETCH_LEASE": "PT2S",
     }
-    migrated = await asyncio.create_subprocess_exec(
-        *CALLREC,
-        "db",
-        "upgrade",
-        env=clean_environment(CALLREC_DATA_DIR=str(workdir / "migrate"), **shared),
+    migrated = await asyncio.to_thread(
+        invoke, "db", "upgrade", CALLREC_DATA_DIR=str(workdir / "migrate"), **shared
     )
-    assert await migrated.wait() == 0
+    assert migrated.returncode == 0, migrated.stderr
     replicas: list[Served] = []
     everyone: list[Served] = []
     with pytest.MonkeyPatch.context() as env:
@@ -371,7 +377,7 @@ async def test_sweeps_run_together_delete_each_due_recording_once_and_count_it_o
     before = await last_seq(cluster)
 
     runs = await asyncio.gather(
-        *(cluster.command("retention", "run", "--batch-size", "4") for _ in range(REPLICAS))
+        *(cluster.process("retention", "run", "--batch-size", "4") for _ in range(REPLICAS))
     )
 
     assert [code for code, _, _ in runs] == [0] * REPLICAS, runs

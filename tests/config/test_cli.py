@@ -1,15 +1,23 @@
-"""The ``callrec`` command line, run as a real process: help, serve, db upgrade, audit verify."""
+"""The ``callrec`` command line: help, serve, db upgrade, audit verify, tokens, fetches.
+
+Commands run in this process (``invoke``) unless what is tested crosses the process
+boundary: the installed script, ``serve`` (signals, its log on stderr, a start-up it
+refuses) and a database the driver cannot reach, where the whole process must say one
+line and exit 2.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import socket
 import subprocess
 import sys
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,12 +39,10 @@ from storage import (
     create_engine,
 )
 from storage.keys.signing import signing_key_from_seed
-from tests.cli_support import CALLREC, clean_environment, run
+from tests.cli_support import CALLREC, clean_environment, invoke, run
 from tests.fixtures_db import run_as_admin
 from tests.push_support import SECRET, make_wav, metadata, push_body, push_headers
 from tests.service_support import running_service, wait_until_healthy
-
-pytestmark = pytest.mark.long
 
 OIDC = {
     "CALLREC_AUTH_MODE": "oidc",
@@ -102,7 +108,7 @@ def test_make_serve_takes_a_port_and_a_host() -> None:
 
 def test_db_upgrade_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
     for _ in range(2):
-        result = run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path))
+        result = invoke("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path))
         assert result.returncode == 0, result.stderr
         assert "up to date" in result.stdout
     assert (tmp_path / "callrec.db").exists()
@@ -112,13 +118,13 @@ def test_the_data_directory_and_the_database_are_readable_by_the_service_only(
     tmp_path: Path,
 ) -> None:
     fresh = tmp_path / "fresh"
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(fresh)).returncode == 0
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(fresh)).returncode == 0
     # Made before files were private: the next command closes the directory.
     older = tmp_path / "older"
     older.mkdir(mode=0o755)
     older.chmod(0o755)
     (older / "callrec.db").touch(mode=0o644)
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(older)).returncode == 0
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(older)).returncode == 0
 
     for folder in (fresh, older):
         assert folder.stat().st_mode & 0o777 == 0o700, folder
@@ -128,26 +134,33 @@ def test_the_data_directory_and_the_database_are_readable_by_the_service_only(
 
 
 @pytest.mark.parametrize(
-    ("command", "url", "says"),
+    ("command", "url", "says", "callrec"),
     [
+        # A real process: nothing the driver leaves behind may add to the line as it exits.
         (
             "db upgrade",
             "postgresql://nobody@127.0.0.1:9/none",
             "database unavailable: ConnectionRefusedError at 127.0.0.1:9/none",
+            run,
         ),
         (
             "fetches",
             "postgresql://postgres@127.0.0.1:5432/callrec_not_created",
             "the database does not exist at 127.0.0.1:5432/callrec_not_created",
+            invoke,
         ),
-        ("fetches", "mysql://someone@127.0.0.1/callrec", "callrec runs on PostgreSQL"),
+        ("fetches", "mysql://someone@127.0.0.1/callrec", "callrec runs on PostgreSQL", invoke),
     ],
     ids=["unreachable", "missing", "unsupported"],
 )
 def test_a_database_that_cannot_be_used_is_one_line_naming_the_setting(
-    tmp_path: Path, command: str, url: str, says: str
+    tmp_path: Path,
+    command: str,
+    url: str,
+    says: str,
+    callrec: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
-    result = run(
+    result = callrec(
         *command.split(),
         CALLREC_DATA_DIR=str(tmp_path),
         CALLREC_DATABASE_URL=url,
@@ -166,7 +179,7 @@ def test_a_command_pointed_at_no_data_says_where_it_looked_and_makes_nothing(
     tmp_path: Path, command: list[str]
 ) -> None:
     elsewhere = tmp_path / "var"
-    result = run(*command, CALLREC_DATA_DIR=str(elsewhere))
+    result = invoke(*command, CALLREC_DATA_DIR=str(elsewhere))
     assert result.returncode == 2
     assert result.stdout == ""  # no token that no server would accept
     (line,) = result.stderr.splitlines()
@@ -189,7 +202,7 @@ def empty_postgres_database() -> Iterator[str]:
 def test_a_database_without_callrec_tables_says_to_run_db_upgrade(
     tmp_path: Path, empty_postgres_database: str
 ) -> None:
-    result = run(
+    result = invoke(
         "fetches",
         CALLREC_DATA_DIR=str(tmp_path),
         CALLREC_DATABASE_URL=empty_postgres_database,
@@ -217,7 +230,7 @@ async def test_audit_verify_passes_then_names_the_event_that_was_changed(
         "CALLREC_SINGLE_NODE": "true",
     }
 
-    intact = run("audit", "verify", **settings)
+    intact = invoke("audit", "verify", **settings)
     assert intact.returncode == 0, intact.stderr
     # The shared secrets and the receipt key made at the first start (four), three
     # captures, the week's epoch key being made, and the start-up sweep's own events
@@ -237,7 +250,7 @@ async def test_audit_verify_passes_then_names_the_event_that_was_changed(
         )
     await engine.dispose()
 
-    broken = run("audit", "verify", **settings)
+    broken = invoke("audit", "verify", **settings)
     assert broken.returncode == 1
     assert "audit chain broken at event 2" in broken.stderr
 
@@ -336,10 +349,11 @@ def test_the_documented_sender_pushes_a_recording(
 
 
 def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
     # db upgrade builds only the database; a command that uses the keys makes the keyring.
-    assert run("keys", "status", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    assert invoke("keys", "status", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
     (tmp_path / "keyring").chmod(0o755)
+    # A real process: a serve that failed to refuse would listen, and stop only on a signal.
     result = run("serve", "--port", "0", CALLREC_DATA_DIR=str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.startswith("callrec: ")
@@ -350,8 +364,8 @@ def test_serve_refuses_a_keyring_others_can_read(tmp_path: Path) -> None:
 async def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(
     tmp_path: Path,
 ) -> None:
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
-    result = run(
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    result = invoke(
         "token",
         "issue",
         "--subject",
@@ -395,8 +409,8 @@ async def test_token_issue_prints_a_signed_jwt_for_the_person_role_and_teams(
 def test_token_issue_refuses_what_it_must_not_sign(
     tmp_path: Path, arguments: list[str], settings: dict[str, str], message: str
 ) -> None:
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
-    result = run(
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    result = invoke(
         "token", "issue", "--subject", "x", *arguments, CALLREC_DATA_DIR=str(tmp_path), **settings
     )
     assert result.returncode == 2
@@ -428,13 +442,13 @@ def test_fetches_fails_while_a_job_is_dead_until_each_is_retried_or_discarded(
     tmp_path: Path,
 ) -> None:
     env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
-    assert run("db", "upgrade", **env).returncode == 0
+    assert invoke("db", "upgrade", **env).returncode == 0
     unknown = "7d5e0c1e-6b0a-4c36-9d0e-1b8f3c2a9e11"
-    missing = run("fetches", "retry", unknown, **env)
+    missing = invoke("fetches", "retry", unknown, **env)
     assert missing.returncode == 2
     assert missing.stderr == f"callrec: no dead-lettered fetch job {unknown}\n"
     asyncio.run(_dead_letter(tmp_path / "var", "RE-gone", "RE-late"))
-    failing = run("fetches", **env)
+    failing = invoke("fetches", **env)
     assert failing.returncode == 1
     assert "dead: 2" in failing.stdout
     letters = {
@@ -446,12 +460,12 @@ def test_fetches_fails_while_a_job_is_dead_until_each_is_retried_or_discarded(
     assert "500" in letters["RE-gone"]["error"]
 
     reason = "the provider confirmed this call was never recorded"
-    discarded = run("fetches", "discard", letters["RE-gone"]["job"], "--reason", reason, **env)
+    discarded = invoke("fetches", "discard", letters["RE-gone"]["job"], "--reason", reason, **env)
     assert discarded.returncode == 0, discarded.stderr
-    retried = run("fetches", "retry", "--all", **env)
+    retried = invoke("fetches", "retry", "--all", **env)
     assert retried.returncode == 0, retried.stderr
     assert retried.stdout == "1 job queued again\n"
-    settled = run("fetches", **env)
+    settled = invoke("fetches", **env)
     assert settled.returncode == 0, settled.stderr
     assert settled.stdout.splitlines() == [
         "queued: 1",
@@ -485,14 +499,14 @@ def test_fetches_retry_and_discard_refuse_bad_input_in_one_line(
 
 def test_verify_exits_non_zero_while_the_store_holds_what_it_should_not(tmp_path: Path) -> None:
     env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
-    assert run("db", "upgrade", **env).returncode == 0
-    clean = run("verify", **env)
+    assert invoke("db", "upgrade", **env).returncode == 0
+    clean = invoke("verify", **env)
     assert clean.returncode == 0, clean.stderr
     assert "objects: 0, bytes: 0, problems: 0" in clean.stdout
     stray = tmp_path / "var" / "objects" / "recordings" / "ab" / ("ab" * 16)
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"not ours")
-    dirty = run("verify", **env)
+    dirty = invoke("verify", **env)
     assert dirty.returncode == 1
     (finding,) = [json.loads(line) for line in dirty.stdout.splitlines() if line.startswith("{")]
     assert finding == {
@@ -536,7 +550,7 @@ async def test_audit_verify_names_the_first_deletion_receipt_that_does_not_verif
                     details=stranger.sign({"recording_id": str(recording)}),
                 ),
             )
-    checked = run(
+    checked = invoke(
         "audit", "verify", CALLREC_DATA_DIR=str(data_dir), CALLREC_DATABASE_URL=sqlite_url
     )
     assert checked.returncode == 1
@@ -545,3 +559,16 @@ async def test_audit_verify_names_the_first_deletion_receipt_that_does_not_verif
         f"deletion receipt at event {altered.seq} is bad: the signature by key "
         f"{services.receipts.key_id} does not verify"
     )
+
+
+def test_a_command_run_in_this_process_leaves_the_process_as_it_was(tmp_path: Path) -> None:
+    # What the commands above run through: a command sets the umask and the logging for
+    # its whole process, which the tests after it in this one must not inherit.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(tmp_path)).returncode == 0
+    assert (tmp_path / "callrec.db").stat().st_mode & 0o077 == 0  # the command's umask
+    assert os.umask(umask) == umask
+    assert (root.handlers, root.level) == (handlers, level)

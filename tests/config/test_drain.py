@@ -26,7 +26,7 @@ from storage import Database, create_engine
 from storage.db.job_models import FetchJob
 from storage.db.models import Recording
 from tests.audio_factory import BY_NAME, make_audio, slow_to_check_flac
-from tests.cli_support import run
+from tests.cli_support import invoke
 from tests.provider_fakes import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, serving
 from tests.push_support import make_wav
 from tests.serve_support import Answer, Served, SlowPush, ask, read_response, start_serve
@@ -104,7 +104,7 @@ async def test_an_upload_arriving_during_the_drain_is_finished_and_acknowledged(
     assert await stored_rows(served.data_dir) == {"stored": 1}
     assert files_under(served.data_dir / "spool") == []
     # Readable: `callrec verify` opens and authenticates every stored object.
-    verified = run("verify", CALLREC_DATA_DIR=str(served.data_dir))
+    verified = invoke("verify", CALLREC_DATA_DIR=str(served.data_dir))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 

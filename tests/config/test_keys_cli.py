@@ -1,8 +1,9 @@
-"""``callrec keys``: rotation and a re-wrap killed half-way, run as real processes.
+"""``callrec keys``: rotation and a re-wrap killed half-way.
 
 Three hundred recordings are stored, a rotation is made from the command line, and a re-wrap
-is SIGKILLed mid-run. At that moment some keys are moved and some not, and every recording
-plays; a second run finishes the rest, and every recording still plays.
+run as a real process is SIGKILLed mid-run. At that moment some keys are moved and some
+not, and every recording plays; a second run finishes the rest, and every recording still
+plays.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from config.services import Services, build_services
 from config.settings import Settings
 from storage import (
@@ -27,10 +26,8 @@ from storage import (
     RecordingAudio,
     epoch_of,
 )
-from tests.cli_support import CALLREC, clean_environment, run
+from tests.cli_support import CALLREC, clean_environment, invoke
 from tests.key_support import store_recording
-
-pytestmark = pytest.mark.long
 
 RECORDINGS = 300
 KILLED_AFTER = 60
@@ -109,7 +106,7 @@ async def test_a_rewrap_killed_half_way_leaves_every_recording_playable_and_resu
         stored = await store_many(services, RECORDINGS)
         old_root = services.keyring.current_kek_id
 
-    rotated = run("keys", "rotate", **where)
+    rotated = invoke("keys", "rotate", **where)
     assert rotated.returncode == 0, rotated.stderr
     assert rotated.stdout.startswith("generation 1 is current")
     assert old_root not in rotated.stdout
@@ -122,11 +119,11 @@ async def test_a_rewrap_killed_half_way_leaves_every_recording_playable_and_resu
         assert 0 < left <= RECORDINGS - KILLED_AFTER
         assert await unplayable(services, stored) == []
 
-    finished = run("keys", "rewrap", **where)
+    finished = invoke("keys", "rewrap", **where)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith(f"{left} data keys re-wrapped under generation 1")
 
-    status = run("keys", "status", **where)
+    status = invoke("keys", "status", **where)
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)
     assert shown["generation"] == 1
@@ -158,13 +155,13 @@ async def test_a_retention_run_destroys_the_key_of_a_week_it_empties(
         await services.close()
     week = epoch_of(started)
 
-    swept = run("retention", "run", **where)
+    swept = invoke("retention", "run", **where)
     assert swept.returncode == 0, swept.stderr
     assert "1 recording deleted," in swept.stdout
     assert f"epoch {week}: every recording gone, its key destroyed" in swept.stdout
-    status = run("keys", "status", **where)
+    status = invoke("keys", "status", **where)
     shown = json.loads(status.stdout)
     assert shown["epoch_keys"] == []
     assert shown["epoch_keys_destroyed"] == 1
-    again = run("retention", "run", **where)
+    again = invoke("retention", "run", **where)
     assert "key destroyed" not in again.stdout

@@ -26,7 +26,7 @@ from config.settings import Settings
 from storage import KeyringError, load_secret, load_signing_key
 from storage.db.models import AuditEvent, ReceiptKey, SharedSecret
 from storage.keys.shared_secrets import receipt_public_keys
-from tests.cli_support import run
+from tests.cli_support import invoke
 from tests.oidc_provider import AUDIENCE, CLIENT_ID, ISSUER, IdentityProvider
 from tests.push_support import make_wav
 from tests.service_support import running_service
@@ -56,7 +56,7 @@ def shared(
 
 
 def environment(data_dir: Path, shared: dict[str, Any]) -> dict[str, str]:
-    """The same settings as ``CALLREC_*`` variables, for a command run as a process."""
+    """The same settings as ``CALLREC_*`` variables, for a command."""
     settings = {k: str(v) for k, v in shared.items() if k != "single_node"}
     return {f"CALLREC_{k.upper()}": v for k, v in settings.items()} | {
         "CALLREC_DATA_DIR": str(data_dir)
@@ -123,7 +123,7 @@ async def test_what_one_replica_makes_every_other_honours(
         assert not (data_dir / "epoch-keys").exists()
         assert not (data_dir / "dev-signing-key.pem").exists()
     checked = await asyncio.to_thread(
-        run, "audit", "verify", **environment(tmp_path / "three", shared)
+        invoke, "audit", "verify", **environment(tmp_path / "three", shared)
     )
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.strip().endswith(", 1 receipt verified")

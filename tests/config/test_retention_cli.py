@@ -9,7 +9,7 @@ from pathlib import Path
 from config.settings import Settings
 from storage import AuditTrail, Database, FetchQueue, create_engine
 from storage.db.job_models import FetchJob
-from tests.cli_support import run
+from tests.cli_support import invoke
 
 
 async def _queue_fetch(data_dir: Path, external_id: str, at: datetime) -> object:
@@ -43,17 +43,17 @@ async def _details(data_dir: Path, job_id: object) -> object:
 
 def test_retention_run_forgets_fetch_details_older_than_the_period(tmp_path: Path) -> None:
     env = {"CALLREC_DATA_DIR": str(tmp_path / "var")}
-    assert run("db", "upgrade", **env).returncode == 0
+    assert invoke("db", "upgrade", **env).returncode == 0
     now = datetime.now(UTC)
     old = asyncio.run(_queue_fetch(tmp_path / "var", "RE-old", now - timedelta(days=91)))
     young = asyncio.run(_queue_fetch(tmp_path / "var", "RE-young", now - timedelta(days=89)))
 
-    dry = run("retention", "run", "--dry-run", **env)
+    dry = invoke("retention", "run", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.startswith("0 recordings would be deleted (cutoff ")
     assert asyncio.run(_details(tmp_path / "var", old)) is not None  # a dry run changes nothing
 
-    result = run("retention", "run", "--batch-size", "10", **env)
+    result = invoke("retention", "run", "--batch-size", "10", **env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("0 recordings deleted, 0 interrupted deletions finished (cutoff ")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from config.settings import Settings
 from storage import Database, create_engine
 from storage.db.models import AuditEvent, Recording
-from tests.cli_support import run
+from tests.cli_support import invoke, run
 from tests.service_support import running_service
 
 
@@ -39,7 +39,7 @@ async def test_serve_on_a_port_in_use_says_so_in_one_line_and_sweeps_nothing(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "var"
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(data_dir)).returncode == 0
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(data_dir)).returncode == 0
     now = datetime.now(UTC).replace(microsecond=0)
     # Stored by a service running a day behind, so its own start-up sweep keeps it; by the
     # real clock it falls due in ten minutes, well inside the next sweep's horizon.
@@ -65,7 +65,7 @@ async def test_serve_on_a_port_in_use_says_so_in_one_line_and_sweeps_nothing(
     assert await state_and_sweeps(data_dir, due) == ("stored", sweeps)
 
     # And the same data directory on a free port: the sweep the refused start did not run.
-    served = await asyncio.to_thread(run, "retention", "run", CALLREC_DATA_DIR=str(data_dir))
+    served = await asyncio.to_thread(invoke, "retention", "run", CALLREC_DATA_DIR=str(data_dir))
     assert served.returncode == 0, served.stderr
     assert await state_and_sweeps(data_dir, due) == ("deleted", sweeps + 1)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from config.services import build_services
 from config.settings import Settings
-from tests.cli_support import run
+from tests.cli_support import invoke
 
 
 async def test_touching_the_keys_builds_neither_the_media_workers_nor_sign_in(
@@ -41,8 +41,8 @@ async def test_nothing_is_built_or_closed_for_a_command_that_touches_nothing(
 
 def test_keys_status_never_makes_a_spool_or_a_sign_in_key(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
-    assert run("db", "upgrade", CALLREC_DATA_DIR=str(data_dir)).returncode == 0
-    result = run("keys", "status", CALLREC_DATA_DIR=str(data_dir))
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(data_dir)).returncode == 0
+    result = invoke("keys", "status", CALLREC_DATA_DIR=str(data_dir))
     assert result.returncode == 0, result.stderr
     assert '"root_kek_id"' in result.stdout
     # The media workers' spool and the dev sign-in key belong to parts it never built.

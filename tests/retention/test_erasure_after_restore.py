@@ -33,7 +33,7 @@ from storage import (
 )
 from storage.db.models import AuditEvent, DataKey, Recording, StoredObject
 from storage.keys.keyring import WrappedKey
-from tests.cli_support import run
+from tests.cli_support import invoke
 from tests.clock import FakeClock
 from tests.service_support import RunningService, running_service
 
@@ -131,7 +131,7 @@ def verify_cli(data_dir: Path, database_url: str, settings: dict[str, Any]) -> A
 
 
 def cli(data_dir: Path, database_url: str, settings: dict[str, Any], *args: str) -> Any:
-    return run(
+    return invoke(
         "audit",
         *args,
         CALLREC_DATA_DIR=str(data_dir),

@@ -24,6 +24,7 @@ from storage import (
     verify_receipt,
 )
 from storage.db.models import AuditEvent, DataKey, Recording, RecordingReferral, StoredObject
+from tests.cli_support import invoke
 from tests.service_support import (
     KEYS_PER_RECORDING,
     OBJECTS_PER_RECORDING,
@@ -254,17 +255,15 @@ async def test_the_cli_runs_a_sweep_and_a_dry_run(tmp_path: Path, database_url: 
         "CALLREC_DATABASE_URL": database_url,
         "CALLREC_SINGLE_NODE": "true",
     }
-    from tests.cli_support import run
-
-    dry = run("retention", "run", "--dry-run", **env)
+    dry = invoke("retention", "run", "--dry-run", **env)
     assert dry.returncode == 0, dry.stderr
     assert f"would delete {due_id}" in dry.stdout
     assert "1 recording would be deleted" in dry.stdout
-    real = run("retention", "run", **env)
+    real = invoke("retention", "run", **env)
     assert real.returncode == 0, real.stderr
     assert f"deleted {due_id}" in real.stdout
     assert "1 recording deleted," in real.stdout
-    again = run("retention", "run", **env)
+    again = invoke("retention", "run", **env)
     assert "0 recordings deleted" in again.stdout
 
 
@@ -315,8 +314,6 @@ async def test_the_status_shows_the_last_sweep_and_what_is_due_and_overdue(hub: 
 async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
     tmp_path: Path, database_url: str
 ) -> None:
-    from tests.cli_support import run
-
     data_dir = tmp_path / "var"
     async with running_service(data_dir, database_url) as service:
         token = service.token("auditor", subject="auditor-1")
@@ -331,7 +328,7 @@ async def test_the_status_is_served_to_auditors_and_printed_by_the_cli(
         assert response.status == 200
         assert body["last_sweep"]["deleted"] == 0
         assert body["overdue"] == 0
-    printed = run(
+    printed = invoke(
         "retention",
         "status",
         CALLREC_DATA_DIR=str(data_dir),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from storage import PLAYBACK
 from storage.db.models import AuditEvent, StoredObject
 from tests.audio_factory import noisy_wav
+from tests.fixtures_db import database_copy
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.service_support import RunningService, running_service
 
@@ -80,6 +83,42 @@ async def room_at(data_dir: Path, database_url: str) -> AsyncIterator[Room]:
         # Playback serves the rendition once made: the tests play what the room's people hear.
         await service.renditions_made()
         yield Room(service, own, other, await service.stored(own, PLAYBACK))
+
+
+@dataclass(frozen=True)
+class RoomTemplate:
+    """A room's data directory and database as its pushes left them, with the service
+    stopped: made once for a module, copied for each test that needs a room of its own."""
+
+    data_dir: Path
+    database_url: str
+    recording_id: str
+    other_team_id: str
+    rendition: bytes
+
+
+@asynccontextmanager
+async def room_template(folder: Path, database_url: str) -> AsyncIterator[RoomTemplate]:
+    """Push a room's two calls, once, through the real service; stop it; hand the result
+    on to be copied (``room_from``). The database must be one no other service uses."""
+    async with room_at(folder / "var", database_url) as made:
+        recording_id, other_team_id = made.recording_id, made.other_team_id
+        rendition = made.rendition
+    yield RoomTemplate(folder / "var", database_url, recording_id, other_team_id, rendition)
+
+
+@asynccontextmanager
+async def room_from(template: RoomTemplate, folder: Path) -> AsyncIterator[Room]:
+    """A room of its own, as ``room_at`` makes one, without pushing again: the service
+    starts on copies of the template's data directory (store, keyring, spool) and
+    database, so what a test changes or reads on the trail is its own."""
+    data_dir = folder / "var"
+    await asyncio.to_thread(shutil.copytree, template.data_dir, data_dir, symlinks=True)
+    async with (
+        database_copy(template.database_url, folder) as database_url,
+        running_service(data_dir, database_url) as service,
+    ):
+        yield Room(service, template.recording_id, template.other_team_id, template.rendition)
 
 
 async def granted_url(room: Room, token: str) -> str:

@@ -23,19 +23,33 @@ from tests.retrieval.playback_support import (
     REASON,
     WEBM,
     Room,
+    RoomTemplate,
     granted_url,
     push,
     room_at,
+    room_from,
+    room_template,
 )
 from tests.service_support import running_service
 
 pytestmark = pytest.mark.long
 
 
+@pytest.fixture(scope="module")
+async def template(
+    tmp_path_factory: pytest.TempPathFactory, template_database_url: str
+) -> AsyncIterator[RoomTemplate]:
+    """The room's calls, pushed and rendered once for the module on each database."""
+    folder = tmp_path_factory.mktemp("playback-room")
+    async with room_template(folder, template_database_url) as made:
+        yield made
+
+
 @pytest.fixture
-async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:
-    """A service of its own, for a test that looks at the trail or changes what is stored."""
-    async with room_at(tmp_path / "var", database_url) as made:
+async def room(tmp_path: Path, template: RoomTemplate) -> AsyncIterator[Room]:
+    """A service of its own, for a test that looks at the trail or changes what is stored:
+    started on copies of the template's store and database."""
+    async with room_from(template, tmp_path) as made:
         yield made
 
 

@@ -20,10 +20,12 @@ from storage.crypto.format import HEADER_LENGTH, SEGMENT_CIPHERTEXT, SEGMENT_PLA
 from tests.push_support import make_wav
 from tests.retrieval.playback_support import (
     Room,
+    RoomTemplate,
     flip_byte,
     granted_url,
     push,
-    room_at,
+    room_from,
+    room_template,
     stored_object_path,
 )
 
@@ -35,9 +37,21 @@ HEADER_FIELDS = {"algorithm": 5, "salt": 8, "commitment": 48}
 REPLY_WAIT_S = 10.0
 
 
+@pytest.fixture(scope="module")
+async def template(
+    tmp_path_factory: pytest.TempPathFactory, template_database_url: str
+) -> AsyncIterator[RoomTemplate]:
+    """The room's calls, pushed and rendered once for the module on each database."""
+    folder = tmp_path_factory.mktemp("failing-room")
+    async with room_template(folder, template_database_url) as made:
+        yield made
+
+
 @pytest.fixture
-async def room(tmp_path: Path, database_url: str) -> AsyncIterator[Room]:
-    async with room_at(tmp_path / "var", database_url) as made:
+async def room(tmp_path: Path, template: RoomTemplate) -> AsyncIterator[Room]:
+    """A service of its own on copies of the template's store and database: each test
+    damages what it plays."""
+    async with room_from(template, tmp_path) as made:
         yield made
 
 

@@ -31,14 +31,12 @@ from storage import (
 from storage.audit import chain_hash, leaf_hash
 from storage.db.models import AuditEvent
 from storage.keys.signing import signing_key_from_seed
-from tests.cli_support import run
+from tests.cli_support import invoke
 from tests.clock import FakeClock
 from tests.key_support import store_recording
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-pytestmark = pytest.mark.long
 
 EVENTS = 30
 CUT = 10
@@ -95,7 +93,7 @@ async def head_seq(services: Services) -> int:
 
 
 def verify_cli(tmp_path: Path, database_url: str, settings: dict[str, str]) -> Any:
-    return run(
+    return invoke(
         "audit",
         "verify",
         CALLREC_DATA_DIR=str(tmp_path / "var"),
@@ -251,7 +249,7 @@ async def test_a_cut_tail_stays_caught_after_the_service_starts_on_it(
 
 
 def accept_cli(tmp_path: Path, database_url: str, settings: dict[str, str], *args: str) -> Any:
-    return run(
+    return invoke(
         "audit",
         "accept-restore",
         *args,

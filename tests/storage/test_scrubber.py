@@ -86,7 +86,9 @@ async def test_every_kind_of_damage_is_found_and_named(tmp_path: Path, database_
             scrubs = (
                 (
                     await session.execute(
-                        select(AuditEvent).where(AuditEvent.action == "integrity.scrub")
+                        select(AuditEvent)
+                        .where(AuditEvent.action == "integrity.scrub")
+                        .order_by(AuditEvent.seq)
                     )
                 )
                 .scalars()
