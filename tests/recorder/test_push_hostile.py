@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import recorder.capture
 import recorder.handlers
 from recorder import sign_preauth
 from storage import RECORDINGS_PREFIX
@@ -449,8 +450,12 @@ async def test_ordinary_pbx_file_names_are_accepted(service: RunningService, fil
 
 
 async def test_pushes_beyond_the_concurrency_limit_are_told_to_retry(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The newcomer waits this long for a slot before it is refused, while the first body
+    # waits on it: well inside the first's grace before it counts as too slow, however
+    # slowly a loaded machine runs the two.
+    monkeypatch.setattr(recorder.capture, "PROOF_WAIT_S", 0.5)
     async with running_service(tmp_path / "var", database_url, max_concurrent_pushes=1) as service:
         gate = asyncio.Event()
         body = good_body()

@@ -98,15 +98,17 @@ async def test_an_issued_dev_token_verifies_to_its_person_role_and_teams(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 720}, "expired"),
-        ({"nbf": int(time.time()) + 600, "iat": int(time.time()) + 600}, "not valid yet"),
-        ({"iss": "someone-else"}, "another issuer"),
-        ({"aud": "another-service"}, "another audience"),
-        ({"exp": None}, "'exp'"),
-        ({"sub": None}, "'sub'"),
-        ({"iat": None}, "'iat'"),
-        ({"role": "superuser"}, "no role"),
-        ({"role": None}, "no role"),
+        # Times relative to when the test runs, not to collection: a long run reaches
+        # these minutes after the parameters were made.
+        (lambda now: {"exp": now - 120, "iat": now - 720}, "expired"),
+        (lambda now: {"nbf": now + 600, "iat": now + 600}, "not valid yet"),
+        (lambda now: {"iss": "someone-else"}, "another issuer"),
+        (lambda now: {"aud": "another-service"}, "another audience"),
+        (lambda now: {"exp": None}, "'exp'"),
+        (lambda now: {"sub": None}, "'sub'"),
+        (lambda now: {"iat": None}, "'iat'"),
+        (lambda now: {"role": "superuser"}, "no role"),
+        (lambda now: {"role": None}, "no role"),
     ],
     ids=[
         "expired",
@@ -121,10 +123,13 @@ async def test_an_issued_dev_token_verifies_to_its_person_role_and_teams(
     ],
 )
 async def test_a_dev_token_that_is_wrong_in_any_way_is_refused(
-    dev: DevTokenVerifier, dev_key: SigningKey, changes: dict[str, Any], message: str
+    dev: DevTokenVerifier,
+    dev_key: SigningKey,
+    changes: Callable[[int], dict[str, Any]],
+    message: str,
 ) -> None:
     with pytest.raises(Unauthenticated, match=message):
-        await dev.verify(dev_token(dev_key, **changes))
+        await dev.verify(dev_token(dev_key, **changes(int(time.time()))))
 
 
 async def test_a_clock_a_few_seconds_off_is_tolerated(
