@@ -160,11 +160,12 @@ class RunningService:
         found: list[dict[str, Any]] = (await response.json())["recordings"]
         return found
 
-    async def start_up_sweep_done(self, timeout_s: float = 30.0) -> None:
+    async def start_up_sweep_done(self, timeout_s: float = 120.0) -> None:
         """Wait for the service's own start-up retention cycle to have recorded its sweep.
 
         A call pushed while that cycle runs and due before its cutoff may be reaped half
         way (the sender is told 503 and retries); a test that pushes such calls waits.
+        Two minutes: on PostgreSQL beside the image build, the first cycle took over 30 s.
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
