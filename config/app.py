@@ -230,6 +230,12 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
         now = services.clock()
         retention_metrics.show(await services.deleter.facts(now=now, cutoff=now + horizon), now)
 
+    async def refresh_triage_gauge() -> None:
+        unlinked = await services.unlinked.count(
+            now=services.clock(), review_after=services.settings.unlinked_review_after
+        )
+        retention_metrics.show_triage(unlinked.total)
+
     async def refresh_fetch_gauges() -> None:
         fetch_metrics.show(await services.fetch_queue.counts())
 
@@ -244,6 +250,7 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
 
     metrics.refresh_on_scrape(refresh_readiness_gauge)
     metrics.refresh_on_scrape(refresh_retention_gauges)
+    metrics.refresh_on_scrape(refresh_triage_gauge)
     metrics.refresh_on_scrape(refresh_fetch_gauges)
     metrics.refresh_on_scrape(refresh_rendition_gauges)
     metrics.refresh_on_scrape(refresh_key_gauges)
@@ -355,6 +362,8 @@ def create_app(services: Services) -> web.Application:
             audit=services.audit_log,
             trail=services.audit_log,
             call_accesses=CallAccesses(services.database),
+            triage=services.unlinked,
+            unlinked_review_after=services.settings.unlinked_review_after,
             referrals=ReferralLinks(services.database, services.audit, services.clock),
             peaks=PeakReader(services.database),
             holds=services.holds,
@@ -368,6 +377,8 @@ def create_app(services: Services) -> web.Application:
                 margin=services.settings.retention_margin,
                 period=services.settings.retention_period,
                 erasure_approvals=services.settings.erasure_approvals,
+                triage=services.unlinked,
+                review_after=services.settings.unlinked_review_after,
             ),
             dead_letters=lambda: services.fetch_queue.dead.summary(50),
             clock=services.clock,

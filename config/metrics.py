@@ -162,6 +162,13 @@ class RetentionMetrics:
             "Unix time of the last daily attestation (0: none yet).",
             registry=registry,
         )
+        self.awaiting_triage = Gauge(
+            "callrec_recordings_unlinked_awaiting_triage",
+            "Stored recordings still linked to no referral CALLREC_UNLINKED_REVIEW_AFTER after "
+            "the call started, neither linked nor marked as needing none by their team's "
+            "supervisors.",
+            registry=registry,
+        )
 
     def schedule(self, interval: timedelta) -> None:
         """Show how often sweeps run, so an alert can say "two intervals" whatever it is."""
@@ -188,6 +195,10 @@ class RetentionMetrics:
         self.attestation_failed.set(1 if facts.last_attestation_passed is False else 0)
         attested = facts.last_attestation_at
         self.last_attestation.set(0 if attested is None else attested.timestamp())
+
+    def show_triage(self, awaiting: int) -> None:
+        """Set the count of calls without a referral awaiting their team's triage."""
+        self.awaiting_triage.set(awaiting)
 
 
 class FetchMetrics:

@@ -80,6 +80,7 @@ from storage import (
     SignedRecords,
     SpoolDirectory,
     StorageError,
+    UnlinkedRecordings,
     create_engine,
     reconcile_with_anchors,
 )
@@ -509,6 +510,10 @@ class Services:
             self.deleter,
             approvals=self.settings.erasure_approvals,
         )
+
+    @part
+    def unlinked(self) -> UnlinkedRecordings:
+        return UnlinkedRecordings(self.database, self.audit, self.clock)
 
     async def close(self) -> None:
         """Release the connections, clients and worker processes that were built.

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # DPOs an early erasure needs: 2 makes one DPO's erasure a request another DPO approves
     # or rejects; 1 is for a hub with a single DPO (audited and attested as such).
     erasure_approvals: int = Field(default=2, ge=1, le=2)
+    # How long a recording may stay linked to no referral before its team's supervisors
+    # are asked to link it or to say why it needs none (within the retention period).
+    unlinked_review_after: timedelta = timedelta(days=7)
     # The service checks this many stored objects, chosen at random, every interval
     # (`callrec verify` checks them all).
     integrity_scrub_interval: timedelta = Field(
@@ -210,6 +213,26 @@ class Settings(BaseSettings):
         if value > MAX_RETENTION_PERIOD:
             raise ValueError("longer than P90D: the privacy notice promises at most 90 days")
         return value
+
+    @field_validator("unlinked_review_after")
+    @classmethod
+    def _positive_review_delay(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive ISO-8601 duration such as P7D")
+        return value
+
+    @model_validator(mode="after")
+    def _review_before_deletion(self) -> Settings:
+        # Listed only at or after its deletion, a call could never be triaged. Only a value
+        # given is held to it: the default stays valid beside a short period (a test rig's
+        # PT1H), where it lists nothing, as the README says.
+        given = "unlinked_review_after" in self.model_fields_set
+        if given and self.unlinked_review_after >= self.retention_period:
+            raise ValueError(
+                f"{ENV_PREFIX}UNLINKED_REVIEW_AFTER: must be shorter than "
+                f"{ENV_PREFIX}RETENTION_PERIOD, or no call is listed before its deletion"
+            )
+        return self
 
     @field_validator("push_secrets", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ from retention.erasure import (
     SelfApproval,
 )
 from retention.holds import HoldDesk, HoldRefused
-from retention.report import RetentionCounts, retention_status
+from retention.report import RetentionCounts, TriageCounts, retention_status
 from retention.sweep import (
     DEFAULT_BATCH,
     RETENTION_REASON,
@@ -56,6 +56,7 @@ __all__ = [
     "SelfApproval",
     "SpentEpochs",
     "SweepReport",
+    "TriageCounts",
     "attest",
     "attest_if_due",
     "retention_status",

@@ -6,13 +6,19 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from retention.erasure import erasure_rule
-from storage import RetentionFacts, rfc3339
+from storage import RetentionFacts, UnlinkedCount, rfc3339
 
 
 class RetentionCounts(Protocol):
     """What the report needs from storage's deleter."""
 
     async def facts(self, *, now: datetime, cutoff: datetime) -> RetentionFacts: ...
+
+
+class TriageCounts(Protocol):
+    """How many recordings linked to no referral await their team's triage."""
+
+    async def count(self, *, now: datetime, review_after: timedelta) -> UnlinkedCount: ...
 
 
 async def retention_status(
@@ -23,12 +29,16 @@ async def retention_status(
     margin: timedelta,
     period: timedelta,
     erasure_approvals: int = 2,
+    triage: TriageCounts | None = None,
+    review_after: timedelta | None = None,
 ) -> dict[str, Any]:
-    """Last and next sweep, what is due and overdue, holds, the early-erasure rule: the
-    operator's view, as JSON."""
+    """Last and next sweep, what is due and overdue, holds, the early-erasure rule and,
+    given ``triage`` and ``review_after``, the calls without a referral awaiting triage
+    (a backlog there is calls nobody will find by their referral): the operator's view,
+    as JSON."""
     facts = await counts.facts(now=now, cutoff=now + interval + margin)
     last = facts.last_sweep_at
-    return {
+    status: dict[str, Any] = {
         "retention_period_days": period / timedelta(days=1),
         "sweep_interval_s": interval.total_seconds(),
         "last_sweep": None if last is None else {"at": _iso(last), **(facts.last_sweep or {})},
@@ -54,6 +64,14 @@ async def retention_status(
             "rule": erasure_rule(erasure_approvals),
         },
     }
+    if triage is not None and review_after is not None:
+        unlinked = await triage.count(now=now, review_after=review_after)
+        status["triage"] = {
+            "review_after_days": review_after / timedelta(days=1),
+            "awaiting": unlinked.total,
+            "by_team": unlinked.by_team,
+        }
+    return status
 
 
 def _age(now: datetime, moment: datetime | None) -> float | None:

@@ -33,6 +33,7 @@ from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
 from retrieval.staff_accesses import CallAccessReader, StaffAccessHandlers
 from retrieval.trail import AuditHandlers, AuditReader
+from retrieval.triage import TriageDesk, TriageHandlers
 
 
 def create_api_app(
@@ -43,6 +44,8 @@ def create_api_app(
     audit: AuditSink,
     trail: AuditReader,
     call_accesses: CallAccessReader,
+    triage: TriageDesk,
+    unlinked_review_after: timedelta,
     referrals: ReferralChanges,
     peaks: PeakSource,
     holds: HoldOffice,
@@ -80,6 +83,7 @@ def create_api_app(
         retention=RetentionHandlers(access, retention_report),
         dead_letters=DeadLetterHandlers(access, dead_letters),
         staff=StaffAccessHandlers(call_accesses, audit),
+        triage=TriageHandlers(access, triage, unlinked_review_after),
         document=document,
     )
     for route in ROUTES:

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from retrieval.errors import BadRequest, NotFound, Unprocessable
-from storage import RecordingView, SearchQuery, whole_number
+from storage import RecordingView, SearchQuery, UnlinkedRecording, whole_number
 
 MAX_JSON_BODY = 4096
 REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
@@ -83,12 +83,12 @@ def search_query(params: Mapping[str, str], teams: frozenset[str] | None) -> Sea
         agent=_label(params, "agent"),
         started_after=_time(params, "started_after"),
         started_before=_time(params, "started_before"),
-        after=_cursor_position(params.get("cursor")),
+        after=cursor_position(params.get("cursor")),
         limit=limit,
     )
 
 
-def cursor_after(view: RecordingView) -> str:
+def cursor_after(view: RecordingView | UnlinkedRecording) -> str:
     """The cursor to the page that follows ``view``: opaque to clients."""
     raw = json.dumps([view.started_at.isoformat(), str(view.id)]).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
@@ -130,7 +130,8 @@ def _time(params: Mapping[str, str], name: str) -> datetime | None:
     return moment
 
 
-def _cursor_position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+def cursor_position(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    """Where a page issued with ``cursor_after`` ended; BadRequest for any other text."""
     if cursor is None:
         return None
     try:

@@ -117,3 +117,18 @@ CALL_HANDLERS: Final = frozenset({"staff"})
 def may_read_own_accesses(principal: Principal) -> bool:
     """Whether the person may see who accessed the calls they handled."""
     return bool(principal.roles & CALL_HANDLERS)
+
+
+# Who triages the calls linked to no referral: a team's supervisors, and only their own
+# teams' calls, whatever other role they hold (the list is a team's work, not a search).
+TRIAGERS: Final = frozenset({"supervisor"})
+
+
+def may_triage(principal: Principal) -> bool:
+    """Whether the person triages calls without a referral at all (else 403)."""
+    return bool(principal.roles & TRIAGERS)
+
+
+def triage_teams(principal: Principal) -> frozenset[str]:
+    """The teams whose calls without a referral the person lists, links and marks."""
+    return principal.teams if may_triage(principal) else frozenset()

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp.typedefs import Handler
 
-from retrieval import staff_accesses, trail
+from retrieval import staff_accesses, trail, triage
 from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.erasure import ErasureHandlers
 from retrieval.holds import HoldHandlers
@@ -24,6 +24,7 @@ from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
 from retrieval.staff_accesses import StaffAccessHandlers
 from retrieval.trail import AuditHandlers
+from retrieval.triage import TriageHandlers
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class ApiHandlers:
     retention: RetentionHandlers
     dead_letters: DeadLetterHandlers
     staff: StaffAccessHandlers
+    triage: TriageHandlers
     document: Handler
 
 
@@ -237,6 +239,33 @@ ROUTES: tuple[Route, ...] = (
         "Unlink a referral (audited)",
         {204: Answer("Unlinked")},
         (400, 403, 404, 410),
+    ),
+    Route(
+        "GET",
+        "/unlinked-recordings",
+        lambda h: h.triage.listed,
+        "Calls without a referral: the caller's teams' calls still linked to no referral "
+        "CALLREC_UNLINKED_REVIEW_AFTER after they started, oldest first, to link (the "
+        "referral link above) or mark as needing none (supervisors, their own teams only; "
+        "never the parties' numbers; the read is audited)",
+        {200: Answer("One page, and the cursor to the next", "UnlinkedPage")},
+        (400, 403),
+        query=(
+            _label("team", "One of the caller's teams"),
+            query("cursor", "next_cursor of the previous page"),
+            _whole("limit", "Page size", 1, triage.MAX_LIMIT, triage.DEFAULT_LIMIT),
+        ),
+    ),
+    Route(
+        "POST",
+        "/recordings/{id}/no-referral",
+        lambda h: h.triage.no_referral,
+        "Mark a call as needing no referral, with the reason: it leaves the calls without a "
+        "referral (supervisors of its team; audited). 409 if it is linked to a referral or "
+        "already marked",
+        {201: Answer("Marked", "NoReferral")},
+        (403, 404, 409, 410, 422),
+        body="Reason",
     ),
     Route(
         "POST",

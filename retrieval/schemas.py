@@ -289,6 +289,41 @@ SCHEMAS: dict[str, Any] = {
         # Closed: nothing about the call beyond what identifies it to its handler.
         "additionalProperties": False,
     },
+    "UnlinkedPage": _object(
+        "review_after_days recordings next_cursor",
+        review_after_days={
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "CALLREC_UNLINKED_REVIEW_AFTER: how long after it started a call "
+            "without a referral is listed",
+        },
+        recordings={"type": "array", "items": ref("UnlinkedRecording")},
+        next_cursor=_nullable("string", description="pass as cursor for the next page"),
+    ),
+    "UnlinkedRecording": {
+        **_object(
+            "id started_at ended_at team agent duration_s retention_deadline",
+            id=_ID,
+            started_at=_TIME,
+            ended_at=_nullable("string", format="date-time"),
+            team=_nullable("string"),
+            agent=_nullable("string"),
+            duration_s=_nullable("number", minimum=0),
+            retention_deadline=_TIME,
+        ),
+        # Closed: what recognises the call, never the parties' numbers.
+        "additionalProperties": False,
+    },
+    "NoReferral": _object(
+        "id no_referral",
+        id=_ID,
+        no_referral=_object(
+            "reason decided_by decided_at",
+            reason=_REASON,
+            decided_by={"type": "string", "description": "who, as the audit trail names them"},
+            decided_at=_TIME,
+        ),
+    ),
     "RetentionStatus": _object(
         "retention_period_days sweep_interval_s last_sweep next_sweep due_before_next_sweep "
         "overdue oldest_deadline oldest_unheld_age_s recordings holds last_attestation "

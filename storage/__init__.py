@@ -52,6 +52,14 @@ from storage.db.rendition_queue import (
     RenditionQueue,
     RenditionStatus,
 )
+from storage.db.unlinked import (
+    NO_REFERRAL_ACTION,
+    NoReferralDecision,
+    UnlinkedCount,
+    UnlinkedQuery,
+    UnlinkedRecording,
+    UnlinkedRecordings,
+)
 from storage.db.web_sessions import SessionFacts, SessionStore
 from storage.deletion import DueRecording, RecordingDeleter, RetentionFacts
 from storage.erasure_requests import ErasureRequests, ErasureRequestView
@@ -75,6 +83,7 @@ from storage.errors import (
     RecordingHeld,
     StorageError,
     StoreUnavailable,
+    TriageSettled,
     Unavailable,
 )
 from storage.holds import HoldView, RecordingHolds, in_force
@@ -127,6 +136,7 @@ from storage.vocabulary import (
 __all__ = [
     "HOLD_EPOCH",
     "HOLD_KINDS",
+    "NO_REFERRAL_ACTION",
     "ORIGINAL",
     "PAST_RETENTION",
     "PLAYBACK",
@@ -186,6 +196,7 @@ __all__ = [
     "LocalKeyring",
     "LockMode",
     "NewRecording",
+    "NoReferralDecision",
     "NotStored",
     "NothingToAccept",
     "ObjectExists",
@@ -234,7 +245,12 @@ __all__ = [
     "StorageError",
     "StoreUnavailable",
     "StoredCiphertext",
+    "TriageSettled",
     "Unavailable",
+    "UnlinkedCount",
+    "UnlinkedQuery",
+    "UnlinkedRecording",
+    "UnlinkedRecordings",
     "VerifiedObject",
     "check_database",
     "compare_with_checkpoint",

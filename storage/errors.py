@@ -73,6 +73,15 @@ class NotStored(StorageError):
     """The recording is not stored (being deleted, deleted, or never completed)."""
 
 
+class TriageSettled(StorageError):
+    """The recording needs no triage: ``why`` is ``linked`` (it has a referral) or
+    ``decided`` (someone already marked it as having none)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the recording needs no triage ({why})")
+        self.why = why
+
+
 class ErasureAlreadyRequested(StorageError):
     """The recording has an erasure request pending already; it is decided, not repeated."""
 

@@ -107,6 +107,8 @@ def retention_status_command() -> None:
             margin=settings.retention_margin,
             period=settings.retention_period,
             erasure_approvals=settings.erasure_approvals,
+            triage=services.unlinked,
+            review_after=settings.unlinked_review_after,
         )
 
     with command_context() as context:

@@ -129,8 +129,8 @@ PERSONAL_FIELDS: tuple[str, ...] = ("from_number", "to_number", "agent", "extra"
 and whatever else the provider sent about it. Deletion nulls exactly these, and what stays
 is the tombstone (source, times, deadline, team, audio facts) that proves the deletion.
 Every name must be a nullable column; ``personal_columns`` refuses anything else, at import
-and at every deletion. Linked rows that are personal (referral links, waveform peaks) are
-in ``PERSONAL_ROWS``."""
+and at every deletion. Linked rows that are personal (referral links, no-referral decisions,
+waveform peaks) are in ``PERSONAL_ROWS``."""
 
 
 def personal_columns() -> tuple[str, ...]:
@@ -172,6 +172,23 @@ class RecordingReferral(Base):
     )
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
     linked_by: Mapped[str] = mapped_column(String(200))
+
+
+class RecordingNoReferral(Base):
+    """A supervisor's decision that a recording linked to no referral needs none, and why.
+
+    At most one per recording. The reason is free text that may describe the call, so it
+    is personal: deletion removes the row (``PERSONAL_ROWS``).
+    """
+
+    __tablename__ = "recording_no_referral"
+
+    recording_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("recording.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(String(1000))
+    decided_by: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class StoredObject(Base):
@@ -221,12 +238,16 @@ class RecordingPeaks(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-PERSONAL_ROWS: tuple[type[RecordingReferral] | type[RecordingPeaks], ...] = (
+PERSONAL_ROWS: tuple[
+    type[RecordingReferral] | type[RecordingNoReferral] | type[RecordingPeaks], ...
+] = (
     RecordingReferral,
+    RecordingNoReferral,
     RecordingPeaks,
 )
-"""Rows about a recording that are personal (which cases it belongs to, what its audio
-looks like); deletion deletes every one of them, keyed by ``recording_id``."""
+"""Rows about a recording that are personal (which cases it belongs to, why it belongs to
+none, what its audio looks like); deletion deletes every one of them, keyed by
+``recording_id``."""
 
 personal_columns()
 

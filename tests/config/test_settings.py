@@ -111,6 +111,11 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_ERASURE_APPROVALS", "0", ""),
         ("CALLREC_ERASURE_APPROVALS", "3", ""),
         ("CALLREC_ERASURE_APPROVALS", "two", ""),
+        ("CALLREC_UNLINKED_REVIEW_AFTER", "P0D", "positive"),
+        ("CALLREC_UNLINKED_REVIEW_AFTER", "-P1D", "positive"),
+        ("CALLREC_UNLINKED_REVIEW_AFTER", "P90D", "shorter than CALLREC_RETENTION_PERIOD"),
+        ("CALLREC_UNLINKED_REVIEW_AFTER", "P120D", "shorter than CALLREC_RETENTION_PERIOD"),
+        ("CALLREC_UNLINKED_REVIEW_AFTER", "seven days", ""),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(

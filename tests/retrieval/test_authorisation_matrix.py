@@ -38,11 +38,14 @@ ENDPOINTS = [
     "release",
     "erase",
     "accesses",
+    "unlinked",
+    "no_referral",
     "erasure_requests",
     "approve_erasure",
     "reject_erasure",
 ]
 ERASURE_ENDPOINTS = ("erasure_requests", "approve_erasure", "reject_erasure")
+TRIAGE_ENDPOINTS = ("unlinked", "no_referral")
 REASON = "matrix check of access"
 # Expected status per role, for a recording of the caller's own team and of another team.
 OWN, OTHER = 0, 1
@@ -60,6 +63,9 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "release": (403, 403),
         "erase": (403, 403),
         "accesses": (403, 403),
+        # The list is of the supervisor's own teams whichever call the cell names.
+        "unlinked": (200, 200),
+        "no_referral": (201, 404),
         **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
     },
     "safety_reviewer": {
@@ -75,6 +81,8 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "release": (200, 200),
         "erase": (403, 403),
         "accesses": (403, 403),
+        # Triage is a team supervisor's work: seeing every team's calls is not leading them.
+        **dict.fromkeys(TRIAGE_ENDPOINTS, (403, 403)),
         **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
     },
     "dpo": {
@@ -91,6 +99,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         # The default needs two DPOs: the first one's erasure is a request.
         "erase": (202, 202),
         "accesses": (403, 403),
+        **dict.fromkeys(TRIAGE_ENDPOINTS, (403, 403)),
         **dict.fromkeys(ERASURE_ENDPOINTS, (200, 200)),
     },
     # A call handler reaches only the accesses to their own calls: no recording, no audio,
@@ -165,6 +174,18 @@ async def call(
         response = await client.delete(f"{base}/referrals/MASH-M2", headers=headers)
     elif endpoint == "accesses":
         response = await client.get("/api/v1/me/accesses", headers=headers)
+    elif endpoint == "unlinked":
+        response = await client.get("/api/v1/unlinked-recordings", headers=headers)
+    elif endpoint == "no_referral":
+        # The pushed call's referral unlinked first by someone allowed to, so only the
+        # caller's rights decide.
+        reviewer = setting.token("safety_reviewer", "matrix-setup")
+        await client.delete(
+            f"{base}/referrals/MASH-2026-004211", headers={"Authorization": f"Bearer {reviewer}"}
+        )
+        response = await client.post(
+            f"{base}/no-referral", headers=headers, json={"reason": REASON}
+        )
     elif endpoint == "retention":
         response = await client.get("/api/v1/retention", headers=headers)
     elif endpoint == "hold":

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from openapi_spec_validator import validate
 
-from retrieval import GrantSigner, PlaybackJournal, create_api_app, staff_accesses, trail
+from retrieval import GrantSigner, PlaybackJournal, create_api_app, staff_accesses, trail, triage
 from retrieval.grants import REASON_LENGTH
 from retrieval.openapi import OPENAPI
 from retrieval.parsing import SEARCH_PARAMETERS
@@ -26,6 +26,8 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         audit=unused,
         trail=unused,
         call_accesses=unused,
+        triage=unused,
+        unlinked_review_after=timedelta(days=7),
         referrals=unused,
         peaks=unused,
         holds=unused,
@@ -112,3 +114,4 @@ def test_the_documented_query_parameters_are_those_the_handlers_accept() -> None
     assert names("/recordings") == set(SEARCH_PARAMETERS)
     assert names("/audit") == set(trail.PARAMETERS)
     assert names("/me/accesses") == set(staff_accesses.PARAMETERS)
+    assert names("/unlinked-recordings") == set(triage.PARAMETERS)
