@@ -30,6 +30,7 @@ from retrieval.policy import (
     may_read_own_accesses,
     may_read_retention,
     may_search,
+    may_triage,
     purposes_for,
 )
 from retrieval.sessions import WebSessions
@@ -60,6 +61,7 @@ _STATIC: Final = {
     "audit.js": "text/javascript",
     "retention.js": "text/javascript",
     "accesses.js": "text/javascript",
+    "unlinked.js": "text/javascript",
 }
 _MAX_TOKEN = 8192
 # Each kind of hold as the page offers it: the policy's name, read as words.
@@ -105,6 +107,7 @@ class ReviewPages:
         app.router.add_get("/audit", self.audit)
         app.router.add_get("/retention", self.retention)
         app.router.add_get("/accesses", self.accesses)
+        app.router.add_get("/unlinked", self.unlinked)
         app.router.add_get("/sign-in", self.sign_in_form)
         app.router.add_post("/sign-in", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
@@ -173,6 +176,16 @@ class ReviewPages:
             return _to_sign_in()
         principal, facts = found
         return self._page("accesses.html", principal, facts, script="accesses.js")
+
+    async def unlinked(self, request: web.Request) -> web.StreamResponse:
+        """Calls without a referral, to link or mark as needing none (a team's supervisors)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        return self._page(
+            "unlinked.html", principal, facts, script="unlinked.js", reason=REASON_RULE
+        )
 
     # -- signing in and out ------------------------------------------------------------
 
@@ -349,6 +362,7 @@ def _abilities(principal: Principal) -> dict[str, bool]:
         "retention": may_read_retention(principal),
         "fetches": may_read_dead_letters(principal),
         "accesses": may_read_own_accesses(principal),
+        "triage": may_triage(principal),
     }
 
 
