@@ -327,7 +327,7 @@ SCHEMAS: dict[str, Any] = {
     "RetentionStatus": _object(
         "retention_period_days sweep_interval_s last_sweep next_sweep due_before_next_sweep "
         "overdue oldest_deadline oldest_unheld_age_s recordings holds last_attestation "
-        "early_erasure",
+        "early_erasure triage",
         retention_period_days={"type": "number"},
         sweep_interval_s={"type": "number"},
         last_sweep=_nullable("object", required=["at"]),
@@ -358,6 +358,21 @@ SCHEMAS: dict[str, Any] = {
             "approvals_required rule",
             approvals_required={"enum": [1, 2], "description": "CALLREC_ERASURE_APPROVALS"},
             rule={"type": "string", "description": "How an early erasure is authorised"},
+        ),
+        triage=_object(
+            "review_after_days awaiting by_team",
+            review_after_days={
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "CALLREC_UNLINKED_REVIEW_AFTER",
+            },
+            awaiting={
+                "type": "integer",
+                "minimum": 0,
+                "description": "calls without a referral their team's supervisors have not "
+                "linked or marked as needing none (a call of no team counts here only)",
+            },
+            by_team={"type": "object", "additionalProperties": {"type": "integer", "minimum": 1}},
         ),
     ),
     "DeadLetters": _object(

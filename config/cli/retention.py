@@ -96,7 +96,8 @@ def retention_run(dry_run: bool, batch_size: int) -> None:
 
 @retention.command("status")
 def retention_status_command() -> None:
-    """Last and next sweep, how many are due, overdue and held."""
+    """Last and next sweep, how many are due, overdue and held, and how many calls without
+    a referral await their team's triage."""
 
     async def status(services: Services) -> dict[str, Any]:
         settings = services.settings

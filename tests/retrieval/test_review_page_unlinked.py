@@ -127,3 +127,12 @@ async def test_a_supervisor_links_or_marks_their_teams_calls_without_a_referral(
         await reviewer.goto(f"{site.base}/unlinked")
         assert "Only a team's supervisors" in await reviewer.locator("main").inner_text()
         await reviewer.context.close()
+
+        # What still waits (one call of each team) is on the retention operator's page.
+        operator = await signed_in(browser, site, "retention_operator", subject="ops-t1")
+        assert operator.url == f"{site.base}/retention"
+        waiting = operator.locator("#retention dt", has_text="Calls without a referral")
+        await waiting.wait_for()
+        count = operator.locator("#retention dt:has-text('Calls without a referral') + dd")
+        assert (await count.inner_text()).startswith("2 (listed 7 days after the call)")
+        await operator.context.close()

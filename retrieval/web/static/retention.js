@@ -47,6 +47,9 @@ guard(async () => {
     ...fact("Recordings held", status.holds.recordings_held),
     ...fact("Held past their deadline", status.holds.held_past_deadline),
     ...fact("Last attestation", when(status.last_attestation)),
+    ...fact("Calls without a referral awaiting their team's triage", status.triage
+      ? `${status.triage.awaiting} (listed ${status.triage.review_after_days} days after the call)`
+      : null),
   );
   const kinds = Object.entries(status.holds.by_kind ?? {});
   held.replaceChildren(...(kinds.length
