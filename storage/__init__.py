@@ -98,7 +98,7 @@ from storage.keys.shared_secrets import (
     SharedSecrets,
     receipt_public_keys,
 )
-from storage.keys.signing import SigningKey, load_secret, load_signing_key
+from storage.keys.signing import SigningKey, load_secret, load_signing_key, public_key_id
 from storage.objects.filesystem import FilesystemObjectStore
 from storage.objects.store import RECORDINGS_PREFIX, ObjectLock, ObjectStore, ObjectVersion
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
@@ -246,6 +246,7 @@ __all__ = [
     "load_signing_key",
     "open_verified",
     "past_retention",
+    "public_key_id",
     "receipt_public_keys",
     "reconcile_with_anchors",
     "retention_deadline",
