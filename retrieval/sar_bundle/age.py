@@ -1,6 +1,6 @@
 """Encrypting a bundle for delivery with age (pyrage), and opening one again.
 
-To a recipient's public key (``age1...`` or ``ssh-ed25519 ...``) the bundle is streamed:
+To a recipient's age public key (``age1...``) the bundle is streamed:
 pyrage's ``encrypt_io`` runs on a thread, pulling plaintext from the event loop and
 pushing ciphertext back to it one chunk at a time, so memory stays flat (200 MB in about
 half a megabyte) and the plaintext never touches a disk. pyrage offers a passphrase only
@@ -33,7 +33,7 @@ _AGE_PAYLOAD_DAMAGED = "decryption error"  # pyrage's words for a chunk that fai
 
 @dataclass(frozen=True, slots=True)
 class ToRecipients:
-    """Encrypt to these age recipients (public keys); any one of their identities opens it."""
+    """Encrypt to these age recipients (``age1...``); any one of their identities opens it."""
 
     recipients: tuple[str, ...]
 
@@ -60,9 +60,8 @@ Encryption = ToRecipients | ToPassphrase
 
 
 def _parse_recipient(text: str) -> Any:
-    kind = pyrage.ssh.Recipient if text.startswith("ssh-") else pyrage.x25519.Recipient
     try:
-        return kind.from_str(text.strip())
+        return pyrage.x25519.Recipient.from_str(text.strip())
     except pyrage.RecipientError:
         raise BundleRefused(f"not an age recipient: {text[:20]!r}...") from None
 

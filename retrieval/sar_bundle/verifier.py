@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tarfile
 import threading
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from storage import KeyringError, public_key_id, verify_receipt
 
 MANIFEST_LIMIT_BYTES: Final = 16 * 1024 * 1024
 _READ_BYTES = 64 * 1024
+_PEM_BLOCK = re.compile(rb"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +46,20 @@ class BundleReport:
     manifest_sha256: str
 
 
-def trusted_keys(pems: list[bytes]) -> dict[str, bytes]:
-    """The receipt public keys by the id the service gives them; BundleUnopenable for one
-    that is not an Ed25519 public key in PEM."""
+def trusted_keys(files: list[bytes]) -> dict[str, bytes]:
+    """The receipt public keys in ``files`` (each one or more PEM blocks, as
+    ``callrec keys receipt-keys`` prints them) by the id the service gives them;
+    BundleUnopenable naming a file without one, or with a block that is not Ed25519."""
     keys: dict[str, bytes] = {}
-    for number, pem in enumerate(pems, start=1):
-        try:
-            keys[public_key_id(pem)] = pem
-        except KeyringError as exc:
-            raise BundleUnopenable(f"public key {number}: {exc}") from None
+    for number, data in enumerate(files, start=1):
+        blocks = _PEM_BLOCK.findall(data)
+        if not blocks:
+            raise BundleUnopenable(f"public key file {number}: not a PEM public key")
+        for pem in blocks:
+            try:
+                keys[public_key_id(pem)] = pem
+            except KeyringError as exc:
+                raise BundleUnopenable(f"public key file {number}: {exc}") from None
     return keys
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import pyrage
 import pytest
 
+from config.services import build_services
+from config.settings import Settings
 from retrieval.sar_bundle import ToPassphrase
 from storage import ReceiptSigner
 from tests.bundle_support import (
@@ -209,3 +211,34 @@ def test_the_commands_have_help_that_offers_no_passphrase_option(command: list[s
     assert result.returncode == 0
     assert result.stdout.startswith("Usage: callrec sar")
     assert "--passphrase " not in result.stdout
+
+
+async def test_a_bundle_signed_by_the_service_verifies_against_its_printed_receipt_keys(
+    tmp_path: Path, identity: Any
+) -> None:
+    data_dir = tmp_path / "var"
+    assert invoke("db", "upgrade", CALLREC_DATA_DIR=str(data_dir)).returncode == 0
+    services = build_services(Settings(data_dir=data_dir))
+    try:
+        signer = await services.receipt_signer()
+        ciphertext, _ = await make_bundle(signer, to_identity(identity))
+    finally:
+        await services.close()
+    (tmp_path / "case.age").write_bytes(ciphertext)
+    (tmp_path / "identity.txt").write_text(f"{identity}\n")
+
+    printed = invoke("keys", "receipt-keys", CALLREC_DATA_DIR=str(data_dir))
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith(f"# receipt key {signer.key_id}\n-----BEGIN PUBLIC KEY-----")
+    (tmp_path / "receipts.pem").write_text(printed.stdout)
+
+    code, out, err = sar_verify(
+        tmp_path,
+        "case.age",
+        "--identity",
+        str(tmp_path / "identity.txt"),
+        "--public-key",
+        str(tmp_path / "receipts.pem"),
+    )
+    assert code == 0, err
+    assert out.endswith(f"signed by receipt key {signer.key_id}\n")

@@ -17,6 +17,8 @@ from typing import Any
 
 import pyrage
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from retrieval.sar_bundle import (
     MANIFEST_NAME,
@@ -279,9 +281,20 @@ def test_the_right_bundle_against_the_wrong_public_key_is_refused(
         verify(bundle, WithIdentities((identity,)), other)
 
 
-def test_a_public_key_file_that_is_not_one_is_named() -> None:
-    with pytest.raises(BundleUnopenable, match="public key 2: not a PEM public key"):
-        trusted_keys([new_signer().public_pem, b"-----BEGIN NOTHING-----"])
+def test_a_public_key_file_may_hold_several_keys_and_one_without_any_is_named() -> None:
+    first, second = new_signer(), new_signer()
+    together = b"# the current key\n" + first.public_pem + b"\n" + second.public_pem
+
+    assert set(trusted_keys([together])) == {first.key_id, second.key_id}
+    with pytest.raises(BundleUnopenable, match="public key file 2: not a PEM public key"):
+        trusted_keys([together, b"-----BEGIN NOTHING-----"])
+    not_ed25519 = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(BundleUnopenable, match="public key file 1: not an Ed25519 public key"):
+        trusted_keys([not_ed25519])
 
 
 @pytest.mark.parametrize(
