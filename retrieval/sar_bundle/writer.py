@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -121,7 +122,9 @@ async def write_bundle(
         ciphertext_bytes += len(data)
         await sink.write(data)
 
-    await encrypt_stream(tar.stream(entries), encryption, write)
+    # Closed however encryption ends, so an entry's reader is never left suspended.
+    async with aclosing(tar.stream(entries)) as plaintext:
+        await encrypt_stream(plaintext, encryption, write)
     return BundleSummary(
         case=case,
         created_at=created_at,

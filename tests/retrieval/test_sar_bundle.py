@@ -17,6 +17,8 @@ from typing import Any
 
 import pyrage
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -44,6 +46,7 @@ from tests.bundle_support import (
     CASE,
     CREATED_AT,
     Member,
+    case_entries,
     chunks_of,
     file_member,
     make_bundle,
@@ -401,6 +404,32 @@ async def test_a_cancelled_bundle_stops_its_encrypting_thread(
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=10)
     assert os.listdir(tmp_path) == []
+
+
+async def test_a_bundle_streams_as_an_http_response(signer: ReceiptSigner, identity: Any) -> None:
+    """The sink may be aiohttp's StreamResponse: the bundle goes out as it is made."""
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        await write_bundle(
+            case_entries(),
+            case=CASE,
+            created_at=CREATED_AT,
+            signer=signer,
+            encryption=to_identity(identity),
+            sink=response,
+        )
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/bundle", download)
+    async with TestClient(TestServer(app)) as client:
+        answer = await client.get("/bundle")
+        assert answer.status == 200
+        ciphertext = await answer.read()
+    assert verify(ciphertext, WithIdentities((identity,)), signer).files == 4
 
 
 STREAMING_PROBE = """
