@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
@@ -152,7 +152,7 @@ class _TarStream:
 
     async def stream(
         self, entries: Iterable[BundleEntry] | AsyncIterable[BundleEntry]
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         names: set[str] = set()
         async for entry in _each(entries):
             problem = member_name_problem(entry.name)
