@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +72,7 @@ class MemorySink:
 async def make_bundle(
     signer: ReceiptSigner,
     encryption: Encryption,
-    entries: list[BundleEntry] | None = None,
+    entries: Iterable[BundleEntry] | AsyncIterable[BundleEntry] | None = None,
 ) -> tuple[bytes, BundleSummary]:
     """The ciphertext of a bundle of ``entries`` (by default ``case_entries()``)."""
     sink = MemorySink()

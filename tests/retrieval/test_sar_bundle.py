@@ -31,6 +31,7 @@ from retrieval.sar_bundle import (
     BundleUnopenable,
     Decryption,
     ToPassphrase,
+    ToRecipients,
     WithIdentities,
     WithPassphrase,
     bytes_entry,
@@ -315,6 +316,28 @@ async def test_the_writer_refuses_entries_it_could_not_describe_truly(
 ) -> None:
     with pytest.raises(BundleRefused, match=refused.replace("(", r"\(").replace(".", r"\.")):
         await make_bundle(signer, to_identity(identity), entries)
+
+
+async def test_entries_may_come_one_at_a_time_from_an_async_source(
+    signer: ReceiptSigner, identity: Any
+) -> None:
+    opened: list[str] = []
+
+    async def entries() -> AsyncIterator[BundleEntry]:
+        for entry in case_entries():
+            opened.append(entry.name)  # each recording is looked up only when its turn comes
+            yield entry
+
+    ciphertext, summary = await make_bundle(signer, to_identity(identity), entries())
+    assert [file.name for file in summary.files] == opened
+    assert verify(ciphertext, WithIdentities((identity,)), signer).files == len(opened)
+
+
+def test_a_recipient_that_is_not_an_age_key_is_refused() -> None:
+    with pytest.raises(BundleRefused, match="not an age recipient"):
+        ToRecipients(("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5",))
+    with pytest.raises(BundleRefused, match="no age recipient given"):
+        ToRecipients(())
 
 
 async def test_a_bundle_file_is_private_and_holds_only_ciphertext(
