@@ -359,6 +359,8 @@ def create_app(services: Services) -> web.Application:
             peaks=PeakReader(services.database),
             holds=services.holds,
             erasures=services.erasures,
+            subject_access=services.subject_access,
+            phone_region=services.settings.phone_region,
             signer=services.grants,
             journal=services.journal,
             retention_report=lambda: retention_status(
