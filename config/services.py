@@ -55,6 +55,7 @@ from storage import (
     AuditAnchors,
     AuditLog,
     AuditTrail,
+    CaseCoverage,
     Database,
     DeletionLedger,
     EpochKeys,
@@ -516,6 +517,7 @@ class Services:
     def subject_access(self) -> SubjectAccessOffice:
         return SubjectAccessOffice(
             SubjectAccessCases(database=self.database, audit=self.audit, clock=self.clock),
+            CaseCoverage(database=self.database, clock=self.clock),
             self.catalog,
             RecordingHolds(
                 database=self.database, objects=self.objects, audit=self.audit, clock=self.clock

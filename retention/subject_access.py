@@ -108,6 +108,10 @@ class CaseRecords(Protocol):
 
     async def close(self, case_id: uuid.UUID, *, reason: str, actor: str) -> CaseView: ...
 
+
+class Coverage(Protocol):
+    """Storage's CaseCoverage: what open cases cover, against the holds in force."""
+
     async def unheld(self) -> list[tuple[uuid.UUID, date]]: ...
 
     async def holding(self) -> list[tuple[uuid.UUID, date, datetime]]: ...
@@ -174,12 +178,14 @@ class SubjectAccessOffice:
     def __init__(
         self,
         records: CaseRecords,
+        coverage: Coverage,
         finder: Finder,
         holds: CaseHolds,
         *,
         clock: Callable[[], datetime],
     ) -> None:
         self._records = records
+        self._coverage = coverage
         self._finder = finder
         self._holds = holds
         self._clock = clock
@@ -263,7 +269,7 @@ class SubjectAccessOffice:
         """Close a case; each of its recordings no other open case covers is released."""
         closed = await self._records.close(case_id, reason=reason, actor=actor)
         ids = [item.recording_id for item in closed.recordings]
-        needed = await self._records.still_needed(ids)
+        needed = await self._coverage.still_needed(ids)
         for recording_id in ids:
             if recording_id not in needed:
                 await self._holds.release(
@@ -291,10 +297,10 @@ class SubjectAccessOffice:
         """
         now = self._clock()
         placed = renewed = 0
-        for recording_id, deadline in await self._records.unheld():
+        for recording_id, deadline in await self._coverage.unheld():
             if await self._place(recording_id, deadline, actor=actor):
                 placed += 1
-        for recording_id, deadline, review_by in await self._records.holding():
+        for recording_id, deadline, review_by in await self._coverage.holding():
             # Near its review date, or short of a deadline moved by an extension.
             due = review_by - now < RENEW_WITHIN or review_by < hold_review(deadline, deadline)
             if due and await self._place(recording_id, deadline, actor=actor):

@@ -120,6 +120,7 @@ from storage.renditions import OriginalCopy, RenditionStore
 from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
 from storage.subject_access import CaseRecording, CaseView, SubjectAccessCases
+from storage.subject_access_holds import CaseCoverage
 from storage.vocabulary import (
     HOLD_KINDS,
     PAST_RETENTION,
@@ -160,6 +161,7 @@ __all__ = [
     "CaptureInProgress",
     "CaptureOutcome",
     "CaseClosed",
+    "CaseCoverage",
     "CaseExists",
     "CaseMissing",
     "CaseRecording",
