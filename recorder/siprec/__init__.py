@@ -3,6 +3,7 @@
 Parsers and the SDP answer only; no SIP transport and no media here.
 """
 
+from recorder.siprec.body import SiprecBody, split_siprec_body
 from recorder.siprec.errors import (
     InconsistentMetadata,
     MalformedBody,
@@ -25,9 +26,22 @@ from recorder.siprec.models import (
     StreamAssociation,
     merge_metadata,
 )
+from recorder.siprec.sdp import (
+    AcceptedStream,
+    Codec,
+    Crypto,
+    OfferedStream,
+    SdpOffer,
+    build_answer,
+    choose_codec,
+    parse_offer,
+)
 
 __all__ = [
+    "AcceptedStream",
+    "Codec",
     "CommunicationSession",
+    "Crypto",
     "Dialect",
     "Group",
     "InconsistentMetadata",
@@ -36,13 +50,20 @@ __all__ = [
     "MalformedSdp",
     "MessageTooLarge",
     "NoUsableStream",
+    "OfferedStream",
     "Participant",
     "RecordingMetadata",
+    "SdpOffer",
+    "SiprecBody",
     "SiprecError",
     "Stream",
     "StreamAssociation",
     "UnsupportedBody",
+    "build_answer",
+    "choose_codec",
     "merge_metadata",
     "parse_metadata",
+    "parse_offer",
     "sip_status_of",
+    "split_siprec_body",
 ]
