@@ -1,10 +1,11 @@
 """The SDP of a SIPREC offer (RFC 4566, 3264, 4568) read strictly, and the recorder's answer.
 
-A small parser of our own rather than a PyPI one: the candidates are either unmaintained
-ports (sdp-transform's Python port) or parts of a WebRTC stack (aiortc) that bring ICE,
-DTLS and codecs we must not link. SDP is line-based (``<type>=<value>``) and the recorder
-needs only media sections, connection lines and a handful of attributes, so a strict parser
-under a byte and section cap is less code to audit than a general one is to vet.
+A small parser of our own rather than a PyPI one. sdp-transform (a port of the JavaScript
+library) matches lines with a permissive regex grammar and hands back untyped dicts: every
+check below would still be ours, plus a dependency. aiortc's SDP module is part of a WebRTC
+stack that brings ICE, DTLS and codecs the recorder has no use for. SDP is line-based
+(``<type>=<value>``) and the recorder needs only media sections, connection lines and a
+handful of attributes, so a strict parser under a byte and section cap is less to audit.
 """
 
 from __future__ import annotations
