@@ -54,6 +54,17 @@ def test_the_rfc_7866_invite_body_yields_two_labelled_streams_and_their_metadata
         )
 
 
+def test_bare_lf_line_ends_as_some_sbcs_send_them_are_accepted() -> None:
+    # AudioCodes SBCs have been seen sending the multipart body with bare LF line ends.
+    raw = (VECTORS / "rfc7866-invite-body.txt").read_bytes()
+    assert b"\r\n" not in raw
+
+    body = split_siprec_body(RFC7866_TYPE, raw)
+
+    assert [s.label for s in parse_offer(body.sdp).streams] == ["1", "2"]
+    assert parse_metadata(body.metadata).stream_by_label("2") is not None
+
+
 def test_parameters_and_case_of_the_content_type_do_not_matter() -> None:
     body = split_siprec_body('Multipart/Mixed; boundary="foobar"; charset=utf-8', rfc7866_body())
 
