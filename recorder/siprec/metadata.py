@@ -230,7 +230,9 @@ class _Reader:
             name = self._name(child) if self._mine(child) else ""
             if name == "nameid":
                 aors.append(self._id(child, "aor", kind="nameID"))
-                names.extend(_text(n, "name") for n in child if self._name(n) == "name")
+                names.extend(
+                    _text(n, "name") for n in child if self._mine(n) and self._name(n) == "name"
+                )
             elif name == "aor":
                 aors.append(_text(child, "aor"))
             elif name == "name":

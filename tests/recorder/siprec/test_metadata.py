@@ -165,6 +165,17 @@ def test_the_draft_dialect_keeps_send_and_recv_written_inside_participants() -> 
     assert caller.recv == ("q9w2sYh4RwyVb7tZk1Lx0g==",)
 
 
+def test_only_names_in_the_recording_namespace_are_participant_names() -> None:
+    metadata = parse_metadata(
+        _recording(
+            "<participant participant_id='p'><nameID aor='sip:p@example.net'>"
+            "<x:name xmlns:x='urn:x'>Not a name</x:name><name>Pat</name></nameID></participant>"
+        )
+    )
+
+    assert metadata.participants["p"].names == ("Pat",)
+
+
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE recording [
  <!ENTITY lol "lol">
