@@ -41,7 +41,7 @@ from recorder import (
     VonageCallbacks,
     VonageSignature,
 )
-from retention import ErasureDesk, HoldDesk
+from retention import ErasureDesk, HoldDesk, SubjectAccessOffice
 from retrieval import (
     GrantSigner,
     OidcSignIn,
@@ -55,6 +55,7 @@ from storage import (
     AuditAnchors,
     AuditLog,
     AuditTrail,
+    CaseCoverage,
     Database,
     DeletionLedger,
     EpochKeys,
@@ -80,6 +81,7 @@ from storage import (
     SignedRecords,
     SpoolDirectory,
     StorageError,
+    SubjectAccessCases,
     create_engine,
     reconcile_with_anchors,
 )
@@ -188,6 +190,7 @@ class Services:
             keys=self.keys,
             audit=self.audit,
             clock=self.clock,
+            phone_region=self.settings.phone_region,
         )
 
     @part
@@ -508,6 +511,18 @@ class Services:
             ),
             self.deleter,
             approvals=self.settings.erasure_approvals,
+        )
+
+    @part
+    def subject_access(self) -> SubjectAccessOffice:
+        return SubjectAccessOffice(
+            SubjectAccessCases(database=self.database, audit=self.audit, clock=self.clock),
+            CaseCoverage(database=self.database, clock=self.clock),
+            self.catalog,
+            RecordingHolds(
+                database=self.database, objects=self.objects, audit=self.audit, clock=self.clock
+            ),
+            clock=self.clock,
         )
 
     async def close(self) -> None:

@@ -32,6 +32,7 @@ from retrieval.retention_status import RetentionHandlers
 from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
 from retrieval.staff_accesses import CallAccessReader, StaffAccessHandlers
+from retrieval.subject_access import SubjectAccessDesk, SubjectAccessHandlers
 from retrieval.trail import AuditHandlers, AuditReader
 
 
@@ -47,6 +48,8 @@ def create_api_app(
     peaks: PeakSource,
     holds: HoldOffice,
     erasures: ErasureOffice,
+    subject_access: SubjectAccessDesk,
+    phone_region: str,
     signer: GrantSigner,
     journal: PlaybackJournal,
     retention_report: Callable[[], Awaitable[dict[str, Any]]],
@@ -80,6 +83,7 @@ def create_api_app(
         retention=RetentionHandlers(access, retention_report),
         dead_letters=DeadLetterHandlers(access, dead_letters),
         staff=StaffAccessHandlers(call_accesses, audit),
+        subject_access=SubjectAccessHandlers(access, subject_access, region=phone_region),
         document=document,
     )
     for route in ROUTES:

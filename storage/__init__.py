@@ -59,6 +59,9 @@ from storage.errors import (
     AnchorInvalid,
     AnchorMismatch,
     AuditChainBroken,
+    CaseClosed,
+    CaseExists,
+    CaseMissing,
     DatabaseNotMigrated,
     DatabaseUnavailable,
     ErasureAlreadyRequested,
@@ -68,6 +71,7 @@ from storage.errors import (
     KeyringError,
     KeyShareMissing,
     NothingToAccept,
+    NotInCase,
     NotStored,
     ObjectExists,
     ObjectMissing,
@@ -101,6 +105,7 @@ from storage.keys.shared_secrets import (
 from storage.keys.signing import SigningKey, load_secret, load_signing_key, public_key_id
 from storage.objects.filesystem import FilesystemObjectStore
 from storage.objects.store import RECORDINGS_PREFIX, ObjectLock, ObjectStore, ObjectVersion
+from storage.phone_numbers import as_stored, e164, known_region
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     ORIGINAL,
@@ -114,10 +119,13 @@ from storage.recordings import (
 from storage.renditions import OriginalCopy, RenditionStore
 from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
+from storage.subject_access import CaseRecording, CaseView, SubjectAccessCases
+from storage.subject_access_holds import CaseCoverage
 from storage.vocabulary import (
     HOLD_KINDS,
     PAST_RETENTION,
     RETENTION_ACTOR,
+    SUBJECT_ACCESS_HOLD,
     past_retention,
     retention_deadline,
     rfc3339,
@@ -133,6 +141,7 @@ __all__ = [
     "RECORDINGS_PREFIX",
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
+    "SUBJECT_ACCESS_HOLD",
     "AdoptedKeys",
     "AnchorInvalid",
     "AnchorLock",
@@ -151,6 +160,12 @@ __all__ = [
     "CallAccesses",
     "CaptureInProgress",
     "CaptureOutcome",
+    "CaseClosed",
+    "CaseCoverage",
+    "CaseExists",
+    "CaseMissing",
+    "CaseRecording",
+    "CaseView",
     "Checkpoint",
     "ClaimedFetch",
     "ClaimedRendition",
@@ -186,6 +201,7 @@ __all__ = [
     "LocalKeyring",
     "LockMode",
     "NewRecording",
+    "NotInCase",
     "NotStored",
     "NothingToAccept",
     "ObjectExists",
@@ -234,14 +250,18 @@ __all__ = [
     "StorageError",
     "StoreUnavailable",
     "StoredCiphertext",
+    "SubjectAccessCases",
     "Unavailable",
     "VerifiedObject",
+    "as_stored",
     "check_database",
     "compare_with_checkpoint",
     "create_engine",
     "create_sessionmaker",
+    "e164",
     "epoch_of",
     "in_force",
+    "known_region",
     "load_secret",
     "load_signing_key",
     "open_verified",

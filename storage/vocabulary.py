@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-HOLD_KINDS = ("staff_safety_incident", "subject_access_pending", "legal")
+SUBJECT_ACCESS_HOLD = "subject_access_pending"
+"""The hold an open subject access case keeps on each recording it covers."""
+
+HOLD_KINDS = ("staff_safety_incident", SUBJECT_ACCESS_HOLD, "legal")
 """Why a recording may outlive its deadline: the only kinds of hold the hub's policy allows."""
 
 RETENTION_ACTOR = "retention"
