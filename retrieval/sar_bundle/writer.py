@@ -80,10 +80,9 @@ class BundleSummary:
     """The age recipients (public keys), or ``("passphrase",)``."""
 
     def audit_details(self) -> dict[str, Any]:
-        """The summary as audit details: which case, which files (hashes), for whom."""
+        """The summary as audit details: which files (hashes), signed by which key, for
+        whom. Not the case: the case's own audit record names it already."""
         return {
-            "case_id": self.case.id,
-            "case_reference": self.case.reference,
             "created_at": rfc3339(self.created_at),
             "key_id": self.key_id,
             "files": [
