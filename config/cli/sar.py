@@ -15,6 +15,7 @@ from typing import NoReturn
 import click
 from click.core import ParameterSource
 
+from config.cli.sar_list import sar_list
 from config.plurals import counted
 from config.progress import Progress
 from retrieval.sar_bundle import (
@@ -36,6 +37,9 @@ _SMALL_FILE_BYTES = 64 * 1024
 @click.group()
 def sar() -> None:
     """Subject access: cases, their export bundles, and checking a bundle offline."""
+
+
+sar.add_command(sar_list)
 
 
 def _cannot(line: str) -> NoReturn:
