@@ -5,6 +5,7 @@ original untouched. A redaction that does not fit the recording is refused, sayi
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import time
@@ -19,6 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from recorder import InvalidRedaction, RedactedAudio, RedactedCopies, Redaction
+from recorder.media_jobs import EncryptedInput, Redacted
 from storage import NotStored
 from storage.db.models import StoredObject
 from tests.audio_factory import BY_NAME, decode, encode, make_audio
@@ -235,6 +237,56 @@ async def test_no_redaction_is_a_faithful_wav_of_what_decodes(
     assert samples.shape[1] == recorded.samples.shape[1]
     scale = 32767 if np.abs(recorded.samples).max() <= 1.0 else 1
     assert rms(samples) == pytest.approx(rms(recorded.samples * scale), rel=0.01, abs=2)
+
+
+class StuckRedactor:
+    """A worker that takes the original and never finishes, until it is cancelled."""
+
+    def __init__(self) -> None:
+        self.given: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def redact(self, source: EncryptedInput, redaction: Redaction) -> Redacted:
+        self.given.set_result(source.path.read_bytes()[:4])
+        await asyncio.Event().wait()
+        raise AssertionError("never finishes")
+
+
+async def test_a_copy_abandoned_half_way_leaves_nothing_in_scratch(
+    tmp_path: Path, database_url: str
+) -> None:
+    async with running_service(tmp_path / "var", database_url, rendition_workers=0) as service:
+        rid = await push(service, make_audio(BY_NAME["pcm-wav"], SECONDS, channels=2))
+        lead_in = scratch_files(service)
+
+        # Cancelled while the worker holds the original's copy (ciphertext, as stored).
+        stuck = StuckRedactor()
+        stuck_copies = RedactedCopies(
+            originals=service.services.renditions,
+            media=stuck,
+            scratch_dir=service.services.spool.path,
+        )
+
+        async def make() -> None:
+            async with stuck_copies.open(rid, Redaction(0)):
+                pytest.fail("the copy never finishes")
+
+        making = asyncio.create_task(make())
+        assert await stuck.given == b"SGRC"
+        making.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await making
+        assert scratch_files(service) == lead_in
+
+        # Left after the first chunk, by an error in whoever was reading it.
+        async def give_up_reading() -> None:
+            async with copies(service).open(rid, Redaction(1)) as redacted:
+                async for chunk in redacted.chunks(1024):
+                    assert chunk.startswith(b"RIFF")
+                    raise RuntimeError("the reader gave up")
+
+        with pytest.raises(RuntimeError, match="the reader gave up"):
+            await give_up_reading()
+        assert scratch_files(service) == lead_in
 
 
 @pytest.mark.parametrize(
