@@ -9,7 +9,7 @@ from recorder.fetch_worker import FetchWorkers
 from recorder.fetcher import ProviderOrigin, SafeFetcher
 from recorder.handlers import create_recorder_app
 from recorder.redacted_copy import RedactedAudio, RedactedCopies
-from recorder.redaction import MAX_MUTED_RANGES, InvalidRedaction, Redaction
+from recorder.redaction import InvalidRedaction, Redaction
 from recorder.rendition_worker import RenditionTally, RenditionWorkers
 from recorder.senders import SenderAllowList
 from recorder.signatures import sign_preauth, sign_push
@@ -23,7 +23,6 @@ from recorder.vonage_signature import VonageSignature
 from recorder.workers import RENDITION_NICENESS, MediaWorkers
 
 __all__ = [
-    "MAX_MUTED_RANGES",
     "RENDITION_NICENESS",
     "CaptureSink",
     "FetchWorkers",

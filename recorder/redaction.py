@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-MAX_MUTED_RANGES = 100
-"""More stretches than this is not a redaction of a call but a way to make a worker busy."""
+from storage import MAX_MUTED_RANGES
 
 
 class InvalidRedaction(ValueError):
@@ -32,14 +31,25 @@ class InvalidRedaction(ValueError):
 class Redaction:
     """The requester's channel (or None for all), and the stretches muted on every channel.
 
-    Build it with ``checked`` or ``from_choice``: ``muted`` is then sorted, merged and
-    within the recording. Times are seconds of the decoded audio (what plays, the same
-    clock as the recording's ``duration_s``); a stretch covers the samples from
-    ``round(start * rate)`` up to, not including, ``round(end * rate)``.
+    Build it from what a person chose with ``checked`` or ``from_choice``, which sort,
+    merge and cut ``muted`` to the recording. Built directly, it must already be so
+    (InvalidRedaction otherwise): a worker never gets one it cannot apply in one pass.
+    Times are seconds of the decoded audio (what plays, the same clock as the
+    recording's ``duration_s``); a stretch covers the samples from ``round(start * rate)``
+    up to, not including, ``round(end * rate)``.
     """
 
     keep_channel: int | None
     muted: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        _keep_channel(self.keep_channel, None)
+        previous_end = -1.0
+        for index, pair in enumerate(self.muted):
+            start, _ = _stretch(index, pair, None)
+            if start <= previous_end:
+                raise InvalidRedaction("muted ranges must be in order and apart")
+            previous_end = pair[1]
 
     @classmethod
     def checked(
@@ -98,7 +108,7 @@ class Redaction:
             if stop <= first:
                 continue
             if begin >= last:
-                break  # sorted: every later stretch starts later still
+                break  # in order: every later stretch starts later still
             samples[:, max(begin, first) - first : min(stop, last) - first] = 0
 
     def as_choice(self) -> dict[str, Any]:

@@ -122,6 +122,7 @@ from storage.scrubber import Scrubber, ScrubReport
 from storage.subject_access import CaseRecording, CaseView, SubjectAccessCases
 from storage.vocabulary import (
     HOLD_KINDS,
+    MAX_MUTED_RANGES,
     PAST_RETENTION,
     RETENTION_ACTOR,
     SUBJECT_ACCESS_HOLD,
@@ -134,6 +135,7 @@ from storage.vocabulary import (
 __all__ = [
     "HOLD_EPOCH",
     "HOLD_KINDS",
+    "MAX_MUTED_RANGES",
     "ORIGINAL",
     "PAST_RETENTION",
     "PLAYBACK",

@@ -328,3 +328,17 @@ def test_a_chosen_redaction_reads_back_as_it_was_kept_with_the_case() -> None:
         Redaction.from_choice({"mute": [[0, 1]]}, channels=2, duration_s=4.0)
     with pytest.raises(InvalidRedaction, match="muted must be a list"):
         Redaction.from_choice({"muted": "0-1"}, channels=2, duration_s=4.0)
+
+
+def test_a_redaction_built_directly_must_already_be_in_order_and_apart() -> None:
+    assert Redaction(0, ((0.0, 1.0), (1.5, 2.0))).muted == ((0.0, 1.0), (1.5, 2.0))
+    with pytest.raises(InvalidRedaction, match="in order and apart"):
+        Redaction(None, ((1.5, 2.0), (0.0, 1.0)))
+    with pytest.raises(InvalidRedaction, match="in order and apart"):
+        Redaction(None, ((0.0, 1.0), (1.0, 2.0)))
+    with pytest.raises(InvalidRedaction, match="keep_channel must be 0, 1 or null"):
+        Redaction(2)
+    with pytest.raises(InvalidRedaction, match=r"muted\[0\] must start at 0 or later"):
+        Redaction(None, ((2.0, 1.0),))
+    with pytest.raises(InvalidRedaction, match="at most 100 ranges"):
+        Redaction(None, tuple((float(i), i + 0.5) for i in range(101)))
