@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from recorder.media_jobs import EncryptedInput, Redacted
 from recorder.redaction import Redaction
@@ -135,3 +135,21 @@ class RedactedCopies:
             )
         finally:
             sealed.path.unlink(missing_ok=True)
+
+    def open_chosen(
+        self,
+        recording_id: uuid.UUID,
+        choice: Mapping[str, Any] | None,
+        *,
+        channels: int | None,
+        duration_s: float | None,
+    ) -> AbstractAsyncContextManager[RedactedAudio]:
+        """``open`` with the redaction a DPO chose, as kept with the case (None: the
+        whole recording), for callers that only know it as data; InvalidRedaction at
+        once if it does not fit the recording's ``channels`` and ``duration_s``."""
+        redaction = (
+            Redaction(None)
+            if choice is None
+            else Redaction.from_choice(choice, channels=channels, duration_s=duration_s)
+        )
+        return self.open(recording_id, redaction)

@@ -194,6 +194,11 @@ async def test_a_mono_call_gets_its_stretches_muted_and_cannot_keep_a_channel(
         async with copies(service).open(rid, redaction) as redacted:
             params, samples = await heard(redacted)
 
+        # As a case keeps it, checked against what the catalog says before any work.
+        with pytest.raises(InvalidRedaction, match="needs a two-channel recording; this one has 1"):
+            copies(service).open_chosen(
+                rid, {"keep_channel": 0, "muted": []}, channels=1, duration_s=4.0
+            )
         # A redaction made without knowing the channels is refused by what decodes.
         unchecked = Redaction.checked(1, (), channels=None, duration_s=None)
         with pytest.raises(InvalidRedaction, match="needs a two-channel recording; this one has 1"):
@@ -226,7 +231,8 @@ async def test_no_redaction_is_a_faithful_wav_of_what_decodes(
     recorded = decode(audio)
     async with running_service(tmp_path / "var", database_url, rendition_workers=0) as service:
         rid = await push(service, audio)
-        async with copies(service).open(rid, Redaction(None)) as redacted:
+        whole = copies(service).open_chosen(rid, None, channels=None, duration_s=None)
+        async with whole as redacted:
             params, samples = await heard(redacted)
             again = await redacted.read_all()
         async with copies(service).open(rid, Redaction(None)) as twice:
