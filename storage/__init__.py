@@ -123,6 +123,7 @@ from storage.subject_access import CaseRecording, CaseView, SubjectAccessCases
 from storage.subject_access_holds import CaseCoverage
 from storage.vocabulary import (
     HOLD_KINDS,
+    MAX_MUTED_RANGES,
     PAST_RETENTION,
     RETENTION_ACTOR,
     SUBJECT_ACCESS_HOLD,
@@ -135,6 +136,7 @@ from storage.vocabulary import (
 __all__ = [
     "HOLD_EPOCH",
     "HOLD_KINDS",
+    "MAX_MUTED_RANGES",
     "ORIGINAL",
     "PAST_RETENTION",
     "PLAYBACK",

@@ -20,6 +20,11 @@ RETENTION_ACTOR = "retention"
 PAST_RETENTION = "past_retention"
 """Why a delivery is discarded rather than stored: its call is already past its deadline."""
 
+MAX_MUTED_RANGES = 100
+"""The most stretches a subject access copy of one recording may have muted: what the DPO
+may choose and what a media worker applies. More is not a redaction of a call but a way
+to keep a worker busy."""
+
 
 def retention_deadline(started_at: datetime, period: timedelta) -> datetime:
     """When a call that started at ``started_at`` must be gone: fixed once, at capture."""
