@@ -368,6 +368,8 @@ def create_app(services: Services) -> web.Application:
             peaks=PeakReader(services.database),
             holds=services.holds,
             erasures=services.erasures,
+            subject_access=services.subject_access,
+            phone_region=services.settings.phone_region,
             signer=services.grants,
             journal=services.journal,
             retention_report=lambda: retention_status(
@@ -394,6 +396,7 @@ def create_app(services: Services) -> web.Application:
         auth_mode=services.settings.auth_mode,
         audit=services.audit_log,
         oidc=services.oidc_sign_in,
+        phone_region=services.settings.phone_region,
     ).add_routes(app)
     app.cleanup_ctx.append(_lifecycle(services))
 

@@ -79,6 +79,7 @@ async def retention_cycle(
         progress=progress,
         batch_size=batch_size,
         on_batch=on_batch,
+        cases=services.subject_access,
     )
 
 

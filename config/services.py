@@ -41,7 +41,7 @@ from recorder import (
     VonageCallbacks,
     VonageSignature,
 )
-from retention import ErasureDesk, HoldDesk
+from retention import ErasureDesk, HoldDesk, SubjectAccessOffice
 from retrieval import (
     GrantSigner,
     OidcSignIn,
@@ -55,6 +55,7 @@ from storage import (
     AuditAnchors,
     AuditLog,
     AuditTrail,
+    CaseCoverage,
     Database,
     DeletionLedger,
     EpochKeys,
@@ -80,6 +81,7 @@ from storage import (
     SignedRecords,
     SpoolDirectory,
     StorageError,
+    SubjectAccessCases,
     UnlinkedRecordings,
     create_engine,
     reconcile_with_anchors,
@@ -189,6 +191,7 @@ class Services:
             keys=self.keys,
             audit=self.audit,
             clock=self.clock,
+            phone_region=self.settings.phone_region,
         )
 
     @part
@@ -514,6 +517,18 @@ class Services:
     @part
     def unlinked(self) -> UnlinkedRecordings:
         return UnlinkedRecordings(self.database, self.audit, self.clock)
+
+    @part
+    def subject_access(self) -> SubjectAccessOffice:
+        return SubjectAccessOffice(
+            SubjectAccessCases(database=self.database, audit=self.audit, clock=self.clock),
+            CaseCoverage(database=self.database, clock=self.clock),
+            self.catalog,
+            RecordingHolds(
+                database=self.database, objects=self.objects, audit=self.audit, clock=self.clock
+            ),
+            clock=self.clock,
+        )
 
     async def close(self) -> None:
         """Release the connections, clients and worker processes that were built.

@@ -25,6 +25,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from storage import known_region
+
 ENV_PREFIX = "CALLREC_"
 # The hub's privacy notice promises that recordings are kept for up to 90 days.
 MAX_RETENTION_PERIOD = timedelta(days=90)
@@ -169,6 +171,9 @@ class Settings(BaseSettings):
     # How long a recording may stay linked to no referral before its team's supervisors
     # are asked to link it or to say why it needs none (within the retention period).
     unlinked_review_after: timedelta = timedelta(days=7)
+    # Where a number without its country code was dialled from: numbers are stored and
+    # searched in E.164, and "020 7946 0000" from a PBX is +442079460000 in the UK.
+    phone_region: str = Field(default="GB", min_length=2, max_length=2)
     # The service checks this many stored objects, chosen at random, every interval
     # (`callrec verify` checks them all).
     integrity_scrub_interval: timedelta = Field(
@@ -204,6 +209,13 @@ class Settings(BaseSettings):
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("phone_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if not known_region(value):
+            raise ValueError("must be a two-letter region such as GB")
+        return value
 
     @field_validator("retention_period")
     @classmethod

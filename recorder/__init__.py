@@ -8,6 +8,8 @@ from recorder.capture import PushCapture, PushDelivery, PushResult
 from recorder.fetch_worker import FetchWorkers
 from recorder.fetcher import ProviderOrigin, SafeFetcher
 from recorder.handlers import create_recorder_app
+from recorder.redacted_copy import RedactedAudio, RedactedCopies
+from recorder.redaction import InvalidRedaction, Redaction
 from recorder.rendition_worker import RenditionTally, RenditionWorkers
 from recorder.senders import SenderAllowList
 from recorder.signatures import sign_preauth, sign_push
@@ -25,11 +27,15 @@ __all__ = [
     "CaptureSink",
     "FetchWorkers",
     "Intake",
+    "InvalidRedaction",
     "MediaWorkers",
     "ProviderOrigin",
     "PushCapture",
     "PushDelivery",
     "PushResult",
+    "RedactedAudio",
+    "RedactedCopies",
+    "Redaction",
     "RenditionTally",
     "RenditionWorkers",
     "SafeFetcher",

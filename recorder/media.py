@@ -2,7 +2,8 @@
 
 Blocking (FFmpeg does the work); it runs in a worker process (see workers.py). The
 file is read through a file object, so it can be decrypted as it is read and is never
-whole in memory. This module and rendition.py are the only ones that import PyAV.
+whole in memory. This module and the writers it feeds (rendition.py, redacted_wav.py) are
+the only ones that import PyAV.
 
 What is refused (``UndecodableAudio``, answered 422) is only what holds no usable audio.
 A file that decodes in part is kept, with what was wrong listed as problems: a partial
@@ -34,7 +35,7 @@ from recorder.decode_budget import MAX_SECONDS, DecodeBudget
 from recorder.errors import UndecodableAudio
 from recorder.formats import CONTENT_TYPES, NOT_AUDIO, sniff_format, wav_declared_seconds
 from recorder.peaks import PeakBuilder
-from recorder.rendition import OpusWebmWriter, Output
+from recorder.rendition import FrameWriter, MakeFrameWriter, OpusWebmWriter, Output
 from storage import Peaks
 
 MIN_SAMPLE_RATE = 4_000
@@ -87,11 +88,13 @@ def analyse(
     max_channels: int,
     rendition: Output | None,
     max_seconds: float = MAX_SECONDS,
+    writer: MakeFrameWriter = OpusWebmWriter,
 ) -> MediaReport:
     """Decode all of ``source``, writing the rendition to ``rendition``; raise if unusable.
 
     With no rendition, the pass only checks and measures (a probe, for the benchmark
-    and for checking stored originals).
+    and for checking stored originals). ``writer`` makes what the rendition is: the
+    browser's Opus by default, or a redacted copy.
     """
     size = source.seek(0, io.SEEK_END)
     source.seek(0)
@@ -105,7 +108,7 @@ def analyse(
         # Whatever the large packets leave in doubt is decided below, in FFmpeg's packets.
         with contextlib.suppress(_PacketsMatter, UndecodableAudio):
             return _check_in_large_packets(audio)
-    return _decode(audio, rendition, _PROBE_OPTIONS)
+    return _decode(audio, rendition, _PROBE_OPTIONS, writer=writer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,7 @@ def _decode(
     rendition: Output | None,
     options: dict[str, str],
     *,
+    writer: MakeFrameWriter = OpusWebmWriter,
     whole_samples: bool = False,
 ) -> MediaReport:
     """One pass over the file opened with ``options``; with ``whole_samples``, raise
@@ -160,7 +164,7 @@ def _decode(
         budget = DecodeBudget(audio.max_seconds, audio.size, audio.file)
         budget.check_declared(_declared_duration(container, stream))
         watch = _WholeSamples() if whole_samples else None
-        return _Pass(container, stream, audio, budget, watch).run(rendition)
+        return _Pass(container, stream, audio, budget, watch).run(rendition, writer)
 
 
 def _audio_stream(container: InputContainer, max_channels: int) -> AudioStream:
@@ -237,10 +241,10 @@ class _Pass:
         self._next_pts: float | None = None
         self._broke_at: float | None = None
 
-    def run(self, rendition: Output | None) -> MediaReport:
+    def run(self, rendition: Output | None, make_writer: MakeFrameWriter) -> MediaReport:
         writer = None
         if rendition is not None:
-            writer = OpusWebmWriter(rendition, channels=self._kept_channels, source_rate=self._rate)
+            writer = make_writer(rendition, channels=self._kept_channels, source_rate=self._rate)
         try:
             self._decode_all(writer)
             if self._samples == 0:
@@ -271,7 +275,7 @@ class _Pass:
             peaks=self._peaks.finish(),
         )
 
-    def _decode_all(self, writer: OpusWebmWriter | None) -> None:
+    def _decode_all(self, writer: FrameWriter | None) -> None:
         packets = self._container.demux(self._stream)
         while True:
             try:
@@ -303,7 +307,7 @@ class _Pass:
             except (av.error.FFmpegError, ValueError):
                 self._bad_packets += 1
 
-    def _take(self, frame: av.AudioFrame, writer: OpusWebmWriter | None) -> None:
+    def _take(self, frame: av.AudioFrame, writer: FrameWriter | None) -> None:
         self._note_gap(frame)
         if writer is None:
             for samples in self._kept_samples(frame):

@@ -1,5 +1,5 @@
-"""The work a media worker process does, and what it sends back: a capture's check, or a
-queued rendition.
+"""The work a media worker process does, and what it sends back: a capture's check, a
+queued rendition, or a redacted copy for a subject access request.
 
 Kept apart from workers.py so a worker process imports only this (PyAV, numpy and the
 storage crypto), never aiohttp or the service. Everything here crosses a process
@@ -9,6 +9,7 @@ a new rendition comes back; both live only in memory and in the pipe between.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import time
@@ -18,7 +19,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from recorder import redacted_wav
 from recorder.media import MediaReport, analyse
+from recorder.redaction import Redaction
 from recorder.rendition import CONTENT_TYPE
 from storage import EncryptedFileReader, SealedFile, SealedFileWriter
 
@@ -102,7 +105,53 @@ class RenderJob:
                 writer.close()
 
 
-MediaJob = CheckJob | RenderJob
+@dataclass(frozen=True, slots=True)
+class Redacted:
+    """A redacted copy made: the sealed WAV, what decoded (rate, channels, length), and the
+    CPU seconds it took."""
+
+    sealed: SealedFile
+    report: MediaReport
+    cpu_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RedactJob:
+    """Make the encrypted, redacted WAV copy of a stored original (subject access).
+
+    The same decode pass as a rendition's, so the copy's samples sit on the timeline the
+    DPO chose the muted stretches on, under the same decompression-bomb limits.
+    """
+
+    source: EncryptedInput
+    redaction: Redaction
+    output_path: Path
+    max_channels: int
+
+    def run(self) -> Redacted:
+        """The sealed copy at ``output_path``; InvalidRedaction if the redaction does not
+        fit the recording, UndecodableAudio if it cannot be decoded."""
+        started = time.process_time()
+        with self.source.open() as plaintext:
+            writer = SealedFileWriter(self.output_path, redacted_wav.CONTENT_TYPE)
+            try:
+                report = analyse(
+                    io.BufferedReader(plaintext, _READ_BUFFER),
+                    max_channels=self.max_channels,
+                    rendition=writer,
+                    writer=functools.partial(
+                        redacted_wav.RedactedWavWriter, redaction=self.redaction
+                    ),
+                )
+                # The pass mixes more than two channels down to two, which is no longer
+                # the caller's and the staff's side apart.
+                self.redaction.check_channels(report.channels)
+                return Redacted(writer.seal(), report, time.process_time() - started)
+            finally:
+                writer.close()
+
+
+MediaJob = CheckJob | RenderJob | RedactJob
 
 
 def serve_jobs(pipe: Connection, niceness: int = 0) -> None:

@@ -21,13 +21,32 @@ from __future__ import annotations
 import contextlib
 import io
 from fractions import Fraction
-from typing import IO
+from typing import IO, Protocol
 
 import av
 import av.audio.stream
 
 # Where a rendition can be written: a file, or an encrypting writer.
 Output = io.RawIOBase | IO[bytes]
+
+
+class FrameWriter(Protocol):
+    """Where the decode pass (media.py) sends the audio it decoded: normalised frames,
+    s16p, mono or stereo, at the source's rate, in order."""
+
+    def add(self, frame: av.AudioFrame) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+class MakeFrameWriter(Protocol):
+    """Opens a FrameWriter on ``out`` once the pass knows the channels and rate."""
+
+    def __call__(self, out: Output, *, channels: int, source_rate: int) -> FrameWriter: ...
+
+
 CONTENT_TYPE = "audio/webm"
 BITS_PER_CHANNEL = 16_000
 # Input rates libopus takes as they are; any other rate is resampled to the next one up.

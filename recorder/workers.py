@@ -34,10 +34,13 @@ from recorder.media_jobs import (
     CheckJob,
     EncryptedInput,
     MediaJob,
+    Redacted,
+    RedactJob,
     Rendered,
     RenderJob,
     serve_jobs,
 )
+from recorder.redaction import Redaction
 from storage import EncryptedSpool
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,26 @@ class MediaWorkers:
             job.rendition_path.unlink(missing_ok=True)
             raise
         return rendered
+
+    async def redact(self, source: EncryptedInput, redaction: Redaction) -> Redacted:
+        """Write the encrypted, redacted WAV copy of ``source`` beside it.
+
+        InvalidRedaction if the redaction does not fit what decodes (a channel kept of a
+        one-channel recording). The copy's file belongs to the caller once this returns;
+        if this fails, times out or is cancelled, the file is removed.
+        """
+        job = RedactJob(
+            source=source,
+            redaction=redaction,
+            output_path=source.path.with_name(f"{uuid.uuid4().hex}.redacted.spool"),
+            max_channels=self._max_channels,
+        )
+        try:
+            redacted: Redacted = await self._run(job)
+        except BaseException:
+            job.output_path.unlink(missing_ok=True)
+            raise
+        return redacted
 
     async def _run(self, job: MediaJob) -> Any:
         worker = await self._acquire()

@@ -26,6 +26,14 @@ from retention.erasure import (
 )
 from retention.holds import HoldDesk, HoldRefused
 from retention.report import RetentionCounts, TriageCounts, retention_status
+from retention.subject_access import (
+    CaseRefused,
+    Criteria,
+    HoldUpkeep,
+    SubjectAccessOffice,
+    extended_deadline,
+    statutory_deadline,
+)
 from retention.sweep import (
     DEFAULT_BATCH,
     RETENTION_REASON,
@@ -44,6 +52,8 @@ __all__ = [
     "RETENTION_REASON",
     "SINGLE_DPO_RULE",
     "AttestationRecords",
+    "CaseRefused",
+    "Criteria",
     "CycleReport",
     "Deletions",
     "Erasure",
@@ -51,15 +61,19 @@ __all__ = [
     "FetchDetails",
     "HoldDesk",
     "HoldRefused",
+    "HoldUpkeep",
     "RetentionCounts",
     "RetentionRecords",
     "SelfApproval",
     "SpentEpochs",
+    "SubjectAccessOffice",
     "SweepReport",
     "TriageCounts",
     "attest",
     "attest_if_due",
+    "extended_deadline",
     "retention_status",
     "run_retention_cycle",
+    "statutory_deadline",
     "sweep_expired_recordings",
 ]

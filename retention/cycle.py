@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from retention.attestation import AttestationRecords, attest_if_due
+from retention.subject_access import HoldUpkeep
 from retention.sweep import DEFAULT_BATCH, Deletions, SweepReport, sweep_expired_recordings
-from storage import ShredReport, StorageError
+from storage import RETENTION_ACTOR, ShredReport, StorageError
 
 
 class RetentionRecords(Deletions, AttestationRecords, Protocol):
@@ -45,6 +46,12 @@ class SpentEpochs(Protocol):
     async def shred_spent_epochs(self) -> ShredReport: ...
 
 
+class CaseHolds(Protocol):
+    """The subject access office, which keeps open cases' recordings held."""
+
+    async def keep_holds(self, *, actor: str) -> HoldUpkeep: ...
+
+
 @dataclass
 class CycleReport:
     """What one cycle did; in a dry run, only ``sweep`` says anything."""
@@ -57,6 +64,7 @@ class CycleReport:
     # Shredding fails on its own (a KMS out of reach): the deletions stand and the next
     # cycle tries the keys again, so the failure is reported, not raised.
     shred_error: StorageError | None = None
+    case_holds: HoldUpkeep | None = None
 
     @property
     def overdue_unheld(self) -> int:
@@ -82,6 +90,7 @@ async def run_retention_cycle(
     batch_size: int = DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
     on_batch: Callable[[str, Sequence[uuid.UUID]], None] = _counts_only,
+    cases: CaseHolds | None = None,
 ) -> CycleReport:
     """Delete what is due before ``now + horizon``, then leave the record straight.
 
@@ -94,7 +103,14 @@ async def run_retention_cycle(
     whose recordings are all gone loses its key, in every backup too (the attestation
     states the early-erasure rule, ``erasure_approvals``). A dry run lists
     what is due and changes nothing.
+
+    Before the sweep, every recording an open subject access case covers is held (and its
+    hold renewed near its review date): a failure there stops the cycle, since sweeping
+    without it could delete what a requester is owed.
     """
+    upkeep = None
+    if cases is not None and not dry_run:
+        upkeep = await cases.keep_holds(actor=RETENTION_ACTOR)
     now = clock()
     reaped = 0 if dry_run else await captures.reap_abandoned_captures(due_before=now + horizon)
     sweep = await sweep_expired_recordings(
@@ -106,7 +122,7 @@ async def run_retention_cycle(
         batch_size=batch_size,
         on_batch=on_batch,
     )
-    report = CycleReport(sweep, captures_reaped=reaped)
+    report = CycleReport(sweep, captures_reaped=reaped, case_holds=upkeep)
     if dry_run:
         return report
     report.attestation = await attest_if_due(

@@ -32,6 +32,7 @@ from retrieval.retention_status import RetentionHandlers
 from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
 from retrieval.staff_accesses import CallAccessReader, StaffAccessHandlers
+from retrieval.subject_access import SubjectAccessDesk, SubjectAccessHandlers
 from retrieval.trail import AuditHandlers, AuditReader
 from retrieval.triage import TriageDesk, TriageHandlers
 
@@ -50,6 +51,8 @@ def create_api_app(
     peaks: PeakSource,
     holds: HoldOffice,
     erasures: ErasureOffice,
+    subject_access: SubjectAccessDesk,
+    phone_region: str,
     signer: GrantSigner,
     journal: PlaybackJournal,
     retention_report: Callable[[], Awaitable[dict[str, Any]]],
@@ -84,6 +87,7 @@ def create_api_app(
         dead_letters=DeadLetterHandlers(access, dead_letters),
         staff=StaffAccessHandlers(call_accesses, audit),
         triage=TriageHandlers(access, triage, unlinked_review_after),
+        subject_access=SubjectAccessHandlers(access, subject_access, region=phone_region),
         document=document,
     )
     for route in ROUTES:

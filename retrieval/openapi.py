@@ -31,6 +31,7 @@ _REFUSAL_HEADERS = {
 }
 _PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "id": {"type": "string", "format": "uuid"},
+    "recording": {"type": "string", "format": "uuid", "description": "A recording id"},
     "ref": REFERRAL,
     "grant": {"type": "string", "description": "The signed grant, as issued in audio_url"},
 }

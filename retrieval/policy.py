@@ -100,6 +100,16 @@ def may_erase(principal: Principal) -> bool:
     return bool(principal.roles & ERASERS)
 
 
+# Who answers a data subject's right of access: finds their calls by number, opens and
+# closes the case, chooses redactions and exports.
+SUBJECT_ACCESS_OFFICERS: Final = frozenset({"dpo"})
+
+
+def may_handle_subject_access(principal: Principal) -> bool:
+    """Whether the person may search by phone number and handle subject access requests."""
+    return bool(principal.roles & SUBJECT_ACCESS_OFFICERS)
+
+
 # Who reads the audit trail itself.
 AUDIT_READERS: Final = frozenset({"auditor", "dpo"})
 

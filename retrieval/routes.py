@@ -23,6 +23,7 @@ from retrieval.playback import GRANT_PARAMETER, VARIANTS, PlaybackHandlers
 from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
 from retrieval.staff_accesses import StaffAccessHandlers
+from retrieval.subject_access import CASE_STATES, SubjectAccessHandlers
 from retrieval.trail import AuditHandlers
 from retrieval.triage import TriageHandlers
 
@@ -40,6 +41,7 @@ class ApiHandlers:
     dead_letters: DeadLetterHandlers
     staff: StaffAccessHandlers
     triage: TriageHandlers
+    subject_access: SubjectAccessHandlers
     document: Handler
 
 
@@ -138,6 +140,82 @@ ROUTES: tuple[Route, ...] = (
             query("cursor", "next_cursor of the previous page"),
             _whole("limit", "Page size", 1, MAX_LIMIT, DEFAULT_LIMIT),
         ),
+    ),
+    Route(
+        "POST",
+        "/recordings/search",
+        lambda h: h.subject_access.search,
+        "Find a data subject's recordings across every team by phone number (the caller's "
+        "or the called number, normalised to E.164, exact) or referral, within dates (DPO; "
+        "the numbers go in the body, never a URL; audited with the reason)",
+        {200: Answer("The recordings found, newest first", "SubjectSearchResult")},
+        (403, 422),
+        body="SubjectSearch",
+    ),
+    Route(
+        "POST",
+        "/subject-access-requests",
+        lambda h: h.subject_access.open,
+        "Open a subject access request's case: its recordings are found and held "
+        "(subject_access_pending) while it is open; the deadline is one month from receipt "
+        "(DPO; audited)",
+        {201: Answer("The case, with its deadline and matched recordings", "SubjectAccessCase")},
+        (403, 409, 422),
+        body="SubjectAccessRequest",
+    ),
+    Route(
+        "GET",
+        "/subject-access-requests",
+        lambda h: h.subject_access.listed,
+        "Subject access cases, nearest deadline first (DPO; audited)",
+        {200: Answer("The cases", "SubjectAccessCases")},
+        (400, 403),
+        query=(
+            query(
+                "state",
+                "Which cases",
+                type="string",
+                enum=list(CASE_STATES),
+                default=CASE_STATES[0],
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/subject-access-requests/{id}",
+        lambda h: h.subject_access.get,
+        "One case, with its recordings and their redactions (DPO; audited)",
+        {200: Answer("The case", "SubjectAccessCase")},
+        (403, 404),
+    ),
+    Route(
+        "POST",
+        "/subject-access-requests/{id}/extend",
+        lambda h: h.subject_access.extend,
+        "Extend the deadline by two further months, once, with the reason (DPO; audited)",
+        {200: Answer("The case", "SubjectAccessCase")},
+        (403, 404, 409, 422),
+        body="Reason",
+    ),
+    Route(
+        "PUT",
+        "/subject-access-requests/{id}/recordings/{recording}/redaction",
+        lambda h: h.subject_access.redact,
+        "Choose what the requester gets of one recording: their channel only (the other "
+        "silenced) and time ranges muted (DPO; audited; the original is never changed)",
+        {200: Answer("The case", "SubjectAccessCase")},
+        (403, 404, 409, 422),
+        body="Redaction",
+    ),
+    Route(
+        "POST",
+        "/subject-access-requests/{id}/close",
+        lambda h: h.subject_access.close,
+        "Close the case: its holds are released where no other open case needs them, and "
+        "the requester's numbers are forgotten (DPO; audited)",
+        {200: Answer("The closed case", "SubjectAccessCase")},
+        (403, 404, 409, 422),
+        body="Reason",
     ),
     Route(
         "GET",

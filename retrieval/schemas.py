@@ -12,6 +12,7 @@ from retrieval.grants import REASON_LENGTH, REASON_WORDS
 from retrieval.parsing import REFERENCE
 from retrieval.representations import PEAK_SCALE
 from retrieval.roles import PURPOSES
+from retrieval.schemas_subject_access import SUBJECT_ACCESS_SCHEMAS
 from storage import HOLD_KINDS, CopyState
 
 # A problem probing can report about captured audio (written by capture, shown here).
@@ -391,4 +392,5 @@ SCHEMAS: dict[str, Any] = {
             ),
         },
     ),
+    **SUBJECT_ACCESS_SCHEMAS,
 }

@@ -67,6 +67,9 @@ from storage.errors import (
     AnchorInvalid,
     AnchorMismatch,
     AuditChainBroken,
+    CaseClosed,
+    CaseExists,
+    CaseMissing,
     DatabaseNotMigrated,
     DatabaseUnavailable,
     ErasureAlreadyRequested,
@@ -76,6 +79,7 @@ from storage.errors import (
     KeyringError,
     KeyShareMissing,
     NothingToAccept,
+    NotInCase,
     NotStored,
     ObjectExists,
     ObjectMissing,
@@ -107,9 +111,10 @@ from storage.keys.shared_secrets import (
     SharedSecrets,
     receipt_public_keys,
 )
-from storage.keys.signing import SigningKey, load_secret, load_signing_key
+from storage.keys.signing import SigningKey, load_secret, load_signing_key, public_key_id
 from storage.objects.filesystem import FilesystemObjectStore
 from storage.objects.store import RECORDINGS_PREFIX, ObjectLock, ObjectStore, ObjectVersion
+from storage.phone_numbers import as_stored, e164, known_region
 from storage.playback import AudioInfo, OpenAudio, RecordingAudio
 from storage.recordings import (
     ORIGINAL,
@@ -123,10 +128,14 @@ from storage.recordings import (
 from storage.renditions import OriginalCopy, RenditionStore
 from storage.scrubber import PROBLEMS as SCRUB_PROBLEMS
 from storage.scrubber import Scrubber, ScrubReport
+from storage.subject_access import CaseRecording, CaseView, SubjectAccessCases
+from storage.subject_access_holds import CaseCoverage
 from storage.vocabulary import (
     HOLD_KINDS,
+    MAX_MUTED_RANGES,
     PAST_RETENTION,
     RETENTION_ACTOR,
+    SUBJECT_ACCESS_HOLD,
     past_retention,
     retention_deadline,
     rfc3339,
@@ -136,6 +145,7 @@ from storage.vocabulary import (
 __all__ = [
     "HOLD_EPOCH",
     "HOLD_KINDS",
+    "MAX_MUTED_RANGES",
     "NO_REFERRAL_ACTION",
     "ORIGINAL",
     "PAST_RETENTION",
@@ -143,6 +153,7 @@ __all__ = [
     "RECORDINGS_PREFIX",
     "RETENTION_ACTOR",
     "SCRUB_PROBLEMS",
+    "SUBJECT_ACCESS_HOLD",
     "AdoptedKeys",
     "AnchorInvalid",
     "AnchorLock",
@@ -161,6 +172,12 @@ __all__ = [
     "CallAccesses",
     "CaptureInProgress",
     "CaptureOutcome",
+    "CaseClosed",
+    "CaseCoverage",
+    "CaseExists",
+    "CaseMissing",
+    "CaseRecording",
+    "CaseView",
     "Checkpoint",
     "ClaimedFetch",
     "ClaimedRendition",
@@ -197,6 +214,7 @@ __all__ = [
     "LockMode",
     "NewRecording",
     "NoReferralDecision",
+    "NotInCase",
     "NotStored",
     "NothingToAccept",
     "ObjectExists",
@@ -245,6 +263,7 @@ __all__ = [
     "StorageError",
     "StoreUnavailable",
     "StoredCiphertext",
+    "SubjectAccessCases",
     "TriageSettled",
     "Unavailable",
     "UnlinkedCount",
@@ -252,16 +271,20 @@ __all__ = [
     "UnlinkedRecording",
     "UnlinkedRecordings",
     "VerifiedObject",
+    "as_stored",
     "check_database",
     "compare_with_checkpoint",
     "create_engine",
     "create_sessionmaker",
+    "e164",
     "epoch_of",
     "in_force",
+    "known_region",
     "load_secret",
     "load_signing_key",
     "open_verified",
     "past_retention",
+    "public_key_id",
     "receipt_public_keys",
     "reconcile_with_anchors",
     "retention_deadline",

@@ -98,6 +98,22 @@ class ErasureRequestDecided(StorageError):
         self.state = state
 
 
+class CaseMissing(StorageError):
+    """No subject access case has that id."""
+
+
+class CaseExists(StorageError):
+    """A subject access case with that reference is on record already."""
+
+
+class CaseClosed(StorageError):
+    """The subject access case is closed: it is a record now, not work."""
+
+
+class NotInCase(StorageError):
+    """The recording is not one the subject access case covers."""
+
+
 class IntegrityFailure(StorageError):
     """Stored bytes failed authentication: tampered, truncated, spliced or wrong key."""
 

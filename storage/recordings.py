@@ -42,6 +42,7 @@ from storage.errors import StorageError, Unavailable
 from storage.keys.epochs import DataKeys
 from storage.keys.key_shares import KeyShare, KeyShares, share_key_for
 from storage.objects.store import RECORDINGS_PREFIX, UNHELD_TAGS, ObjectStore
+from storage.phone_numbers import DEFAULT_REGION, as_stored
 
 log = logging.getLogger(__name__)
 _CLAIM_ATTEMPTS = 3
@@ -126,8 +127,12 @@ class RecordingStore:
         clock: Callable[[], datetime],
         duplicate_wait: timedelta = timedelta(seconds=30),
         abandoned_after: timedelta = ABANDONED_AFTER,
+        phone_region: str = DEFAULT_REGION,
     ) -> None:
         self._database = database
+        # Numbers are stored in E.164 where they are numbers, so a person's calls are
+        # found by their number whichever source and format brought them.
+        self._phone_region = phone_region
         self._objects = objects
         self._shares = KeyShares(objects)
         self._keys = keys
@@ -233,8 +238,8 @@ class RecordingStore:
             started_at=recording.started_at,
             ended_at=recording.ended_at,
             direction=recording.direction,
-            from_number=recording.from_number,
-            to_number=recording.to_number,
+            from_number=as_stored(recording.from_number, self._phone_region),
+            to_number=as_stored(recording.to_number, self._phone_region),
             agent=recording.agent,
             team=recording.team,
             extra=recording.extra or None,

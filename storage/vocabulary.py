@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-HOLD_KINDS = ("staff_safety_incident", "subject_access_pending", "legal")
+SUBJECT_ACCESS_HOLD = "subject_access_pending"
+"""The hold an open subject access case keeps on each recording it covers."""
+
+HOLD_KINDS = ("staff_safety_incident", SUBJECT_ACCESS_HOLD, "legal")
 """Why a recording may outlive its deadline: the only kinds of hold the hub's policy allows."""
 
 RETENTION_ACTOR = "retention"
@@ -16,6 +19,11 @@ RETENTION_ACTOR = "retention"
 
 PAST_RETENTION = "past_retention"
 """Why a delivery is discarded rather than stored: its call is already past its deadline."""
+
+MAX_MUTED_RANGES = 100
+"""The most stretches a subject access copy of one recording may have muted: what the DPO
+may choose and what a media worker applies. More is not a redaction of a call but a way
+to keep a worker busy."""
 
 
 def retention_deadline(started_at: datetime, period: timedelta) -> datetime:

@@ -1,4 +1,5 @@
-"""``callrec keys``: rotate the key-encryption key, re-wrap data keys, show the keys' state."""
+"""``callrec keys``: rotate the key-encryption key, re-wrap data keys, show the keys' state,
+and print the receipt keys' public halves."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from config.cli.context import CLI_ACTOR, command_context
 from config.plurals import counted
 from config.progress import Progress
 from config.services import Services
-from storage import KeyStatus, RewrapReport
+from storage import KeyStatus, RewrapReport, receipt_public_keys
 
 
 @click.group()
@@ -99,3 +100,23 @@ def keys_status() -> None:
             indent=2,
         )
     )
+
+
+@keys.command("receipt-keys")
+def keys_receipt_keys() -> None:
+    """Print the public half of every receipt key the service has used (PEM).
+
+    What a recipient of a subject access bundle, or anyone checking a deletion receipt
+    outside the service, needs: `callrec sar verify BUNDLE --public-key FILE` takes this
+    output as FILE. Hand it over by another channel than the bundle.
+    """
+
+    async def listed(services: Services) -> dict[str, bytes]:
+        async with services.database.read() as session:
+            return await receipt_public_keys(session)
+
+    with command_context() as context:
+        public_keys = context.run(listed)
+    for key_id, pem in sorted(public_keys.items()):
+        click.echo(f"# receipt key {key_id}")
+        click.echo(pem.decode("ascii").rstrip("\n"))

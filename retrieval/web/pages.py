@@ -24,6 +24,7 @@ from retrieval.grants import REASON_LENGTH, REASON_LENGTH_RULE, REASON_WORDS, RE
 from retrieval.policy import (
     may_edit_referrals,
     may_erase,
+    may_handle_subject_access,
     may_manage_holds,
     may_read_audit,
     may_read_dead_letters,
@@ -62,6 +63,8 @@ _STATIC: Final = {
     "retention.js": "text/javascript",
     "accesses.js": "text/javascript",
     "unlinked.js": "text/javascript",
+    "subject_access.js": "text/javascript",
+    "subject_access_case.js": "text/javascript",
 }
 _MAX_TOKEN = 8192
 # Each kind of hold as the page offers it: the policy's name, read as words.
@@ -88,8 +91,10 @@ class ReviewPages:
         auth_mode: str,
         audit: AuditSink,
         oidc: OidcSignIn | None = None,
+        phone_region: str = "GB",
     ) -> None:
         self._audit = audit
+        self._phone_region = phone_region
         self._sessions = sessions
         self._tokens = tokens
         self._auth_mode = auth_mode
@@ -108,6 +113,8 @@ class ReviewPages:
         app.router.add_get("/retention", self.retention)
         app.router.add_get("/accesses", self.accesses)
         app.router.add_get("/unlinked", self.unlinked)
+        app.router.add_get("/subject-access", self.subject_access)
+        app.router.add_get("/subject-access/{id}", self.subject_access_case)
         app.router.add_get("/sign-in", self.sign_in_form)
         app.router.add_post("/sign-in", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
@@ -185,6 +192,40 @@ class ReviewPages:
         principal, facts = found
         return self._page(
             "unlinked.html", principal, facts, script="unlinked.js", reason=REASON_RULE
+        )
+
+    async def subject_access(self, request: web.Request) -> web.StreamResponse:
+        """Open subject access requests, nearest deadline first, and opening one (DPO)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        principal, facts = found
+        return self._page(
+            "subject_access.html",
+            principal,
+            facts,
+            script="subject_access.js",
+            reason=REASON_RULE,
+            phone_region=self._phone_region,
+        )
+
+    async def subject_access_case(self, request: web.Request) -> web.StreamResponse:
+        """One request: its clock, and what the requester gets of each recording (DPO)."""
+        found = await self._sessions.current(request)
+        if found is None:
+            return _to_sign_in()
+        try:
+            case_id = uuid.UUID(request.match_info["id"])
+        except ValueError:
+            raise web.HTTPNotFound(headers=PAGE_HEADERS) from None
+        principal, facts = found
+        return self._page(
+            "subject_access_case.html",
+            principal,
+            facts,
+            script="subject_access_case.js",
+            case_id=str(case_id),
+            reason=REASON_RULE,
         )
 
     # -- signing in and out ------------------------------------------------------------
@@ -363,6 +404,7 @@ def _abilities(principal: Principal) -> dict[str, bool]:
         "fetches": may_read_dead_letters(principal),
         "accesses": may_read_own_accesses(principal),
         "triage": may_triage(principal),
+        "subject_access": may_handle_subject_access(principal),
     }
 
 

@@ -19,13 +19,15 @@ from storage.db.models import AuditEvent, Recording
 
 @dataclass(frozen=True, slots=True)
 class CallAccessQuery:
-    """One page of allowed accesses of ``actions`` to ``agent``'s calls, newest first,
-    from before ``before_seq`` (from the latest when it is None)."""
+    """One page of allowed accesses of ``actions`` to ``agent``'s calls (or to one
+    recording, for a subject access export), newest first, from before ``before_seq``
+    (from the latest when it is None)."""
 
-    agent: str
+    agent: str | None
     actions: frozenset[str]
     limit: int
     before_seq: int | None = None
+    recording_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,16 @@ class CallAccesses:
             )
             .join(Recording, Recording.id == AuditEvent.recording_id)
             .where(
-                Recording.agent == query.agent,
                 AuditEvent.action.in_(sorted(query.actions)),
                 AuditEvent.outcome == "allow",
             )
         )
+        if query.agent is None and query.recording_id is None:
+            raise ValueError("name the agent or the recording whose accesses are read")
+        if query.agent is not None:
+            statement = statement.where(Recording.agent == query.agent)
+        if query.recording_id is not None:
+            statement = statement.where(AuditEvent.recording_id == query.recording_id)
         if query.before_seq is not None:
             statement = statement.where(AuditEvent.seq < query.before_seq)
         statement = statement.order_by(AuditEvent.seq.desc()).limit(query.limit)

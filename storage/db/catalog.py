@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db.database import Database
@@ -87,6 +87,10 @@ class SearchQuery:
     limit: int = 50
     # Leave out recordings past their deadline at this moment unless a hold is in force.
     readable_at: datetime | None = None
+    # A data subject's calls: E.164 numbers matched exactly against the caller's or the
+    # called number, and referrals, any of which matches (with the filters above).
+    numbers: tuple[str, ...] = ()
+    referrals: tuple[str, ...] = ()
 
 
 class RecordingCatalog:
@@ -157,6 +161,8 @@ def _search_statement(query: SearchQuery) -> Select[Recording]:
                 .where(Referral.reference == query.referral)
             )
         )
+    if query.numbers or query.referrals:
+        statement = statement.where(or_(*_subject_matches(query)))
     if query.after is not None:
         started, last_id = query.after
         statement = statement.where(
@@ -166,6 +172,22 @@ def _search_statement(query: SearchQuery) -> Select[Recording]:
             )
         )
     return statement.order_by(Recording.started_at.desc(), Recording.id.desc()).limit(query.limit)
+
+
+def _subject_matches(query: SearchQuery) -> list[ColumnElement[bool]]:
+    matches: list[ColumnElement[bool]] = []
+    if query.numbers:
+        numbers = sorted(set(query.numbers))
+        matches += [Recording.from_number.in_(numbers), Recording.to_number.in_(numbers)]
+    if query.referrals:
+        matches.append(
+            Recording.id.in_(
+                select(RecordingReferral.recording_id)
+                .join(Referral, Referral.id == RecordingReferral.referral_id)
+                .where(Referral.reference.in_(sorted(set(query.referrals))))
+            )
+        )
+    return matches
 
 
 async def _job_states(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:

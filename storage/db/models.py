@@ -413,3 +413,4 @@ class AuditHead(Base):
 # (migrations, the tests' clean-up).
 from storage.db import erasure_models as _erasure_models  # noqa: E402,F401
 from storage.db import job_models as _job_models  # noqa: E402,F401
+from storage.db import sar_models as _sar_models  # noqa: E402,F401

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from storage.durable_files import read_private_file, write_private_file
 from storage.errors import KeyringError
@@ -79,7 +79,30 @@ def _signing_key(private: Ed25519PrivateKey) -> SigningKey:
     public = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    return SigningKey(hashlib.sha256(public).hexdigest()[:16], pem, public)
+    return SigningKey(_key_id(public), pem, public)
+
+
+def public_key_id(public_pem: bytes) -> str:
+    """The id the service gives the Ed25519 key whose public half is ``public_pem``.
+
+    The PEM is read and written again first, so a copy with other line endings or
+    surrounding text names the same key. KeyringError if it is not an Ed25519 public key.
+    """
+    try:
+        public = serialization.load_pem_public_key(public_pem)
+    except (ValueError, TypeError):
+        raise KeyringError("not a PEM public key") from None
+    if not isinstance(public, Ed25519PublicKey):
+        raise KeyringError("not an Ed25519 public key")
+    return _key_id(
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def _key_id(public_pem: bytes) -> str:
+    return hashlib.sha256(public_pem).hexdigest()[:16]
 
 
 def load_secret(path: Path, *, create: bool = True) -> bytes:

@@ -29,6 +29,11 @@ class Site:
     requests: list[tuple[float, str, str | None]] = field(default_factory=list)
 
 
+# Checks run inside the page through the DevTools protocol (the page's CSP binds the
+# page's own scripts, not this): every control named, WCAG AA contrast for text.
+ACCESSIBILITY_AUDIT = (Path(__file__).parent / "accessibility_audit.js").read_text()
+
+
 async def push(
     service: RunningService,
     source_id: str,

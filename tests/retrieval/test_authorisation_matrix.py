@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,17 @@ PURPOSE = {
     "safety_reviewer": "staff_safety",
     "dpo": "subject_access",
 }
+# The DPO's alone: finding a person's calls by number, and their request's case.
+SUBJECT_ACCESS_ENDPOINTS = (
+    "subject_search",
+    "sar_open",
+    "sar_list",
+    "sar_view",
+    "sar_extend",
+    "sar_redact",
+    "sar_close",
+)
+SUBJECT_ACCESS_STATUS = {"sar_open": 201}
 ENDPOINTS = [
     "search",
     "view",
@@ -43,6 +55,7 @@ ENDPOINTS = [
     "erasure_requests",
     "approve_erasure",
     "reject_erasure",
+    *SUBJECT_ACCESS_ENDPOINTS,
 ]
 ERASURE_ENDPOINTS = ("erasure_requests", "approve_erasure", "reject_erasure")
 TRIAGE_ENDPOINTS = ("unlinked", "no_referral")
@@ -67,6 +80,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "unlinked": (200, 200),
         "no_referral": (201, 404),
         **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
+        **dict.fromkeys(SUBJECT_ACCESS_ENDPOINTS, (403, 403)),
     },
     "safety_reviewer": {
         "search": (200, 200),
@@ -84,6 +98,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         # Triage is a team supervisor's work: seeing every team's calls is not leading them.
         **dict.fromkeys(TRIAGE_ENDPOINTS, (403, 403)),
         **dict.fromkeys(ERASURE_ENDPOINTS, (403, 403)),
+        **dict.fromkeys(SUBJECT_ACCESS_ENDPOINTS, (403, 403)),
     },
     "dpo": {
         "search": (200, 200),
@@ -101,6 +116,10 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
         "accesses": (403, 403),
         **dict.fromkeys(TRIAGE_ENDPOINTS, (403, 403)),
         **dict.fromkeys(ERASURE_ENDPOINTS, (200, 200)),
+        **{
+            endpoint: (SUBJECT_ACCESS_STATUS.get(endpoint, 200),) * 2
+            for endpoint in SUBJECT_ACCESS_ENDPOINTS
+        },
     },
     # A call handler reaches only the accesses to their own calls: no recording, no audio,
     # no team's anything. Every other role is refused that list (the trail serves them).
@@ -121,6 +140,7 @@ MATRIX: dict[str, dict[str, tuple[int, int]]] = {
 class Setting:
     service: RunningService
     ids: dict[str, str]
+    numbers: dict[str, str]
 
     def token(self, role: str, subject: str) -> str:
         return self.service.token(role, "mash-children", subject=subject)
@@ -139,15 +159,18 @@ async def service(
 @pytest.fixture
 async def setting(service: RunningService) -> Setting:
     """Two new calls for one cell: one of the caller's team and one of another team."""
-    ids = {}
+    ids, numbers = {}, {}
     for name, team in (("own", "mash-children"), ("other", "mash-adults")):
-        body = push_body(metadata(recording_id=f"{name}-{uuid.uuid4()}", team=team), make_wav(1))
+        # A caller's number of its own, so a subject access case finds this call alone.
+        numbers[name] = f"+441384{uuid.uuid4().int % 10**6:06d}"
+        document = metadata(recording_id=f"{name}-{uuid.uuid4()}", team=team)
+        body = push_body({**document, "from": numbers[name]}, make_wav(2))
         response = await service.client.post(
             "/webhooks/push/pbx", data=body, headers=push_headers(body)
         )
         assert response.status == 201, await response.text()
         ids[name] = (await response.json())["id"]
-    return Setting(service, ids)
+    return Setting(service, ids, numbers)
 
 
 async def call(
@@ -220,6 +243,8 @@ async def call(
             response = await client.post(
                 f"{decision}/reject", headers=headers, json={"reason": REASON}
             )
+    elif endpoint in SUBJECT_ACCESS_ENDPOINTS:
+        response = await subject_access_call(setting, endpoint, recording, headers)
     elif endpoint == "grant":
         body = {"purpose": PURPOSE.get(role, "quality_review"), "reason": "matrix check of access"}
         response = await client.post(f"{base}/grants", headers=headers, json=body)
@@ -247,6 +272,47 @@ async def call(
         response.method, response.url.path, response.status, response.content_type, answer
     )
     return response.status, answer
+
+
+async def subject_access_call(
+    setting: Setting, endpoint: str, recording: str, headers: dict[str, str]
+) -> Any:
+    """One subject access cell; a case on the recording is opened first by another DPO
+    where the cell acts on one, so only the caller's rights decide."""
+    client = setting.service.client
+    number = setting.numbers[recording]
+    today = datetime.now(UTC).date().isoformat()
+    if endpoint == "subject_search":
+        body = {"phone_numbers": [number], "reason": REASON}
+        return await client.post("/api/v1/recordings/search", headers=headers, json=body)
+    opening = {
+        "reference": f"SAR-{uuid.uuid4().hex[:12]}",
+        "received": today,
+        "reason": REASON,
+        "phone_numbers": [number],
+    }
+    if endpoint == "sar_open":
+        return await client.post("/api/v1/subject-access-requests", headers=headers, json=opening)
+    if endpoint == "sar_list":
+        return await client.get("/api/v1/subject-access-requests", headers=headers)
+    opener = setting.token("dpo", "matrix-setup")
+    opened = await client.post(
+        "/api/v1/subject-access-requests",
+        headers={"Authorization": f"Bearer {opener}"},
+        json=opening,
+    )
+    assert opened.status == 201, await opened.text()
+    case = f"/api/v1/subject-access-requests/{(await opened.json())['id']}"
+    if endpoint == "sar_view":
+        return await client.get(case, headers=headers)
+    if endpoint == "sar_extend":
+        return await client.post(f"{case}/extend", headers=headers, json={"reason": REASON})
+    if endpoint == "sar_close":
+        return await client.post(f"{case}/close", headers=headers, json={"reason": REASON})
+    redaction = {"keep_channel": None, "muted": [[0.5, 1.0]]}
+    return await client.put(
+        f"{case}/recordings/{setting.ids[recording]}/redaction", headers=headers, json=redaction
+    )
 
 
 @pytest.mark.parametrize("role", ROLES)

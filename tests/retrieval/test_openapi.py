@@ -32,6 +32,8 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         peaks=unused,
         holds=unused,
         erasures=unused,
+        subject_access=unused,
+        phone_region="GB",
         signer=GrantSigner(bytes(32)),
         journal=PlaybackJournal(unused),
         retention_report=unused,

@@ -14,6 +14,7 @@ from playwright.async_api import Browser, Page
 from tests.audio_factory import BY_NAME, make_audio
 from tests.push_support import metadata, push_body, push_headers
 from tests.retrieval.page_support import (
+    ACCESSIBILITY_AUDIT,
     Site,
     current_time,
     page_site,
@@ -25,9 +26,6 @@ from tests.retrieval.page_support import (
 pytestmark = pytest.mark.long
 
 REASON = "weekly quality review of call handling"
-# Checks run inside the page through the DevTools protocol (the page's CSP binds the
-# page's own scripts, not this): every control named, WCAG AA contrast for text.
-ACCESSIBILITY_AUDIT = (Path(__file__).parent / "accessibility_audit.js").read_text()
 
 
 @pytest.fixture(scope="module")
