@@ -33,7 +33,13 @@ from config.scheduler import SweepSchedule
 from config.services import Services
 from recorder import create_recorder_app
 from retention import retention_status
-from retrieval import CAPABILITY_PARAMETERS, AnswerBrokenOff, ReviewPages, create_api_app
+from retrieval import (
+    CAPABILITY_PARAMETERS,
+    AnswerBrokenOff,
+    ExportParts,
+    ReviewPages,
+    create_api_app,
+)
 from storage import (
     AnchorInvalid,
     CallAccesses,
@@ -369,6 +375,14 @@ def create_app(services: Services) -> web.Application:
             holds=services.holds,
             erasures=services.erasures,
             subject_access=services.subject_access,
+            exports=ExportParts(
+                cases=services.subject_access,
+                recordings=services.catalog,
+                accesses=CallAccesses(services.database),
+                redactor=services.redacted_copies,
+                signer=services.receipts,
+                clock=services.clock,
+            ),
             phone_region=services.settings.phone_region,
             signer=services.grants,
             journal=services.journal,

@@ -27,6 +27,7 @@ from recorder import (
     Intake,
     MediaWorkers,
     PushCapture,
+    RedactedCopies,
     RenditionWorkers,
     SafeFetcher,
     SenderAllowList,
@@ -517,6 +518,14 @@ class Services:
     @part
     def unlinked(self) -> UnlinkedRecordings:
         return UnlinkedRecordings(self.database, self.audit, self.clock)
+
+    @part
+    def redacted_copies(self) -> RedactedCopies:
+        # The capture pool: a redaction is rare and fast (10 minutes of stereo in 0.4 s of
+        # CPU), and that pool always has a worker, where the rendition pool may have none.
+        return RedactedCopies(
+            originals=self.renditions, media=self.media, scratch_dir=self.spool.path
+        )
 
     @part
     def subject_access(self) -> SubjectAccessOffice:

@@ -108,6 +108,10 @@ class CaseRecords(Protocol):
 
     async def close(self, case_id: uuid.UUID, *, reason: str, actor: str) -> CaseView: ...
 
+    async def record_export(
+        self, case_id: uuid.UUID, *, actor: str, details: Mapping[str, Any]
+    ) -> None: ...
+
 
 class Coverage(Protocol):
     """Storage's CaseCoverage: what open cases cover, against the holds in force."""
@@ -283,6 +287,12 @@ class SubjectAccessOffice:
     async def get(self, case_id: uuid.UUID) -> CaseView:
         """One case with its recordings."""
         return await self._records.get(case_id)
+
+    async def record_export(
+        self, case_id: uuid.UUID, *, actor: str, details: Mapping[str, Any]
+    ) -> None:
+        """Audit one export of an open case: who, and every file's hash."""
+        await self._records.record_export(case_id, actor=actor, details=details)
 
     async def listed(self, *, state: str | None) -> list[CaseView]:
         """Cases, nearest deadline first."""

@@ -18,6 +18,7 @@ from retrieval.journal import PlaybackJournal
 from retrieval.playback import CAPABILITY_PARAMETERS
 from retrieval.roles import PURPOSES, ROLES
 from retrieval.sessions import SessionRules, WebSessions
+from retrieval.subject_export import ExportParts, NotReadyToExport, export_case
 from retrieval.tokens import AUDIENCE, DEV_ISSUER, issue_dev_token
 from retrieval.web import OidcClient, OidcSignIn, ReviewPages
 
@@ -29,7 +30,9 @@ __all__ = [
     "ROLES",
     "AnswerBrokenOff",
     "DevTokenVerifier",
+    "ExportParts",
     "GrantSigner",
+    "NotReadyToExport",
     "OidcClient",
     "OidcSettings",
     "OidcSignIn",
@@ -44,5 +47,6 @@ __all__ = [
     "WebSessions",
     "bearer_token",
     "create_api_app",
+    "export_case",
     "issue_dev_token",
 ]

@@ -33,6 +33,8 @@ from retrieval.routes import ROUTES, ApiHandlers
 from retrieval.sessions import WebSessions
 from retrieval.staff_accesses import CallAccessReader, StaffAccessHandlers
 from retrieval.subject_access import SubjectAccessDesk, SubjectAccessHandlers
+from retrieval.subject_export import ExportParts
+from retrieval.subject_export_http import ExportHandlers
 from retrieval.trail import AuditHandlers, AuditReader
 from retrieval.triage import TriageDesk, TriageHandlers
 
@@ -52,6 +54,7 @@ def create_api_app(
     holds: HoldOffice,
     erasures: ErasureOffice,
     subject_access: SubjectAccessDesk,
+    exports: ExportParts,
     phone_region: str,
     signer: GrantSigner,
     journal: PlaybackJournal,
@@ -88,6 +91,7 @@ def create_api_app(
         staff=StaffAccessHandlers(call_accesses, audit),
         triage=TriageHandlers(access, triage, unlinked_review_after),
         subject_access=SubjectAccessHandlers(access, subject_access, region=phone_region),
+        exports=ExportHandlers(access, exports),
         document=document,
     )
     for route in ROUTES:

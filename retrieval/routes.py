@@ -24,6 +24,7 @@ from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
 from retrieval.staff_accesses import StaffAccessHandlers
 from retrieval.subject_access import CASE_STATES, SubjectAccessHandlers
+from retrieval.subject_export_http import ExportHandlers
 from retrieval.trail import AuditHandlers
 from retrieval.triage import TriageHandlers
 
@@ -42,6 +43,7 @@ class ApiHandlers:
     staff: StaffAccessHandlers
     triage: TriageHandlers
     subject_access: SubjectAccessHandlers
+    exports: ExportHandlers
     document: Handler
 
 
@@ -206,6 +208,19 @@ ROUTES: tuple[Route, ...] = (
         {200: Answer("The case", "SubjectAccessCase")},
         (403, 404, 409, 422),
         body="Redaction",
+    ),
+    Route(
+        "POST",
+        "/subject-access-requests/{id}/export",
+        lambda h: h.exports.export,
+        "The case's bundle, streamed and kept nowhere: each recording as redacted (WAV), its "
+        "metadata without other people's personal data, who accessed it and why, and a "
+        "manifest of SHA-256s signed with the receipt key; encrypted with age to the "
+        "recipients' public keys or a passphrase (DPO; audited with every hash). `callrec "
+        "sar verify` checks it offline",
+        {200: Answer("The age-encrypted bundle", media="application/octet-stream")},
+        (403, 404, 409, 422),
+        body="SubjectAccessExport",
     ),
     Route(
         "POST",

@@ -10,7 +10,9 @@ from typing import Any
 
 from retrieval.parsing import REFERENCE
 from retrieval.subject_access import MAX_SEARCH_RESULTS
-from retrieval.subject_requests import MAX_MUTED_RANGES, MAX_NUMBERS, MAX_REFERRALS
+from retrieval.subject_export_http import MAX_RECIPIENTS, MIN_PASSPHRASE
+from retrieval.subject_requests import MAX_NUMBERS, MAX_REFERRALS
+from storage import MAX_MUTED_RANGES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -62,6 +64,11 @@ _REDACTION = _object(
         "description": "[start, end] seconds silenced on every channel; overlaps are merged",
     },
 )
+_STAFF_NAMES = {
+    "type": "boolean",
+    "default": False,
+    "description": "name the staff who took and accessed the calls (else their roles)",
+}
 _CASE_RECORDING = _object(
     "id status started_at duration_s channels team held redaction",
     id={"type": "string", "format": "uuid"},
@@ -95,6 +102,27 @@ SUBJECT_ACCESS_SCHEMAS: dict[str, Any] = {
         **_CRITERIA,
     ),
     "Redaction": _REDACTION,
+    "SubjectAccessExport": {
+        "oneOf": [
+            _object(
+                "recipients",
+                recipients={
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_RECIPIENTS,
+                    "items": {"type": "string", "pattern": "^age1"},
+                    "description": "age X25519 public keys; any one's identity opens it",
+                },
+                include_staff_names=_STAFF_NAMES,
+            ),
+            _object(
+                "passphrase",
+                passphrase={"type": "string", "minLength": MIN_PASSPHRASE, "maxLength": 1000},
+                include_staff_names=_STAFF_NAMES,
+            ),
+        ],
+        "description": "Exactly one of recipients (preferred: streamed) or a passphrase.",
+    },
     "SubjectAccessCase": _object(
         "id reference received deadline days_left overdue state reason opened_by opened_at "
         "extension closed exports recording_count recordings",

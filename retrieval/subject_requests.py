@@ -13,11 +13,10 @@ from typing import Any
 from retrieval.errors import Unprocessable
 from retrieval.grants import check_reason
 from retrieval.parsing import REFERENCE
-from storage import e164
+from storage import MAX_MUTED_RANGES, e164
 
 MAX_NUMBERS = 10
 MAX_REFERRALS = 20
-MAX_MUTED_RANGES = 100
 MAX_REQUEST_REFERENCE = 64
 
 
@@ -110,8 +109,10 @@ def redaction_of(
     if keep is not None:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep not in (0, 1):
             raise Unprocessable("keep_channel must be 0, 1 or null")
-        if channels is not None and channels < 2:
-            raise Unprocessable("keep_channel needs a two-channel recording; this one has one")
+        if channels is not None and channels != 2:
+            raise Unprocessable(
+                f"keep_channel needs a two-channel recording; this one has {channels}"
+            )
     raw = body.get("muted", [])
     if not isinstance(raw, list) or len(raw) > MAX_MUTED_RANGES:
         raise Unprocessable(f"muted must be a list of at most {MAX_MUTED_RANGES} ranges")

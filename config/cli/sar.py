@@ -9,25 +9,36 @@ when it cannot be checked (unreadable file, wrong key, bad usage).
 from __future__ import annotations
 
 import sys
+import uuid
 from pathlib import Path
 from typing import NoReturn
 
 import click
 from click.core import ParameterSource
 
+from config.cli.context import CLI_ACTOR, command_context
 from config.cli.sar_list import sar_list
 from config.plurals import counted
 from config.progress import Progress
+from config.services import Services
+from retrieval import ExportParts, NotReadyToExport, export_case
 from retrieval.sar_bundle import (
     BundleInvalid,
+    BundleRefused,
     BundleReport,
+    BundleSummary,
     BundleUnopenable,
     Decryption,
+    Encryption,
+    ToPassphrase,
+    ToRecipients,
     WithPassphrase,
+    private_bundle_file,
     read_identities,
     trusted_keys,
     verify_bundle,
 )
+from storage import CallAccesses, CaseMissing, CaseView
 
 PASSPHRASE_VARIABLE = "CALLREC_SAR_PASSPHRASE"  # noqa: S105 (a name, not a passphrase)
 _SMALL_FILE_BYTES = 64 * 1024
@@ -174,3 +185,113 @@ def _verdict(bundle: Path, report: BundleReport) -> str:
         f"{counted(report.files, 'file')} of {counted(report.content_bytes, 'byte')}, "
         f"created {report.created_at}, signed by receipt key {report.key_id}"
     )
+
+
+@sar.command("export")
+@click.argument("case")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where the encrypted bundle is written (0600; an existing file is never replaced).",
+)
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    help="An age public key (age1...) to encrypt to; repeatable.",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=f"{PASSPHRASE_VARIABLE}_FILE",
+    help=f"A file whose first line is the passphrase (or set {PASSPHRASE_VARIABLE}).",
+)
+@click.option(
+    "--passphrase",
+    envvar=PASSPHRASE_VARIABLE,
+    hidden=True,
+    callback=_refuse_on_command_line,
+)
+@click.option(
+    "--include-staff-names",
+    is_flag=True,
+    help="Name the staff who took and accessed the calls (by default: their roles only).",
+)
+def sar_export(
+    case: str,
+    out: Path,
+    recipients: tuple[str, ...],
+    passphrase_file: Path | None,
+    passphrase: str | None,
+    include_staff_names: bool,
+) -> None:
+    """Write the bundle of CASE (its id or reference) to --out: each recording as the DPO
+    chose to redact it, its metadata, who accessed it and why, and the signed manifest,
+    encrypted to the recipients or a passphrase. Audited with every file's hash; check it
+    with `callrec sar verify`."""
+    encryption = _encryption(recipients, passphrase_file, passphrase)
+
+    async def export(services: Services) -> BundleSummary:
+        found = await _case(services, case)
+        parts = ExportParts(
+            cases=services.subject_access,
+            recordings=services.catalog,
+            accesses=CallAccesses(services.database),
+            redactor=services.redacted_copies,
+            signer=await services.receipt_signer(),
+            clock=services.clock,
+        )
+        with Progress("recording", total=found.recording_count) as progress:
+            async with private_bundle_file(out) as sink:
+                return await export_case(
+                    parts,
+                    found.id,
+                    encryption=encryption,
+                    sink=sink,
+                    actor=CLI_ACTOR,
+                    include_staff_names=include_staff_names,
+                    progress=progress.advance,
+                )
+
+    try:
+        with command_context() as context:
+            summary = context.run(export)
+    except (NotReadyToExport, BundleRefused, CaseMissing, FileExistsError) as exc:
+        _cannot(str(exc) or f"{out} exists already")
+    click.echo(
+        f"wrote {out}: case {summary.case.reference}, "
+        f"{counted(len(summary.files), 'file')}, {counted(summary.ciphertext_bytes, 'byte')} "
+        f"encrypted to {', '.join(summary.encrypted_to)}; manifest sha256 "
+        f"{summary.manifest_sha256}"
+    )
+
+
+def _encryption(
+    recipients: tuple[str, ...], passphrase_file: Path | None, passphrase: str | None
+) -> Encryption:
+    """The one means of encryption that was given; exit 2 for none or several."""
+    if passphrase_file is not None:
+        text = _read_small(passphrase_file, "passphrase file").decode("utf-8", "replace")
+        passphrase = text.splitlines()[0] if text else ""
+    if bool(recipients) == (passphrase is not None):
+        _cannot(
+            "give either --recipient age1... (repeatable) or a passphrase "
+            f"(--passphrase-file FILE or {PASSPHRASE_VARIABLE})"
+        )
+    try:
+        return ToRecipients(recipients) if recipients else ToPassphrase(passphrase or "")
+    except BundleRefused as exc:
+        _cannot(str(exc))
+
+
+async def _case(services: Services, text: str) -> CaseView:
+    """The case named by its id or its reference."""
+    try:
+        return await services.subject_access.get(uuid.UUID(text))
+    except ValueError:
+        pass
+    for found in await services.subject_access.listed(state=None):
+        if found.reference == text:
+            return await services.subject_access.get(found.id)
+    raise CaseMissing(f"no subject access request is called {text}")

@@ -34,6 +34,7 @@ SUBJECT_ACCESS_ENDPOINTS = (
     "sar_view",
     "sar_extend",
     "sar_redact",
+    "sar_export",
     "sar_close",
 )
 SUBJECT_ACCESS_STATUS = {"sar_open": 201}
@@ -310,6 +311,16 @@ async def subject_access_call(
     if endpoint == "sar_close":
         return await client.post(f"{case}/close", headers=headers, json={"reason": REASON})
     redaction = {"keep_channel": None, "muted": [[0.5, 1.0]]}
+    if endpoint == "sar_export":
+        # Decided first by the DPO who opened it, so only the caller's rights decide.
+        decided = await client.put(
+            f"{case}/recordings/{setting.ids[recording]}/redaction",
+            headers={"Authorization": f"Bearer {opener}"},
+            json=redaction,
+        )
+        assert decided.status == 200, await decided.text()
+        body = {"passphrase": "a passphrase for the matrix"}
+        return await client.post(f"{case}/export", headers=headers, json=body)
     return await client.put(
         f"{case}/recordings/{setting.ids[recording]}/redaction", headers=headers, json=redaction
     )

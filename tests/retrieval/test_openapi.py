@@ -33,6 +33,7 @@ def routes_of_the_api() -> set[tuple[str, str]]:
         holds=unused,
         erasures=unused,
         subject_access=unused,
+        exports=unused,
         phone_region="GB",
         signer=GrantSigner(bytes(32)),
         journal=PlaybackJournal(unused),

@@ -4,13 +4,17 @@ waveform what the requester gets of a two-channel call, then close the request."
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
+import pyrage
 from playwright.async_api import Browser, expect
 
 from tests.retrieval.page_support import ACCESSIBILITY_AUDIT, page_site, push, signed_in
 
+PASSPHRASE = "correct horse battery staple"
 REASON = "request from a caller for the recordings of their calls"
 
 
@@ -81,6 +85,21 @@ async def test_the_dpo_opens_a_request_chooses_redactions_and_closes_it(
         [[start, end]] = item["redaction"]["muted"]
         assert 1.5 <= start < 2.5
         assert 3.5 < end <= 4.5
+
+        # Exported with a passphrase: the download is the encrypted bundle, which opens.
+        await page.get_by_label("Or a passphrase (at least 12 characters)").fill(PASSPHRASE)
+        async with page.expect_download() as waiting:
+            await page.get_by_role("button", name="Export the bundle").click()
+        download = await waiting.value
+        assert download.suggested_filename == "SAR-PAGE-1.tar.age"
+        saved = tmp_path / "bundle.age"
+        await download.save_as(saved)
+        plaintext = pyrage.passphrase.decrypt(saved.read_bytes(), PASSPHRASE)
+        with tarfile.open(fileobj=io.BytesIO(plaintext)) as members:
+            names = members.getnames()
+        assert f"recordings/{call}/audio.wav" in names
+        assert names[-1] == "manifest.json"
+        await expect(page.locator("#status")).to_have_text("Exported SAR-PAGE-1.tar.age.")
 
         await page.goto(f"{site.base}/subject-access")
         row = page.get_by_role("table", name="Open requests, nearest deadline first")

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from retention import extended_deadline, statutory_deadline
 from storage.db.models import AuditEvent
 from storage.db.sar_models import SubjectAccessCase
+from tests.cli_support import invoke
 from tests.push_support import make_wav, metadata, push_body, push_headers
 from tests.retrieval.document_support import assert_documented
 from tests.service_support import RunningService, running_service
@@ -271,3 +272,30 @@ async def test_the_retention_cycle_puts_back_a_case_hold_that_was_released(hub: 
     assert await hub.holds(target) == ["subject_access_pending"]
     status, viewed = await hub.send("GET", f"{CASES}/{case['id']}")
     assert all(item["held"] for item in viewed["recordings"])
+
+
+async def test_sar_list_shows_open_requests_nearest_deadline_first_and_fails_when_overdue(
+    hub: Hub,
+) -> None:
+    settings = hub.service.services.settings
+    assert settings.database_url is not None
+    env = {
+        "CALLREC_DATA_DIR": str(settings.data_dir),
+        "CALLREC_DATABASE_URL": settings.database_url.get_secret_value(),
+        "CALLREC_SINGLE_NODE": "true",
+    }
+    today = datetime.now(UTC).date()
+    await hub.open_case("SAR-NEW", received=today.isoformat())
+    listed = invoke("sar", "list", **env)
+    assert listed.returncode == 0, listed.stderr
+    assert "SAR-NEW  open" in listed.stdout
+    assert "1 request (open)" in listed.stdout
+    # Received 40 days ago and never extended: overdue, which the command's exit says.
+    await hub.open_case("SAR-OLD", received=(today - timedelta(days=40)).isoformat())
+    listed = invoke("sar", "list", "--json", **env)
+    assert listed.returncode == 1
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [row["reference"] for row in rows] == ["SAR-OLD", "SAR-NEW"]
+    assert rows[0]["overdue"] is True
+    assert rows[0]["days_left"] < 0
+    assert E164 not in listed.stdout

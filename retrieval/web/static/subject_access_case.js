@@ -6,6 +6,7 @@ const caseId = document.body.dataset.caseId;
 const facts = document.getElementById("facts");
 const list = document.getElementById("recordings");
 const change = document.getElementById("change");
+const exporter = document.getElementById("export");
 
 function day(iso) {
   return new Date(`${iso}T00:00:00Z`).toLocaleDateString("en-GB", { dateStyle: "medium", timeZone: "UTC" });
@@ -149,6 +150,7 @@ function show(item) {
   facts.replaceChildren(...entries.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
   list.replaceChildren(...item.recordings.map(recordingBlock));
   document.getElementById("manage").hidden = item.state !== "open";
+  document.getElementById("export-section").hidden = item.state !== "open";
   document.getElementById("extend").hidden = Boolean(item.extension);
 }
 
@@ -156,8 +158,44 @@ async function load() {
   show(await api(`/subject-access-requests/${caseId}`));
 }
 
+// The bundle is made while it downloads; the browser keeps it in memory (it is ciphertext)
+// until it is saved.
+async function exportBundle() {
+  const recipients = exporter.elements.recipients.value.split(/\s+/).filter(Boolean);
+  const passphrase = exporter.elements.passphrase.value;
+  const problem = (recipients.length > 0) === (passphrase !== "")
+    ? "Give the requester's age public keys or a passphrase, not both."
+    : null;
+  fieldError(exporter.elements.recipients, problem);
+  if (problem) return;
+  const json = recipients.length ? { recipients } : { passphrase };
+  json.include_staff_names = exporter.elements.include_staff_names.checked;
+  say("Making the bundle…");
+  const response = await fetch(`/api/v1/subject-access-requests/${caseId}/export`, {
+    method: "POST",
+    credentials: "same-origin",
+    cache: "no-store",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": document.body.dataset.csrf },
+    body: JSON.stringify(json),
+  });
+  if (!response.ok) {
+    const data = await response.json().catch(() => ({}));
+    fieldError(exporter.elements.recipients, data.detail || response.statusText);
+    throw new Error(data.detail || response.statusText);
+  }
+  const name = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "")?.[1] || "bundle.tar.age";
+  const link = el("a", { href: URL.createObjectURL(await response.blob()), download: name });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  exporter.elements.passphrase.value = "";
+  say(`Exported ${name}.`);
+  await load();
+}
+
 if (change) {
   load().catch((error) => say(error.message, { error: true }));
+  exporter.addEventListener("submit", guard(exportBundle));
   change.addEventListener("submit", guard(async (event) => {
     const reason = change.elements.reason;
     const problem = reasonProblem(reason);
