@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from retrieval.middleware import ERROR_CODES
-from retrieval.routes import ROUTES, Route
+from retrieval.route_types import Route
+from retrieval.routes import ROUTES
 from retrieval.schemas import REFERRAL, SCHEMAS, ref
 
 _REFUSED = {

@@ -8,9 +8,7 @@ it does, and lists what it answers: its successes with their bodies, and its ref
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp.typedefs import Handler
 
@@ -18,12 +16,14 @@ from retrieval import staff_accesses, trail, triage
 from retrieval.dead_letters import DeadLetterHandlers
 from retrieval.erasure import ErasureHandlers
 from retrieval.holds import HoldHandlers
-from retrieval.parsing import DEFAULT_LIMIT, MAX_LABEL, MAX_LIMIT
+from retrieval.parsing import DEFAULT_LIMIT, MAX_LIMIT
 from retrieval.playback import GRANT_PARAMETER, VARIANTS, PlaybackHandlers
 from retrieval.recordings import RecordingHandlers
 from retrieval.retention_status import RetentionHandlers
+from retrieval.route_types import Answer, Route, header_query, label_query, query, whole_query
+from retrieval.routes_subject_access import SUBJECT_ACCESS_ROUTES
 from retrieval.staff_accesses import StaffAccessHandlers
-from retrieval.subject_access import CASE_STATES, SubjectAccessHandlers
+from retrieval.subject_access import SubjectAccessHandlers
 from retrieval.subject_export_http import ExportHandlers
 from retrieval.trail import AuditHandlers
 from retrieval.triage import TriageHandlers
@@ -47,67 +47,13 @@ class ApiHandlers:
     document: Handler
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A successful answer: what it means, and its body's schema (None: no JSON body)."""
-
-    description: str
-    schema: str | None = None
-    media: str = "application/json"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One method on one path, relative to ``/api/v1``."""
-
-    method: str
-    path: str
-    handler: Callable[[ApiHandlers], Handler]
-    summary: str
-    answers: Mapping[int, Answer]
-    refusals: tuple[int, ...] = ()
-    query: tuple[dict[str, Any], ...] = ()
-    headers: tuple[dict[str, Any], ...] = ()
-    body: str | None = None
-    public: bool = False
-
-
-def query(name: str, description: str, **schema: Any) -> dict[str, Any]:
-    """An optional query parameter."""
-    schema = schema or {"type": "string"}
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _label(name: str, description: str) -> dict[str, Any]:
-    return query(name, description, type="string", minLength=1, maxLength=MAX_LABEL)
-
-
-def _whole(name: str, description: str, low: int, high: int, default: int) -> dict[str, Any]:
-    return query(name, description, type="integer", minimum=low, maximum=high, default=default)
-
-
-def _header(name: str, description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "header",
-        "required": False,
-        "description": description,
-        "schema": {"type": "string"},
-    }
-
-
 _AUDIO = {
     200: Answer("The whole recording", media="audio/*"),
     206: Answer("One range of it (Content-Range says which)", media="audio/*"),
 }
 
 ROUTES: tuple[Route, ...] = (
+    *SUBJECT_ACCESS_ROUTES,
     Route(
         "GET",
         "/openapi.json",
@@ -124,9 +70,9 @@ ROUTES: tuple[Route, ...] = (
         {200: Answer("One page", "RecordingPage")},
         (400, 403),
         query=(
-            _label("referral", "A linked referral reference"),
-            _label("team", "A team"),
-            _label("agent", "The agent who took the call"),
+            label_query("referral", "A linked referral reference"),
+            label_query("team", "A team"),
+            label_query("agent", "The agent who took the call"),
             query(
                 "started_after",
                 "RFC 3339 with a zone, or a date (that day's start, UTC); inclusive",
@@ -140,7 +86,7 @@ ROUTES: tuple[Route, ...] = (
                 maxLength=40,
             ),
             query("cursor", "next_cursor of the previous page"),
-            _whole("limit", "Page size", 1, MAX_LIMIT, DEFAULT_LIMIT),
+            whole_query("limit", "Page size", 1, MAX_LIMIT, DEFAULT_LIMIT),
         ),
     ),
     Route(
@@ -153,84 +99,6 @@ ROUTES: tuple[Route, ...] = (
         {200: Answer("The recordings found, newest first", "SubjectSearchResult")},
         (403, 422),
         body="SubjectSearch",
-    ),
-    Route(
-        "POST",
-        "/subject-access-requests",
-        lambda h: h.subject_access.open,
-        "Open a subject access request's case: its recordings are found and held "
-        "(subject_access_pending) while it is open; the deadline is one month from receipt "
-        "(DPO; audited)",
-        {201: Answer("The case, with its deadline and matched recordings", "SubjectAccessCase")},
-        (403, 409, 422),
-        body="SubjectAccessRequest",
-    ),
-    Route(
-        "GET",
-        "/subject-access-requests",
-        lambda h: h.subject_access.listed,
-        "Subject access cases, nearest deadline first (DPO; audited)",
-        {200: Answer("The cases", "SubjectAccessCases")},
-        (400, 403),
-        query=(
-            query(
-                "state",
-                "Which cases",
-                type="string",
-                enum=list(CASE_STATES),
-                default=CASE_STATES[0],
-            ),
-        ),
-    ),
-    Route(
-        "GET",
-        "/subject-access-requests/{id}",
-        lambda h: h.subject_access.get,
-        "One case, with its recordings and their redactions (DPO; audited)",
-        {200: Answer("The case", "SubjectAccessCase")},
-        (403, 404),
-    ),
-    Route(
-        "POST",
-        "/subject-access-requests/{id}/extend",
-        lambda h: h.subject_access.extend,
-        "Extend the deadline by two further months, once, with the reason (DPO; audited)",
-        {200: Answer("The case", "SubjectAccessCase")},
-        (403, 404, 409, 422),
-        body="Reason",
-    ),
-    Route(
-        "PUT",
-        "/subject-access-requests/{id}/recordings/{recording}/redaction",
-        lambda h: h.subject_access.redact,
-        "Choose what the requester gets of one recording: their channel only (the other "
-        "silenced) and time ranges muted (DPO; audited; the original is never changed)",
-        {200: Answer("The case", "SubjectAccessCase")},
-        (403, 404, 409, 422),
-        body="Redaction",
-    ),
-    Route(
-        "POST",
-        "/subject-access-requests/{id}/export",
-        lambda h: h.exports.export,
-        "The case's bundle, streamed and kept nowhere: each recording as redacted (WAV), its "
-        "metadata without other people's personal data, who accessed it and why, and a "
-        "manifest of SHA-256s signed with the receipt key; encrypted with age to the "
-        "recipients' public keys or a passphrase (DPO; audited with every hash). `callrec "
-        "sar verify` checks it offline",
-        {200: Answer("The age-encrypted bundle", media="application/octet-stream")},
-        (403, 404, 409, 422),
-        body="SubjectAccessExport",
-    ),
-    Route(
-        "POST",
-        "/subject-access-requests/{id}/close",
-        lambda h: h.subject_access.close,
-        "Close the case: its holds are released where no other open case needs them, and "
-        "the requester's numbers are forgotten (DPO; audited)",
-        {200: Answer("The closed case", "SubjectAccessCase")},
-        (403, 404, 409, 422),
-        body="Reason",
     ),
     Route(
         "GET",
@@ -344,9 +212,9 @@ ROUTES: tuple[Route, ...] = (
         {200: Answer("One page, and the cursor to the next", "UnlinkedPage")},
         (400, 403),
         query=(
-            _label("team", "One of the caller's teams"),
+            label_query("team", "One of the caller's teams"),
             query("cursor", "next_cursor of the previous page"),
-            _whole("limit", "Page size", 1, triage.MAX_LIMIT, triage.DEFAULT_LIMIT),
+            whole_query("limit", "Page size", 1, triage.MAX_LIMIT, triage.DEFAULT_LIMIT),
         ),
     ),
     Route(
@@ -388,8 +256,8 @@ ROUTES: tuple[Route, ...] = (
             ),
         ),
         headers=(
-            _header("Range", "One byte range (bytes=first-last, first-, -suffix)"),
-            _header("If-Range", "The ETag held; another version answers the whole recording"),
+            header_query("Range", "One byte range (bytes=first-last, first-, -suffix)"),
+            header_query("If-Range", "The ETag held; another version answers the whole recording"),
         ),
     ),
     Route(
@@ -419,7 +287,7 @@ ROUTES: tuple[Route, ...] = (
                 type="string",
                 pattern=f"^{trail.ACTION.pattern}$",
             ),
-            _whole(
+            whole_query(
                 "after",
                 "Events after this sequence number (the last one seen)",
                 0,
@@ -440,7 +308,7 @@ ROUTES: tuple[Route, ...] = (
                 enum=list(trail.ORDERS),
                 default=trail.ORDERS[0],
             ),
-            _whole("limit", "Page size", 1, trail.MAX_LIMIT, trail.DEFAULT_LIMIT),
+            whole_query("limit", "Page size", 1, trail.MAX_LIMIT, trail.DEFAULT_LIMIT),
         ),
     ),
     Route(
@@ -459,7 +327,7 @@ ROUTES: tuple[Route, ...] = (
                 type="string",
                 pattern="^[0-9]{1,18}$",
             ),
-            _whole(
+            whole_query(
                 "limit",
                 "Page size",
                 1,
