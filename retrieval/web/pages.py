@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from retrieval.access import AuditSink
 from retrieval.auth import Principal, TokenVerifier
@@ -108,13 +109,21 @@ class ReviewPages:
     def add_routes(self, app: web.Application) -> None:
         """Mount the pages at ``/`` beside the API and operations routes."""
         app.router.add_get("/", self.search)
-        app.router.add_get("/recordings/{id}", self.recording)
-        app.router.add_get("/audit", self.audit)
-        app.router.add_get("/retention", self.retention)
-        app.router.add_get("/accesses", self.accesses)
-        app.router.add_get("/unlinked", self.unlinked)
-        app.router.add_get("/subject-access", self.subject_access)
-        app.router.add_get("/subject-access/{id}", self.subject_access_case)
+        shells: tuple[tuple[str, str, str | None, dict[str, Any]], ...] = (
+            # One recording: its facts, listening, holds; what shows depends on the role.
+            ("/recordings/{id}", "recording", "recording_id", {"hold_kinds": HOLD_LABELS}),
+            ("/audit", "audit", None, {}),  # the audit trail (auditors and the DPO)
+            ("/retention", "retention", None, {}),  # retention operators and auditors
+            ("/accesses", "accesses", None, {}),  # who accessed a call handler's own calls
+            # Calls without a referral, to link or mark as needing none (supervisors).
+            ("/unlinked", "unlinked", None, {}),
+            # Subject access requests, and one request's redactions and export (DPO).
+            ("/subject-access", "subject_access", None, {"phone_region": self._phone_region}),
+            ("/subject-access/{id}", "subject_access_case", "case_id", {}),
+        )
+        for path, name, id_name, context in shells:
+            page = self._shell(f"{name}.html", f"{name}.js", id_name, reason=REASON_RULE, **context)
+            app.router.add_get(path, page)
         app.router.add_get("/sign-in", self.sign_in_form)
         app.router.add_post("/sign-in", self.sign_in)
         app.router.add_post("/sign-out", self.sign_out)
@@ -139,94 +148,24 @@ class ReviewPages:
                 return _redirect("/accesses")
         return self._page("search.html", principal, facts, script="search.js")
 
-    async def recording(self, request: web.Request) -> web.StreamResponse:
-        """One recording: its facts, listening, holds; what shows depends on the role."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        try:
-            recording_id = uuid.UUID(request.match_info["id"])
-        except ValueError:
-            raise web.HTTPNotFound(headers=PAGE_HEADERS) from None
-        principal, facts = found
-        return self._page(
-            "recording.html",
-            principal,
-            facts,
-            script="recording.js",
-            recording_id=str(recording_id),
-            actor=principal.actor,
-            hold_kinds=HOLD_LABELS,
-            reason=REASON_RULE,
-        )
+    def _shell(self, template: str, script: str, id_name: str | None, **context: Any) -> Handler:
+        """A page that is a shell for its script: signed in, or off to sign in. A page
+        about one thing (``/recordings/{id}``) gets its id, checked, as ``id_name``."""
 
-    async def audit(self, request: web.Request) -> web.StreamResponse:
-        """The audit trail view (auditors and the DPO)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        principal, facts = found
-        return self._page("audit.html", principal, facts, script="audit.js")
+        async def page(request: web.Request) -> web.StreamResponse:
+            found = await self._sessions.current(request)
+            if found is None:
+                return _to_sign_in()
+            principal, facts = found
+            named = dict(context)
+            if id_name is not None:
+                try:
+                    named[id_name] = str(uuid.UUID(request.match_info["id"]))
+                except ValueError:
+                    raise web.HTTPNotFound(headers=PAGE_HEADERS) from None
+            return self._page(template, principal, facts, script=script, **named)
 
-    async def retention(self, request: web.Request) -> web.StreamResponse:
-        """The retention status view (retention operators and auditors)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        principal, facts = found
-        return self._page("retention.html", principal, facts, script="retention.js")
-
-    async def accesses(self, request: web.Request) -> web.StreamResponse:
-        """Who replayed or downloaded the caller's own calls (call handlers)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        principal, facts = found
-        return self._page("accesses.html", principal, facts, script="accesses.js")
-
-    async def unlinked(self, request: web.Request) -> web.StreamResponse:
-        """Calls without a referral, to link or mark as needing none (a team's supervisors)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        principal, facts = found
-        return self._page(
-            "unlinked.html", principal, facts, script="unlinked.js", reason=REASON_RULE
-        )
-
-    async def subject_access(self, request: web.Request) -> web.StreamResponse:
-        """Open subject access requests, nearest deadline first, and opening one (DPO)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        principal, facts = found
-        return self._page(
-            "subject_access.html",
-            principal,
-            facts,
-            script="subject_access.js",
-            reason=REASON_RULE,
-            phone_region=self._phone_region,
-        )
-
-    async def subject_access_case(self, request: web.Request) -> web.StreamResponse:
-        """One request: its clock, and what the requester gets of each recording (DPO)."""
-        found = await self._sessions.current(request)
-        if found is None:
-            return _to_sign_in()
-        try:
-            case_id = uuid.UUID(request.match_info["id"])
-        except ValueError:
-            raise web.HTTPNotFound(headers=PAGE_HEADERS) from None
-        principal, facts = found
-        return self._page(
-            "subject_access_case.html",
-            principal,
-            facts,
-            script="subject_access_case.js",
-            case_id=str(case_id),
-            reason=REASON_RULE,
-        )
+        return page
 
     # -- signing in and out ------------------------------------------------------------
 
@@ -355,6 +294,7 @@ class ReviewPages:
             script=script,
             csrf_token=facts.csrf_token,
             who=principal.subject,
+            actor=principal.actor,
             roles=sorted(principal.roles),
             can=_abilities(principal),
             purposes=sorted(purposes_for(principal)),
