@@ -1,11 +1,13 @@
 // The DPO's list of open subject access requests, nearest deadline first, and the form
 // that opens one. Numbers go to the API in the request body only, never in a URL.
-import { api, el, fieldError, guard, reasonProblem, say } from "./common.js";
+import { api, clock, el, fieldError, guard, reasonProblem, say, when } from "./common.js";
 
 const table = document.getElementById("cases");
 const rows = table?.querySelector("tbody");
 const none = document.getElementById("none");
 const form = document.getElementById("open");
+const finder = document.getElementById("find");
+const found = document.getElementById("found");
 
 function lines(text) {
   return text.split(/\n/).map((line) => line.trim()).filter(Boolean);
@@ -61,7 +63,32 @@ async function open() {
   }
 }
 
+async function find() {
+  const reason = finder.elements.reason;
+  const numbers = lines(finder.elements.numbers.value);
+  const referrals = lines(finder.elements.referrals.value);
+  const nothing = numbers.length || referrals.length ? null : "Give a phone number or a referral.";
+  fieldError(finder.elements.numbers, nothing);
+  fieldError(reason, reasonProblem(reason));
+  if (nothing || reasonProblem(reason)) return;
+  const answer = await api("/recordings/search", {
+    method: "POST",
+    json: { phone_numbers: numbers, referrals, reason: reason.value },
+  });
+  found.querySelector("tbody").replaceChildren(...answer.recordings.map((item) => el("tr", {},
+    el("td", {}, el("a", { href: `/recordings/${item.id}` }, when(item.started_at))),
+    el("td", {}, item.direction || "–"),
+    el("td", {}, item.from || "–"),
+    el("td", {}, item.to || "–"),
+    el("td", {}, item.team || "–"),
+    el("td", {}, item.audio.duration_s ? clock(item.audio.duration_s) : "–"))));
+  found.hidden = false;
+  const count = answer.recordings.length;
+  say(`${count} ${count === 1 ? "call" : "calls"} found${answer.truncated ? " (the newest 200; narrow the search)" : ""}`);
+}
+
 if (table) {
+  finder.addEventListener("submit", guard(find));
   form.elements.received.value = new Date().toISOString().slice(0, 10);
   show().catch((error) => say(error.message, { error: true }));
   form.addEventListener("submit", guard(open));
