@@ -18,9 +18,10 @@ _ENCODERS = {"PCMU": ("pcm_mulaw", 8000), "PCMA": ("pcm_alaw", 8000), "G722": ("
 
 
 def tone(frequency: float, seconds: float, rate: int, amplitude: float = 8000.0) -> Pcm:
-    """A sine wave as 16-bit samples."""
+    """A cosine as 16-bit samples: at full amplitude on the first sample, so where a
+    stream starts can be read off the recording."""
     t = np.arange(int(seconds * rate)) / rate
-    return (np.sin(2 * np.pi * frequency * t) * amplitude).astype(np.int16)
+    return (np.cos(2 * np.pi * frequency * t) * amplitude).astype(np.int16)
 
 
 def encode(codec: str, pcm: Pcm) -> bytes:
