@@ -2,8 +2,8 @@
 two-channel recording they feed, and the watch for a call that ended without a BYE.
 
 Free of SIP: the signalling layer opens a session with what its SDP answer accepted,
-watches ``rtp_timed_out``, and on BYE (or the timeout) calls ``finish`` and stores the
-spool it gets back like any other capture (``SpooledCapture.store``).
+watches ``ended`` (the RTP timeout sets it), and on BYE or that calls ``finish`` and
+stores the spool it gets back like any other capture (``SpooledCapture.store``).
 """
 
 from __future__ import annotations
@@ -122,8 +122,16 @@ class MediaSession:
         self._failure: BaseException | None = None
         self._started_at = wall_clock()
         self._opened = clock()
-        self.rtp_timed_out = asyncio.Event()
-        """Set once no packet has come on any stream for ``rtp_timeout_s``."""
+        self.ended = asyncio.Event()
+        """Set when the media ended by itself: no packet on any stream for
+        ``rtp_timeout_s`` (``rtp_timed_out``), or a spool that cannot be written (then
+        the ports are closed at once and ``finish`` raises)."""
+        self._timed_out = False
+
+    @property
+    def rtp_timed_out(self) -> bool:
+        """Whether the call went quiet for ``rtp_timeout_s``: ended without a BYE."""
+        return self._timed_out
 
     @property
     def ports(self) -> dict[int, int]:
@@ -172,7 +180,7 @@ class MediaSession:
         if self._failure is not None:
             raise self._failure
         await recording.flush(final=True)
-        ended_without_bye = self.rtp_timed_out.is_set()
+        ended_without_bye = self._timed_out
         elapsed = timedelta(seconds=self._clock() - self._opened)
         return RecordedMedia(
             spool=recording.spool,
@@ -218,9 +226,14 @@ class MediaSession:
             raise
         except Exception as exc:  # kept for finish(): a spool that cannot be written
             self._failure = exc
+            # Receiving on would only pile audio up in memory with nowhere to go.
+            for receiver in self._receivers:
+                receiver.finish()
+            self.ended.set()
 
     def _watch_timeout(self) -> None:
         heard = [r.last_packet_at for r in self._receivers if r.last_packet_at is not None]
         last = max(heard, default=self._opened)
         if self._clock() - last >= self._rtp_timeout_s:
-            self.rtp_timed_out.set()
+            self._timed_out = True
+            self.ended.set()

@@ -14,8 +14,10 @@ arrives. Until then it is counted and dropped, so two sources cannot interleave.
 Where samples go: the first packet is placed where the recording's clock stands when it
 arrives (a participant who starts late is preceded by silence); after that each packet
 goes where its RTP timestamp says (32-bit wrap handled), so a lost packet leaves silence
-of its own length. A timestamp that jumps back, or forward further than ``max_gap_s``, is
-re-based on arrival like a new SSRC.
+of its own length. A timestamp that jumps back, or that would place a packet more than
+``max_ahead_s`` ahead of the moment it arrived, is re-based on arrival like a new SSRC:
+a sender's clock cannot run seconds ahead of real time, and trusting it would let one
+packet claim minutes of silence (memory and disk) ahead of the call.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from recorder.siprec.srtp import SrtpInbound, SrtpRefused
 
 DEFAULT_WINDOW_PACKETS = 6  # 120 ms at the usual 20 ms ptime
 DEFAULT_WINDOW_S = 0.12
-DEFAULT_MAX_GAP_S = 30.0
+DEFAULT_MAX_AHEAD_S = 2.0
 # Timestamps this close to where the previous packet ended are taken as contiguous: a
 # resampler's delay is a few samples, and writing them as a gap would click.
 _CONTIGUOUS_S = 0.005
@@ -100,7 +102,7 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         telephone_event_pt: int | None = None,
         window_packets: int = DEFAULT_WINDOW_PACKETS,
         window_s: float = DEFAULT_WINDOW_S,
-        max_gap_s: float = DEFAULT_MAX_GAP_S,
+        max_ahead_s: float = DEFAULT_MAX_AHEAD_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channel = channel
@@ -113,12 +115,13 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         self._telephone_event_pt = telephone_event_pt
         self._window_packets = window_packets
         self._window_s = window_s
-        self._max_gap = int(max_gap_s * timeline.sample_rate)
+        self._max_ahead = int(max_ahead_s * timeline.sample_rate)
         self._contiguous = int(_CONTIGUOUS_S * timeline.sample_rate)
         self._clock = clock
         self._expected_host = _host_or_none(remote_address)
         self._source: tuple[str, int] | None = None
         self._transport: asyncio.DatagramTransport | None = None
+        self._finished = False
         self._ssrc: int | None = None
         self._buffer: ReorderBuffer[_Arrival] = ReorderBuffer(window_packets)
         self._timestamps = Unwrapper(32)
@@ -149,6 +152,8 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        if self._finished:
+            return
         self._counters.datagrams += 1
         if not self._from_expected_source(addr):
             self._counters.wrong_source += 1
@@ -183,6 +188,7 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
 
     def finish(self) -> StreamCounters:
         """Close the port, place what is still held, and return the final counters."""
+        self._finished = True
         if self._transport is not None:
             self._transport.close()
         self._place(self._buffer.drain())
@@ -243,7 +249,8 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         if self._ts_origin is None:
             self._rebase(timestamp, max(self._cursor, arrival.position))
         position = self._position_origin + self._samples_since_origin(timestamp)
-        if position < self._cursor - self._contiguous or position > self._cursor + self._max_gap:
+        behind = position < self._cursor - self._contiguous
+        if behind or position > max(self._cursor, arrival.position) + self._max_ahead:
             self._counters.rebased += 1
             self._rebase(timestamp, max(self._cursor, arrival.position))
             position = self._position_origin
