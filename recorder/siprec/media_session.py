@@ -172,7 +172,7 @@ class MediaSession:
     async def finish(self) -> RecordedMedia:
         """Stop receiving, write what is held, and hand over the spool (not yet finished).
 
-        StoreUnavailable if the spool could not be written meanwhile.
+        StoreUnavailable if the spool could not be written meanwhile (``discard`` then).
         """
         recording = self._require_recording()
         await self._stop_ticker()
@@ -181,7 +181,9 @@ class MediaSession:
             raise self._failure
         await recording.flush(final=True)
         ended_without_bye = self._timed_out
-        elapsed = timedelta(seconds=self._clock() - self._opened)
+        # A call that went quiet ended with its last packet, not when the quiet was noticed.
+        ended = self._last_heard() if ended_without_bye else self._clock()
+        elapsed = timedelta(seconds=max(0.0, ended - self._opened))
         return RecordedMedia(
             spool=recording.spool,
             started_at=self._started_at,
@@ -231,9 +233,11 @@ class MediaSession:
                 receiver.finish()
             self.ended.set()
 
-    def _watch_timeout(self) -> None:
+    def _last_heard(self) -> float:
         heard = [r.last_packet_at for r in self._receivers if r.last_packet_at is not None]
-        last = max(heard, default=self._opened)
-        if self._clock() - last >= self._rtp_timeout_s:
+        return max(heard, default=self._opened)
+
+    def _watch_timeout(self) -> None:
+        if self._clock() - self._last_heard() >= self._rtp_timeout_s:
             self._timed_out = True
             self.ended.set()

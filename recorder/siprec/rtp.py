@@ -1,10 +1,12 @@
 """One participant's RTP stream received on its own UDP port and handed on as PCM placed
 on the recording's timeline.
 
-Who may send: the offer's ``c=`` address, when it names one, is the only host accepted;
-its port is latched from the first packet, because an SBC's sending port need not be the
-one it advertised for receiving (the recorder sends it nothing). With no usable address
-the first sender's address and port are latched. Anyone else is counted and dropped.
+Who may send: the offer's ``c=`` address, when it names one, is the only host accepted,
+from any port: an SBC's sending port need not be the one it advertised for receiving (the
+recorder sends it nothing), and may move with a re-INVITE or a failover of its media
+relay. With no usable address (none, or 0.0.0.0), the address and port of the first
+packet that proves to be RTP of this stream are latched. Anyone else is counted and
+dropped. (UDP sources are easily forged: SRTP is what authenticates the audio.)
 
 Which SSRC: the first one heard. Another SSRC is taken as the same participant continuing
 (an SBC changes SSRC after a re-INVITE or a failover) once the current one has been quiet
@@ -155,7 +157,8 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         if self._finished:
             return
         self._counters.datagrams += 1
-        if not self._from_expected_source(addr):
+        source = _normalise(str(addr[0])), int(str(addr[1]))
+        if not self._admits(source):
             self._counters.wrong_source += 1
             return
         if is_rtcp(data):
@@ -176,6 +179,8 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         if packet.ssrc != self._ssrc and not self._adopt_ssrc(packet.ssrc, now):
             self._counters.foreign_ssrc += 1
             return
+        if self._expected_host is None and self._source is None:
+            self._source = source
         self.last_packet_at = now
         arrival = _Arrival(packet, now, self._timeline.position_now())
         self._place(self._buffer.push(packet.sequence, arrival))
@@ -194,14 +199,10 @@ class RtpStreamReceiver(asyncio.DatagramProtocol):
         self._place(self._buffer.drain())
         return self.counters
 
-    def _from_expected_source(self, addr: tuple[str | object, ...]) -> bool:
-        host, port = str(addr[0]), int(str(addr[1]))
-        if self._source is not None:
-            return (_normalise(host), port) == self._source
-        if self._expected_host is not None and _normalise(host) != self._expected_host:
-            return False
-        self._source = (_normalise(host), port)
-        return True
+    def _admits(self, source: tuple[str, int]) -> bool:
+        if self._expected_host is not None:
+            return source[0] == self._expected_host
+        return self._source is None or source == self._source
 
     def _adopt_ssrc(self, ssrc: int, now: float) -> bool:
         if self._ssrc is None:

@@ -2,8 +2,8 @@
 decrypted with the key its offer carried, by libsrtp (through pylibsrtp, aiortc's binding).
 
 libsrtp is the reference implementation most SBCs themselves use; pylibsrtp ships it in
-its wheels. Its binding offers the AES-CM suites with 128-bit keys and the AEAD ones;
-the 256-bit AES-CM suites are refused here rather than mis-keyed.
+its wheels. Its binding offers the AES-CM suites with 128-bit keys (and AEAD ones SDES
+does not name); the SDP answer accepts only those (``sdp.SRTP_KEY_BYTES``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import binascii
 
 import pylibsrtp
 
-from recorder.siprec.sdp import Crypto
+from recorder.siprec.sdp import SRTP_KEY_BYTES, Crypto
 
 _PROFILES = {
     "AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
 }
-_KEY_SALT_BYTES = 30
 
 
 class SrtpRefused(ValueError):
@@ -45,8 +44,10 @@ def master_key_of(crypto: Crypto) -> bytes:
         key = base64.b64decode(key_text, validate=True)
     except (binascii.Error, ValueError):
         raise UnsupportedCrypto("the SRTP key is not base64") from None
-    if len(key) != _KEY_SALT_BYTES:
-        raise UnsupportedCrypto(f"{crypto.suite} needs {_KEY_SALT_BYTES} bytes of key and salt")
+    if len(key) != SRTP_KEY_BYTES[crypto.suite]:
+        raise UnsupportedCrypto(
+            f"{crypto.suite} needs {SRTP_KEY_BYTES[crypto.suite]} bytes of key and salt"
+        )
     return key
 
 

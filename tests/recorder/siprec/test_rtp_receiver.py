@@ -4,6 +4,7 @@ recording's bounded memory."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import av
@@ -11,9 +12,10 @@ import numpy as np
 import pytest
 from av.audio.codeccontext import AudioCodecContext
 
+from recorder.siprec.errors import NoUsableStream
 from recorder.siprec.media_session import MediaSession, StreamPlan
 from recorder.siprec.recording_writer import TwoChannelRecording, streaming_wav_header
-from recorder.siprec.sdp import Codec
+from recorder.siprec.sdp import Codec, build_answer, parse_offer
 from storage import EncryptedSpool
 from tests.recorder.siprec.rtp_support import encode, packetise, rtp_packet, send_paced, tone
 
@@ -35,24 +37,39 @@ async def send_from(host: str, port: int, datagrams: list[bytes]) -> None:
         transport.close()
 
 
-async def test_only_the_offered_host_is_heard_and_its_port_is_latched(tmp_path: Path) -> None:
+async def test_only_the_offered_host_is_heard_from_any_of_its_ports(tmp_path: Path) -> None:
     session = MediaSession(
         [StreamPlan(0, PCMA, remote_address="127.0.0.2")], spool_dir=tmp_path / "spool"
     )
     await session.start("127.0.0.1")
     try:
         port = session.ports[0]
-        packets = [rtp_packet(8, n, n * 160, 7, bytes(160)) for n in range(4)]
+        packets = [rtp_packet(8, n, n * 160, 7, bytes(160)) for n in range(6)]
         await send_from("127.0.0.1", port, packets[:2])  # not the offered host
-        await send_from("127.0.0.2", port, packets[2:])  # the offered host: latched
-        await send_from("127.0.0.2", port, packets[:1])  # same host, another port
+        await send_from("127.0.0.2", port, packets[2:4])  # the offered host
+        await send_from("127.0.0.2", port, packets[4:])  # the same host, another port
         await asyncio.sleep(0.05)
         counters = session.counters()[0]
-        assert counters.wrong_source == 3
-        assert counters.datagrams == 5
+        assert (counters.datagrams, counters.wrong_source) == (6, 2)
     finally:
         await session.discard()
     assert not any((tmp_path / "spool").iterdir())
+
+
+async def test_with_no_offered_host_the_first_rtp_sender_is_latched(tmp_path: Path) -> None:
+    session = MediaSession([StreamPlan(0, PCMA)], spool_dir=tmp_path / "spool")
+    await session.start("127.0.0.1")
+    try:
+        port = session.ports[0]
+        packets = [rtp_packet(8, n, n * 160, 7, bytes(160)) for n in range(4)]
+        await send_from("127.0.0.3", port, [b"not rtp at all"])  # latches nothing
+        await send_from("127.0.0.2", port, packets[:2])  # latched
+        await send_from("127.0.0.3", port, packets[2:])  # anyone else
+        await asyncio.sleep(0.05)
+        counters = session.counters()[0]
+        assert (counters.malformed, counters.wrong_source) == (1, 2)
+    finally:
+        await session.discard()
 
 
 def opus_packets(pcm: np.ndarray) -> list[bytes]:
@@ -152,3 +169,43 @@ async def test_a_recording_holds_at_most_the_skew_while_one_channel_is_silent(
         assert (tail[:, 1] == 5).all()
     finally:
         await spool.discard()
+
+
+def test_a_plan_follows_the_answer_and_names_the_offers_dtmf_type() -> None:
+    offer = parse_offer(
+        b"v=0\r\no=SBC 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n"
+        b"m=audio 6000 RTP/SAVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n"
+        b"a=rtpmap:101 telephone-event/8000\r\na=sendonly\r\na=label:1\r\n"
+        b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(30)) + b"\r\n"
+        b"a=crypto:2 AES_256_CM_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(46)) + b"\r\n"
+    )
+    _, (accepted,) = build_answer(
+        offer,
+        address="10.0.0.9",
+        ports={"1": 30000},
+        srtp_key=lambda suite: bytes(30),
+        session_version=1,
+    )
+    plan = StreamPlan.from_answer(1, accepted, offer.streams[0])
+    assert (plan.channel, plan.codec.name, plan.local_port) == (1, "PCMA", 30000)
+    assert plan.remote_address == "10.0.0.5"
+    assert plan.telephone_event_pt == 101
+    assert plan.crypto is not None
+    assert plan.crypto.suite == "AES_CM_128_HMAC_SHA1_80"
+    assert "inline" not in repr(plan)
+
+
+def test_an_offer_only_in_aes_256_is_not_accepted_as_srtp() -> None:
+    offer = parse_offer(
+        b"v=0\r\no=SBC 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\n"
+        b"m=audio 6000 RTP/SAVP 8\r\na=sendonly\r\na=label:1\r\n"
+        b"a=crypto:1 AES_256_CM_HMAC_SHA1_80 inline:" + base64.b64encode(bytes(46)) + b"\r\n"
+    )
+    with pytest.raises(NoUsableStream):
+        build_answer(
+            offer,
+            address="10.0.0.9",
+            ports={"1": 30000},
+            srtp_key=lambda suite: bytes(46),
+            session_version=1,
+        )

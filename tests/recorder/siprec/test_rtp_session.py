@@ -142,7 +142,7 @@ async def test_two_g711_streams_with_loss_duplicates_reordering_and_wraps(
     b_slots[70] = []  # lost: 20 ms
     session = await open_session(
         tmp_path,
-        StreamPlan(0, PCMU, remote_address="127.0.0.1"),
+        StreamPlan(0, PCMU),  # no address offered: the first sender is latched
         StreamPlan(1, PCMA, remote_address="127.0.0.1", telephone_event_pt=EVENT_PT),
     )
     ports = session.ports
@@ -151,7 +151,7 @@ async def test_two_g711_streams_with_loss_duplicates_reordering_and_wraps(
     intruder, _ = await asyncio.get_running_loop().create_datagram_endpoint(
         asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
     )
-    intruder.sendto(a[5].data, ("127.0.0.1", ports[0]))  # right bytes, wrong sender
+    intruder.sendto(a[5].data, ("127.0.0.1", ports[0]))  # right bytes, not the latched sender
     await asyncio.sleep(0.05)
     intruder.close()
     media = await session.finish()
@@ -271,6 +271,9 @@ async def test_one_participant_then_a_new_ssrc_then_silence_ends_the_call_withou
     assert session.rtp_timed_out
     media = await session.finish()
     assert media.ended_without_bye
+    # The call ended with its last packet (1.3 s in), not when the quiet was noticed.
+    lasted = (media.ended_at - media.started_at).total_seconds()
+    assert lasted == pytest.approx(1.3, abs=0.1)
     channels = await read_back(media, tmp_path)
 
     counters = media.counters[0]
