@@ -4,7 +4,6 @@ becomes one encrypted two-channel recording whose channels measure as what was s
 from __future__ import annotations
 
 import asyncio
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from recorder.media import analyse
+from recorder.media_jobs import CheckJob, EncryptedInput
 from recorder.siprec.codecs import Pcm
 from recorder.siprec.media_session import MediaSession, RecordedMedia, StreamPlan
 from recorder.siprec.sdp import Codec
@@ -44,13 +43,16 @@ class Channels:
 async def read_back(media: RecordedMedia, spool_dir: Path) -> Channels:
     """Finish the spool as the capture path would, prove no plaintext is on disk, and
     decrypt it in memory; the service's own check pass must accept it."""
-    await media.spool.finish()
+    facts = await media.spool.finish()
     assert_no_plaintext(spool_dir)
     with media.spool.open_plaintext() as plaintext:
         data = plaintext.read()
     assert data[:4] == b"RIFF"
     assert data[8:12] == b"WAVE"
-    report = analyse(io.BytesIO(data), max_channels=2, rendition=None)
+    # The check pass the capture path runs on a spool, decrypting as it reads.
+    spool = media.spool
+    source = EncryptedInput(spool.path, spool.object_id, spool.data_key, facts.ciphertext_size)
+    report = CheckJob(source, max_channels=2).run()
     assert (report.container, report.codec, report.channels) == ("wav", "pcm_s16le", 2)
     assert report.sample_rate == media.sample_rate
     assert report.problems == ()
