@@ -1,6 +1,7 @@
-"""SIPREC (RFC 7866) recording sessions: the offer's body, its SDP and its metadata.
+"""SIPREC (RFC 7866) recording sessions: the offer's body, its SDP and its metadata, and
+the media (RTP in, an encrypted two-channel recording out).
 
-Parsers and the SDP answer only; no SIP transport and no media here.
+No SIP transport here: the signalling layer calls these.
 """
 
 from recorder.siprec.body import SiprecBody, split_siprec_body
@@ -15,6 +16,7 @@ from recorder.siprec.errors import (
     UnsupportedBody,
     sip_status_of,
 )
+from recorder.siprec.media_session import MediaSession, RecordedMedia, StreamPlan
 from recorder.siprec.metadata import parse_metadata
 from recorder.siprec.models import (
     CommunicationSession,
@@ -26,6 +28,7 @@ from recorder.siprec.models import (
     StreamAssociation,
     merge_metadata,
 )
+from recorder.siprec.rtp import StreamCounters
 from recorder.siprec.sdp import (
     AcceptedStream,
     Codec,
@@ -48,16 +51,20 @@ __all__ = [
     "MalformedBody",
     "MalformedMetadata",
     "MalformedSdp",
+    "MediaSession",
     "MessageTooLarge",
     "NoUsableStream",
     "OfferedStream",
     "Participant",
+    "RecordedMedia",
     "RecordingMetadata",
     "SdpOffer",
     "SiprecBody",
     "SiprecError",
     "Stream",
     "StreamAssociation",
+    "StreamCounters",
+    "StreamPlan",
     "UnsupportedBody",
     "build_answer",
     "choose_codec",

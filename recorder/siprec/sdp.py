@@ -33,12 +33,12 @@ DEFAULT_CODECS: tuple[tuple[str, int], ...] = (
 # RFC 3551's static payload types, for offers that list them without an rtpmap.
 _STATIC = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000)}
 
-# SDES suites (RFC 4568, 6188) and their master key + salt length in bytes.
+# SDES suites (RFC 4568) the recorder can decrypt, and their master key + salt length in
+# bytes. RFC 6188's AES-256 suites are left out: libsrtp's binding (srtp.py) cannot key
+# them, and an answer must not accept a stream whose audio would then be lost.
 SRTP_KEY_BYTES: Mapping[str, int] = {
     "AES_CM_128_HMAC_SHA1_80": 30,
     "AES_CM_128_HMAC_SHA1_32": 30,
-    "AES_256_CM_HMAC_SHA1_80": 46,
-    "AES_256_CM_HMAC_SHA1_32": 46,
 }
 
 
