@@ -3,7 +3,9 @@
 Blocking (FFmpeg does the work); it runs in a worker process (see workers.py). The
 file is read through a file object, so it can be decrypted as it is read and is never
 whole in memory. This module and the writers it feeds (rendition.py, redacted_wav.py) are
-the only ones that import PyAV.
+the only ones that import PyAV for whole files; the SIPREC media side decodes packet by
+packet (siprec/codecs.py, a G.722 or Opus decoder per stream, in the service process,
+since a 20 ms packet decodes in microseconds).
 
 What is refused (``UndecodableAudio``, answered 422) is only what holds no usable audio.
 A file that decodes in part is kept, with what was wrong listed as problems: a partial
