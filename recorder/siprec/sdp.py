@@ -228,7 +228,7 @@ def choose_codec(
     return None
 
 
-def _usable_crypto(stream: OfferedStream) -> Crypto | None:
+def usable_crypto(stream: OfferedStream) -> Crypto | None:
     return next(
         (
             c
@@ -307,7 +307,7 @@ def _accept(
         return None
     remote = local = None
     if stream.profile == "RTP/SAVP":
-        remote = _usable_crypto(stream)
+        remote = usable_crypto(stream)
         if remote is None:
             return None
         key = srtp_key(remote.suite)
