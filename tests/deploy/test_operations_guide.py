@@ -78,7 +78,7 @@ def test_each_command_in_the_guide_parses(line: str, args: list[str]) -> None:
     "line",
     [
         "callrec keys rotate --force",
-        "callrec sar list",
+        "callrec sar purge",
         "callrec token issue --role supervisor",
         "callrec fetches discard",
         "callrec verify --sample many",

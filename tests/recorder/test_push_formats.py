@@ -182,7 +182,7 @@ async def test_a_worker_killed_mid_job_is_a_503_and_the_next_push_is_served(
     service: RunningService,
 ) -> None:
     # Checked frame by frame, this keeps a worker busy for seconds: long enough to kill it.
-    body = push_body(call_of(150.0, "killed"), slow_to_check_flac(150))
+    body = push_body(call_of(450.0, "killed"), slow_to_check_flac(450))
     pushing = asyncio.ensure_future(
         service.client.post("/webhooks/push/pbx", data=io.BytesIO(body), headers=push_headers(body))
     )

@@ -165,7 +165,7 @@ async def setting(service: RunningService) -> Setting:
         # A caller's number of its own, so a subject access case finds this call alone.
         numbers[name] = f"+441384{uuid.uuid4().int % 10**6:06d}"
         document = metadata(recording_id=f"{name}-{uuid.uuid4()}", team=team)
-        body = push_body({**document, "from": numbers[name]}, make_wav(2))
+        body = push_body({**document, "from": numbers[name]}, make_wav(1))
         response = await service.client.post(
             "/webhooks/push/pbx", data=body, headers=push_headers(body)
         )

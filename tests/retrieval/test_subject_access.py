@@ -4,6 +4,7 @@ released when it closes, redactions chosen, and every step audited without the n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -286,13 +287,13 @@ async def test_sar_list_shows_open_requests_nearest_deadline_first_and_fails_whe
     }
     today = datetime.now(UTC).date()
     await hub.open_case("SAR-NEW", received=today.isoformat())
-    listed = invoke("sar", "list", **env)
+    listed = await asyncio.to_thread(invoke, "sar", "list", **env)
     assert listed.returncode == 0, listed.stderr
     assert "SAR-NEW  open" in listed.stdout
     assert "1 request (open)" in listed.stdout
     # Received 40 days ago and never extended: overdue, which the command's exit says.
     await hub.open_case("SAR-OLD", received=(today - timedelta(days=40)).isoformat())
-    listed = invoke("sar", "list", "--json", **env)
+    listed = await asyncio.to_thread(invoke, "sar", "list", "--json", **env)
     assert listed.returncode == 1
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [row["reference"] for row in rows] == ["SAR-OLD", "SAR-NEW"]

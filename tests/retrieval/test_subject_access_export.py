@@ -6,6 +6,7 @@ silent and the rest is the original, sample for sample."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -237,7 +238,8 @@ async def test_the_command_writes_the_same_bundle_to_a_file(
         "CALLREC_DATABASE_URL": settings.database_url.get_secret_value(),
         "CALLREC_SINGLE_NODE": "true",
     }
-    result = invoke(
+    result = await asyncio.to_thread(
+        invoke,
         "sar",
         "export",
         "SAR-2026-0099",
@@ -258,7 +260,7 @@ async def test_the_command_writes_the_same_bundle_to_a_file(
         ("SAR-2026-0099", "--out", str(tmp_path / "none.age")),
         ("SAR-NOPE", "--out", str(tmp_path / "nope.age"), "--recipient", str(identity.to_public())),
     ):
-        refused = invoke("sar", "export", *args, **env)
+        refused = await asyncio.to_thread(invoke, "sar", "export", *args, **env)
         assert refused.returncode == 2, (args, refused.stdout, refused.stderr)
         assert len(refused.stderr.strip().splitlines()) == 1
     assert [name for name in os.listdir(tmp_path) if ".age" in name] == []
