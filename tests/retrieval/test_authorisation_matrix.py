@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyrage
 import pytest
 
 from retrieval import ROLES
@@ -61,6 +62,7 @@ ENDPOINTS = [
 ERASURE_ENDPOINTS = ("erasure_requests", "approve_erasure", "reject_erasure")
 TRIAGE_ENDPOINTS = ("unlinked", "no_referral")
 REASON = "matrix check of access"
+RECIPIENT = str(pyrage.x25519.Identity.generate().to_public())
 # Expected status per role, for a recording of the caller's own team and of another team.
 OWN, OTHER = 0, 1
 MATRIX: dict[str, dict[str, tuple[int, int]]] = {
@@ -319,7 +321,8 @@ async def subject_access_call(
             json=redaction,
         )
         assert decided.status == 200, await decided.text()
-        body = {"passphrase": "a passphrase for the matrix"}
+        # To an age key, not a passphrase: scrypt would cost seconds a cell.
+        body = {"recipients": [RECIPIENT]}
         return await client.post(f"{case}/export", headers=headers, json=body)
     return await client.put(
         f"{case}/recordings/{setting.ids[recording]}/redaction", headers=headers, json=redaction
