@@ -1,0 +1,151 @@
+"""The recording server answers a real SIPREC client (sipp) over UDP, call by call.
+
+Each test starts a ``SiprecServer`` on a free port with ``RtpCountingSessions`` (real UDP
+sockets counting RTP) behind it, runs one sipp scenario from ``sipp/`` and checks what
+sipp received and what the media side was asked to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from recorder.siprec.admission import AdmissionPolicy
+from recorder.siprec.server import SiprecServer
+from tests.recorder.siprec.rtp_counting_sessions import RtpCountingSessions
+from tests.recorder.siprec.sipp_support import (
+    PCAP_NAME,
+    free_udp_port,
+    header,
+    run_sipp,
+    sipp_binary,
+    write_g711_pcap,
+)
+
+HOST = "127.0.0.1"
+PCAP_SECONDS = 1.0
+
+# sippy probes for IPv6 with a socket it never closes, once per listener: an unbound
+# AF_INET6 datagram socket, which nothing of ours ever is.
+pytestmark = pytest.mark.filterwarnings(
+    # (colons separate the filter's fields: "." stands for those in the message)
+    r"ignore:Exception ignored in. <socket.socket fd=\d+, family=10, type=2, proto=0, "
+    r"laddr=\('..', 0, 0, 0\)>:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+@dataclass
+class Srs:
+    server: SiprecServer
+    sessions: RtpCountingSessions
+    address: tuple[str, int]
+    workdir: Path
+    packets_in_pcap: int
+
+
+@pytest.fixture
+async def srs(tmp_path: Path) -> AsyncIterator[Srs]:
+    """A recording server for 127.0.0.1 only, and the pcap its SRC will play."""
+    sipp_binary()
+    packets = write_g711_pcap(tmp_path / PCAP_NAME, PCAP_SECONDS)
+    sessions = RtpCountingSessions()
+    port = free_udp_port()
+    server = SiprecServer(
+        sessions,
+        host=HOST,
+        port=port,
+        media_address=HOST,
+        policy=AdmissionPolicy.from_cidrs(["127.0.0.1/32"], max_sessions=4),
+        srtp_key=lambda suite: bytes(30),
+        bye_answer_within_s=10.0,
+    )
+    await server.start()
+    try:
+        yield Srs(server, sessions, (HOST, port), tmp_path, packets)
+    finally:
+        await server.stop()
+
+
+async def test_a_recorded_call_is_opened_updated_and_closed_after_its_bye(srs: Srs) -> None:
+    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+
+    assert run.returncode == 0, run.stderr
+    kinds = [(e.kind, e.reason) for e in srs.sessions.events]
+    assert kinds == [("open", None), ("update", None), ("close", "bye")]
+    opened, updated, closed = srs.sessions.events
+    assert opened.metadata is not None
+    assert set(opened.metadata.participants) == {"pA", "pB"}
+    assert updated.metadata is not None
+    assert updated.metadata.participants["pB"].names == ("Duty desk",)
+    assert set(updated.metadata.participants) == {"pA", "pB"}
+    assert closed.packets == {"1": srs.packets_in_pcap, "2": 0}
+    assert srs.server.active_calls == frozenset()
+    assert srs.sessions.open_sockets == 0
+
+
+async def test_the_answer_is_a_plain_contact_and_a_recvonly_sdp_per_label(srs: Srs) -> None:
+    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+
+    assert run.returncode == 0, run.stderr
+    ok = [r for r in run.responses("INVITE") if r.startswith("SIP/2.0 200")]
+    assert len(ok) >= 2
+    first = ok[0]
+    contact = header(first, "Contact")
+    assert contact == f"<sip:{HOST}:{srs.address[1]}>"
+    assert "siprec" in (header(first, "Supported") or "")
+    assert "UPDATE" not in (header(first, "Allow") or "")
+    body = first.split("\n\n", 1)[1]
+    assert body.count("a=recvonly") == 2
+    assert "a=label:1" in body
+    assert "a=label:2" in body
+    assert "m=audio 0 " not in body
+
+
+async def test_the_bye_is_answered_only_once_the_recording_is_stored(srs: Srs) -> None:
+    srs.sessions.store_delay_s = 1.0
+
+    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+
+    assert run.returncode == 0, run.stderr
+    bye_sent = next(when for when, text in run.sent() if text.startswith("BYE "))
+    bye_answered = next(
+        when
+        for when, text in run.received()
+        if text.startswith("SIP/2.0 200") and header(text, "CSeq") == "3 BYE"
+    )
+    assert (bye_answered - bye_sent).total_seconds() >= 1.0
+
+
+async def test_a_recording_that_cannot_be_stored_still_ends_the_dialog_and_is_counted(
+    srs: Srs, caplog: pytest.LogCaptureFixture
+) -> None:
+    srs.sessions.fail_store = True
+
+    with caplog.at_level(logging.ERROR, logger="recorder.siprec"):
+        run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("BYE") == [200]
+    assert srs.server.unstored == 1
+    assert "recording session not stored" in caplog.text
+
+
+async def test_whole_sip_messages_and_numbers_never_reach_the_logs(
+    srs: Srs, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+        await asyncio.sleep(0.2)
+
+    assert run.returncode == 0, run.stderr
+    assert "sip in INVITE" in caplog.text  # the quiet log is there...
+    out, err = capfd.readouterr()
+    for text in (caplog.text, out, err):
+        assert "447700900123" not in text  # ...but not the caller's number
+        assert "rs-metadata" not in text
+        assert "Call-ID" not in text
