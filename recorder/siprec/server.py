@@ -154,6 +154,7 @@ class SiprecServer:
                 return
             try:
                 offer, metadata = _read(invitation, None)
+                self._check_answerable(offer)
                 ports = await self._sessions.open(call_id, offer, metadata, invitation.source)
                 call.opened = True
                 if call.ending is not None:
@@ -232,6 +233,17 @@ class SiprecServer:
             session_version=call.session_version,
         )
         return sdp
+
+    def _check_answerable(self, offer: SdpOffer) -> None:
+        """Raise NoUsableStream before the media side opens a port for a hopeless offer."""
+        placeholders = {s.label: 9 for s in offer.streams if s.label is not None}
+        build_answer(
+            offer,
+            address=self._media_address,
+            ports=placeholders,
+            srtp_key=self._srtp_key,
+            session_version=0,
+        )
 
     def _extra_headers(self, code: int) -> tuple[tuple[str, str], ...]:
         return (("Retry-After", self._retry_after),) if code == 503 else ()

@@ -9,70 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from recorder.siprec.admission import AdmissionPolicy
-from recorder.siprec.server import SiprecServer
-from tests.recorder.siprec.rtp_counting_sessions import RtpCountingSessions
-from tests.recorder.siprec.sipp_support import (
-    PCAP_NAME,
-    free_udp_port,
-    header,
-    run_sipp,
-    sipp_binary,
-    write_g711_pcap,
-)
+from tests.recorder.siprec.sipp_support import HOST, SIPPY_SOCKET_LEAK, Srs, header
 
-HOST = "127.0.0.1"
-PCAP_SECONDS = 1.0
-
-# sippy probes for IPv6 with a socket it never closes, once per listener: an unbound
-# AF_INET6 datagram socket, which nothing of ours ever is.
-pytestmark = pytest.mark.filterwarnings(
-    # (colons separate the filter's fields: "." stands for those in the message)
-    r"ignore:Exception ignored in. <socket.socket fd=\d+, family=10, type=2, proto=0, "
-    r"laddr=\('..', 0, 0, 0\)>:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@dataclass
-class Srs:
-    server: SiprecServer
-    sessions: RtpCountingSessions
-    address: tuple[str, int]
-    workdir: Path
-    packets_in_pcap: int
-
-
-@pytest.fixture
-async def srs(tmp_path: Path) -> AsyncIterator[Srs]:
-    """A recording server for 127.0.0.1 only, and the pcap its SRC will play."""
-    sipp_binary()
-    packets = write_g711_pcap(tmp_path / PCAP_NAME, PCAP_SECONDS)
-    sessions = RtpCountingSessions()
-    port = free_udp_port()
-    server = SiprecServer(
-        sessions,
-        host=HOST,
-        port=port,
-        media_address=HOST,
-        policy=AdmissionPolicy.from_cidrs(["127.0.0.1/32"], max_sessions=4),
-        srtp_key=lambda suite: bytes(30),
-        bye_answer_within_s=10.0,
-    )
-    await server.start()
-    try:
-        yield Srs(server, sessions, (HOST, port), tmp_path, packets)
-    finally:
-        await server.stop()
+pytestmark = SIPPY_SOCKET_LEAK
 
 
 async def test_a_recorded_call_is_opened_updated_and_closed_after_its_bye(srs: Srs) -> None:
-    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+    run = await srs.run(
+        "srs_call.xml",
+    )
 
     assert run.returncode == 0, run.stderr
     kinds = [(e.kind, e.reason) for e in srs.sessions.events]
@@ -89,7 +37,9 @@ async def test_a_recorded_call_is_opened_updated_and_closed_after_its_bye(srs: S
 
 
 async def test_the_answer_is_a_plain_contact_and_a_recvonly_sdp_per_label(srs: Srs) -> None:
-    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+    run = await srs.run(
+        "srs_call.xml",
+    )
 
     assert run.returncode == 0, run.stderr
     ok = [r for r in run.responses("INVITE") if r.startswith("SIP/2.0 200")]
@@ -109,7 +59,9 @@ async def test_the_answer_is_a_plain_contact_and_a_recvonly_sdp_per_label(srs: S
 async def test_the_bye_is_answered_only_once_the_recording_is_stored(srs: Srs) -> None:
     srs.sessions.store_delay_s = 1.0
 
-    run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+    run = await srs.run(
+        "srs_call.xml",
+    )
 
     assert run.returncode == 0, run.stderr
     bye_sent = next(when for when, text in run.sent() if text.startswith("BYE "))
@@ -127,7 +79,9 @@ async def test_a_recording_that_cannot_be_stored_still_ends_the_dialog_and_is_co
     srs.sessions.fail_store = True
 
     with caplog.at_level(logging.ERROR, logger="recorder.siprec"):
-        run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+        run = await srs.run(
+            "srs_call.xml",
+        )
 
     assert run.returncode == 0, run.stderr
     assert run.final_statuses("BYE") == [200]
@@ -139,7 +93,9 @@ async def test_whole_sip_messages_and_numbers_never_reach_the_logs(
     srs: Srs, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     with caplog.at_level(logging.DEBUG):
-        run = await run_sipp("srs_call.xml", workdir=srs.workdir, server=srs.address)
+        run = await srs.run(
+            "srs_call.xml",
+        )
         await asyncio.sleep(0.2)
 
     assert run.returncode == 0, run.stderr
