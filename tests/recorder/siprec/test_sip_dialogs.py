@@ -1,0 +1,72 @@
+"""How a recording session's dialog ends and what it answers in between, against sipp.
+
+CANCEL before the answer releases what the media side opened (even while it is still
+opening); in-dialog UPDATE and INFO get 501, REFER 403, OPTIONS 200 with what we allow; a
+session whose RTP stops is ended by the recorder with a BYE of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.recorder.siprec.sipp_support import SIPPY_SOCKET_LEAK, Srs, header
+
+pytestmark = SIPPY_SOCKET_LEAK
+
+
+async def test_a_cancel_while_the_media_side_is_opening_releases_its_ports(srs: Srs) -> None:
+    srs.sessions.open_delay_s = 1.0  # the CANCEL lands 0.3 s in
+
+    run = await srs.run("cancel_before_answer.xml")
+    closed = await asyncio.wait_for(srs.sessions.closed.get(), 5)
+
+    assert run.returncode == 0, run.stderr
+    assert closed.reason == "cancel"
+    assert run.final_statuses("CANCEL") == [200]
+    assert run.final_statuses("INVITE") == [487]
+    assert [(e.kind, e.reason) for e in srs.sessions.events] == [
+        ("open", None),
+        ("close", "cancel"),
+    ]
+    assert srs.sessions.open_sockets == 0
+    assert srs.server.active_calls == frozenset()
+
+
+async def test_in_dialog_requests_are_answered_as_a_recorder_should(srs: Srs) -> None:
+    run = await srs.run("in_dialog.xml")
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("UPDATE") == [501]
+    assert run.final_statuses("OPTIONS") == [200]
+    assert run.final_statuses("REFER") == [403]
+    assert run.final_statuses("INFO") == [501]
+    assert run.final_statuses("BYE") == [200]
+    (not_implemented,) = run.responses("UPDATE")
+    assert "UPDATE" not in (header(not_implemented, "Allow") or "UPDATE")
+    assert [(e.kind, e.reason) for e in srs.sessions.events] == [("open", None), ("close", "bye")]
+
+
+async def test_options_outside_a_dialog_lists_what_the_recorder_allows(srs: Srs) -> None:
+    run = await srs.run("options.xml")
+
+    assert run.returncode == 0, run.stderr
+    (ok,) = run.responses("OPTIONS")
+    assert ok.startswith("SIP/2.0 200")
+    assert header(ok, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS"
+    assert header(ok, "Supported") == "siprec"
+    assert srs.sessions.events == []
+
+
+async def test_a_session_whose_rtp_stops_is_ended_by_the_recorder(srs: Srs) -> None:
+    srs.sessions.rtp_timeout_s = 1.0
+    srs.sessions.on_rtp_timeout = srs.server.end_session
+
+    run = await srs.run("ended_by_recorder.xml")
+
+    assert run.returncode == 0, run.stderr
+    bye = next(text for _, text in run.received() if text.startswith("BYE "))
+    assert header(bye, "CSeq") is not None
+    (closed,) = [e for e in srs.sessions.events if e.kind == "close"]
+    assert closed.reason == "rtp_timeout"
+    assert closed.packets["1"] == srs.packets_in_pcap
+    assert srs.server.active_calls == frozenset()
