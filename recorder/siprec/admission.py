@@ -10,6 +10,7 @@ recording session only when it carries both the ``siprec`` option tag in Require
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ ALLOWED_METHODS: tuple[str, ...] = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
 ACCEPTED_BODIES = "application/sdp, application/rs-metadata+xml, multipart/mixed"
 
 Header = tuple[str, str]
+# RFC 3261's token: what an option tag may be. Anything else is not echoed back.
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]{1,64}")
+_MAX_ECHOED_TAGS = 8
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ class AdmissionPolicy:
         tags = option_tags(require)
         unsupported = [tag for tag in tags if tag not in SUPPORTED_OPTIONS]
         if unsupported:
-            return Refusal(420, "Bad Extension", (("Unsupported", ", ".join(unsupported)),))
+            echoed = [tag for tag in unsupported if _TOKEN.fullmatch(tag)][:_MAX_ECHOED_TAGS]
+            return Refusal(420, "Bad Extension", (("Unsupported", ", ".join(echoed)),))
         if SIPREC_TAG not in tags or SRC_FEATURE not in contact_feature_tags(contact or ""):
             return NOT_A_RECORDING_SESSION
         if active_sessions >= self.max_sessions:

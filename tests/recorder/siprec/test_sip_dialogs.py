@@ -70,3 +70,14 @@ async def test_a_session_whose_rtp_stops_is_ended_by_the_recorder(srs: Srs) -> N
     assert closed.reason == "rtp_timeout"
     assert closed.packets["1"] == srs.packets_in_pcap
     assert srs.server.active_calls == frozenset()
+
+
+async def test_a_refused_re_invite_leaves_the_session_as_it_was(srs: Srs) -> None:
+    run = await srs.run("reinvite_refused.xml")
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("INVITE") == [200, 400]
+    assert run.final_statuses("BYE") == [200]
+    assert [(e.kind, e.reason) for e in srs.sessions.events] == [("open", None), ("close", "bye")]
+    (closed,) = [e for e in srs.sessions.events if e.kind == "close"]
+    assert closed.packets["1"] == srs.packets_in_pcap
