@@ -44,6 +44,7 @@ from recorder.siprec.admission import (
 )
 from recorder.siprec.signalling import Invitation, SignallingEvents, call_tag
 from recorder.siprec.sip_thread import QuietSipLog, SipReactor
+from recorder.siprec.wire import NotUtf8, content_length_in_characters
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,15 @@ class _InOrderUdpOptions(Udp_server_opts):  # type: ignore[misc]
 
 class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
     model_udp_server = (Udp_server, _InOrderUdpOptions)
+
+    def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
+        if isinstance(data_in, bytes):
+            try:
+                data_in = content_length_in_characters(data_in)
+            except NotUtf8:
+                log.info("a SIP datagram that is not UTF-8 was dropped")
+                return
+        super().handleIncoming(data_in, ra, server, rtime)
 
 
 class SippyDialog:

@@ -28,6 +28,7 @@ async def test_a_recorded_call_is_opened_updated_and_closed_after_its_bye(srs: S
     opened, updated, closed = srs.sessions.events
     assert opened.metadata is not None
     assert set(opened.metadata.participants) == {"pA", "pB"}
+    assert opened.metadata.participants["pA"].names == ("Zoë Siân Åsé",)
     assert updated.metadata is not None
     assert updated.metadata.participants["pB"].names == ("Duty desk",)
     assert set(updated.metadata.participants) == {"pA", "pB"}
