@@ -13,7 +13,7 @@ import re
 
 _HEADER_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(
-    rb"^(?P<name>content-length|l)[ \t]*:[ \t]*(?P<value>\d{1,9})[ \t]*$",
+    rb"^(?P<name>content-length|l)[ \t]*:[ \t]*(?P<value>\d{1,9})[ \t]*\r?$",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -44,5 +44,5 @@ def content_length_in_characters(datagram: bytes) -> bytes:
         return datagram  # cut inside a character: let sippy judge the length as sent
     if characters == declared:
         return datagram
-    line = match.group("name") + b": " + str(characters).encode("ascii")
-    return head[: match.start()] + line + head[match.end() :] + separator + body
+    line = b"%s: %d" % (match.group("name"), characters)
+    return head[: match.start("name")] + line + head[match.end("value") :] + separator + body

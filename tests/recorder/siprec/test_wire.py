@@ -42,3 +42,11 @@ def test_a_length_that_cuts_a_character_is_left_for_sippy_to_judge() -> None:
 def test_a_datagram_that_is_not_utf8_is_refused() -> None:
     with pytest.raises(NotUtf8):
         content_length_in_characters(datagram(b"caf\xe9"))
+
+
+def test_content_length_is_found_wherever_it_stands_among_the_headers() -> None:
+    body = "Åsé".encode()
+    data = HEAD + b"Content-Length: %d\r\nContent-Type: application/sdp\r\n\r\n" % len(body)
+    rewritten = content_length_in_characters(data + body)
+    assert b"\r\nContent-Length: 3\r\nContent-Type: application/sdp\r\n\r\n" in rewritten
+    assert rewritten.endswith(body)
