@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # Under the SRC's 32 s non-INVITE transaction timeout (RFC 3261 timer F, 64*T1).
 DEFAULT_BYE_ANSWER_WITHIN_S = 25.0
+# How long stop() waits for SRCs to answer the BYEs it sent before unbinding.
+_DRAIN_S = 2.0
+_DRAIN_STEP_S = 0.05
 
 
 @dataclass
@@ -95,10 +98,18 @@ class SiprecServer:
         await asyncio.to_thread(self._listener.start, self, loop)
 
     async def stop(self) -> None:
-        """End every session (BYE to its SRC, ``close(..., "shutdown")``), then unbind."""
+        """End every session (BYE to its SRC, ``close(..., "shutdown")``), then unbind.
+
+        Waits up to 2 s for the SRCs to answer those BYEs, so none is left retransmitting
+        on a closed socket.
+        """
         await asyncio.gather(*(self.end_session(cid, "shutdown") for cid in list(self._calls)))
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for _ in range(int(_DRAIN_S / _DRAIN_STEP_S)):
+            if not await asyncio.to_thread(self._listener.sending):
+                break
+            await asyncio.sleep(_DRAIN_STEP_S)
         await asyncio.to_thread(self._listener.stop)
 
     @property

@@ -210,6 +210,11 @@ class SipListener:
             lambda: dialogs.SippyFrontend(reactor, events=events, loop=loop, **self._options)
         )
 
+    def sending(self) -> bool:
+        """Whether requests we sent (BYEs) still await their answers; blocks briefly."""
+        frontend = self._frontend
+        return frontend is not None and bool(sip_reactor().call_sync(frontend.sending))
+
     def stop(self) -> None:
         """Unbind; answers any BYE still held. Idempotent."""
         frontend, self._frontend = self._frontend, None

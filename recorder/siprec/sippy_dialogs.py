@@ -319,6 +319,10 @@ class SippyFrontend:
         if self.dialogs.get(dialog.call_id) is dialog:
             del self.dialogs[dialog.call_id]
 
+    def sending(self) -> bool:
+        """Whether requests we sent (our BYEs) still await their final responses."""
+        return bool(self.tm.tclient)
+
     def shutdown(self) -> None:
         """Unbind; dialogs still open are the loop side's to end first."""
         for dialog in list(self.dialogs.values()):

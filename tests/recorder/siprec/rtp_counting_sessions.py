@@ -69,6 +69,7 @@ class RtpCountingSessions:
         self.on_rtp_timeout: Callable[[str], Awaitable[None]] | None = None
         self.refuse_with: Exception | None = None
         self.events: list[Event] = []
+        self.opened: asyncio.Queue[str] = asyncio.Queue()
         self.closed: asyncio.Queue[Event] = asyncio.Queue()
         self._sessions: dict[str, _Session] = {}
 
@@ -91,6 +92,7 @@ class RtpCountingSessions:
         await asyncio.sleep(self.open_delay_s)
         if self.rtp_timeout_s is not None:
             session.watch = asyncio.get_running_loop().create_task(self._watch(call_id, session))
+        self.opened.put_nowait(call_id)
         return ports
 
     async def update(

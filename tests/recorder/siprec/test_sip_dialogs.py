@@ -8,6 +8,9 @@ session whose RTP stops is ended by the recorder with a BYE of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from tests.recorder.siprec.sipp_support import SIPPY_SOCKET_LEAK, Srs, header
 
@@ -81,3 +84,22 @@ async def test_a_refused_re_invite_leaves_the_session_as_it_was(srs: Srs) -> Non
     assert [(e.kind, e.reason) for e in srs.sessions.events] == [("open", None), ("close", "bye")]
     (closed,) = [e for e in srs.sessions.events if e.kind == "close"]
     assert closed.packets["1"] == srs.packets_in_pcap
+
+
+async def test_stopping_the_server_ends_its_sessions_with_a_bye_and_stores_them(
+    srs: Srs, caplog: pytest.LogCaptureFixture
+) -> None:
+    call = asyncio.create_task(srs.run("ended_by_recorder.xml"))
+    await asyncio.wait_for(srs.sessions.opened.get(), 10)
+    await asyncio.sleep(0.5)  # the ACK and some RTP
+
+    with caplog.at_level(logging.WARNING, logger="recorder.siprec"):
+        await srs.server.stop()
+        run = await call
+        await asyncio.sleep(1.0)  # sippy's timers of the BYE we sent must find nothing amiss
+
+    assert run.returncode == 0, run.stderr
+    (closed,) = [e for e in srs.sessions.events if e.kind == "close"]
+    assert closed.reason == "shutdown"
+    assert srs.server.active_calls == frozenset()
+    assert caplog.records == []
