@@ -1,8 +1,9 @@
-"""SIPREC (RFC 7866) recording sessions: the offer's body, its SDP and its metadata.
-
-Parsers and the SDP answer only; no SIP transport and no media here.
+"""SIPREC (RFC 7866) recording sessions: the offer's body, its SDP and its metadata, and
+the recording server that answers SRCs (``SiprecServer``, SIP on sippy in a thread of its
+own). The media side plugs in through ``RecordingSessions``.
 """
 
+from recorder.siprec.admission import AdmissionPolicy
 from recorder.siprec.body import SiprecBody, split_siprec_body
 from recorder.siprec.errors import (
     InconsistentMetadata,
@@ -10,6 +11,7 @@ from recorder.siprec.errors import (
     MalformedMetadata,
     MalformedSdp,
     MessageTooLarge,
+    NoCapacity,
     NoUsableStream,
     SiprecError,
     UnsupportedBody,
@@ -36,26 +38,33 @@ from recorder.siprec.sdp import (
     choose_codec,
     parse_offer,
 )
+from recorder.siprec.server import SiprecServer
+from recorder.siprec.sessions import EndReason, RecordingSessions
 
 __all__ = [
     "AcceptedStream",
+    "AdmissionPolicy",
     "Codec",
     "CommunicationSession",
     "Crypto",
     "Dialect",
+    "EndReason",
     "Group",
     "InconsistentMetadata",
     "MalformedBody",
     "MalformedMetadata",
     "MalformedSdp",
     "MessageTooLarge",
+    "NoCapacity",
     "NoUsableStream",
     "OfferedStream",
     "Participant",
     "RecordingMetadata",
+    "RecordingSessions",
     "SdpOffer",
     "SiprecBody",
     "SiprecError",
+    "SiprecServer",
     "Stream",
     "StreamAssociation",
     "UnsupportedBody",

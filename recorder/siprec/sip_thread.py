@@ -10,9 +10,10 @@ Other threads reach it only through ``SipReactor.call`` and ``call_sync``.
 
 sippy also logs whole SIP messages (participants' numbers, the metadata) through its
 ``SipLogger`` and ``print``s others, with tracebacks, to stdout. Listeners get
-``QuietSipLog`` instead, and every loaded sippy module's ``print`` and ``dump_exception``
-are pointed at this module's logger, which keeps only the first line's method or status
-and a hash of the Call-ID.
+``QuietSipLog`` instead (``SipLogger`` is never built, so neither its ``eval`` of the
+``SIPLOG_LVL`` environment variable nor its SIGUSR1 handler ever runs), and every loaded
+sippy module's ``print`` and ``dump_exception`` are pointed at this module's logger, which
+keeps only the first line's method or status and a hash of the Call-ID.
 """
 
 from __future__ import annotations
