@@ -209,12 +209,12 @@ class SrsUserAgent(UA):  # type: ignore[misc]
         # No disconnect callbacks: those mean "ended without BYE" to the loop side.
         self.changeState((self.UaStateDisconnected,))
 
-    def _recv_offerless_reinvite(self, req: Any) -> None:
+    def _recv_offerless_reinvite(self, req: Any) -> Any:
         # A refresh without an offer (RFC 3264 section 5): our last SDP is the offer in the
         # 200. sippy's own path would patch the SRC's multipart body as if it were SDP.
         cseq = req.getHFBody("cseq").getCSeqNum()
         if self.rCSeq is not None and self.rCSeq >= cseq:
-            return None
+            return _response(req, Refusal(500, "Server Internal Error"))  # as sippy does
         self.rCSeq = cseq
         self.uasResp = req.genResponse(100, "Trying", server=self.local_ua)
         self.global_config["_sip_tm"].sendResponse(self.uasResp)

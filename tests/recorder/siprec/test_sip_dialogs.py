@@ -103,3 +103,12 @@ async def test_stopping_the_server_ends_its_sessions_with_a_bye_and_stores_them(
     assert closed.reason == "shutdown"
     assert srs.server.active_calls == frozenset()
     assert caplog.records == []
+
+
+async def test_a_re_invite_without_an_offer_gets_the_recorders_sdp(srs: Srs) -> None:
+    run = await srs.run("offerless_reinvite.xml")
+
+    assert run.returncode == 0, run.stderr
+    first, refresh = [r for r in run.responses("INVITE") if r.startswith("SIP/2.0 200")][:2]
+    assert refresh.split("\n\n", 1)[1] == first.split("\n\n", 1)[1]
+    assert [(e.kind, e.reason) for e in srs.sessions.events] == [("open", None), ("close", "bye")]
