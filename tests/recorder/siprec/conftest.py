@@ -20,7 +20,7 @@ from tests.recorder.siprec.sipp_support import (
 )
 
 PCAP_SECONDS = 1.0
-MAX_SESSIONS = 2
+MAX_SESSIONS = 12
 
 
 @pytest.fixture

@@ -123,8 +123,9 @@ class Srs:
         subdir: str = "",
         local_ip: str = HOST,
         keys: Mapping[str, str] | None = None,
+        calls: int = 1,
     ) -> SippRun:
-        """One sipp call of ``scenario`` against this server, in its own directory."""
+        """``calls`` sipp calls of ``scenario`` at once against this server."""
         return await run_sipp(
             scenario,
             workdir=self.workdir / (subdir or scenario.removesuffix(".xml")),
@@ -132,6 +133,7 @@ class Srs:
             pcap=self.workdir / PCAP_NAME,
             local_ip=local_ip,
             keys=keys,
+            calls=calls,
         )
 
 
@@ -209,6 +211,7 @@ async def run_sipp(
     pcap: Path | None = None,
     local_ip: str = HOST,
     keys: Mapping[str, str] | None = None,
+    calls: int = 1,
     timeout_s: float = 30.0,
 ) -> SippRun:
     """Run one call of ``scenario`` against ``server``; sipp's own timeout is a failure.
@@ -229,8 +232,13 @@ async def run_sipp(
         str(free_udp_port(local_ip)),
         "-mp",
         str(free_udp_port(local_ip)),
+        # ``calls`` calls, all started within the first second and all up at once.
         "-m",
-        "1",
+        str(calls),
+        "-r",
+        str(calls),
+        "-l",
+        str(calls),
         "-nostdin",
         "-timeout",
         f"{int(timeout_s - 5)}s",

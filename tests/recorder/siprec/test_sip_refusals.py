@@ -86,14 +86,15 @@ async def test_a_media_side_out_of_capacity_is_answered_503_with_retry_after(srs
 
 
 async def test_beyond_the_session_limit_new_offers_get_503(srs: Srs) -> None:
-    calls = [
-        asyncio.create_task(srs.run("srs_call.xml", subdir=f"call{n}")) for n in range(MAX_SESSIONS)
-    ]
-    await asyncio.sleep(0.5)
+    calls = asyncio.create_task(srs.run("srs_call.xml", calls=MAX_SESSIONS))
+    for _ in range(MAX_SESSIONS):
+        await asyncio.wait_for(srs.sessions.opened.get(), 10)
 
     refused = await srs.run("offer_refused.xml", subdir="extra", keys=SIPREC_OFFER)
-    recorded = await asyncio.gather(*calls)
+    recorded = await calls
 
     assert refused.final_statuses("INVITE") == [503]
-    assert all(run.returncode == 0 for run in recorded)
-    assert [e.reason for e in srs.sessions.events if e.kind == "close"] == ["bye"] * MAX_SESSIONS
+    assert recorded.returncode == 0, recorded.stderr
+    closes = [e for e in srs.sessions.events if e.kind == "close"]
+    assert [e.reason for e in closes] == ["bye"] * MAX_SESSIONS
+    assert all(e.packets["1"] == srs.packets_in_pcap for e in closes)
