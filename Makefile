@@ -39,7 +39,7 @@ lint: $(STAMP)
 # starts the prometheus and caddy servers too: `systemctl disable --now prometheus caddy` if
 # they are not wanted. Installed when missing and possible (root with apt-get); otherwise
 # the tests that need them skip, which CI=true turns into failures.
-SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd podman mmdebstrap
+SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd podman mmdebstrap sip-tester
 system-tools:
 	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

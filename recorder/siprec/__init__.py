@@ -1,9 +1,10 @@
 """SIPREC (RFC 7866) recording sessions: the offer's body, its SDP and its metadata, and
-the media (RTP in, an encrypted two-channel recording out).
-
-No SIP transport here: the signalling layer calls these.
+the recording server that answers SRCs (``SiprecServer``, SIP on sippy in a thread of its
+own), and the media (RTP in, an encrypted two-channel recording out), which plugs into
+the server through ``RecordingSessions``.
 """
 
+from recorder.siprec.admission import AdmissionPolicy
 from recorder.siprec.body import SiprecBody, split_siprec_body
 from recorder.siprec.errors import (
     InconsistentMetadata,
@@ -11,6 +12,7 @@ from recorder.siprec.errors import (
     MalformedMetadata,
     MalformedSdp,
     MessageTooLarge,
+    NoCapacity,
     NoUsableStream,
     SiprecError,
     UnsupportedBody,
@@ -39,13 +41,17 @@ from recorder.siprec.sdp import (
     choose_codec,
     parse_offer,
 )
+from recorder.siprec.server import SiprecServer
+from recorder.siprec.sessions import EndReason, RecordingSessions
 
 __all__ = [
     "AcceptedStream",
+    "AdmissionPolicy",
     "Codec",
     "CommunicationSession",
     "Crypto",
     "Dialect",
+    "EndReason",
     "Group",
     "InconsistentMetadata",
     "MalformedBody",
@@ -53,14 +59,17 @@ __all__ = [
     "MalformedSdp",
     "MediaSession",
     "MessageTooLarge",
+    "NoCapacity",
     "NoUsableStream",
     "OfferedStream",
     "Participant",
     "RecordedMedia",
     "RecordingMetadata",
+    "RecordingSessions",
     "SdpOffer",
     "SiprecBody",
     "SiprecError",
+    "SiprecServer",
     "Stream",
     "StreamAssociation",
     "StreamCounters",

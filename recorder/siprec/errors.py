@@ -7,7 +7,8 @@ SiprecError (a RecorderError: ``detail`` is safe to show and to log)
 ├── MalformedMetadata        not well-formed XML, a DTD or entity, wrong namespace  400
 ├── InconsistentMetadata     a reference to an unknown id, a stream with no label   400
 ├── MalformedSdp             SDP that does not follow RFC 4566's line grammar       400
-└── NoUsableStream           no offered stream the recorder can receive             488
+├── NoUsableStream           no offered stream the recorder can receive             488
+└── NoCapacity               no ports or workers free for another session now      503
 
 The table lives here, not in a SIP handler, so the parsers' tests can check that every
 refusal has a status; the handler will answer with ``sip_status_of(exc)`` only.
@@ -50,6 +51,10 @@ class NoUsableStream(SiprecError):
     """No offered stream uses a profile, codec and key exchange the recorder accepts."""
 
 
+class NoCapacity(SiprecError):
+    """The recorder cannot take another session now (sessions, ports, workers); retry later."""
+
+
 _SIP_STATUS: dict[type[SiprecError], tuple[int, str]] = {
     MessageTooLarge: (413, "Request Entity Too Large"),
     UnsupportedBody: (415, "Unsupported Media Type"),
@@ -58,6 +63,7 @@ _SIP_STATUS: dict[type[SiprecError], tuple[int, str]] = {
     InconsistentMetadata: (400, "Bad Request"),
     MalformedSdp: (400, "Bad Request"),
     NoUsableStream: (488, "Not Acceptable Here"),
+    NoCapacity: (503, "Service Unavailable"),
 }
 
 

@@ -1,0 +1,331 @@
+"""The SRS's SIP side on sippy: admission, dialogs, and the hand-over to the event loop.
+
+The only module that imports sippy, and it is imported only inside the SIP thread
+(``SipReactor.load``): every function here runs on that thread. sippy keeps transactions
+(retransmissions, 100 Trying, CANCEL and its 487, the 200's retransmission until ACK) and
+dialog state; this module decides what sippy's UA would get wrong for a recorder:
+
+- requests from outside the allow-list, non-SIPREC INVITEs, unknown Require tags and a full
+  house are refused before a UA exists (``admission.py`` decides);
+- BYE is held: its 200 goes out when the loop side says the recording is stored
+  (``answer_bye``), or at the deadline, before the SRC's transaction gives up;
+- UPDATE, INFO and other methods sippy's UA leaves unanswered get 501, REFER gets 403
+  (sippy's UA would treat it as a transfer and hang up), OPTIONS lists what we allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventUpdate
+from sippy.MsgBody import MsgBody
+from sippy.SipAddress import SipAddress
+from sippy.SipContact import SipContact
+from sippy.SipHeader import SipHeader
+from sippy.SipTransactionManager import SipTransactionManager
+from sippy.SipURL import SipURL
+from sippy.Time.Timeout import Timeout
+from sippy.UA import UA
+from sippy.Udp_server import Udp_server, Udp_server_opts
+
+from recorder.siprec.admission import (
+    ALLOWED_METHODS,
+    NO_SUCH_DIALOG,
+    NOT_ALLOWED_HERE,
+    NOT_IMPLEMENTED,
+    REFER_REFUSED,
+    AdmissionPolicy,
+    Header,
+    Refusal,
+    capability_headers,
+)
+from recorder.siprec.signalling import Invitation, SignallingEvents, call_tag
+from recorder.siprec.sip_thread import QuietSipLog, SipReactor
+from recorder.siprec.wire import NotUtf8, content_length_in_characters
+
+log = logging.getLogger(__name__)
+
+
+def _headers(headers: Sequence[Header]) -> tuple[Any, ...]:
+    return tuple(SipHeader(name=name.lower(), bodys=value) for name, value in headers)
+
+
+def _response(req: Any, refusal: Refusal) -> tuple[Any, None, None]:
+    """What a transaction callback returns to have sippy send ``refusal``."""
+    resp = req.genResponse(refusal.code, refusal.reason)
+    resp.appendHeaders(list(_headers(refusal.headers)))
+    return (resp, None, None)
+
+
+_OPTIONS_OK = Refusal(200, "OK", capability_headers())
+
+
+def _body_of(body: Any) -> tuple[str, bytes]:
+    """The Content-Type and raw bytes of a sippy ``MsgBody``, before sippy parses it.
+
+    sippy's own multipart parser relies on ``assert`` and keeps only Content-Type per part,
+    so ``body.parse()`` is never called: ``split_siprec_body`` reads the bytes.
+    """
+    if body is None:
+        return "", b""
+    content = body.content if isinstance(body.content, str) else str(body.content)
+    return str(body.mtype), content.encode("utf-8")
+
+
+def _speak_udp_to(url: Any) -> None:
+    """Point the SRC's Contact at UDP, the one transport this listener speaks.
+
+    The SRC reached us over UDP; sippy matches ``transport=`` case-sensitively and raises
+    on ``UDP`` (what sipp and some SBCs write) when it later sends our BYE.
+    """
+    if url.transport is not None:
+        url.transport = "udp"
+
+
+class _InOrderUdpOptions(Udp_server_opts):  # type: ignore[misc]
+    # sippy sends and receives through three threads per socket by default, so a 100
+    # Trying can overtake... or follow the 200 it preceded: SRCs (and sipp) then see a
+    # stray 100 mid-dialog. One sender and one receiver keep the wire in order.
+    nworkers = 1
+
+
+class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
+    model_udp_server = (Udp_server, _InOrderUdpOptions)
+
+    def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
+        if isinstance(data_in, bytes):
+            try:
+                data_in = content_length_in_characters(data_in)
+            except NotUtf8:
+                log.info("a SIP datagram that is not UTF-8 was dropped")
+                return
+        super().handleIncoming(data_in, ra, server, rtime)
+
+
+class SippyDialog:
+    """A recording session's dialog; public methods are called from the loop's thread."""
+
+    def __init__(
+        self, frontend: SippyFrontend, ua: SrsUserAgent, call_id: str, source: tuple[str, int]
+    ) -> None:
+        self._frontend = frontend
+        self._ua = ua
+        self._call_id = call_id
+        self.source = source
+        self._held_bye: tuple[Any, Any] | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self._call_id
+
+    def accept(self, sdp: str) -> None:
+        self._frontend.reactor.call(self._accept, sdp)
+
+    def refuse(self, code: int, reason: str, headers: Sequence[Header] = ()) -> None:
+        self._frontend.reactor.call(self._refuse, code, reason, tuple(headers))
+
+    def hang_up(self) -> None:
+        self._frontend.reactor.call(self._ua.disconnect)
+
+    def answer_bye(self) -> None:
+        self._frontend.reactor.call(self._answer_bye, False)
+
+    def forget(self) -> None:
+        self._frontend.reactor.call(self._frontend.forget, self)
+
+    # In the SIP thread from here on.
+
+    def _accept(self, sdp: str) -> None:
+        event = CCEventConnect((200, "OK", MsgBody(sdp)))
+        event.extra_headers = _headers(capability_headers()[:2])
+        self._ua.recvEvent(event)
+
+    def _refuse(self, code: int, reason: str, headers: tuple[Header, ...]) -> None:
+        event = CCEventFail((code, reason))
+        event.extra_headers = _headers(headers) or None
+        self._ua.recvEvent(event)
+
+    def hold_bye(self, req: Any, sip_t: Any) -> None:
+        """Keep the BYE's server transaction open without answering it yet.
+
+        sippy drops a transaction whose callback returns nothing unless one of its timers
+        runs, so the answer deadline is installed as the transaction's timer E; sippy
+        cancels it itself when the 200 goes out. Retransmitted BYEs meet the open
+        transaction and are absorbed.
+        """
+        self._held_bye = (req, sip_t)
+        sip_t.teE = Timeout(self._answer_bye, self._frontend.bye_answer_within_s, 1, True)
+        self._frontend.post(self._frontend.events.bye_received, self)
+
+    def answer_held_bye(self, late: bool) -> None:
+        """Send the 200 to the held BYE, if one is held (SIP thread)."""
+        self._answer_bye(late)
+
+    def _answer_bye(self, late: bool) -> None:
+        if self._held_bye is None:
+            return
+        req, sip_t = self._held_bye
+        self._held_bye = None
+        if late:
+            sip_t.teE = None  # it has just fired
+            log.warning(
+                "BYE answered at its deadline, before the recording was stored",
+                extra={"call": call_tag(self._call_id)},
+            )
+        self._frontend.tm.sendResponse(req.genResponse(200, "OK"), sip_t)
+
+
+class SrsUserAgent(UA):  # type: ignore[misc]
+    """sippy's UA with the in-dialog requests an SRS answers differently taken first."""
+
+    dialog: SippyDialog
+    rCSeq: int | None
+
+    def recvRequest(self, req: Any, sip_t: Any) -> Any:
+        method = req.getMethod()
+        if method == "BYE" and self.isConnected():
+            return self._recv_bye(req, sip_t)
+        if method == "REFER":
+            return _response(req, REFER_REFUSED)
+        if method == "OPTIONS":
+            return _response(req, _OPTIONS_OK)
+        if method not in ALLOWED_METHODS:
+            # UPDATE included: sippy's UA would leave it unanswered (RFC 3311 is not in it).
+            return _response(req, NOT_IMPLEMENTED)
+        if method == "INVITE" and req.getBody() is None and self.isConnected():
+            return self._recv_offerless_reinvite(req)
+        return super().recvRequest(req, sip_t)
+
+    def _recv_bye(self, req: Any, sip_t: Any) -> None:
+        if isinstance(self.state, self.UasStateUpdating):
+            # A re-INVITE still being answered: RFC 3261 15.1.2 wants it ended with 487.
+            self.sendUasResponse(487, "Request Terminated")
+        self.dialog.hold_bye(req, sip_t)
+        self.cancelCreditTimer()
+        self.disconnect_ts = req.rtime
+        # No disconnect callbacks: those mean "ended without BYE" to the loop side.
+        self.changeState((self.UaStateDisconnected,))
+
+    def _recv_offerless_reinvite(self, req: Any) -> Any:
+        # A refresh without an offer (RFC 3264 section 5): our last SDP is the offer in the
+        # 200. sippy's own path would patch the SRC's multipart body as if it were SDP.
+        cseq = req.getHFBody("cseq").getCSeqNum()
+        if self.rCSeq is not None and self.rCSeq >= cseq:
+            return _response(req, Refusal(500, "Server Internal Error"))  # as sippy does
+        self.rCSeq = cseq
+        self.uasResp = req.genResponse(100, "Trying", server=self.local_ua)
+        self.global_config["_sip_tm"].sendResponse(self.uasResp)
+        self.sendUasResponse(200, "OK", self.lSDP, (self.lContact,))
+        return None
+
+
+class SippyFrontend:
+    """One SIP listener: the transaction manager, the dialogs, the hand-over to the loop."""
+
+    def __init__(
+        self,
+        reactor: SipReactor,
+        *,
+        host: str,
+        port: int,
+        contact_host: str,
+        policy: AdmissionPolicy,
+        events: SignallingEvents,
+        loop: asyncio.AbstractEventLoop,
+        bye_answer_within_s: float,
+    ) -> None:
+        self.reactor = reactor
+        self.policy = policy
+        self.events = events
+        self.loop = loop
+        self.bye_answer_within_s = bye_answer_within_s
+        self.dialogs: dict[str, SippyDialog] = {}
+        self._contact = SipContact(address=SipAddress(url=SipURL(host=contact_host, port=port)))
+        self.config: dict[str, Any] = {
+            "_sip_address": host,
+            "_sip_port": port,
+            "_sip_logger": QuietSipLog(),
+        }
+        self.tm = _TransactionManager(self.config, self.recv_request)
+        self.config["_sip_tm"] = self.tm
+
+    def post(self, handler: Callable[..., None], *args: Any) -> None:
+        """Schedule a loop-side handler; a stopped loop means the service is going away."""
+        try:
+            self.loop.call_soon_threadsafe(handler, *args)
+        except RuntimeError:
+            log.warning("a SIP event arrived after the event loop closed")
+
+    def recv_request(self, req: Any, sip_t: Any) -> Any:
+        """sippy's callback for every request that matches no dialog."""
+        method = req.getMethod()
+        host, port = req.getSource()
+        if not self.policy.source_allowed(host):
+            return _response(req, NOT_ALLOWED_HERE)
+        if method == "OPTIONS":
+            return _response(req, _OPTIONS_OK)
+        if req.getHFBody("to").getTag() is not None:
+            return _response(req, NO_SUCH_DIALOG)
+        if method == "INVITE":
+            return self._recv_invite(req, sip_t, (str(host).strip("[]"), int(port)))
+        if method in ALLOWED_METHODS:
+            return _response(req, NO_SUCH_DIALOG)
+        return _response(req, NOT_IMPLEMENTED)
+
+    def _recv_invite(self, req: Any, sip_t: Any, source: tuple[str, int]) -> Any:
+        call_id = str(req.getHFBody("call-id"))
+        if call_id in self.dialogs:
+            # A second dialog under a live Call-ID (a fork or a loop): the Call-ID keys
+            # the session on the media side, so it cannot be shared.
+            return _response(req, Refusal(482, "Loop Detected"))
+        refusal = self.policy.refuse_invite(
+            source_host=source[0],
+            require=[str(h.getBody()) for h in req.getHFs("require")],
+            contact=str(req.getHFBody("contact")) if req.countHFs("contact") else None,
+            active_sessions=len(self.dialogs),
+        )
+        if refusal is not None:
+            log.info(
+                "SIPREC INVITE refused",
+                extra={"call": call_tag(call_id), "status": refusal.code},
+            )
+            return _response(req, refusal)
+        _speak_udp_to(req.getHFBody("contact").getUrl())
+        content_type, body = _body_of(req.getBody())
+        ua = SrsUserAgent(self.config, self._ua_event, disc_cbs=(self._disconnected,))
+        ua.lContact = self._contact.getCopy()
+        dialog = SippyDialog(self, ua, call_id, source)
+        ua.dialog = dialog
+        self.dialogs[call_id] = dialog
+        answer = ua.recvRequest(req, sip_t)
+        self.post(self.events.invited, dialog, Invitation(call_id, source, content_type, body))
+        return answer
+
+    def _ua_event(self, event: Any, ua: SrsUserAgent) -> None:
+        if isinstance(event, CCEventUpdate):
+            content_type, body = _body_of(event.getData())
+            invitation = Invitation(ua.dialog.call_id, ua.dialog.source, content_type, body)
+            self.post(self.events.reinvited, ua.dialog, invitation)
+
+    def _disconnected(self, ua: SrsUserAgent, *_when: Any) -> None:
+        # Before the 200 this is a CANCEL (or the INVITE's expiry); after it, no ACK came
+        # or we hung up ourselves (the loop side knows which calls it is ending).
+        self.post(self.events.ended, ua.dialog, "cancel" if ua.connect_ts is None else "error")
+
+    def forget(self, dialog: SippyDialog) -> None:
+        if self.dialogs.get(dialog.call_id) is dialog:
+            del self.dialogs[dialog.call_id]
+
+    def sending(self) -> bool:
+        """Whether requests we sent (our BYEs) still await their final responses."""
+        return bool(self.tm.tclient)
+
+    def shutdown(self) -> None:
+        """Unbind; dialogs still open are the loop side's to end first."""
+        for dialog in list(self.dialogs.values()):
+            dialog.answer_held_bye(False)
+        self.dialogs.clear()
+        self.tm.shutdown()
