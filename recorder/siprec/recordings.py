@@ -13,22 +13,27 @@ SBC's extension data maps to agent, team and referrals by configured keys.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
-from collections.abc import Mapping
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
-from recorder.siprec.errors import NoUsableStream
+from recorder.siprec.errors import NoCapacity, NoUsableStream
 from recorder.siprec.media_session import MediaSession, RecordedMedia, StreamPlan
 from recorder.siprec.models import RecordingMetadata
+from recorder.siprec.ports import PortRange
 from recorder.siprec.sdp import SdpOffer, choose_codec, usable_crypto
 from storage import CaptureOutcome, EncryptedSpool, NewRecording, retention_deadline
 
 log = logging.getLogger(__name__)
 
 SOURCE = "siprec"
+MAX_BIND_TRIES = 8
 MAX_STREAMS = 2
 ENDED_WITHOUT_BYE = "ended_without_bye"
 
@@ -63,6 +68,7 @@ class _Session:
     media: MediaSession
     metadata: RecordingMetadata
     labels: dict[str, int] = field(default_factory=dict)  # stream label -> channel
+    watch: asyncio.Task[None] | None = None
 
 
 class SiprecRecordings:
@@ -77,6 +83,7 @@ class SiprecRecordings:
         retention_period: timedelta,
         rules: ExtensionRules = ExtensionRules(),
         rtp_timeout_s: float = 30.0,
+        ports: PortRange | None = None,
     ) -> None:
         self._capture = capture
         self._spool_dir = spool_dir
@@ -85,6 +92,9 @@ class SiprecRecordings:
         self._rtp_timeout_s = rtp_timeout_s
         self._sessions: dict[str, _Session] = {}
         self._period = retention_period
+        # None: the system picks each port (tests); a service is given its range.
+        self._ports = ports
+        self._end_session: Callable[[str], Awaitable[None]] | None = None
 
     @property
     def active(self) -> int:
@@ -114,9 +124,10 @@ class SiprecRecordings:
                 label: existing.media.ports[channel] for label, channel in existing.labels.items()
             }
         plans, labels = _plans(offer)
-        media = MediaSession(plans, spool_dir=self._spool_dir, rtp_timeout_s=self._rtp_timeout_s)
-        await media.start(self._host)
-        self._sessions[call_id] = _Session(media, metadata, labels)
+        media = await self._start(plans)
+        session = _Session(media, metadata, labels)
+        session.watch = asyncio.ensure_future(self._watch(call_id, media))
+        self._sessions[call_id] = session
         log.info("siprec session opened", extra={"streams": len(plans), "source": source[0]})
         return {label: media.ports[channel] for label, channel in labels.items()}
 
@@ -131,12 +142,26 @@ class SiprecRecordings:
         session.metadata = metadata
         return _ports(session)
 
-    async def close(self, call_id: str, reason: str) -> CaptureOutcome | None:
+    def when_media_ends(self, end_session: Callable[[str], Awaitable[None]]) -> None:
+        """Who is told that a session's media ended by itself (the RTP timeout): the SIP
+        server, which then ends the dialog and closes the session here."""
+        self._end_session = end_session
+
+    async def close(self, call_id: str, reason: str) -> None:
+        """``RecordingSessions.close``: returns once the recording is stored."""
+        await self.store(call_id, reason)
+
+    async def store(self, call_id: str, reason: str) -> CaptureOutcome | None:
         """End the session: a cancelled one is discarded; any other is stored, flagged when
         it ended without a BYE. None when there was nothing to store."""
         session = self._sessions.pop(call_id, None)
+        if session is not None and session.watch is not None:
+            session.watch.cancel()
         if session is None:
             return None
+        if self._ports is not None:
+            for port in session.media.ports.values():
+                self._ports.release(port)
         if reason == "cancel":
             await session.media.discard()
             return None
@@ -152,11 +177,48 @@ class SiprecRecordings:
         finally:
             await recorded.spool.discard()
 
+    async def _watch(self, call_id: str, media: MediaSession) -> None:
+        await media.ended.wait()
+        if self._end_session is not None:
+            await self._end_session(call_id)
+
+    async def _start(self, plans: list[StreamPlan]) -> MediaSession:
+        """The session listening: on ports of the range when there is one, trying the next
+        free ones when another process holds a port; NoCapacity when the range is spent."""
+        if self._ports is None:
+            media = self._media(plans)
+            await media.start(self._host)
+            return media
+        pool = list(self._ports.candidates())
+        for _ in range(MAX_BIND_TRIES):
+            if len(pool) < len(plans):
+                break
+            chosen = pool[: len(plans)]
+            placed = zip(plans, chosen, strict=True)
+            media = self._media(
+                [dataclasses.replace(plan, local_port=port) for plan, port in placed]
+            )
+            try:
+                await media.start(self._host)
+            except OSError:
+                # Some other process holds one of them: leave out those that will not bind
+                # now (at least the first, so every try moves on) and try again.
+                taken = [port for port in chosen if not _bindable(self._host, port)] or chosen[:1]
+                pool = [port for port in pool if port not in taken]
+                continue
+            for port in chosen:
+                self._ports.hold(port)
+            return media
+        raise NoCapacity("no RTP ports are free in the configured range")
+
+    def _media(self, plans: list[StreamPlan]) -> MediaSession:
+        return MediaSession(plans, spool_dir=self._spool_dir, rtp_timeout_s=self._rtp_timeout_s)
+
     async def close_all(self) -> None:
         """At shutdown: what has been recorded so far is stored, as if each call had ended."""
         for call_id in list(self._sessions):
             try:
-                await self.close(call_id, "shutdown")
+                await self.store(call_id, "shutdown")
             except Exception:
                 log.exception("a SIPREC recording could not be stored at shutdown")
 
@@ -194,6 +256,18 @@ class SiprecRecordings:
                 }
             },
         )
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Whether a UDP socket can be bound to ``host:port`` at this moment."""
+    with socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM
+    ) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _ports(session: _Session) -> dict[str, int]:

@@ -86,7 +86,7 @@ async def test_a_session_is_stored_at_bye_as_a_two_channel_recording(
     caller, hub = call_packets(2.0)
     await send_paced([(ports["1"], caller), (ports["2"], hub)])
     await asyncio.sleep(0.2)
-    outcome = await sessions.close("call-1@sbc", "bye")
+    outcome = await sessions.store("call-1@sbc", "bye")
     assert outcome is not None
     assert outcome.created
     assert sessions.active == 0
@@ -113,7 +113,7 @@ async def test_a_session_is_stored_at_bye_as_a_two_channel_recording(
     # The same session sent again (a retry after a lost 200) is the same recording.
     again = await sessions.open("call-1b@sbc", parse_offer(OFFER), metadata, ("127.0.0.1", 5060))
     await send_paced([(again["1"], caller[:20]), (again["2"], hub[:20])])
-    duplicate = await sessions.close("call-1b@sbc", "bye")
+    duplicate = await sessions.store("call-1b@sbc", "bye")
     assert duplicate is not None
     assert duplicate.recording_id == outcome.recording_id
     assert not duplicate.created
@@ -130,7 +130,7 @@ async def test_a_quiet_session_is_stored_flagged_and_a_cancelled_one_leaves_noth
     media = sessions.ended("quiet@sbc")
     assert media is not None
     await asyncio.wait_for(media.ended.wait(), timeout=10)
-    outcome = await sessions.close("quiet@sbc", "rtp_timeout")
+    outcome = await sessions.store("quiet@sbc", "rtp_timeout")
     assert outcome is not None
     view = await service.services.catalog.get(outcome.recording_id)
     assert view is not None
@@ -141,6 +141,6 @@ async def test_a_quiet_session_is_stored_flagged_and_a_cancelled_one_leaves_noth
     spooled = sorted(service.services.spool.path.iterdir())
     ports = await sessions.open("gone@sbc", parse_offer(OFFER), metadata, ("127.0.0.1", 5060))
     await send_paced([(ports["1"], caller[:10])])
-    assert await sessions.close("gone@sbc", "cancel") is None
+    assert await sessions.store("gone@sbc", "cancel") is None
     assert await service.counts() == before
     assert sorted(service.services.spool.path.iterdir()) == spooled
