@@ -309,7 +309,14 @@ def _lifecycle(services: Services) -> Callable[[web.Application], AsyncIterator[
         await _reconcile_with_anchors(services)
         background = app[BACKGROUND]
         background.start(app[JOB_METRICS])
+        siprec = services.settings.siprec_listen is not None
+        if siprec:
+            # After the start-up checks, like the webhooks: an SBC's call is stored as a push.
+            await services.siprec_server.start()
         yield
+        if siprec:
+            # Every call still being recorded is ended (BYE to its SBC) and stored first.
+            await services.siprec_server.stop()
         await background.stop()
 
     return lifecycle

@@ -21,6 +21,7 @@ from config.adopted_keys import keys_in_data_directory, warn_of_files_not_adopte
 from config.auth import build_oidc_sign_in, build_verifier
 from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
 from config.settings import Settings
+from config.siprec_settings import listen_address
 from recorder import (
     RENDITION_NICENESS,
     FetchWorkers,
@@ -42,6 +43,9 @@ from recorder import (
     VonageCallbacks,
     VonageSignature,
 )
+from recorder.siprec import AdmissionPolicy, SiprecServer
+from recorder.siprec.ports import PortRange
+from recorder.siprec.recordings import ExtensionRules, SiprecRecordings
 from retention import ErasureDesk, HoldDesk, SubjectAccessOffice
 from retrieval import (
     GrantSigner,
@@ -518,6 +522,38 @@ class Services:
     @part
     def unlinked(self) -> UnlinkedRecordings:
         return UnlinkedRecordings(self.database, self.audit, self.clock)
+
+    @part
+    def siprec(self) -> SiprecRecordings:
+        settings = self.settings
+        assert settings.siprec_media_address is not None  # checked with the settings
+        return SiprecRecordings(
+            self.storing,
+            spool_dir=self.spool.path,
+            host=settings.siprec_media_address,
+            retention_period=settings.retention_period,
+            rules=ExtensionRules.from_mapping(settings.siprec_extension_fields),
+            rtp_timeout_s=settings.siprec_rtp_timeout.total_seconds(),
+            ports=PortRange.parse(settings.siprec_rtp_ports),
+        )
+
+    @part
+    def siprec_server(self) -> SiprecServer:
+        settings = self.settings
+        assert settings.siprec_listen is not None
+        assert settings.siprec_media_address
+        listen = listen_address(settings.siprec_listen)
+        server = SiprecServer(
+            self.siprec,
+            host=listen.host,
+            port=listen.port,
+            media_address=settings.siprec_media_address,
+            policy=AdmissionPolicy.from_cidrs(
+                settings.siprec_allowed_sources, max_sessions=settings.siprec_max_sessions
+            ),
+        )
+        self.siprec.when_media_ends(server.end_session)
+        return server
 
     @part
     def redacted_copies(self) -> RedactedCopies:

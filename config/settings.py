@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from config.siprec_settings import check_siprec
 from storage import known_region
 
 ENV_PREFIX = "CALLREC_"
@@ -209,6 +210,18 @@ class Settings(BaseSettings):
         default=timedelta(minutes=15), gt=timedelta(0), le=timedelta(hours=1)
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The SIPREC recording server (README, "Recording from an SBC"): off until LISTEN is
+    # set ("0.0.0.0:5060", UDP); RTP to MEDIA_ADDRESS on RTP_PORTS, from ALLOWED_SOURCES.
+    siprec_listen: str | None = None
+    siprec_media_address: str | None = None
+    siprec_allowed_sources: Annotated[tuple[str, ...], NoDecode] = ()
+    siprec_rtp_ports: str = "40000-40999"
+    siprec_rtp_timeout: timedelta = Field(
+        default=timedelta(seconds=30), ge=timedelta(seconds=5), le=timedelta(minutes=10)
+    )
+    siprec_max_sessions: int = Field(default=100, ge=1, le=5000)
+    # Which keys of an SBC's extension data hold "agent", "team" and "referral".
+    siprec_extension_fields: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("phone_region")
     @classmethod
@@ -300,6 +313,30 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"providers are {', '.join(_PROVIDERS)}, not {unknown[0]!r}")
         return value
+
+    @field_validator("siprec_allowed_sources", mode="before")
+    @classmethod
+    def _source_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(part for part in value.replace(",", " ").split() if part)
+        return value
+
+    @field_validator("siprec_allowed_sources")
+    @classmethod
+    def _sound_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        _check_networks(value, "an SBC's address")
+        return value
+
+    @model_validator(mode="after")
+    def _siprec_can_run(self) -> Settings:
+        check_siprec(
+            listen=self.siprec_listen,
+            media_address=self.siprec_media_address,
+            allowed_sources=self.siprec_allowed_sources,
+            rtp_ports=self.siprec_rtp_ports,
+            extension_fields=self.siprec_extension_fields,
+        )
+        return self
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

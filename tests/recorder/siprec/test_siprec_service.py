@@ -1,0 +1,80 @@
+"""The whole path in the running service: sipp plays the SBC, the service's own SIPREC
+server answers, RTP goes into the encrypted spool, and at BYE the call is an ordinary
+recording (stored encrypted, listed, audited) before the 200 to the BYE is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage.db.models import AuditEvent
+from tests.recorder.siprec.sipp_support import (
+    HOST,
+    PCAP_NAME,
+    SIPPY_SOCKET_LEAK,
+    free_udp_port,
+    run_sipp,
+    sipp_binary,
+    write_g711_pcap,
+)
+from tests.service_support import RunningService, running_service
+
+pytestmark = SIPPY_SOCKET_LEAK
+
+
+@pytest.fixture
+async def service(tmp_path: Path, database_url: str) -> AsyncIterator[tuple[RunningService, int]]:
+    sipp_binary()
+    port = free_udp_port()
+    async with running_service(
+        tmp_path / "var",
+        database_url,
+        siprec_listen=f"{HOST}:{port}",
+        siprec_media_address=HOST,
+        siprec_allowed_sources=("127.0.0.1/32",),
+        siprec_rtp_ports="46000-46099",
+    ) as started:
+        yield started, port
+
+
+async def test_a_siprec_call_is_stored_as_a_recording_before_its_bye_is_answered(
+    service: tuple[RunningService, int], tmp_path: Path
+) -> None:
+    running, port = service
+    packets = write_g711_pcap(tmp_path / PCAP_NAME, 1.0)
+    run = await run_sipp(
+        "srs_call.xml",
+        workdir=tmp_path / "call",
+        server=(HOST, port),
+        pcap=tmp_path / PCAP_NAME,
+        local_ip=HOST,
+    )
+    assert run.returncode == 0, run.stderr
+    # The 200 to the BYE came after the recording was stored: it is there now.
+    async with running.services.database.read() as session:
+        stored = (
+            (
+                await session.execute(
+                    select(AuditEvent.recording_id).where(AuditEvent.action == "recording.captured")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(stored) == 1
+    view = await running.services.catalog.get(stored[0])
+    assert view is not None
+    assert view.source == "siprec"
+    assert view.channels == 2
+    assert view.extra["siprec"]["ended_by"] == "bye"
+    assert view.extra["siprec"]["streams"]["0"]["decoded"] >= packets - 2
+    audio = await running.stored(view.id, "original")
+    assert audio[:4] == b"RIFF"
+    assert not [
+        path
+        for path in (running.data_dir / "spool").rglob("*")
+        if path.is_file() and path.read_bytes()[:4] == b"RIFF"
+    ]
