@@ -46,7 +46,6 @@ _DRAIN_STEP_S = 0.05
 @dataclass
 class _Call:
     dialog: Dialog
-    source: tuple[str, int]
     session_version: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     metadata: RecordingMetadata | None = None
@@ -132,7 +131,7 @@ class SiprecServer:
     # SignallingEvents: scheduled on the loop by the SIP thread.
 
     def invited(self, dialog: Dialog, invitation: Invitation) -> None:
-        call = _Call(dialog, invitation.source, int(self._clock()))
+        call = _Call(dialog, int(self._clock()))
         self._calls[dialog.call_id] = call
         self._spawn(self._open(call, invitation))
 

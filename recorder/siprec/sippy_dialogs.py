@@ -328,4 +328,8 @@ class SippyFrontend:
         for dialog in list(self.dialogs.values()):
             dialog.answer_held_bye(False)
         self.dialogs.clear()
-        self.tm.shutdown()
+        # Only the sockets and the cache purge: sippy's own shutdown() also drops the
+        # tables that dialogs' last timers (up to 32 s on) still look into, and each of
+        # those would then end in a traceback.
+        self.tm.cp_timer.cancel()
+        self.tm.l4r.shutdown()
