@@ -35,13 +35,18 @@ lint: $(STAMP)
 # unit-tests the alert rules; docker-compose, caddy and systemd check the deploy files
 # (`docker-compose config`, `caddy validate`, `systemd-analyze verify`), with no container
 # engine started. podman builds the container image (no container is started either) and
-# mmdebstrap makes the Debian base it is built on for its test. Where systemd runs, Debian
+# mmdebstrap makes the Debian base it is built on for its test; sip-tester brings sipp,
+# which plays an SBC recording calls for the SIPREC tests. Where systemd runs, Debian
 # starts the prometheus and caddy servers too: `systemctl disable --now prometheus caddy` if
 # they are not wanted. Installed when missing and possible (root with apt-get); otherwise
 # the tests that need them skip, which CI=true turns into failures.
 SYSTEM_PACKAGES := ffmpeg chromium prometheus docker-compose caddy systemd podman mmdebstrap sip-tester
+# The command each package is known by where the two names differ (package:command).
+COMMAND_OF := sip-tester:sipp
 system-tools:
-	@missing=""; for tool in $(SYSTEM_PACKAGES); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in $(SYSTEM_PACKAGES); do \
+	  command=$$tool; for pair in $(COMMAND_OF); do [ "$${pair%%:*}" = "$$tool" ] && command=$${pair#*:}; done; \
+	  command -v $$command >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing from Debian's packages"; \

@@ -30,7 +30,7 @@ def listen_address(text: str) -> SiprecListen:
     """``host:port`` (``[v6]:port`` for IPv6); ValueError naming the form otherwise."""
     host, colon, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    wrong = f"{PREFIX}LISTEN must be address:port, e.g. 0.0.0.0:5060"
+    wrong = f"{PREFIX}LISTEN: must be address:port, e.g. 0.0.0.0:5060"
     if not colon or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(wrong)
     try:
@@ -61,13 +61,13 @@ def check_siprec(
         return
     listen_address(listen)
     if media_address is None:
-        raise ValueError(f"{PREFIX}MEDIA_ADDRESS is required: the address SBCs send RTP to")
+        raise ValueError(f"{PREFIX}MEDIA_ADDRESS: required, the address SBCs send RTP to")
     try:
         ipaddress.ip_address(media_address)
     except ValueError:
-        raise ValueError(f"{PREFIX}MEDIA_ADDRESS must be an IP address") from None
+        raise ValueError(f"{PREFIX}MEDIA_ADDRESS: must be an IP address") from None
     if not allowed_sources:
         raise ValueError(
-            f"{PREFIX}ALLOWED_SOURCES is required: the SBCs (addresses or networks) that may "
+            f"{PREFIX}ALLOWED_SOURCES: required, the SBCs (addresses or networks) that may "
             "record here"
         )

@@ -116,6 +116,13 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_UNLINKED_REVIEW_AFTER", "P90D", "shorter than CALLREC_RETENTION_PERIOD"),
         ("CALLREC_UNLINKED_REVIEW_AFTER", "P120D", "shorter than CALLREC_RETENTION_PERIOD"),
         ("CALLREC_UNLINKED_REVIEW_AFTER", "seven days", ""),
+        ("CALLREC_SIPREC_LISTEN", "sbc.example:5060", "address:port"),
+        ("CALLREC_SIPREC_LISTEN", "0.0.0.0:70000", "address:port"),
+        ("CALLREC_SIPREC_RTP_PORTS", "40000", "first-last"),
+        ("CALLREC_SIPREC_RTP_PORTS", "50000-40000", "low first"),
+        ("CALLREC_SIPREC_ALLOWED_SOURCES", "10.1.0.1/24", "host bits"),
+        ("CALLREC_SIPREC_EXTENSION_FIELDS", '{"caller": "x"}', "agent, team or referral"),
+        ("CALLREC_SIPREC_RTP_TIMEOUT", "PT1S", ""),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
@@ -128,6 +135,23 @@ def test_a_bad_value_is_refused_naming_its_variable(
     assert text.startswith(f"{variable}: ")
     assert message in text
     assert "\n" not in text
+
+
+def test_siprec_needs_its_media_address_and_the_sbcs_allowed(
+    environment: pytest.MonkeyPatch,
+) -> None:
+    environment.setenv("CALLREC_SIPREC_LISTEN", "0.0.0.0:5060")
+    with pytest.raises(SettingsError, match=r"^CALLREC_SIPREC_MEDIA_ADDRESS: required"):
+        load_settings()
+    environment.setenv("CALLREC_SIPREC_MEDIA_ADDRESS", "192.0.2.10")
+    with pytest.raises(SettingsError, match=r"^CALLREC_SIPREC_ALLOWED_SOURCES: required"):
+        load_settings()
+    environment.setenv("CALLREC_SIPREC_ALLOWED_SOURCES", "192.0.2.0/28, 198.51.100.7")
+    environment.setenv("CALLREC_SIPREC_EXTENSION_FIELDS", '{"agent": "userId", "team": "group"}')
+    settings = load_settings()
+    assert settings.siprec_allowed_sources == ("192.0.2.0/28", "198.51.100.7")
+    assert settings.siprec_extension_fields == {"agent": "userId", "team": "group"}
+    assert settings.siprec_rtp_ports == "40000-40999"
 
 
 def test_a_secret_value_is_not_echoed_when_refused(environment: pytest.MonkeyPatch) -> None:

@@ -65,6 +65,7 @@ async def test_a_siprec_call_is_stored_as_a_recording_before_its_bye_is_answered
             .all()
         )
     assert len(stored) == 1
+    assert stored[0] is not None
     view = await running.services.catalog.get(stored[0])
     assert view is not None
     assert view.source == "siprec"
