@@ -57,17 +57,32 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def write_g711_pcap(path: Path, seconds: float, payload_type: int = 8) -> int:
+def write_g711_pcap(
+    path: Path,
+    seconds: float,
+    payload_type: int = 8,
+    *,
+    lost: frozenset[int] = frozenset(),
+    swapped: frozenset[int] = frozenset(),
+) -> int:
     """Write RTP/G.711 A-law packets of the test signal as a libpcap file; returns the count.
 
     sipp replays the UDP payloads and rewrites addresses and ports, so the Ethernet/IPv4/
-    UDP framing only has to be well-formed.
+    UDP framing only has to be well-formed. Packets whose index is in ``lost`` are left
+    out; a packet in ``swapped`` is sent after the one that follows it (the network
+    reordering them). Returns how many packets the file holds.
     """
     alaw = encode("alaw", "pcm_alaw", signal(seconds, 8000, 1), 8000)
     frames = [alaw[i : i + FRAME_BYTES] for i in range(0, len(alaw) - FRAME_BYTES + 1, 160)]
+    order = list(range(len(frames)))
+    for index in sorted(swapped):
+        order[index], order[index + 1] = order[index + 1], order[index]
+    # A lost packet leaves its 20 ms empty: the others keep their times on the wire.
+    sent = [(slot, index) for slot, index in enumerate(order) if index not in lost]
     with path.open("wb") as out:
         out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for index, payload in enumerate(frames):
+        for slot, index in sent:
+            payload = frames[index]
             marker = 0x80 if index == 0 else 0
             rtp = struct.pack(
                 "!BBHII", 0x80, marker | payload_type, index, index * FRAME_BYTES, 0x5EC0DE
@@ -76,12 +91,12 @@ def write_g711_pcap(path: Path, seconds: float, payload_type: int = 8) -> int:
             udp = struct.pack("!HHHH", 40000, 40000, 8 + len(udp_payload), 0) + udp_payload
             ip = _ipv4_header(len(udp), index) + udp
             frame = b"\x00" * 12 + b"\x08\x00" + ip
-            stamp_us = index * FRAME_MS * 1000
+            stamp_us = slot * FRAME_MS * 1000
             out.write(
                 struct.pack("<IIII", stamp_us // 10**6, stamp_us % 10**6, len(frame), len(frame))
             )
             out.write(frame)
-    return len(frames)
+    return len(sent)
 
 
 def _ipv4_header(payload_length: int, ident: int) -> bytes:

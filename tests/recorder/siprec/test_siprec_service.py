@@ -4,12 +4,16 @@ recording (stored encrypted, listed, audited) before the 200 to the BYE is sent.
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
+from storage import SearchQuery
 from storage.db.models import AuditEvent
 from tests.recorder.siprec.sipp_support import (
     HOST,
@@ -79,3 +83,43 @@ async def test_a_siprec_call_is_stored_as_a_recording_before_its_bye_is_answered
         for path in (running.data_dir / "spool").rglob("*")
         if path.is_file() and path.read_bytes()[:4] == b"RIFF"
     ]
+
+
+async def test_lost_and_reordered_packets_become_silence_and_order_in_the_stored_call(
+    service: tuple[RunningService, int], tmp_path: Path
+) -> None:
+    running, port = service
+    lost = frozenset(range(20, 25))  # 100 ms the network lost
+    sent = write_g711_pcap(tmp_path / PCAP_NAME, 1.0, lost=lost, swapped=frozenset({10, 30}))
+    run = await run_sipp(
+        "srs_call.xml",
+        workdir=tmp_path / "lossy",
+        server=(HOST, port),
+        pcap=tmp_path / PCAP_NAME,
+        local_ip=HOST,
+    )
+    assert run.returncode == 0, run.stderr
+    [view] = await running.services.catalog.search(SearchQuery(teams=None, limit=5))
+    counters = view.extra["siprec"]["streams"]["0"]
+    assert counters["decoded"] == sent
+    assert counters["lost"] == len(lost)
+    assert counters["late"] == 0  # the swapped pairs were put back in order, not dropped
+    samples = channels_of(await running.stored(view.id, "original"))
+    assert not samples[1].any()  # sipp plays the first stream only: the second is silence
+    # Channel 0 holds the signal (425 Hz) with exactly the lost 100 ms as zeros inside it.
+    heard = np.flatnonzero(samples[0])
+    first, last = heard[0], heard[-1]
+    inner_zeros = np.flatnonzero(samples[0][first:last] == 0)
+    runs = np.split(inner_zeros, np.flatnonzero(np.diff(inner_zeros) != 1) + 1)
+    longest = max(len(run) for run in runs)
+    assert longest == len(lost) * 160
+    spectrum = np.abs(np.fft.rfft(samples[0][first : first + 2400].astype(np.float64)))
+    assert abs(np.fft.rfftfreq(2400, 1 / 8000)[int(np.argmax(spectrum))] - 425) < 5
+    assert view.duration_s is not None
+    assert view.duration_s >= 1.0
+
+
+def channels_of(wav: bytes) -> np.ndarray:
+    with wave.open(io.BytesIO(wav)) as reader:
+        frames = reader.readframes(reader.getnframes())
+        return np.frombuffer(frames, np.int16).reshape(-1, reader.getnchannels()).T
