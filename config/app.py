@@ -31,6 +31,7 @@ from config.metrics import (
 )
 from config.scheduler import SweepSchedule
 from config.services import Services
+from config.siprec_metrics import SiprecMetrics
 from recorder import create_recorder_app
 from retention import retention_status
 from retrieval import (
@@ -260,6 +261,13 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
     metrics.refresh_on_scrape(refresh_fetch_gauges)
     metrics.refresh_on_scrape(refresh_rendition_gauges)
     metrics.refresh_on_scrape(refresh_key_gauges)
+    if services.settings.siprec_listen is not None:
+        siprec_metrics = SiprecMetrics(metrics.registry)
+
+        async def refresh_siprec_gauges() -> None:
+            siprec_metrics.show(services.siprec_server, services.siprec)
+
+        metrics.refresh_on_scrape(refresh_siprec_gauges)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "alive"})

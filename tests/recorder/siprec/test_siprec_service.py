@@ -78,6 +78,9 @@ async def test_a_siprec_call_is_stored_as_a_recording_before_its_bye_is_answered
     assert view.extra["siprec"]["streams"]["0"]["decoded"] >= packets - 2
     audio = await running.stored(view.id, "original")
     assert audio[:4] == b"RIFF"
+    metrics = await (await running.client.get("/metrics")).text()
+    assert "callrec_siprec_sessions_active 0.0" in metrics
+    assert "callrec_siprec_unstored_sessions 0.0" in metrics
     assert not [
         path
         for path in (running.data_dir / "spool").rglob("*")
