@@ -63,6 +63,7 @@ from tests.bench.servers import (
     server,
     write_with_fsync,
 )
+from tests.bench.siprec import siprec_rows
 from tests.bench.workload import (
     PushFile,
     seconds_for_bytes,
@@ -83,6 +84,7 @@ PARTS = frozenset(
         "playback",
         "reliability",
         "retention",
+        "siprec",
     }
 )
 
@@ -345,6 +347,21 @@ async def run(quick: bool, parts: set[str]) -> None:
     if "media" in parts:
         print()
         await run_media(root, quick)
+    if "siprec" in parts:
+        print()
+        row(
+            "concurrent SIPREC calls (G.711, both streams)",
+            "CPU a call: callrec",
+            "bare UDP receiver",
+            "ratio",
+            "not taken by callrec",
+            "not taken, bare",
+            "memory a call: callrec",
+            "bare",
+        )
+        row(*["---"] * 8)
+        for cells in await asyncio.to_thread(siprec_rows, quick):
+            row(*cells)
     if "bombs" in parts:
         print()
         await run_bombs(root, quick)
