@@ -129,8 +129,8 @@ async def test_a_capture_still_storing_at_the_end_is_given_up_told_503_and_remov
 ) -> None:
     served = await start_serve(tmp_path / "var", tmp_path / "serve.log", grace_s=GRACE_S)
     # All sent at once, and checked frame by frame for seconds longer than the drain's
-    # 2.4 s for storing (eight minutes in FLAC's smallest frames).
-    long_call = slow_to_check_flac(8 * 60.0)
+    # 2.4 s for storing (twenty minutes in FLAC's smallest frames: about 6 s to check).
+    long_call = slow_to_check_flac(20 * 60.0)
     push = SlowPush(served.port, "long-1", pieces=1, pause_s=0.0, audio=long_call)
     upload = asyncio.create_task(push.send())
     await push.headers_sent.wait()
