@@ -261,8 +261,9 @@ def _operations(services: Services, app: web.Application, metrics: HttpMetrics) 
     metrics.refresh_on_scrape(refresh_fetch_gauges)
     metrics.refresh_on_scrape(refresh_rendition_gauges)
     metrics.refresh_on_scrape(refresh_key_gauges)
+    # Served (at 0) when SIPREC is off too, so the alert's series always exists.
+    siprec_metrics = SiprecMetrics(metrics.registry)
     if services.settings.siprec_listen is not None:
-        siprec_metrics = SiprecMetrics(metrics.registry)
 
         async def refresh_siprec_gauges() -> None:
             siprec_metrics.show(services.siprec_server, services.siprec)

@@ -29,6 +29,7 @@ ALERTS = {
     "CallrecCertificateExpiringSoon",
     "CallrecKeyExpiringSoon",
     "CallrecRenditionBacklogStale",
+    "CallrecSiprecRecordingNotStored",
 }
 """The alerts docs/operations.md has a runbook heading for."""
 NOT_THE_SERVICE_S = {
