@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from recorder.siprec.sdp import SRTP_KEY_BYTES, SdpOffer, build_answer, parse_of
 from recorder.siprec.sessions import EndReason, RecordingSessions
 from recorder.siprec.signalling import Dialog, Invitation, SipEnd, call_tag
 from recorder.siprec.sip_thread import SipListener
+from recorder.siprec.transports import StreamListen
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class _Call:
 class SiprecServer:
     """A SIPREC SRS listening on UDP ``host:port``; RTP is the media side's, at ``media_address``.
 
+    ``streams`` adds TCP and TLS listeners (``transports.StreamListen``), started and
+    stopped with the UDP one.
+
     ``media_address`` goes into the SDP answer's ``c=`` line; ``contact_host`` (default
     ``host``) into the Contact of our responses. ``srtp_key(suite)`` returns fresh key
     bytes for an SDES stream and ``clock`` seeds the SDP session version (both passed in so
@@ -74,6 +78,7 @@ class SiprecServer:
         bye_answer_within_s: float = DEFAULT_BYE_ANSWER_WITHIN_S,
         srtp_key: Callable[[str], bytes] | None = None,
         clock: Callable[[], float] = time.time,
+        streams: Sequence[StreamListen] = (),
     ) -> None:
         self._sessions = sessions
         self._media_address = media_address
@@ -86,13 +91,14 @@ class SiprecServer:
             contact_host=contact_host or host,
             policy=policy,
             bye_answer_within_s=bye_answer_within_s,
+            streams=streams,
         )
         self._calls: dict[str, _Call] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.unstored = 0  # sessions whose close failed: for a metric and an alert
 
     async def start(self) -> None:
-        """Bind the SIP port and serve; raises OSError if it cannot be bound."""
+        """Bind the SIP ports and serve; raises OSError if one cannot be bound."""
         loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._listener.start, self, loop)
 

@@ -23,11 +23,12 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from recorder.siprec.admission import AdmissionPolicy
 from recorder.siprec.signalling import SignallingEvents, call_tag
+from recorder.siprec.transports import StreamListen
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,10 @@ def sip_reactor() -> SipReactor:
 
 
 class SipListener:
-    """One UDP SIP listener on the shared SIP thread: bound by ``start``, unbound by ``stop``.
+    """One SIP listener on the shared SIP thread: bound by ``start``, unbound by ``stop``.
+
+    UDP always, plus a TCP or TLS listener per ``streams`` entry; they bind and unbind
+    together.
 
     ``events`` receives the SIP side's events on ``loop``; the sippy-facing code
     (``sippy_dialogs.py``) is imported in the SIP thread on first start.
@@ -191,8 +195,10 @@ class SipListener:
         contact_host: str,
         policy: AdmissionPolicy,
         bye_answer_within_s: float,
+        streams: Sequence[StreamListen] = (),
     ) -> None:
         self._options = {
+            "streams": tuple(streams),
             "host": host,
             "port": port,
             "contact_host": contact_host,
@@ -202,7 +208,8 @@ class SipListener:
         self._frontend: Any = None
 
     def start(self, events: SignallingEvents, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind and start serving; raises OSError when the port cannot be bound."""
+        """Bind and start serving; raises OSError when a port cannot be bound (or a TLS
+        file cannot be read)."""
         if self._frontend is not None:
             raise RuntimeError("the SIP listener is already started")
         reactor = sip_reactor()

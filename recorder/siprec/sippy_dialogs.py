@@ -1,7 +1,8 @@
 """The SRS's SIP side on sippy: admission, dialogs, and the hand-over to the event loop.
 
-The only module that imports sippy, and it is imported only inside the SIP thread
-(``SipReactor.load``): every function here runs on that thread. sippy keeps transactions
+Like the transports it uses (``sippy_transports.py``, ``stream_transport.py``), it imports
+sippy and is imported only inside the SIP thread (``SipReactor.load``): every function
+here runs on that thread. sippy keeps transactions
 (retransmissions, 100 Trying, CANCEL and its 487, the 200's retransmission until ACK) and
 dialog state; this module decides what sippy's UA would get wrong for a recorder:
 
@@ -25,11 +26,9 @@ from sippy.MsgBody import MsgBody
 from sippy.SipAddress import SipAddress
 from sippy.SipContact import SipContact
 from sippy.SipHeader import SipHeader
-from sippy.SipTransactionManager import SipTransactionManager
 from sippy.SipURL import SipURL
 from sippy.Time.Timeout import Timeout
 from sippy.UA import UA
-from sippy.Udp_server import Udp_server, Udp_server_opts
 
 from recorder.siprec.admission import (
     ALLOWED_METHODS,
@@ -44,7 +43,9 @@ from recorder.siprec.admission import (
 )
 from recorder.siprec.signalling import Invitation, SignallingEvents, call_tag
 from recorder.siprec.sip_thread import QuietSipLog, SipReactor
-from recorder.siprec.wire import NotUtf8, content_length_in_characters
+from recorder.siprec.sippy_transports import TransactionManager, speak_udp_to
+from recorder.siprec.stream_transport import StreamConnection
+from recorder.siprec.transports import StreamListen
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +74,6 @@ def _body_of(body: Any) -> tuple[str, bytes]:
         return "", b""
     content = body.content if isinstance(body.content, str) else str(body.content)
     return str(body.mtype), content.encode("utf-8")
-
-
-def _speak_udp_to(url: Any) -> None:
-    """Point the SRC's Contact at UDP, the one transport this listener speaks.
-
-    The SRC reached us over UDP; sippy matches ``transport=`` case-sensitively and raises
-    on ``UDP`` (what sipp and some SBCs write) when it later sends our BYE.
-    """
-    if url.transport is not None:
-        url.transport = "udp"
-
-
-class _InOrderUdpOptions(Udp_server_opts):  # type: ignore[misc]
-    # sippy sends and receives through three threads per socket by default, so a 100
-    # Trying can overtake... or follow the 200 it preceded: SRCs (and sipp) then see a
-    # stray 100 mid-dialog. One sender and one receiver keep the wire in order.
-    nworkers = 1
-
-
-class _TransactionManager(SipTransactionManager):  # type: ignore[misc]
-    model_udp_server = (Udp_server, _InOrderUdpOptions)
-
-    def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
-        if isinstance(data_in, bytes):
-            try:
-                data_in = content_length_in_characters(data_in)
-            except NotUtf8:
-                log.info("a SIP datagram that is not UTF-8 was dropped")
-                return
-        super().handleIncoming(data_in, ra, server, rtime)
 
 
 class SippyDialog:
@@ -236,6 +207,7 @@ class SippyFrontend:
         events: SignallingEvents,
         loop: asyncio.AbstractEventLoop,
         bye_answer_within_s: float,
+        streams: Sequence[StreamListen] = (),
     ) -> None:
         self.reactor = reactor
         self.policy = policy
@@ -243,14 +215,22 @@ class SippyFrontend:
         self.loop = loop
         self.bye_answer_within_s = bye_answer_within_s
         self.dialogs: dict[str, SippyDialog] = {}
-        self._contact = SipContact(address=SipAddress(url=SipURL(host=contact_host, port=port)))
+        # Our Contact names the transport the dialog came in on, so the SRC's in-dialog
+        # requests come back the same way.
+        self._contacts = {
+            "udp": SipContact(address=SipAddress(url=SipURL(host=contact_host, port=port)))
+        }
+        for stream in streams:
+            url = SipURL(host=contact_host, port=stream.port, transport=stream.transport)
+            self._contacts[stream.transport] = SipContact(address=SipAddress(url=url))
         self.config: dict[str, Any] = {
             "_sip_address": host,
             "_sip_port": port,
             "_sip_logger": QuietSipLog(),
         }
-        self.tm = _TransactionManager(self.config, self.recv_request)
+        self.tm = TransactionManager(self.config, self.recv_request)
         self.config["_sip_tm"] = self.tm
+        self.tm.listen_streams(reactor, streams, contact_host)
 
     def post(self, handler: Callable[..., None], *args: Any) -> None:
         """Schedule a loop-side handler; a stopped loop means the service is going away."""
@@ -293,10 +273,12 @@ class SippyFrontend:
                 extra={"call": call_tag(call_id), "status": refusal.code},
             )
             return _response(req, refusal)
-        _speak_udp_to(req.getHFBody("contact").getUrl())
+        speak_udp_to(req.getHFBody("contact").getUrl())
         content_type, body = _body_of(req.getBody())
         ua = SrsUserAgent(self.config, self._ua_event, disc_cbs=(self._disconnected,))
-        ua.lContact = self._contact.getCopy()
+        connection = sip_t.userv if isinstance(sip_t.userv, StreamConnection) else None
+        ua.lContact = self._contacts[connection.transport if connection else "udp"].getCopy()
+        self.tm.route(call_id, connection)
         dialog = SippyDialog(self, ua, call_id, source)
         ua.dialog = dialog
         self.dialogs[call_id] = dialog
@@ -318,6 +300,7 @@ class SippyFrontend:
     def forget(self, dialog: SippyDialog) -> None:
         if self.dialogs.get(dialog.call_id) is dialog:
             del self.dialogs[dialog.call_id]
+            self.tm.route(dialog.call_id, None)
 
     def sending(self) -> bool:
         """Whether requests we sent (our BYEs) still await their final responses."""
@@ -331,5 +314,4 @@ class SippyFrontend:
         # Only the sockets and the cache purge: sippy's own shutdown() also drops the
         # tables that dialogs' last timers (up to 32 s on) still look into, and each of
         # those would then end in a traceback.
-        self.tm.cp_timer.cancel()
-        self.tm.l4r.shutdown()
+        self.tm.unbind()

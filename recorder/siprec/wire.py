@@ -18,6 +18,15 @@ _CONTENT_LENGTH = re.compile(
 )
 
 
+def declared_content_length(head: bytes) -> int | None:
+    """The Content-Length (in bytes, as RFC 3261 means it) a message head declares, if any.
+
+    Over TCP and TLS this is what cuts the byte stream into messages.
+    """
+    match = _CONTENT_LENGTH.search(head)
+    return int(match.group("value")) if match else None
+
+
 class NotUtf8(ValueError):
     """The datagram is not UTF-8 text: sippy cannot read it, so it is dropped unanswered."""
 

@@ -57,6 +57,14 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def write_g711_pcap(
     path: Path,
     seconds: float,
@@ -139,12 +147,19 @@ class Srs:
         local_ip: str = HOST,
         keys: Mapping[str, str] | None = None,
         calls: int = 1,
+        transport: str = "u1",
+        server: tuple[str, int] | None = None,
     ) -> SippRun:
-        """``calls`` sipp calls of ``scenario`` at once against this server."""
+        """``calls`` sipp calls of ``scenario`` at once against this server.
+
+        ``transport`` is sipp's ``-t`` (``t1``: TCP), ``server`` where sipp connects
+        (this server's UDP address unless given).
+        """
         return await run_sipp(
             scenario,
             workdir=self.workdir / (subdir or scenario.removesuffix(".xml")),
-            server=self.address,
+            server=server or self.address,
+            transport=transport,
             pcap=self.workdir / PCAP_NAME,
             local_ip=local_ip,
             keys=keys,
@@ -228,6 +243,7 @@ async def run_sipp(
     keys: Mapping[str, str] | None = None,
     calls: int = 1,
     timeout_s: float = 30.0,
+    transport: str = "u1",
 ) -> SippRun:
     """Run one call of ``scenario`` against ``server``; sipp's own timeout is a failure.
 
@@ -241,6 +257,8 @@ async def run_sipp(
         f"{server[0]}:{server[1]}",
         "-sf",
         scenario,
+        "-t",
+        transport,
         "-i",
         local_ip,
         "-p",

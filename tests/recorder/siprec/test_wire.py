@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from recorder.siprec.wire import NotUtf8, content_length_in_characters
+from recorder.siprec.wire import NotUtf8, content_length_in_characters, declared_content_length
 
 HEAD = b"INVITE sip:srs@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2\r\n"
 
@@ -50,3 +50,9 @@ def test_content_length_is_found_wherever_it_stands_among_the_headers() -> None:
     rewritten = content_length_in_characters(data + body)
     assert b"\r\nContent-Length: 3\r\nContent-Type: application/sdp\r\n\r\n" in rewritten
     assert rewritten.endswith(body)
+
+
+def test_a_stream_is_cut_by_the_declared_length_in_bytes() -> None:
+    assert declared_content_length(b"INVITE sip:a SIP/2.0\r\nl: 12\r\n\r\n") == 12
+    assert declared_content_length(b"INVITE sip:a SIP/2.0\r\nCONTENT-LENGTH:7\r\n\r\n") == 7
+    assert declared_content_length(b"INVITE sip:a SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n") is None
