@@ -21,7 +21,7 @@ from config.adopted_keys import keys_in_data_directory, warn_of_files_not_adopte
 from config.auth import build_oidc_sign_in, build_verifier
 from config.providers import TELNYX, TWILIO, VONAGE, provider_origins
 from config.settings import Settings
-from config.siprec_settings import listen_address
+from config.siprec_settings import listen_address, stream_listens
 from recorder import (
     RENDITION_NICENESS,
     FetchWorkers,
@@ -551,6 +551,7 @@ class Services:
             policy=AdmissionPolicy.from_cidrs(
                 settings.siprec_allowed_sources, max_sessions=settings.siprec_max_sessions
             ),
+            streams=stream_listens(settings.siprec_streams),
         )
         self.siprec.when_media_ends(server.end_session)
         return server

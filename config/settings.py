@@ -25,7 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from config.siprec_settings import check_siprec
+from config.siprec_settings import SiprecStreams, check_siprec
 from storage import known_region
 
 ENV_PREFIX = "CALLREC_"
@@ -220,6 +220,13 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30), ge=timedelta(seconds=5), le=timedelta(minutes=10)
     )
     siprec_max_sessions: int = Field(default=100, ge=1, le=5000)
+    # SIP over TCP and TLS beside UDP ("0.0.0.0:5060", "0.0.0.0:5061"); TLS with a PEM
+    # certificate and key, and client certificates checked against CLIENT_CA_FILE if set.
+    siprec_tcp_listen: str | None = None
+    siprec_tls_listen: str | None = None
+    siprec_tls_cert_file: str | None = None
+    siprec_tls_key_file: str | None = None
+    siprec_tls_client_ca_file: str | None = None
     # Which keys of an SBC's extension data hold "agent", "team" and "referral".
     siprec_extension_fields: dict[str, str] = Field(default_factory=dict)
 
@@ -335,8 +342,20 @@ class Settings(BaseSettings):
             allowed_sources=self.siprec_allowed_sources,
             rtp_ports=self.siprec_rtp_ports,
             extension_fields=self.siprec_extension_fields,
+            streams=self.siprec_streams,
         )
         return self
+
+    @property
+    def siprec_streams(self) -> SiprecStreams:
+        """The TCP and TLS settings together, for ``siprec_settings.stream_listens``."""
+        return SiprecStreams(
+            self.siprec_tcp_listen,
+            self.siprec_tls_listen,
+            self.siprec_tls_cert_file,
+            self.siprec_tls_key_file,
+            self.siprec_tls_client_ca_file,
+        )
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

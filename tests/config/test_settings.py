@@ -12,7 +12,10 @@ import pytest
 
 from config.auth import build_verifier
 from config.settings import Settings, SettingsError, load_settings
+from config.siprec_settings import stream_listens
+from recorder.siprec.transports import StreamListen, TlsFiles
 from retrieval import OidcTokenVerifier
+from tests.recorder.siprec.stream_support import self_signed
 
 POSTGRES = "postgresql+asyncpg://callrec@db.internal/callrec"
 
@@ -123,6 +126,8 @@ def test_a_toml_file_sits_under_the_environment(
         ("CALLREC_SIPREC_ALLOWED_SOURCES", "10.1.0.1/24", "host bits"),
         ("CALLREC_SIPREC_EXTENSION_FIELDS", '{"caller": "x"}', "agent, team or referral"),
         ("CALLREC_SIPREC_RTP_TIMEOUT", "PT1S", ""),
+        ("CALLREC_SIPREC_TCP_LISTEN", "0.0.0.0:5060", "needs CALLREC_SIPREC_LISTEN"),
+        ("CALLREC_SIPREC_TLS_LISTEN", "0.0.0.0:5061", "needs CALLREC_SIPREC_LISTEN"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
@@ -152,6 +157,50 @@ def test_siprec_needs_its_media_address_and_the_sbcs_allowed(
     assert settings.siprec_allowed_sources == ("192.0.2.0/28", "198.51.100.7")
     assert settings.siprec_extension_fields == {"agent": "userId", "team": "group"}
     assert settings.siprec_rtp_ports == "40000-40999"
+
+
+def _refused(variable: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    text = str(refused.value)
+    assert text.startswith(f"{variable}: ")
+    assert message in text
+    assert "\n" not in text
+
+
+def test_siprec_over_tcp_and_tls_is_checked_setting_by_setting(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    environment.setenv("CALLREC_SIPREC_LISTEN", "0.0.0.0:5060")
+    environment.setenv("CALLREC_SIPREC_MEDIA_ADDRESS", "192.0.2.10")
+    environment.setenv("CALLREC_SIPREC_ALLOWED_SOURCES", "192.0.2.0/28")
+    environment.setenv("CALLREC_SIPREC_TCP_LISTEN", "sbc.example:5060")
+    _refused("CALLREC_SIPREC_TCP_LISTEN", "address:port")
+    environment.setenv("CALLREC_SIPREC_TCP_LISTEN", "192.0.2.10:5060")
+    environment.setenv("CALLREC_SIPREC_TLS_LISTEN", "192.0.2.10:5061")
+    _refused("CALLREC_SIPREC_TLS_CERT_FILE", "required")
+    ours = self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    other = self_signed(tmp_path / "other")
+    environment.setenv("CALLREC_SIPREC_TLS_CERT_FILE", str(tmp_path / "missing.crt"))
+    environment.setenv("CALLREC_SIPREC_TLS_KEY_FILE", ours.key_file)
+    _refused("CALLREC_SIPREC_TLS_CERT_FILE", "no such file")
+    environment.setenv("CALLREC_SIPREC_TLS_CERT_FILE", ours.cert_file)
+    environment.setenv("CALLREC_SIPREC_TLS_KEY_FILE", other.key_file)
+    _refused("CALLREC_SIPREC_TLS_KEY_FILE", "cannot be read")
+    environment.setenv("CALLREC_SIPREC_TLS_KEY_FILE", ours.key_file)
+    environment.setenv("CALLREC_SIPREC_TLS_CLIENT_CA_FILE", ours.key_file)
+    _refused("CALLREC_SIPREC_TLS_CLIENT_CA_FILE", "CA certificates")
+    environment.setenv("CALLREC_SIPREC_TLS_CLIENT_CA_FILE", other.cert_file)
+
+    settings = load_settings()
+
+    assert stream_listens(settings.siprec_streams) == (
+        StreamListen("192.0.2.10", 5060),
+        StreamListen("192.0.2.10", 5061, TlsFiles(ours.cert_file, ours.key_file, other.cert_file)),
+    )
+    environment.delenv("CALLREC_SIPREC_TLS_LISTEN")
+    _refused("CALLREC_SIPREC_TLS_LISTEN", "required when the TLS files are set")
 
 
 def test_a_secret_value_is_not_echoed_when_refused(environment: pytest.MonkeyPatch) -> None:
