@@ -19,11 +19,13 @@ from tests.recorder.siprec.sipp_support import (
     HOST,
     PCAP_NAME,
     SIPPY_SOCKET_LEAK,
+    free_tcp_port,
     free_udp_port,
     run_sipp,
     sipp_binary,
     write_g711_pcap,
 )
+from tests.recorder.siprec.stream_support import client_context, self_signed, tls_relay
 from tests.service_support import RunningService, running_service
 
 pytestmark = SIPPY_SOCKET_LEAK
@@ -86,6 +88,38 @@ async def test_a_siprec_call_is_stored_as_a_recording_before_its_bye_is_answered
         for path in (running.data_dir / "spool").rglob("*")
         if path.is_file() and path.read_bytes()[:4] == b"RIFF"
     ]
+
+
+async def test_the_service_records_a_call_made_over_tls(tmp_path: Path, database_url: str) -> None:
+    sipp_binary()
+    files = self_signed(tmp_path)
+    tls_port = free_tcp_port()
+    packets = write_g711_pcap(tmp_path / PCAP_NAME, 1.0)
+    async with running_service(
+        tmp_path / "var",
+        database_url,
+        siprec_listen=f"{HOST}:{free_udp_port()}",
+        siprec_tcp_listen=f"{HOST}:{free_tcp_port()}",
+        siprec_tls_listen=f"{HOST}:{tls_port}",
+        siprec_tls_cert_file=files.cert_file,
+        siprec_tls_key_file=files.key_file,
+        siprec_media_address=HOST,
+        siprec_allowed_sources=("127.0.0.1/32",),
+        siprec_rtp_ports="46100-46199",
+    ) as running:
+        async with tls_relay((HOST, tls_port), client_context(files)) as relay:
+            run = await run_sipp(
+                "srs_call.xml",
+                workdir=tmp_path / "call",
+                server=relay,
+                pcap=tmp_path / PCAP_NAME,
+                transport="t1",
+            )
+        assert run.returncode == 0, run.stderr
+        [view] = await running.services.catalog.search(SearchQuery(teams=None, limit=5))
+    assert view.source == "siprec"
+    assert view.extra["siprec"]["ended_by"] == "bye"
+    assert view.extra["siprec"]["streams"]["0"]["decoded"] >= packets - 2
 
 
 async def test_lost_and_reordered_packets_become_silence_and_order_in_the_stored_call(
