@@ -117,6 +117,7 @@ class StreamListener:
         self._idle_s = idle_s
         self._max_connections = max_connections
         self._connections: set[StreamConnection] = set()
+        self._readers: set[asyncio.Task[Any]] = set()
         self.loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -178,10 +179,10 @@ class StreamListener:
         async with server:
             await self._stopping.wait()
             server.close()
-            for connection in list(self._connections):
-                connection.closed = True
-                connection._writer.close()
-        await asyncio.sleep(0)
+            for task in list(self._readers):
+                task.cancel()
+            await asyncio.gather(*self._readers, return_exceptions=True)
+        await asyncio.sleep(0)  # the transports' own close callbacks
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
@@ -192,6 +193,9 @@ class StreamListener:
             return
         connection = StreamConnection(self, writer, peer)
         self._connections.add(connection)
+        task = asyncio.current_task()
+        if task is not None:
+            self._readers.add(task)
         remote = Remote_address(peer, self.transport)
         try:
             while True:
@@ -204,9 +208,9 @@ class StreamListener:
         finally:
             connection.closed = True
             self._connections.discard(connection)
+            if task is not None:
+                self._readers.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
     async def _next_message(
         self,

@@ -171,3 +171,32 @@ async def test_a_failed_tls_handshake_leaves_the_server_serving(stream_srs: Stre
         stream_srs.tls, options_request(*stream_srs.tls, "TLS"), context=context
     )
     assert response.startswith("SIP/2.0 200 ")
+
+
+async def test_with_a_client_ca_only_sbcs_with_its_certificate_are_served(tmp_path: Path) -> None:
+    (tmp_path / "server").mkdir()
+    (tmp_path / "sbc").mkdir()
+    ours = self_signed(tmp_path / "server")
+    sbc = self_signed(tmp_path / "sbc")  # its own CA: trusting it trusts just this SBC
+    tls = (HOST, free_tcp_port())
+    server = SiprecServer(
+        RtpCountingSessions(),
+        host=HOST,
+        port=free_udp_port(),
+        media_address=HOST,
+        policy=AdmissionPolicy.from_cidrs(["127.0.0.1/32"]),
+        streams=(StreamListen(*tls, TlsFiles(ours.cert_file, ours.key_file, sbc.cert_file)),),
+    )
+    await server.start()
+    try:
+        anonymous = client_context(ours)
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            await exchange(tls, options_request(*tls, "TLS"), context=anonymous)
+
+        known = client_context(ours)
+        known.load_cert_chain(sbc.cert_file, sbc.key_file)
+        response = await exchange(tls, options_request(*tls, "TLS"), context=known)
+    finally:
+        await server.stop()
+
+    assert response.startswith("SIP/2.0 200 ")
