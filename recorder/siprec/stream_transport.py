@@ -6,7 +6,7 @@ Content-Length, in bytes (RFC 3261 section 18.3), and hands each to sippy's tran
 manager on the SIP thread. Every connection is itself what sippy calls a server: sippy
 keeps the server a request came in on with its transaction and answers through it, so
 responses go back on the connection the request used (RFC 3261 section 18.2.2) whatever
-the Via says; ``connection_for`` lets our BYE go the same way.
+the Via says; ``sippy_transports.TransactionManager.route`` sends our BYE the same way.
 
 Limits: a message's head is at most ``MAX_HEAD_BYTES`` and its body ``MAX_BODY_BYTES``
 (over that the connection is closed: its framing can no longer be trusted), at most
