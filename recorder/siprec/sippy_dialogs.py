@@ -10,14 +10,18 @@ dialog state; this module decides what sippy's UA would get wrong for a recorder
   house are refused before a UA exists (``admission.py`` decides);
 - BYE is held: its 200 goes out when the loop side says the recording is stored
   (``answer_bye``), or at the deadline, before the SRC's transaction gives up;
-- UPDATE, INFO and other methods sippy's UA leaves unanswered get 501, REFER gets 403
-  (sippy's UA would treat it as a transfer and hang up), OPTIONS lists what we allow.
+- UPDATE (RFC 3311, which sippy's UA does not implement) is taken here: without a body
+  (a session-timer refresh) it gets 200 at once; with one it is held like BYE and answered
+  when the loop side has merged the metadata (``answer_update``);
+- INFO and other methods sippy's UA leaves unanswered get 501, REFER gets 403 (sippy's UA
+  would treat it as a transfer and hang up), OPTIONS lists what we allow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -87,6 +91,7 @@ class SippyDialog:
         self._call_id = call_id
         self.source = source
         self._held_bye: tuple[Any, Any] | None = None
+        self._held_update: tuple[Any, Any] | None = None
 
     @property
     def call_id(self) -> str:
@@ -103,6 +108,9 @@ class SippyDialog:
 
     def answer_bye(self) -> None:
         self._frontend.reactor.call(self._answer_bye, False)
+
+    def answer_update(self, code: int, reason: str, sdp: str | None = None) -> None:
+        self._frontend.reactor.call(self._answer_update, code, reason, sdp)
 
     def forget(self) -> None:
         self._frontend.reactor.call(self._frontend.forget, self)
@@ -148,6 +156,42 @@ class SippyDialog:
             )
         self._frontend.tm.sendResponse(req.genResponse(200, "OK"), sip_t)
 
+    def holds_update(self) -> bool:
+        return self._held_update is not None
+
+    def hold_update(self, req: Any, sip_t: Any) -> None:
+        """Keep an UPDATE's transaction open until the loop side has read its body.
+
+        As for BYE, the deadline is the transaction's timer E; at it the UPDATE gets 500
+        and the session goes on as it was.
+        """
+        self._held_update = (req, sip_t)
+        sip_t.teE = Timeout(self._update_too_late, self._frontend.bye_answer_within_s, 1, True)
+        content_type, body = _body_of(req.getBody())
+        invitation = Invitation(self._call_id, self.source, content_type, body)
+        self._frontend.post(self._frontend.events.updated, self, invitation)
+
+    def answer_held_update(self) -> None:
+        """Refuse the held UPDATE, if one is held: the dialog is going away (SIP thread)."""
+        self._answer_update(481, NO_SUCH_DIALOG.reason, None)
+
+    def _update_too_late(self) -> None:
+        if self._held_update is not None:
+            self._held_update[1].teE = None  # it has just fired
+            log.warning("UPDATE not answered in time", extra={"call": call_tag(self._call_id)})
+            self._answer_update(500, "Server Internal Error", None)
+
+    def _answer_update(self, code: int, reason: str, sdp: str | None) -> None:
+        if self._held_update is None:
+            return
+        req, sip_t = self._held_update
+        self._held_update = None
+        resp = req.genResponse(code, reason, MsgBody(sdp) if sdp is not None else None)
+        if 200 <= code < 300:
+            # UPDATE refreshes the target (RFC 3311 section 5.2): its 2xx carries Contact.
+            resp.appendHeader(SipHeader(name="contact", body=self._ua.lContact.getCopy()))
+        self._frontend.tm.sendResponse(resp, sip_t)
+
 
 class SrsUserAgent(UA):  # type: ignore[misc]
     """sippy's UA with the in-dialog requests an SRS answers differently taken first."""
@@ -163,8 +207,10 @@ class SrsUserAgent(UA):  # type: ignore[misc]
             return _response(req, REFER_REFUSED)
         if method == "OPTIONS":
             return _response(req, _OPTIONS_OK)
+        if method == "UPDATE":
+            # sippy's UA would leave it unanswered: RFC 3311 is not in it.
+            return self._recv_update(req, sip_t)
         if method not in ALLOWED_METHODS:
-            # UPDATE included: sippy's UA would leave it unanswered (RFC 3311 is not in it).
             return _response(req, NOT_IMPLEMENTED)
         if method == "INVITE" and req.getBody() is None and self.isConnected():
             return self._recv_offerless_reinvite(req)
@@ -180,6 +226,30 @@ class SrsUserAgent(UA):  # type: ignore[misc]
         # No disconnect callbacks: those mean "ended without BYE" to the loop side.
         self.changeState((self.UaStateDisconnected,))
 
+    def _recv_update(self, req: Any, sip_t: Any) -> Any:
+        """Answer a bodyless UPDATE now; hand one with a body to the loop side.
+
+        An UPDATE is refused 500 with Retry-After (RFC 3311 section 5.2) while an offer or
+        an earlier UPDATE is still being answered (the INVITE, a re-INVITE); after BYE the
+        dialog is gone (481). sippy's own check keeps CSeqs rising, as for re-INVITE.
+        """
+        if isinstance(self.state, (self.UaStateDisconnected, self.UaStateDead)):
+            return _response(req, NO_SUCH_DIALOG)
+        if isinstance(self.state, self.UasStateUpdating) or not self.isConnected():
+            return _response(req, _update_pending())
+        if self.dialog.holds_update():
+            return _response(req, _update_pending())
+        cseq = req.getHFBody("cseq").getCSeqNum()
+        if self.rCSeq is not None and self.rCSeq >= cseq:
+            return _response(req, Refusal(500, "Server Internal Error"))  # as sippy does
+        self.rCSeq = cseq
+        if req.getBody() is None:
+            resp = req.genResponse(200, "OK")
+            resp.appendHeader(SipHeader(name="contact", body=self.lContact.getCopy()))
+            return (resp, None, None)
+        self.dialog.hold_update(req, sip_t)
+        return None
+
     def _recv_offerless_reinvite(self, req: Any) -> Any:
         # A refresh without an offer (RFC 3264 section 5): our last SDP is the offer in the
         # 200. sippy's own path would patch the SRC's multipart body as if it were SDP.
@@ -191,6 +261,12 @@ class SrsUserAgent(UA):  # type: ignore[misc]
         self.global_config["_sip_tm"].sendResponse(self.uasResp)
         self.sendUasResponse(200, "OK", self.lSDP, (self.lContact,))
         return None
+
+
+def _update_pending() -> Refusal:
+    # RFC 3311 section 5.2: a random Retry-After between 0 and 10 s, so two sides that
+    # collide do not retry in step.
+    return Refusal(500, "Server Internal Error", (("Retry-After", str(secrets.randbelow(11))),))
 
 
 class SippyFrontend:
@@ -309,6 +385,7 @@ class SippyFrontend:
     def shutdown(self) -> None:
         """Unbind; dialogs still open are the loop side's to end first."""
         for dialog in list(self.dialogs.values()):
+            dialog.answer_held_update()
             dialog.answer_held_bye(False)
         self.dialogs.clear()
         # Only the sockets and the cache purge: sippy's own shutdown() also drops the
