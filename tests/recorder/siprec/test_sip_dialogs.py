@@ -70,6 +70,14 @@ async def test_an_update_merges_new_metadata_and_a_bad_one_changes_nothing(srs: 
     assert srs.server.active_calls == frozenset()
 
 
+async def test_an_update_outside_any_dialog_gets_481(srs: Srs) -> None:
+    run = await srs.run("update_outside_dialog.xml")
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("UPDATE") == [481, 481]
+    assert srs.sessions.events == []
+
+
 async def test_options_outside_a_dialog_lists_what_the_recorder_allows(srs: Srs) -> None:
     run = await srs.run("options.xml")
 
