@@ -235,7 +235,7 @@ class SiprecServer:
             except Exception as exc:
                 # As for a refused re-INVITE, the session goes on as it was.
                 code, reason = _status_of(exc, call_id)
-                call.dialog.answer_update(code, reason)
+                call.dialog.answer_update(code, reason, headers=self._extra_headers(code))
                 return
             call.metadata = metadata
             call.offer = offer

@@ -56,7 +56,9 @@ class Dialog(Protocol):
     def answer_bye(self) -> None:
         """Send the 200 to the SRC's BYE, held until what was recorded is stored."""
 
-    def answer_update(self, code: int, reason: str, sdp: str | None = None) -> None:
+    def answer_update(
+        self, code: int, reason: str, sdp: str | None = None, headers: Sequence[Header] = ()
+    ) -> None:
         """Answer the SRC's held UPDATE: 200 (with ``sdp`` when it made an offer) or an error."""
 
     def forget(self) -> None:

@@ -88,8 +88,10 @@ class SippyDialog:
     def answer_bye(self) -> None:
         self._frontend.reactor.call(self._answer_bye, False)
 
-    def answer_update(self, code: int, reason: str, sdp: str | None = None) -> None:
-        self._frontend.reactor.call(self._answer_update, code, reason, sdp)
+    def answer_update(
+        self, code: int, reason: str, sdp: str | None = None, headers: Sequence[Header] = ()
+    ) -> None:
+        self._frontend.reactor.call(self._answer_update, code, reason, sdp, tuple(headers))
 
     def forget(self) -> None:
         self._frontend.reactor.call(self._frontend.forget, self)
@@ -152,15 +154,17 @@ class SippyDialog:
 
     def answer_held_update(self) -> None:
         """Refuse the held UPDATE, if one is held: the dialog is going away (SIP thread)."""
-        self._answer_update(481, NO_SUCH_DIALOG.reason, None)
+        self._answer_update(481, NO_SUCH_DIALOG.reason, None, ())
 
     def _update_too_late(self) -> None:
         if self._held_update is not None:
             self._held_update[1].teE = None  # it has just fired
             log.warning("UPDATE not answered in time", extra={"call": call_tag(self._call_id)})
-            self._answer_update(500, "Server Internal Error", None)
+            self._answer_update(500, "Server Internal Error", None, ())
 
-    def _answer_update(self, code: int, reason: str, sdp: str | None) -> None:
+    def _answer_update(
+        self, code: int, reason: str, sdp: str | None, headers: tuple[Header, ...]
+    ) -> None:
         if self._held_update is None:
             return
         req, sip_t = self._held_update
@@ -169,6 +173,7 @@ class SippyDialog:
             resp = ok_with_contact(req, self._ua.lContact, sdp)
         else:
             resp = req.genResponse(code, reason)
+            resp.appendHeaders(list(sip_headers(headers)))
         self._frontend.tm.sendResponse(resp, sip_t)
 
 
