@@ -19,10 +19,11 @@ from recorder.senders import Network, networks
 SIPREC_TAG = "siprec"
 SRC_FEATURE = "+sip.src"
 # The only extension the recorder implements. No 100rel (PRACK), no timer (RFC 4028: the
-# SRC refreshes by re-INVITE, which works without it), no UPDATE.
+# SRC refreshes by re-INVITE or UPDATE, which work without it).
 SUPPORTED_OPTIONS: tuple[str, ...] = (SIPREC_TAG,)
-# What an SRS needs: UPDATE, REFER, INFO, PRACK and the rest are answered 501 or 403.
-ALLOWED_METHODS: tuple[str, ...] = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS")
+# What an SRS needs (UPDATE: RFC 7866 section 7.3's metadata updates and session-timer
+# refreshes): REFER, INFO, PRACK and the rest are answered 501 or 403.
+ALLOWED_METHODS: tuple[str, ...] = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE")
 ACCEPTED_BODIES = "application/sdp, application/rs-metadata+xml, multipart/mixed"
 
 Header = tuple[str, str]

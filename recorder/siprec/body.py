@@ -2,7 +2,8 @@
 
 The stdlib email parser does the MIME work (boundaries, transfer encodings); this module
 decides what a recording offer may hold: exactly one SDP part and exactly one metadata
-part, nothing else, under a byte cap checked before parsing.
+part, nothing else, under a byte cap checked before parsing. An UPDATE (RFC 7866 section
+7.3) may carry the metadata alone, bare or as the one part of a multipart body.
 """
 
 from __future__ import annotations
@@ -31,16 +32,54 @@ class SiprecBody:
     metadata: bytes
 
 
+@dataclass(frozen=True)
+class MetadataUpdate:
+    """An UPDATE's body: new metadata, and a new offer only when the SRC sent one."""
+
+    metadata: bytes
+    sdp: bytes | None = None
+
+
 def split_siprec_body(content_type: str, body: bytes) -> SiprecBody:
     """The SDP and metadata parts of an INVITE whose Content-Type is ``content_type``.
 
     Raises MessageTooLarge, UnsupportedBody (not multipart/mixed, or a part of another
     type) or MalformedBody (no boundary, broken framing, a part missing or repeated).
     """
+    found = _parts(content_type, body)
+    for kind in ("sdp", "metadata"):
+        if kind not in found:
+            raise MalformedBody(f"the {kind} part is missing")
+    return SiprecBody(sdp=found["sdp"], metadata=found["metadata"])
+
+
+def split_update_body(content_type: str, body: bytes) -> MetadataUpdate:
+    """An UPDATE's metadata and optional SDP: bare metadata, or multipart as for INVITE.
+
+    Raises as ``split_siprec_body`` does; the metadata is required (an SDP alone is not a
+    recording update), the SDP is not.
+    """
+    _check_head(content_type, body)
+    if content_type.split(";", 1)[0].strip().lower() in METADATA_TYPES:
+        if not body.strip():
+            raise MalformedBody("the metadata body is empty")
+        return MetadataUpdate(metadata=body)
+    found = _parts(content_type, body)
+    if "metadata" not in found:
+        raise MalformedBody("the metadata part is missing")
+    return MetadataUpdate(metadata=found["metadata"], sdp=found.get("sdp"))
+
+
+def _check_head(content_type: str, body: bytes) -> None:
     if len(body) > MAX_BODY_BYTES:
         raise MessageTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     if "\r" in content_type or "\n" in content_type or not content_type.isascii():
         raise UnsupportedBody("the Content-Type is not a single ASCII header value")
+
+
+def _parts(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The parts of a multipart/mixed body by kind ("sdp", "metadata"), each at most once."""
+    _check_head(content_type, body)
     message = _parse(content_type, body)
     if message.get_content_type() != "multipart/mixed":
         raise UnsupportedBody(
@@ -61,10 +100,7 @@ def split_siprec_body(content_type: str, body: bytes) -> SiprecBody:
         if kind in found:
             raise MalformedBody(f"the {kind} part appears twice")
         found[kind] = _payload_of(part, kind)
-    for kind in ("sdp", "metadata"):
-        if kind not in found:
-            raise MalformedBody(f"the {kind} part is missing")
-    return SiprecBody(sdp=found["sdp"], metadata=found["metadata"])
+    return found
 
 
 def _parse(content_type: str, body: bytes) -> Message:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recorder.siprec.admission import AdmissionPolicy
-from recorder.siprec.body import split_siprec_body
+from recorder.siprec.body import split_siprec_body, split_update_body
 from recorder.siprec.errors import NoCapacity, SiprecError, sip_status_of
 from recorder.siprec.metadata import parse_metadata
 from recorder.siprec.models import RecordingMetadata, merge_metadata
@@ -50,6 +50,7 @@ class _Call:
     session_version: int
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     metadata: RecordingMetadata | None = None
+    offer: SdpOffer | None = None  # the offer in force, for an UPDATE that brings none
     opened: bool = False
     ending: EndReason | None = None
 
@@ -146,6 +147,13 @@ class SiprecServer:
         if call is not None and call.ending is None:
             self._spawn(self._update(call, invitation))
 
+    def updated(self, dialog: Dialog, invitation: Invitation) -> None:
+        call = self._calls.get(dialog.call_id)
+        if call is None or call.ending is not None:
+            dialog.answer_update(481, "Call/Transaction Does Not Exist")
+            return
+        self._spawn(self._apply_update(call, invitation))
+
     def bye_received(self, dialog: Dialog) -> None:
         call = self._calls.get(dialog.call_id)
         if call is None:
@@ -180,6 +188,7 @@ class SiprecServer:
                 await self._refuse(call_id, call, exc)
                 return
             call.metadata = metadata
+            call.offer = offer
             call.dialog.accept(sdp)
             log.info("recording session started", extra={"call": call_tag(call_id)})
 
@@ -199,7 +208,38 @@ class SiprecServer:
                 call.dialog.refuse(code, reason, self._extra_headers(code))
                 return
             call.metadata = metadata
+            call.offer = offer
             call.dialog.accept(sdp)
+            log.info("recording session updated", extra={"call": call_tag(call_id)})
+
+    async def _apply_update(self, call: _Call, invitation: Invitation) -> None:
+        """An UPDATE (RFC 7866 section 7.3): new metadata, perhaps a new offer.
+
+        Without an offer the media side still hears of the metadata, with the offer in
+        force (its ports stay as they are), and the 200 carries no SDP.
+        """
+        call_id = invitation.call_id
+        async with call.lock:
+            if call.ending is not None or call.metadata is None or call.offer is None:
+                call.dialog.answer_update(481, "Call/Transaction Does Not Exist")
+                return
+            try:
+                parts = split_update_body(invitation.content_type, invitation.body)
+                metadata = _merged(call.metadata, parts.metadata)
+                offer = parse_offer(parts.sdp) if parts.sdp is not None else call.offer
+                ports = await self._sessions.update(call_id, offer, metadata)
+                sdp = None
+                if parts.sdp is not None:
+                    call.session_version += 1
+                    sdp = self._answer(call, offer, ports)
+            except Exception as exc:
+                # As for a refused re-INVITE, the session goes on as it was.
+                code, reason = _status_of(exc, call_id)
+                call.dialog.answer_update(code, reason, headers=self._extra_headers(code))
+                return
+            call.metadata = metadata
+            call.offer = offer
+            call.dialog.answer_update(200, "OK", sdp)
             log.info("recording session updated", extra={"call": call_tag(call_id)})
 
     async def _finish(self, call_id: str, call: _Call, reason: EndReason) -> None:
@@ -275,13 +315,18 @@ def _read(
 ) -> tuple[SdpOffer, RecordingMetadata]:
     """The offer and the metadata as it stands after this (re-)INVITE."""
     parts = split_siprec_body(invitation.content_type, invitation.body)
-    metadata = parse_metadata(parts.metadata)
+    return parse_offer(parts.sdp), _merged(known, parts.metadata)
+
+
+def _merged(known: RecordingMetadata | None, document: bytes) -> RecordingMetadata:
+    """The metadata as it stands after ``document`` is folded into what is ``known``."""
+    metadata = parse_metadata(document)
     if known is not None:
-        metadata = merge_metadata(known, metadata)
-    elif not metadata.complete:
+        return merge_metadata(known, metadata)
+    if not metadata.complete:
         # A first document must describe the session whole; merge checks that it does.
-        metadata = merge_metadata(RecordingMetadata(metadata.dialect, complete=True), metadata)
-    return parse_offer(parts.sdp), metadata
+        return merge_metadata(RecordingMetadata(metadata.dialect, complete=True), metadata)
+    return metadata
 
 
 def _status_of(exc: Exception, call_id: str) -> tuple[int, str]:

@@ -47,7 +47,10 @@ class RecordingSessions(Protocol):
     async def update(
         self, call_id: str, offer: SdpOffer, metadata: RecordingMetadata
     ) -> dict[str, int]:
-        """A re-INVITE's new offer and the merged metadata: label -> local RTP port."""
+        """A re-INVITE's or UPDATE's offer and the merged metadata: label -> local RTP port.
+
+        An UPDATE that brings metadata alone passes the offer already in force.
+        """
         ...
 
     async def close(self, call_id: str, reason: EndReason) -> None:

@@ -23,7 +23,7 @@ SipEnd = Literal["cancel", "error"]
 
 @dataclass(frozen=True)
 class Invitation:
-    """An INVITE's (or re-INVITE's) body as received, with where it came from.
+    """An INVITE's (or re-INVITE's, or UPDATE's) body as received, with where it came from.
 
     ``body`` holds participants' addresses of record: never log it.
     """
@@ -56,6 +56,11 @@ class Dialog(Protocol):
     def answer_bye(self) -> None:
         """Send the 200 to the SRC's BYE, held until what was recorded is stored."""
 
+    def answer_update(
+        self, code: int, reason: str, sdp: str | None = None, headers: Sequence[Header] = ()
+    ) -> None:
+        """Answer the SRC's held UPDATE: 200 (with ``sdp`` when it made an offer) or an error."""
+
     def forget(self) -> None:
         """Stop counting the dialog towards the session limit; the last call for a dialog."""
 
@@ -68,6 +73,9 @@ class SignallingEvents(Protocol):
 
     def reinvited(self, dialog: Dialog, invitation: Invitation) -> None:
         """A re-INVITE with a new body for a connected dialog."""
+
+    def updated(self, dialog: Dialog, invitation: Invitation) -> None:
+        """An UPDATE with a body for a connected dialog; it waits for ``answer_update``."""
 
     def bye_received(self, dialog: Dialog) -> None:
         """The SRC sent BYE; its 200 waits for ``dialog.answer_bye()``."""

@@ -4,14 +4,18 @@ Like the transports it uses (``sippy_transports.py``, ``stream_transport.py``), 
 sippy and is imported only inside the SIP thread (``SipReactor.load``): every function
 here runs on that thread. sippy keeps transactions
 (retransmissions, 100 Trying, CANCEL and its 487, the 200's retransmission until ACK) and
-dialog state; this module decides what sippy's UA would get wrong for a recorder:
+dialog state; this module and its UA (``sippy_agent.py``) decide what sippy's UA would
+get wrong for a recorder:
 
 - requests from outside the allow-list, non-SIPREC INVITEs, unknown Require tags and a full
   house are refused before a UA exists (``admission.py`` decides);
 - BYE is held: its 200 goes out when the loop side says the recording is stored
   (``answer_bye``), or at the deadline, before the SRC's transaction gives up;
-- UPDATE, INFO and other methods sippy's UA leaves unanswered get 501, REFER gets 403
-  (sippy's UA would treat it as a transfer and hang up), OPTIONS lists what we allow.
+- UPDATE (RFC 3311, which sippy's UA does not implement) is taken here: without a body
+  (a session-timer refresh) it gets 200 at once; with one it is held like BYE and answered
+  when the loop side has merged the metadata (``answer_update``);
+- INFO and other methods sippy's UA leaves unanswered get 501, REFER gets 403 (sippy's UA
+  would treat it as a transfer and hang up), OPTIONS lists what we allow.
 """
 
 from __future__ import annotations
@@ -25,17 +29,14 @@ from sippy.CCEvents import CCEventConnect, CCEventFail, CCEventUpdate
 from sippy.MsgBody import MsgBody
 from sippy.SipAddress import SipAddress
 from sippy.SipContact import SipContact
-from sippy.SipHeader import SipHeader
 from sippy.SipURL import SipURL
 from sippy.Time.Timeout import Timeout
-from sippy.UA import UA
 
 from recorder.siprec.admission import (
     ALLOWED_METHODS,
     NO_SUCH_DIALOG,
     NOT_ALLOWED_HERE,
     NOT_IMPLEMENTED,
-    REFER_REFUSED,
     AdmissionPolicy,
     Header,
     Refusal,
@@ -43,37 +44,19 @@ from recorder.siprec.admission import (
 )
 from recorder.siprec.signalling import Invitation, SignallingEvents, call_tag
 from recorder.siprec.sip_thread import QuietSipLog, SipReactor
+from recorder.siprec.sippy_agent import (
+    OPTIONS_OK,
+    SrsUserAgent,
+    body_of,
+    ok_with_contact,
+    response_to,
+    sip_headers,
+)
 from recorder.siprec.sippy_transports import TransactionManager, speak_udp_to
 from recorder.siprec.stream_transport import StreamConnection
 from recorder.siprec.transports import StreamListen
 
 log = logging.getLogger(__name__)
-
-
-def _headers(headers: Sequence[Header]) -> tuple[Any, ...]:
-    return tuple(SipHeader(name=name.lower(), bodys=value) for name, value in headers)
-
-
-def _response(req: Any, refusal: Refusal) -> tuple[Any, None, None]:
-    """What a transaction callback returns to have sippy send ``refusal``."""
-    resp = req.genResponse(refusal.code, refusal.reason)
-    resp.appendHeaders(list(_headers(refusal.headers)))
-    return (resp, None, None)
-
-
-_OPTIONS_OK = Refusal(200, "OK", capability_headers())
-
-
-def _body_of(body: Any) -> tuple[str, bytes]:
-    """The Content-Type and raw bytes of a sippy ``MsgBody``, before sippy parses it.
-
-    sippy's own multipart parser relies on ``assert`` and keeps only Content-Type per part,
-    so ``body.parse()`` is never called: ``split_siprec_body`` reads the bytes.
-    """
-    if body is None:
-        return "", b""
-    content = body.content if isinstance(body.content, str) else str(body.content)
-    return str(body.mtype), content.encode("utf-8")
 
 
 class SippyDialog:
@@ -87,6 +70,7 @@ class SippyDialog:
         self._call_id = call_id
         self.source = source
         self._held_bye: tuple[Any, Any] | None = None
+        self._held_update: tuple[Any, Any] | None = None
 
     @property
     def call_id(self) -> str:
@@ -104,6 +88,11 @@ class SippyDialog:
     def answer_bye(self) -> None:
         self._frontend.reactor.call(self._answer_bye, False)
 
+    def answer_update(
+        self, code: int, reason: str, sdp: str | None = None, headers: Sequence[Header] = ()
+    ) -> None:
+        self._frontend.reactor.call(self._answer_update, code, reason, sdp, tuple(headers))
+
     def forget(self) -> None:
         self._frontend.reactor.call(self._frontend.forget, self)
 
@@ -111,12 +100,12 @@ class SippyDialog:
 
     def _accept(self, sdp: str) -> None:
         event = CCEventConnect((200, "OK", MsgBody(sdp)))
-        event.extra_headers = _headers(capability_headers()[:2])
+        event.extra_headers = sip_headers(capability_headers()[:2])
         self._ua.recvEvent(event)
 
     def _refuse(self, code: int, reason: str, headers: tuple[Header, ...]) -> None:
         event = CCEventFail((code, reason))
-        event.extra_headers = _headers(headers) or None
+        event.extra_headers = sip_headers(headers) or None
         self._ua.recvEvent(event)
 
     def hold_bye(self, req: Any, sip_t: Any) -> None:
@@ -148,49 +137,44 @@ class SippyDialog:
             )
         self._frontend.tm.sendResponse(req.genResponse(200, "OK"), sip_t)
 
+    def holds_update(self) -> bool:
+        return self._held_update is not None
 
-class SrsUserAgent(UA):  # type: ignore[misc]
-    """sippy's UA with the in-dialog requests an SRS answers differently taken first."""
+    def hold_update(self, req: Any, sip_t: Any) -> None:
+        """Keep an UPDATE's transaction open until the loop side has read its body.
 
-    dialog: SippyDialog
-    rCSeq: int | None
+        As for BYE, the deadline is the transaction's timer E; at it the UPDATE gets 500
+        and the session goes on as it was.
+        """
+        self._held_update = (req, sip_t)
+        sip_t.teE = Timeout(self._update_too_late, self._frontend.bye_answer_within_s, 1, True)
+        content_type, body = body_of(req.getBody())
+        invitation = Invitation(self._call_id, self.source, content_type, body)
+        self._frontend.post(self._frontend.events.updated, self, invitation)
 
-    def recvRequest(self, req: Any, sip_t: Any) -> Any:
-        method = req.getMethod()
-        if method == "BYE" and self.isConnected():
-            return self._recv_bye(req, sip_t)
-        if method == "REFER":
-            return _response(req, REFER_REFUSED)
-        if method == "OPTIONS":
-            return _response(req, _OPTIONS_OK)
-        if method not in ALLOWED_METHODS:
-            # UPDATE included: sippy's UA would leave it unanswered (RFC 3311 is not in it).
-            return _response(req, NOT_IMPLEMENTED)
-        if method == "INVITE" and req.getBody() is None and self.isConnected():
-            return self._recv_offerless_reinvite(req)
-        return super().recvRequest(req, sip_t)
+    def answer_held_update(self) -> None:
+        """Refuse the held UPDATE, if one is held: the dialog is going away (SIP thread)."""
+        self._answer_update(481, NO_SUCH_DIALOG.reason, None, ())
 
-    def _recv_bye(self, req: Any, sip_t: Any) -> None:
-        if isinstance(self.state, self.UasStateUpdating):
-            # A re-INVITE still being answered: RFC 3261 15.1.2 wants it ended with 487.
-            self.sendUasResponse(487, "Request Terminated")
-        self.dialog.hold_bye(req, sip_t)
-        self.cancelCreditTimer()
-        self.disconnect_ts = req.rtime
-        # No disconnect callbacks: those mean "ended without BYE" to the loop side.
-        self.changeState((self.UaStateDisconnected,))
+    def _update_too_late(self) -> None:
+        if self._held_update is not None:
+            self._held_update[1].teE = None  # it has just fired
+            log.warning("UPDATE not answered in time", extra={"call": call_tag(self._call_id)})
+            self._answer_update(500, "Server Internal Error", None, ())
 
-    def _recv_offerless_reinvite(self, req: Any) -> Any:
-        # A refresh without an offer (RFC 3264 section 5): our last SDP is the offer in the
-        # 200. sippy's own path would patch the SRC's multipart body as if it were SDP.
-        cseq = req.getHFBody("cseq").getCSeqNum()
-        if self.rCSeq is not None and self.rCSeq >= cseq:
-            return _response(req, Refusal(500, "Server Internal Error"))  # as sippy does
-        self.rCSeq = cseq
-        self.uasResp = req.genResponse(100, "Trying", server=self.local_ua)
-        self.global_config["_sip_tm"].sendResponse(self.uasResp)
-        self.sendUasResponse(200, "OK", self.lSDP, (self.lContact,))
-        return None
+    def _answer_update(
+        self, code: int, reason: str, sdp: str | None, headers: tuple[Header, ...]
+    ) -> None:
+        if self._held_update is None:
+            return
+        req, sip_t = self._held_update
+        self._held_update = None
+        if code == 200:
+            resp = ok_with_contact(req, self._ua.lContact, sdp)
+        else:
+            resp = req.genResponse(code, reason)
+            resp.appendHeaders(list(sip_headers(headers)))
+        self._frontend.tm.sendResponse(resp, sip_t)
 
 
 class SippyFrontend:
@@ -244,23 +228,23 @@ class SippyFrontend:
         method = req.getMethod()
         host, port = req.getSource()
         if not self.policy.source_allowed(host):
-            return _response(req, NOT_ALLOWED_HERE)
+            return response_to(req, NOT_ALLOWED_HERE)
         if method == "OPTIONS":
-            return _response(req, _OPTIONS_OK)
+            return response_to(req, OPTIONS_OK)
         if req.getHFBody("to").getTag() is not None:
-            return _response(req, NO_SUCH_DIALOG)
+            return response_to(req, NO_SUCH_DIALOG)
         if method == "INVITE":
             return self._recv_invite(req, sip_t, (str(host).strip("[]"), int(port)))
         if method in ALLOWED_METHODS:
-            return _response(req, NO_SUCH_DIALOG)
-        return _response(req, NOT_IMPLEMENTED)
+            return response_to(req, NO_SUCH_DIALOG)
+        return response_to(req, NOT_IMPLEMENTED)
 
     def _recv_invite(self, req: Any, sip_t: Any, source: tuple[str, int]) -> Any:
         call_id = str(req.getHFBody("call-id"))
         if call_id in self.dialogs:
             # A second dialog under a live Call-ID (a fork or a loop): the Call-ID keys
             # the session on the media side, so it cannot be shared.
-            return _response(req, Refusal(482, "Loop Detected"))
+            return response_to(req, Refusal(482, "Loop Detected"))
         refusal = self.policy.refuse_invite(
             source_host=source[0],
             require=[str(h.getBody()) for h in req.getHFs("require")],
@@ -272,9 +256,9 @@ class SippyFrontend:
                 "SIPREC INVITE refused",
                 extra={"call": call_tag(call_id), "status": refusal.code},
             )
-            return _response(req, refusal)
+            return response_to(req, refusal)
         speak_udp_to(req.getHFBody("contact").getUrl())
-        content_type, body = _body_of(req.getBody())
+        content_type, body = body_of(req.getBody())
         ua = SrsUserAgent(self.config, self._ua_event, disc_cbs=(self._disconnected,))
         connection = sip_t.userv if isinstance(sip_t.userv, StreamConnection) else None
         ua.lContact = self._contacts[connection.transport if connection else "udp"].getCopy()
@@ -288,7 +272,7 @@ class SippyFrontend:
 
     def _ua_event(self, event: Any, ua: SrsUserAgent) -> None:
         if isinstance(event, CCEventUpdate):
-            content_type, body = _body_of(event.getData())
+            content_type, body = body_of(event.getData())
             invitation = Invitation(ua.dialog.call_id, ua.dialog.source, content_type, body)
             self.post(self.events.reinvited, ua.dialog, invitation)
 
@@ -309,6 +293,7 @@ class SippyFrontend:
     def shutdown(self) -> None:
         """Unbind; dialogs still open are the loop side's to end first."""
         for dialog in list(self.dialogs.values()):
+            dialog.answer_held_update()
             dialog.answer_held_bye(False)
         self.dialogs.clear()
         # Only the sockets and the cache purge: sippy's own shutdown() also drops the

@@ -97,6 +97,7 @@ def test_option_tags_and_contact_parameters_are_read_case_insensitively() -> Non
     assert contact_feature_tags("sip:a@b;+sip.src") == {"+sip.src"}
 
 
-def test_update_is_never_offered() -> None:
-    assert "UPDATE" not in ALLOWED_METHODS
-    assert "UPDATE" not in dict(capability_headers())["Allow"]
+def test_update_is_allowed_but_no_extension_beyond_siprec_is_supported() -> None:
+    assert "UPDATE" in ALLOWED_METHODS
+    assert "UPDATE" in dict(capability_headers())["Allow"]
+    assert dict(capability_headers())["Supported"] == "siprec"

@@ -1,4 +1,7 @@
-"""A SIPREC INVITE body splits into SDP and metadata; anything else in it is refused."""
+"""A SIPREC INVITE body splits into SDP and metadata; anything else in it is refused.
+
+An UPDATE's body may hold the metadata alone (bare or in a multipart), but not SDP alone.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from recorder.siprec.body import MAX_BODY_BYTES, split_siprec_body
+from recorder.siprec.body import MAX_BODY_BYTES, split_siprec_body, split_update_body
 from recorder.siprec.errors import (
     MalformedBody,
     MessageTooLarge,
@@ -192,3 +195,42 @@ def test_a_body_that_is_not_one_sdp_and_one_metadata_part_is_refused(
         split_siprec_body(content_type, body)
 
     assert sip_status_of(refused.value)[0] in (400, 413, 415)
+
+
+def test_an_update_may_carry_metadata_alone_or_with_an_offer() -> None:
+    bare = split_update_body("application/rs-metadata+xml; charset=utf-8", XML.encode())
+    alone = split_update_body(
+        "multipart/mixed;boundary=b1", multipart(("application/rs-metadata", XML))
+    )
+    both = split_update_body(RFC7866_TYPE, rfc7866_body())
+
+    assert (bare.metadata, bare.sdp) == (XML.encode(), None)
+    assert (alone.metadata.strip(), alone.sdp) == (XML.encode(), None)
+    assert both.sdp is not None
+    assert both.sdp.startswith(b"v=0")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "error"),
+    [
+        pytest.param("application/sdp", SDP.encode(), UnsupportedBody, id="sdp-only"),
+        pytest.param(
+            "multipart/mixed; boundary=b1",
+            multipart(("application/sdp", SDP)),
+            MalformedBody,
+            id="no-metadata",
+        ),
+        pytest.param("application/rs-metadata+xml", b"  \r\n", MalformedBody, id="empty"),
+        pytest.param(
+            "application/rs-metadata+xml",
+            b"x" * (MAX_BODY_BYTES + 1),
+            MessageTooLarge,
+            id="too-large",
+        ),
+    ],
+)
+def test_an_update_without_metadata_is_refused(
+    content_type: str, body: bytes, error: type[SiprecError]
+) -> None:
+    with pytest.raises(error):
+        split_update_body(content_type, body)

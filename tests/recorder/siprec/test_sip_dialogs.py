@@ -1,7 +1,8 @@
 """How a recording session's dialog ends and what it answers in between, against sipp.
 
 CANCEL before the answer releases what the media side opened (even while it is still
-opening); in-dialog UPDATE and INFO get 501, REFER 403, OPTIONS 200 with what we allow; a
+opening); in-dialog UPDATE merges new metadata, INFO gets 501, REFER 403, OPTIONS 200 with
+what we allow; a
 session whose RTP stops is ended by the recorder with a BYE of its own.
 """
 
@@ -39,14 +40,42 @@ async def test_in_dialog_requests_are_answered_as_a_recorder_should(srs: Srs) ->
     run = await srs.run("in_dialog.xml")
 
     assert run.returncode == 0, run.stderr
-    assert run.final_statuses("UPDATE") == [501]
+    assert run.final_statuses("UPDATE") == [200]  # a session-timer refresh
     assert run.final_statuses("OPTIONS") == [200]
     assert run.final_statuses("REFER") == [403]
     assert run.final_statuses("INFO") == [501]
     assert run.final_statuses("BYE") == [200]
-    (not_implemented,) = run.responses("UPDATE")
-    assert "UPDATE" not in (header(not_implemented, "Allow") or "UPDATE")
+    (refreshed,) = run.responses("UPDATE")
+    assert header(refreshed, "Contact") is not None
+    assert refreshed.split("\n\n", 1)[1].strip() == ""
     assert [(e.kind, e.reason) for e in srs.sessions.events] == [("open", None), ("close", "bye")]
+
+
+async def test_an_update_merges_new_metadata_and_a_bad_one_changes_nothing(srs: Srs) -> None:
+    run = await srs.run("update.xml")
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("UPDATE") == [200, 200, 200, 400]
+    by_cseq = {header(r, "CSeq"): r for r in run.responses("UPDATE")}
+    with_offer, metadata_only, refresh = (by_cseq[f"{n} UPDATE"] for n in (2, 3, 4))
+    assert "a=label:1" in with_offer.split("\n\n", 1)[1]
+    assert metadata_only.split("\n\n", 1)[1].strip() == ""
+    assert refresh.split("\n\n", 1)[1].strip() == ""
+    (options,) = run.responses("OPTIONS")
+    assert "UPDATE" in (header(options, "Allow") or "")
+    kinds = [(e.kind, e.reason) for e in srs.sessions.events]
+    assert kinds == [("open", None), ("update", None), ("update", None), ("close", "bye")]
+    names = [e.metadata.participants["pA"].names for e in srs.sessions.events[:3] if e.metadata]
+    assert names == [("Caller",), ("Caller Renamed",), ("Caller Again",)]
+    assert srs.server.active_calls == frozenset()
+
+
+async def test_an_update_outside_any_dialog_gets_481(srs: Srs) -> None:
+    run = await srs.run("update_outside_dialog.xml")
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("UPDATE") == [481, 481]
+    assert srs.sessions.events == []
 
 
 async def test_options_outside_a_dialog_lists_what_the_recorder_allows(srs: Srs) -> None:
@@ -55,7 +84,7 @@ async def test_options_outside_a_dialog_lists_what_the_recorder_allows(srs: Srs)
     assert run.returncode == 0, run.stderr
     (ok,) = run.responses("OPTIONS")
     assert ok.startswith("SIP/2.0 200")
-    assert header(ok, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS"
+    assert header(ok, "Allow") == "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE"
     assert header(ok, "Supported") == "siprec"
     assert srs.sessions.events == []
 

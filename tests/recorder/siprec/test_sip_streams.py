@@ -200,3 +200,14 @@ async def test_with_a_client_ca_only_sbcs_with_its_certificate_are_served(tmp_pa
         await server.stop()
 
     assert response.startswith("SIP/2.0 200 ")
+
+
+async def test_an_update_over_tcp_is_answered_on_its_connection(stream_srs: StreamSrs) -> None:
+    srs = stream_srs.srs
+
+    run = await srs.run("update.xml", transport="t1", server=stream_srs.tcp)
+
+    assert run.returncode == 0, run.stderr
+    assert run.final_statuses("UPDATE") == [200, 200, 200, 400]
+    kinds = [e.kind for e in srs.sessions.events]
+    assert kinds == ["open", "update", "update", "close"]
