@@ -144,10 +144,12 @@ class Criteria:
     started_after: datetime | None = None
     started_before: datetime | None = None
 
-    def query(self, limit: int) -> SearchQuery:
-        """The catalog search for these criteria, across every team."""
+    def query(self, limit: int, readable_at: datetime) -> SearchQuery:
+        """The catalog search for these criteria, across every team, of what may still be
+        read at ``readable_at`` (past its deadline only under a hold)."""
         return SearchQuery(
             teams=None,
+            readable_at=readable_at,
             numbers=self.phone_numbers,
             referrals=self.referrals,
             started_after=self.started_after,
@@ -209,9 +211,7 @@ class SubjectAccessOffice:
         """The recordings the criteria match across every team, newest first."""
         if not (criteria.phone_numbers or criteria.referrals):
             raise CaseRefused("name at least one phone number or referral")
-        readable = self._clock()
-        query = criteria.query(limit)
-        return await self._finder.search(SearchQuery(**{**_fields(query), "readable_at": readable}))
+        return await self._finder.search(criteria.query(limit, self._clock()))
 
     async def open(
         self, *, reference: str, received: date, reason: str, criteria: Criteria, actor: str
@@ -343,7 +343,3 @@ class SubjectAccessOffice:
         except NotStored:
             return False  # its deletion began before the case: the case shows it went
         return True
-
-
-def _fields(query: SearchQuery) -> dict[str, Any]:
-    return {name: getattr(query, name) for name in SearchQuery.__dataclass_fields__}
